@@ -1,0 +1,24 @@
+//! Plugins that ship inside the sluice binary.
+//!
+//! Each one is a hand-written WAT module from `plugins/wat/` that `build.rs` turns into
+//! a WebAssembly component at build time (embedding the component metadata of the world
+//! named on the file's first line, then validating the result). The demo plugin and the
+//! test fixtures therefore need no guest toolchain: only the `wat` and `wit-component`
+//! build dependencies.
+//!
+//! There is one `&[u8]` constant per file, named after it in upper case (`demo.wat` →
+//! [`DEMO`]), and [`ALL`] lists every `(name, bytes)` pair:
+//!
+//! - `DEMO` (interceptor): the plugin behind `sluice demo`. Drops MCP progress
+//!   notifications, stars out `sk-…` tokens, passes everything else.
+//! - `PASS` (filter): always passes.
+//! - `TRAP` (filter): traps on every event.
+//! - `LOOP` (filter): never returns from `on-event` (deadline tests).
+//! - `GROW` (filter): grows its memory until it fails (memory-cap tests).
+//! - `CRLF` (interceptor): returns an id and event type containing CR/LF
+//!   (output-hygiene tests).
+//! - `BADINIT` (interceptor): `init` refuses every configuration.
+//!
+//! `plugins/wat/README.md` describes each file and the canonical-ABI layout they use.
+
+include!(concat!(env!("OUT_DIR"), "/wat_plugins.rs"));

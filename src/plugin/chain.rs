@@ -1,0 +1,236 @@
+//! The ordered chain of plugins and one exchange's walk through it.
+//!
+//! A [`Chain`] is the loaded set of plugins, shared by all streams. A [`Session`] is
+//! one HTTP exchange's private instances of those plugins: a POST's request message and
+//! its response events go through the same instances, so a plugin can remember what
+//! was asked when it sees the answer, and nothing it remembers reaches another
+//! exchange.
+
+use std::sync::Arc;
+
+use super::bindings::{StreamInfo, Verdict};
+use super::convert::{self, Direction, InFlight, StreamMeta};
+use super::loaded::{CallFailure, FailurePolicy, Instance, Plugin, World};
+use super::stats::FailureKind;
+use crate::sse::Event;
+
+/// The plugins in the order the operator gave them.
+#[derive(Debug, Default)]
+pub struct Chain {
+    plugins: Vec<Arc<Plugin>>,
+}
+
+impl Chain {
+    /// A chain of already loaded plugins, in order.
+    pub fn new(plugins: Vec<Plugin>) -> Self {
+        Self {
+            plugins: plugins.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// No plugins: every event passes.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// True when there is nothing to run.
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    /// The plugins, in order.
+    pub fn plugins(&self) -> &[Arc<Plugin>] {
+        &self.plugins
+    }
+
+    /// Starts one exchange. No instance is created until a phase that needs it begins.
+    pub fn session(self: &Arc<Self>, meta: StreamMeta) -> Session {
+        Session {
+            slots: self.plugins.iter().map(|_| None).collect(),
+            chain: self.clone(),
+            meta,
+            phase: None,
+        }
+    }
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send this event on (possibly modified by plugins).
+    Forward(Event),
+    /// A plugin dropped the event, by verdict or by failing under fail-closed.
+    Dropped {
+        /// Name of the plugin that dropped it.
+        plugin: Arc<str>,
+        /// `None` for a `drop` verdict; the failure for fail-closed.
+        failure: Option<FailureKind>,
+        /// The event as that plugin saw it, so the proxy can answer for it (a dropped
+        /// JSON-RPC response is replaced by an error with the same id).
+        event: Event,
+    },
+}
+
+/// One exchange's instances of the chain's plugins.
+pub struct Session {
+    chain: Arc<Chain>,
+    meta: StreamMeta,
+    slots: Vec<Option<Instance>>,
+    phase: Option<(Direction, StreamInfo)>,
+}
+
+impl Session {
+    /// The stream this session belongs to.
+    pub fn meta(&self) -> &StreamMeta {
+        &self.meta
+    }
+
+    /// Begins a phase (the request going to the server, or the response stream going
+    /// to the client): ends the previous phase, then calls `on-stream-start` on every
+    /// plugin that sees this direction, creating its instance if it has none.
+    pub fn begin(&mut self, direction: Direction) {
+        if self.chain.is_empty() {
+            return;
+        }
+        self.end();
+        self.phase = Some((direction, self.meta.to_wit(direction)));
+        for index in 0..self.slots.len() {
+            if applies(&self.chain.plugins[index], direction) {
+                // A failure here is logged and counted; the slot stays empty and the
+                // first event retries (and then applies the failure policy).
+                let _ = self.ensure_instance(index);
+            }
+        }
+    }
+
+    /// Runs one event through the chain of the current phase.
+    pub fn on_event(&mut self, event: Event) -> Outcome {
+        let Some((direction, _)) = &self.phase else {
+            return Outcome::Forward(event);
+        };
+        let direction = *direction;
+        let mut flight = InFlight::new(event);
+        for index in 0..self.slots.len() {
+            let plugin = self.chain.plugins[index].clone();
+            if !applies(&plugin, direction) {
+                continue;
+            }
+            let verdict = match self.ensure_instance(index) {
+                Ok(instance) => {
+                    plugin.counters().call();
+                    instance.on_event(&flight.event)
+                }
+                Err(failure) => Err(failure),
+            };
+            match verdict {
+                Ok(Verdict::Pass) => plugin.counters().passed(),
+                Ok(Verdict::Drop) => {
+                    plugin.counters().dropped();
+                    tracing::debug!(
+                        plugin = plugin.name(),
+                        stream = self.meta.stream_id,
+                        "event dropped"
+                    );
+                    return Outcome::Dropped {
+                        plugin: plugin.name_arc().clone(),
+                        failure: None,
+                        event: flight.into_event(),
+                    };
+                }
+                Ok(Verdict::Modify(new)) => {
+                    plugin.counters().modified();
+                    if convert::has_unsafe_field(&new) {
+                        tracing::warn!(
+                            plugin = plugin.name(),
+                            stream = self.meta.stream_id,
+                            "plugin returned a line break in `id` or `event`; removed before encoding"
+                        );
+                    }
+                    flight.event = new;
+                }
+                Err(failure) => {
+                    self.slots[index] = None;
+                    if self.fail(&plugin, &failure) {
+                        return Outcome::Dropped {
+                            plugin: plugin.name_arc().clone(),
+                            failure: Some(failure.kind),
+                            event: flight.into_event(),
+                        };
+                    }
+                }
+            }
+        }
+        Outcome::Forward(flight.into_event())
+    }
+
+    /// Ends the current phase: `on-stream-end` on every live instance that saw it.
+    pub fn end(&mut self) {
+        let Some((direction, _)) = self.phase.take() else {
+            return;
+        };
+        for index in 0..self.slots.len() {
+            let plugin = self.chain.plugins[index].clone();
+            if !applies(&plugin, direction) {
+                continue;
+            }
+            if let Some(instance) = &mut self.slots[index]
+                && let Err(failure) = instance.on_stream_end()
+            {
+                self.slots[index] = None;
+                self.log_failure(&plugin, &failure, "on-stream-end");
+            }
+        }
+    }
+
+    /// The instance of plugin `index`, created (and told about the current phase) if
+    /// the slot is empty: at the start of a phase, or after a failure replaced it.
+    fn ensure_instance(&mut self, index: usize) -> Result<&mut Instance, CallFailure> {
+        if self.slots[index].is_none() {
+            let plugin = &self.chain.plugins[index];
+            let mut instance = plugin.instantiate(self.meta.stream_id).inspect_err(|f| {
+                plugin.counters().failure(f.kind);
+                self.log_failure(plugin, f, "instantiate");
+            })?;
+            if let Some((_, info)) = &self.phase
+                && let Err(failure) = instance.on_stream_start(info)
+            {
+                plugin.counters().failure(failure.kind);
+                self.log_failure(plugin, &failure, "on-stream-start");
+                return Err(failure);
+            }
+            self.slots[index] = Some(instance);
+        }
+        Ok(self.slots[index].as_mut().expect("slot filled above"))
+    }
+
+    /// Counts and logs a failed `on-event` call; true when the plugin's policy drops the
+    /// event (fail-closed), false when it goes on unchanged (fail-open).
+    fn fail(&self, plugin: &Plugin, failure: &CallFailure) -> bool {
+        // A failed instantiation was counted and logged where it happened.
+        if failure.kind != FailureKind::Instantiate {
+            plugin.counters().failure(failure.kind);
+            self.log_failure(plugin, failure, "on-event");
+        }
+        plugin.limits().failure == FailurePolicy::Closed
+    }
+
+    fn log_failure(&self, plugin: &Plugin, failure: &CallFailure, call: &str) {
+        let policy = match plugin.limits().failure {
+            FailurePolicy::Open => "fail-open: event passed unchanged, instance replaced",
+            FailurePolicy::Closed => "fail-closed: event dropped, instance replaced",
+        };
+        tracing::warn!(
+            plugin = plugin.name(),
+            stream = self.meta.stream_id,
+            call,
+            kind = failure.kind.as_str(),
+            "plugin failed: {}; {policy}",
+            failure.message
+        );
+    }
+}
+
+/// A `filter` sees only events going to the client.
+fn applies(plugin: &Plugin, direction: Direction) -> bool {
+    plugin.world() == World::Interceptor || direction == Direction::ToClient
+}

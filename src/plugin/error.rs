@@ -1,0 +1,37 @@
+//! Why loading a plugin failed.
+
+use std::path::PathBuf;
+
+/// A plugin that cannot be loaded. Every variant names the plugin, because the operator
+/// may have listed several.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The file could not be read.
+    #[error("plugin {name}: cannot read {}: {source}", path.display())]
+    Read {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The bytes are a core wasm module, not a component.
+    #[error(
+        "plugin {name}: this is a core WebAssembly module, not a component; \
+         wrap it with `wasm-tools component new` (see plugins/README.md)"
+    )]
+    CoreModule { name: String },
+    /// wasmtime rejected the bytes.
+    #[error("plugin {name}: not a valid component: {reason}")]
+    Compile { name: String, reason: String },
+    /// The component does not implement `sluice:plugin@0.1.0` `filter` or `interceptor`.
+    #[error("plugin {name}: {reason}")]
+    Contract { name: String, reason: String },
+    /// The component imports something the host does not provide (e.g. WASI).
+    #[error("plugin {name}: needs imports the host does not grant: {reason}")]
+    Imports { name: String, reason: String },
+    /// Instantiation or `init` failed.
+    #[error("plugin {name}: {reason}")]
+    Init { name: String, reason: String },
+    /// The engine could not be created.
+    #[error("cannot create the wasm engine: {0}")]
+    Engine(String),
+}

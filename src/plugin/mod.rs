@@ -1,0 +1,22 @@
+//! The WebAssembly side: loading plugins into a sandbox and running events through them.
+//!
+//! `runtime` owns the one engine and its epoch clock; `loaded` turns a component into a
+//! checked [`Plugin`]; `chain` runs an exchange's events through fresh instances of every
+//! plugin in order. Generated WIT types stay inside `bindings` and `convert`.
+
+mod bindings;
+pub mod builtin;
+mod chain;
+mod convert;
+mod error;
+mod loaded;
+mod runtime;
+mod state;
+mod stats;
+
+pub use chain::{Chain, Outcome, Session};
+pub use convert::{Direction, StreamMeta};
+pub use error::PluginError;
+pub use loaded::{FailurePolicy, Plugin, PluginLimits, PluginSource, PluginSpec, World};
+pub use runtime::{EPOCH_TICK, Runtime};
+pub use stats::{FailureKind, StatsSnapshot};

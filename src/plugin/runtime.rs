@@ -1,0 +1,109 @@
+//! The one wasmtime engine of the process, its clock, and the linker every plugin sees.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine};
+
+use super::bindings;
+use super::error::PluginError;
+use super::state::PluginState;
+
+/// How often the engine's epoch advances. Call deadlines are counted in these ticks, so
+/// a deadline is honoured to within one tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The engine, its epoch clock and the linker. Created once per process and shared by
+/// every plugin and every chain (compiled code is only valid for the engine that made
+/// it).
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    ticker: Option<EpochTicker>,
+}
+
+impl Runtime {
+    /// Creates the engine with epoch interruption on and a linker that offers only the
+    /// `sluice:plugin/host` functions: no WASI capability at all.
+    pub fn new() -> Result<Arc<Self>, PluginError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        bindings::add_host_to_linker(&mut linker)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone())
+            .map_err(|e| PluginError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            ticker: Some(ticker),
+        }))
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<PluginState> {
+        &self.linker
+    }
+
+    /// Converts a wall-clock deadline into epoch ticks (at least one).
+    pub(crate) fn ticks(deadline: Duration) -> u64 {
+        let ticks = deadline.as_micros().div_ceil(EPOCH_TICK.as_micros());
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.stop();
+        }
+    }
+}
+
+/// A thread that advances the engine's epoch every [`EPOCH_TICK`]; a store whose
+/// deadline epoch passes traps with `Trap::Interrupt` at its next loop header or call.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks() {
+        assert_eq!(Runtime::ticks(Duration::from_millis(10)), 10);
+        assert_eq!(Runtime::ticks(Duration::from_micros(1500)), 2);
+        assert_eq!(Runtime::ticks(Duration::ZERO), 1);
+    }
+}

@@ -1,0 +1,111 @@
+//! The data each plugin instance's `Store` carries, and the host functions on it.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+
+use super::bindings::{self, Level};
+
+/// Longest log line a plugin may write; longer messages are cut so that a plugin cannot
+/// flood the proxy's log with one call.
+const MAX_LOG_MESSAGE: usize = 4096;
+
+/// Store data of one plugin instance: who it is (for logs) and what it may use.
+pub(crate) struct PluginState {
+    plugin: Arc<str>,
+    stream_id: u64,
+    memory_cap: usize,
+    table_cap: usize,
+    /// Set when the instance asked for more memory than its cap, so that the trap that
+    /// usually follows is reported as "out of memory" rather than as a plain trap.
+    pub(crate) memory_denied: bool,
+}
+
+impl PluginState {
+    pub(crate) fn new(plugin: Arc<str>, stream_id: u64, memory_cap: usize) -> Self {
+        Self {
+            plugin,
+            stream_id,
+            memory_cap,
+            table_cap: 100_000,
+            memory_denied: false,
+        }
+    }
+}
+
+impl bindings::sluice::plugin::host::Host for PluginState {
+    fn log(&mut self, level: Level, message: String) {
+        let message = truncate(&message, MAX_LOG_MESSAGE);
+        let (plugin, stream) = (&*self.plugin, self.stream_id);
+        match level {
+            Level::Trace => tracing::trace!(plugin, stream, "{message}"),
+            Level::Debug => tracing::debug!(plugin, stream, "{message}"),
+            Level::Info => tracing::info!(plugin, stream, "{message}"),
+            Level::Warn => tracing::warn!(plugin, stream, "{message}"),
+            Level::Error => tracing::error!(plugin, stream, "{message}"),
+        }
+    }
+}
+
+impl bindings::sluice::plugin::types::Host for PluginState {}
+
+impl ResourceLimiter for PluginState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_cap)
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_beyond_the_cap_is_refused_and_remembered() {
+        let mut state = PluginState::new("p".into(), 1, 1 << 20);
+        assert!(state.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(!state.memory_denied);
+        assert!(
+            !state
+                .memory_growing(1 << 20, (1 << 20) + 65536, None)
+                .unwrap()
+        );
+        assert!(state.memory_denied);
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("héllo", 3), "hé");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

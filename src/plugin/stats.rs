@@ -1,0 +1,115 @@
+//! Per-plugin counters, shared by every stream the plugin serves.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How a plugin call went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The plugin trapped (e.g. `unreachable`, a panic, an out-of-bounds access).
+    Trap,
+    /// The call ran past its deadline and was interrupted.
+    Deadline,
+    /// The instance asked for more memory than its cap.
+    OutOfMemory,
+    /// A new instance could not be created or its `init` failed.
+    Instantiate,
+}
+
+impl FailureKind {
+    /// A stable lower-case name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::Deadline => "deadline",
+            FailureKind::OutOfMemory => "out_of_memory",
+            FailureKind::Instantiate => "instantiate",
+        }
+    }
+}
+
+/// Counters for one loaded plugin. Read them with [`PluginStats::snapshot`].
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    calls: AtomicU64,
+    passed: AtomicU64,
+    dropped: AtomicU64,
+    modified: AtomicU64,
+    instances: AtomicU64,
+    traps: AtomicU64,
+    deadlines: AtomicU64,
+    out_of_memory: AtomicU64,
+    instantiate_failures: AtomicU64,
+}
+
+/// A copy of [`PluginStats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// `on-event` calls made.
+    pub calls: u64,
+    /// Calls that answered `pass`.
+    pub passed: u64,
+    /// Calls that answered `drop`.
+    pub dropped: u64,
+    /// Calls that answered `modify`.
+    pub modified: u64,
+    /// Instances created (one per stream, plus one per replacement after a failure).
+    pub instances: u64,
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Calls cut at their deadline.
+    pub deadlines: u64,
+    /// Calls that hit the memory cap.
+    pub out_of_memory: u64,
+    /// Instances that could not be created or initialised.
+    pub instantiate_failures: u64,
+}
+
+impl StatsSnapshot {
+    /// All failures of any kind.
+    pub fn failures(&self) -> u64 {
+        self.traps + self.deadlines + self.out_of_memory + self.instantiate_failures
+    }
+}
+
+impl PluginStats {
+    pub(crate) fn call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn passed(&self) {
+        self.passed.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn modified(&self) {
+        self.modified.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn instance(&self) {
+        self.instances.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn failure(&self, kind: FailureKind) {
+        let counter = match kind {
+            FailureKind::Trap => &self.traps,
+            FailureKind::Deadline => &self.deadlines,
+            FailureKind::OutOfMemory => &self.out_of_memory,
+            FailureKind::Instantiate => &self.instantiate_failures,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            calls: get(&self.calls),
+            passed: get(&self.passed),
+            dropped: get(&self.dropped),
+            modified: get(&self.modified),
+            instances: get(&self.instances),
+            traps: get(&self.traps),
+            deadlines: get(&self.deadlines),
+            out_of_memory: get(&self.out_of_memory),
+            instantiate_failures: get(&self.instantiate_failures),
+        }
+    }
+}
