@@ -1,0 +1,97 @@
+//! Which headers cross the proxy: end-to-end headers pass unchanged (including
+//! `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`); hop-by-hop headers stop
+//! here (RFC 9110 §7.6.1).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Headers for the upstream request: hop-by-hop removed, `Host` left to the client
+/// (it names the upstream), the body length recomputed (a plugin may have changed the
+/// body), and compression refused so that the proxy can read every event.
+pub fn for_upstream(mut headers: HeaderMap) -> HeaderMap {
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    headers
+}
+
+/// Headers for the client response: hop-by-hop removed and the length dropped, since
+/// the proxy re-encodes bodies (hyper sets it again for bodies of known size).
+pub fn for_client(mut headers: HeaderMap) -> HeaderMap {
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_stop_and_end_to_end_headers_pass() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::HOST, HeaderValue::from_static("proxy:8080"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        h.insert("mcp-session-id", HeaderValue::from_static("abc"));
+        h.insert(
+            "mcp-protocol-version",
+            HeaderValue::from_static("2025-06-18"),
+        );
+        h.insert("last-event-id", HeaderValue::from_static("42"));
+        let out = for_upstream(h);
+        for gone in [
+            "connection",
+            "x-private",
+            "keep-alive",
+            "transfer-encoding",
+            "host",
+            "content-length",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} should be removed");
+        }
+        assert_eq!(out["accept-encoding"], "identity");
+        assert_eq!(out["mcp-session-id"], "abc");
+        assert_eq!(out["mcp-protocol-version"], "2025-06-18");
+        assert_eq!(out["last-event-id"], "42");
+    }
+}

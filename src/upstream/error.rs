@@ -1,0 +1,23 @@
+//! Upstream failures, typed so the proxy can answer each with the right status.
+
+/// The request could not be sent or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The `--upstream` URL is not usable.
+    #[error("invalid upstream URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    /// Connecting or exchanging headers failed (refused, reset, DNS, timeout).
+    #[error("upstream {uri} unreachable: {reason}")]
+    Unreachable { uri: String, reason: String },
+}
+
+/// Reading a whole body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body is larger than the limit.
+    #[error("body larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The connection failed while reading.
+    #[error("reading the body failed: {0}")]
+    Read(String),
+}

@@ -1,0 +1,143 @@
+//! An upstream SSE body as a sequence of decoded frames, through a bounded buffer.
+//!
+//! The body is only read when the buffer is empty, so a slow client slows the reads
+//! from the upstream (TCP back-pressure) instead of growing a queue: at most one read's
+//! worth of frames is ever held here.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::Body;
+
+use crate::sse::{DecodeError, Decoder, Frame};
+
+/// Why a stream of events ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The upstream sent something the decoder refuses (an event over the size limit).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The connection broke mid-stream.
+    #[error("upstream connection failed mid-stream: {0}")]
+    Body(String),
+}
+
+/// Decoded frames of one upstream SSE response.
+pub struct SseEvents<B> {
+    body: Pin<Box<B>>,
+    decoder: Decoder,
+    buffered: VecDeque<Frame>,
+    finished: bool,
+}
+
+impl<B> SseEvents<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    /// Decodes `body`, refusing events larger than `max_event_bytes`.
+    pub fn new(body: B, max_event_bytes: usize) -> Self {
+        Self {
+            body: Box::pin(body),
+            decoder: Decoder::new(max_event_bytes),
+            buffered: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    /// The next frame; `None` once the upstream has ended the body.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, StreamError>>> {
+        loop {
+            if let Some(frame) = self.buffered.pop_front() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if self.finished {
+                return Poll::Ready(None);
+            }
+            match ready!(self.body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    // Trailers carry no events.
+                    if let Ok(data) = frame.into_data()
+                        && let Err(e) = self.decoder.decode(&data, &mut self.buffered)
+                    {
+                        self.finished = true;
+                        self.buffered.clear();
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                }
+                Some(Err(e)) => {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(StreamError::Body(e.to_string()))));
+                }
+                None => {
+                    self.finished = true;
+                    if self.decoder.finish() {
+                        tracing::debug!(
+                            "upstream ended in the middle of an event; the incomplete event was discarded"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next frame (async form of [`SseEvents::poll_next`]).
+    pub async fn next(&mut self) -> Option<Result<Frame, StreamError>> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::Event;
+    use http_body_util::StreamBody;
+
+    fn body(
+        chunks: Vec<Result<&'static [u8], &'static str>>,
+    ) -> impl Body<Data = Bytes, Error = String> {
+        let frames = chunks.into_iter().map(|c| {
+            c.map(|b| http_body::Frame::data(Bytes::from_static(b)))
+                .map_err(str::to_string)
+        });
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn events_split_across_reads_are_reassembled() {
+        let mut events = SseEvents::new(
+            body(vec![Ok(b"data: a"), Ok(b"b\r"), Ok(b"\n\r\n: hi\n")]),
+            1024,
+        );
+        let first = events.next().await.unwrap().unwrap();
+        assert_eq!(first, Frame::Event(Event::message("ab")));
+        assert_eq!(
+            events.next().await.unwrap().unwrap(),
+            Frame::Comment(" hi".into())
+        );
+        assert!(events.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_ends_the_stream_with_an_error() {
+        let mut events = SseEvents::new(body(vec![Ok(b"data: a\n\n"), Err("reset")]), 1024);
+        assert!(events.next().await.unwrap().is_ok());
+        assert!(
+            matches!(events.next().await, Some(Err(StreamError::Body(m))) if m.contains("reset"))
+        );
+        assert!(events.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_event_ends_the_stream_with_an_error() {
+        let mut events = SseEvents::new(body(vec![Ok(b"data: 0123456789\n\n")]), 8);
+        assert!(matches!(
+            events.next().await,
+            Some(Err(StreamError::Decode(_)))
+        ));
+        assert!(events.next().await.is_none());
+    }
+}
