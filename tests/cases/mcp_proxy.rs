@@ -1,0 +1,200 @@
+//! A real MCP server and client (rmcp, Streamable HTTP) with sluice between them.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::mcp::{SECRET_TEXT, connect, spawn_mcp_server};
+use crate::common::proxy;
+
+fn tool_names(tools: &[rmcp::model::Tool]) -> Vec<String> {
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn with_no_plugin_the_client_sees_what_it_sees_direct() {
+    let server = spawn_mcp_server().await;
+    let sluice = proxy::start(&proxy::base_of(&server.url), vec![]).await;
+    let direct = connect(&server.url).await;
+    let proxied = connect(&format!("{}/mcp", sluice.url())).await;
+
+    let direct_tools = direct.service.list_all_tools().await.unwrap();
+    let proxied_tools = proxied.service.list_all_tools().await.unwrap();
+    assert_eq!(tool_names(&proxied_tools), tool_names(&direct_tools));
+    assert_eq!(
+        serde_json::to_value(&proxied_tools).unwrap(),
+        serde_json::to_value(&direct_tools).unwrap()
+    );
+    for client in [&direct, &proxied] {
+        assert_eq!(
+            client
+                .call_text("echo", json!({"text": "héllo\nworld"}))
+                .await
+                .unwrap(),
+            "héllo\nworld"
+        );
+        assert_eq!(
+            client.call_text("get_secret", json!(null)).await.unwrap(),
+            SECRET_TEXT
+        );
+        assert_eq!(
+            client
+                .call_with_progress("count", json!({"n": 3}))
+                .await
+                .unwrap(),
+            "counted 3"
+        );
+        assert_eq!(
+            client.wait_progress(3, Duration::from_secs(5)).await,
+            vec![1.0, 2.0, 3.0]
+        );
+    }
+    // Both sessions exist upstream: the Mcp-Session-Id made the round trip through sluice.
+    assert_eq!(server.session_ids().await.len(), 2);
+    let through_proxy = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.headers.get("mcp-session-id").is_some())
+        .count();
+    assert!(
+        through_proxy >= 4,
+        "requests after initialize carry the session id"
+    );
+}
+
+#[tokio::test]
+async fn the_redactor_changes_a_tool_result() {
+    let server = spawn_mcp_server().await;
+    let config = r#"{"patterns":["sk-[a-z]+-[a-z0-9]+"]}"#;
+    let sluice = proxy::start(
+        &proxy::base_of(&server.url),
+        vec![proxy::rust("redact", config)],
+    )
+    .await;
+    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    assert_eq!(
+        client.call_text("get_secret", json!(null)).await.unwrap(),
+        "the key is [REDACTED]"
+    );
+    assert_eq!(
+        client
+            .call_text("echo", json!({"text": "nothing to hide"}))
+            .await
+            .unwrap(),
+        "nothing to hide"
+    );
+    let stats = proxy::stats(&sluice, 0);
+    assert!(stats.modified >= 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn the_dropper_removes_progress_notifications() {
+    let server = spawn_mcp_server().await;
+    let config = r#"{"methods":["notifications/progress"]}"#;
+    let sluice = proxy::start(
+        &proxy::base_of(&server.url),
+        vec![proxy::rust("dropper", config)],
+    )
+    .await;
+    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    assert_eq!(
+        client
+            .call_with_progress("count", json!({"n": 4}))
+            .await
+            .unwrap(),
+        "counted 4"
+    );
+    assert_eq!(
+        proxy::stats(&sluice, 0).dropped,
+        4,
+        "each progress notification was dropped"
+    );
+    assert_eq!(
+        client.wait_progress(1, Duration::from_millis(300)).await,
+        Vec::<f64>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_tool_call_gets_a_json_rpc_error_and_the_session_goes_on() {
+    let server = spawn_mcp_server().await;
+    let config = r#"{"methods":["tools/call"]}"#;
+    let sluice = proxy::start(
+        &proxy::base_of(&server.url),
+        vec![proxy::rust("dropper", config)],
+    )
+    .await;
+    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    let error = client
+        .call_text("echo", json!({"text": "hi"}))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("dropped by plugin dropper"), "{message}");
+    assert_eq!(
+        tool_names(&client.service.list_all_tools().await.unwrap()),
+        ["count", "echo", "get_secret"]
+    );
+    let calls_upstream = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == hyper::Method::POST)
+        .count();
+    assert!(
+        calls_upstream >= 3,
+        "initialize, initialized and tools/list reached the server"
+    );
+}
+
+#[tokio::test]
+async fn a_trapping_plugin_does_not_stop_the_stream() {
+    let server = spawn_mcp_server().await;
+    let sluice = proxy::start(&proxy::base_of(&server.url), vec![proxy::rust("trap", "")]).await;
+    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    assert_eq!(
+        client
+            .call_with_progress("count", json!({"n": 3}))
+            .await
+            .unwrap(),
+        "counted 3"
+    );
+    assert_eq!(
+        client.wait_progress(3, Duration::from_secs(5)).await,
+        vec![1.0, 2.0, 3.0]
+    );
+    let stats = proxy::stats(&sluice, 0);
+    assert!(
+        stats.traps >= 4,
+        "3 progress events and the result trapped: {stats:?}"
+    );
+    assert!(
+        stats.instances > stats.traps,
+        "every trap replaced the instance: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_looping_plugin_is_cut_at_its_deadline_and_the_stream_goes_on() {
+    let server = spawn_mcp_server().await;
+    let sluice = proxy::start(&proxy::base_of(&server.url), vec![proxy::rust("spin", "")]).await;
+    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    assert_eq!(
+        client
+            .call_with_progress("count", json!({"n": 2}))
+            .await
+            .unwrap(),
+        "counted 2"
+    );
+    assert_eq!(
+        client.wait_progress(2, Duration::from_secs(5)).await,
+        vec![1.0, 2.0]
+    );
+    let stats = proxy::stats(&sluice, 0);
+    assert!(stats.deadlines >= 3, "{stats:?}");
+    assert_eq!(
+        stats.traps, 0,
+        "an interrupted loop is a deadline, not a trap: {stats:?}"
+    );
+}

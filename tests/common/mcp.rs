@@ -1,0 +1,375 @@
+//! Real MCP parts for the integration tests, built on the official Rust SDK (`rmcp`).
+//!
+//! * [`spawn_mcp_server`] runs an rmcp server over the Streamable HTTP transport on a real
+//!   `127.0.0.1` socket, served by hyper. Sessions are stateful (`Mcp-Session-Id`) and every
+//!   POST is answered with an SSE stream (not JSON-response mode).
+//! * [`connect`] connects an rmcp client over the streamable-HTTP client transport (reqwest)
+//!   and records every `notifications/progress` it receives.
+//!
+//! rmcp facts worth knowing when extending this:
+//! * Sessions only exist on the legacy (`initialize`) lifecycle: protocol `2026-07-28` drops
+//!   them. The client therefore pins `ProtocolVersion::LATEST_WITH_INITIALIZE` (2025-11-25).
+//! * rmcp's `Peer` puts a fresh `_meta.progressToken` on EVERY outgoing request (it is not
+//!   optional), so any rmcp client call of `count` receives progress notifications.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::{Request, Response, StatusCode, body::Incoming};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use rmcp::{
+    ClientHandler, ErrorData, RoleClient, RoleServer, ServerHandler, ServiceError, ServiceExt,
+    handler::server::wrapper::Parameters,
+    model::{
+        CallToolRequest, CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
+        ClientRequest, Implementation, ProgressNotificationParam, ProtocolVersion, ServerResult,
+    },
+    schemars,
+    service::{
+        ClientInitializeError, NotificationContext, PeerRequestOptions, RequestContext,
+        RunningService,
+    },
+    tool, tool_handler, tool_router,
+    transport::{
+        StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService,
+        streamable_http_server::session::local::LocalSessionManager,
+    },
+};
+use serde::Deserialize;
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+
+/// The path the MCP endpoint is served on.
+pub const MCP_PATH: &str = "/mcp";
+
+/// The text returned by the `get_secret` tool.
+pub const SECRET_TEXT: &str = "the key is sk-live-abc123";
+
+// ---------------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct EchoArgs {
+    /// The text to send back.
+    pub text: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct CountArgs {
+    /// How many progress notifications to send.
+    pub n: u32,
+}
+
+/// The upstream MCP server used by the tests. One instance is created per session.
+#[derive(Debug, Clone, Default)]
+pub struct TestServer;
+
+#[tool_router]
+impl TestServer {
+    #[tool(description = "Return the given text unchanged")]
+    async fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+
+    #[tool(description = "Return a secret")]
+    async fn get_secret(&self) -> String {
+        SECRET_TEXT.to_owned()
+    }
+
+    #[tool(description = "Send n progress notifications (progress 1..=n, total n), then finish")]
+    async fn count(
+        &self,
+        Parameters(CountArgs { n }): Parameters<CountArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<String, ErrorData> {
+        // Progress is only reported when the client asked for it.
+        if let Some(token) = context.meta.get_progress_token() {
+            for step in 1..=n {
+                let params = ProgressNotificationParam::new(token.clone(), f64::from(step))
+                    .with_total(f64::from(n));
+                context
+                    .peer
+                    .notify_progress(params)
+                    .await
+                    .map_err(|error| {
+                        ErrorData::internal_error(format!("sending progress failed: {error}"), None)
+                    })?;
+            }
+        }
+        Ok(format!("counted {n}"))
+    }
+}
+
+#[tool_handler(name = "sluice-test-upstream", version = "0.1.0")]
+impl ServerHandler for TestServer {}
+
+/// One HTTP request as the upstream server saw it (before rmcp handled it).
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: hyper::Method,
+    pub path: String,
+    pub headers: hyper::HeaderMap,
+}
+
+type McpHttpService = StreamableHttpService<TestServer, LocalSessionManager>;
+type BoxResponse = Response<BoxBody<Bytes, Infallible>>;
+
+/// Records every request, answers 404 off [`MCP_PATH`], hands the rest to rmcp.
+#[derive(Clone)]
+struct Endpoint {
+    mcp: McpHttpService,
+    log: Arc<Mutex<Vec<RecordedRequest>>>,
+}
+
+impl tower_service::Service<Request<Incoming>> for Endpoint {
+    type Response = BoxResponse;
+    type Error = Infallible;
+    type Future = <McpHttpService as tower_service::Service<Request<Incoming>>>::Future;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        self.log.lock().unwrap().push(RecordedRequest {
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            headers: request.headers().clone(),
+        });
+        if request.uri().path() != MCP_PATH {
+            let response = Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Full::new(Bytes::from_static(b"not found")).boxed())
+                .expect("valid response");
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        self.mcp.call(request)
+    }
+}
+
+/// A running upstream MCP server. Dropping it stops the server: the accept loop and every
+/// connection task are aborted and all rmcp sessions are cancelled.
+pub struct McpServer {
+    pub addr: SocketAddr,
+    /// `http://{addr}/mcp`
+    pub url: String,
+    /// rmcp's session manager; `sessions` maps `Mcp-Session-Id` values to live sessions.
+    pub sessions: Arc<LocalSessionManager>,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    cancel_sessions: Option<Box<dyn FnOnce() + Send + Sync>>,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl McpServer {
+    /// The ids of the sessions the server currently holds.
+    pub async fn session_ids(&self) -> Vec<String> {
+        let sessions = self.sessions.sessions.read().await;
+        let mut ids: Vec<String> = sessions.keys().map(|id| id.to_string()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Every HTTP request received so far (any path), in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        if let Some(cancel) = self.cancel_sessions.take() {
+            cancel();
+        }
+    }
+}
+
+/// Start the upstream MCP server on `127.0.0.1:0`.
+pub async fn spawn_mcp_server() -> McpServer {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind MCP server");
+    let addr = listener.local_addr().expect("MCP server address");
+
+    // Stateful sessions and SSE answers are the defaults; spelled out so they stay that way.
+    // Host validation (DNS-rebinding protection) is on by default with loopback names and no
+    // port, which accepts `127.0.0.1:<any port>`, so requests relayed by a proxy on another
+    // loopback port pass. Origin validation is off by default (empty allow-list).
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(true)
+        .with_json_response(false)
+        .with_allowed_hosts(["localhost", "127.0.0.1", "::1"]);
+    let cancellation_token = config.cancellation_token.clone();
+    let sessions = Arc::new(LocalSessionManager::default());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let endpoint = Endpoint {
+        mcp: StreamableHttpService::new(|| Ok(TestServer), sessions.clone(), config),
+        log: requests.clone(),
+    };
+
+    let accept_task = tokio::spawn(async move {
+        // Dropping the set (when this task is aborted) aborts every connection task.
+        let mut connections = JoinSet::new();
+        loop {
+            let Ok((stream, _peer)) = listener.accept().await else {
+                continue;
+            };
+            while connections.try_join_next().is_some() {}
+            let service = TowerToHyperService::new(endpoint.clone());
+            connections.spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+
+    McpServer {
+        addr,
+        url: format!("http://{addr}{MCP_PATH}"),
+        sessions,
+        requests,
+        cancel_sessions: Some(Box::new(move || cancellation_token.cancel())),
+        accept_task,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------------------------
+
+/// Client handler that records the progress values of every `notifications/progress`.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingClient {
+    pub progress: Arc<Mutex<Vec<f64>>>,
+    arrived: Arc<Notify>,
+}
+
+impl ClientHandler for RecordingClient {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.lock().unwrap().push(params.progress);
+        self.arrived.notify_waiters();
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        // Sessions (Mcp-Session-Id) exist only on the `initialize` lifecycle.
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("sluice-test-client", "0.1.0"),
+        )
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+    }
+}
+
+/// A connected rmcp client. `service` derefs to `rmcp::Peer<RoleClient>` (`list_all_tools`,
+/// `call_tool`, `peer_info`, ...).
+pub struct McpClient {
+    pub service: RunningService<RoleClient, RecordingClient>,
+}
+
+/// Connect to `url` (an MCP endpoint, e.g. [`McpServer::url`] or a proxy URL); panics on failure.
+pub async fn connect(url: &str) -> McpClient {
+    try_connect(url)
+        .await
+        .unwrap_or_else(|error| panic!("MCP client could not connect to {url}: {error}"))
+}
+
+/// Like [`connect`], but returns the initialization error instead of panicking.
+pub async fn try_connect(url: &str) -> Result<McpClient, ClientInitializeError> {
+    let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
+    let service = RecordingClient::default().serve(transport).await?;
+    Ok(McpClient { service })
+}
+
+fn call_params(tool: &str, args: serde_json::Value) -> CallToolRequestParams {
+    let params = CallToolRequestParams::new(tool.to_owned());
+    match args {
+        serde_json::Value::Null => params,
+        serde_json::Value::Object(arguments) => params.with_arguments(arguments),
+        other => panic!("tool arguments must be a JSON object or null, got {other}"),
+    }
+}
+
+/// The text contents of a tool result, concatenated.
+pub fn result_text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|content| content.as_text())
+        .map(|text| text.text.as_str())
+        .collect()
+}
+
+impl McpClient {
+    /// Progress values received so far, in arrival order.
+    pub fn progress(&self) -> Vec<f64> {
+        self.service.service().progress.lock().unwrap().clone()
+    }
+
+    /// Wait until at least `n` progress values have arrived or `timeout` passed; returns the
+    /// values received by then (the caller asserts on them).
+    pub async fn wait_progress(&self, n: usize, timeout: Duration) -> Vec<f64> {
+        let handler = self.service.service();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = handler.arrived.notified();
+            tokio::pin!(arrived);
+            // Register before checking so a notification in between is not missed.
+            arrived.as_mut().enable();
+            let progress = self.progress();
+            if progress.len() >= n {
+                return progress;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return self.progress();
+            }
+        }
+    }
+
+    /// Call `tool` with `args` (a JSON object, or `null` for none) and join the text contents
+    /// of the result. A tool-level error (`isError: true`) is returned as its text too.
+    pub async fn call_text(
+        &self,
+        tool: &str,
+        args: serde_json::Value,
+    ) -> Result<String, ServiceError> {
+        let result = self.service.call_tool(call_params(tool, args)).await?;
+        Ok(result_text(&result))
+    }
+
+    /// Call `tool` with a progress token in `_meta.progressToken` and wait for the result.
+    /// Progress notifications arrive via [`Self::progress`] / [`Self::wait_progress`]; they may
+    /// be handled after the result is returned.
+    pub async fn call_with_progress(
+        &self,
+        tool: &str,
+        args: serde_json::Value,
+    ) -> Result<String, ServiceError> {
+        // rmcp's Peer assigns a fresh progress token to every request it sends
+        // (`RequestHandle::progress_token`); this spells the request out to make that visible.
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(call_params(tool, args)));
+        let handle = self
+            .service
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
+            .await?;
+        match handle.await_response().await? {
+            ServerResult::CallToolResult(result) => Ok(result_text(&result)),
+            _ => Err(ServiceError::UnexpectedResponse),
+        }
+    }
+}

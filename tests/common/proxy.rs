@@ -1,0 +1,84 @@
+//! Starting sluice in-process on 127.0.0.1:0, and finding the plugins it runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use sluice::app::{self, Running};
+use sluice::config::Config;
+use sluice::plugin::{PluginLimits, PluginSource, PluginSpec, StatsSnapshot};
+use sluice::proxy::ProxySettings;
+
+/// An example plugin built from Rust source by `plugins/build.sh` (run here once if the
+/// components are missing; `.ci/run` installs the toolchain it needs).
+pub fn rust_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("plugins/dist").join(format!("{name}.wasm"));
+    if !path.exists() {
+        let built = BUILT.get_or_init(|| {
+            let status = std::process::Command::new("bash")
+                .arg(root.join("plugins/build.sh"))
+                .status()
+                .map_err(|e| e.to_string())?;
+            status
+                .success()
+                .then_some(())
+                .ok_or(format!("exit {status}"))
+        });
+        if let Err(e) = built {
+            panic!(
+                "{} is missing and plugins/build.sh failed ({e}); run `bash plugins/setup.sh && bash plugins/build.sh` (or `bash .ci/run`)",
+                path.display()
+            );
+        }
+    }
+    path
+}
+
+/// A Rust example plugin with a config.
+pub fn rust(name: &str, config: &str) -> PluginSpec {
+    PluginSpec {
+        name: name.to_string(),
+        source: PluginSource::File(rust_plugin(name)),
+        config: config.to_string(),
+        limits: PluginLimits::default(),
+    }
+}
+
+/// A WAT fixture built into the crate by build.rs.
+pub fn wat(name: &str, bytes: &'static [u8]) -> PluginSpec {
+    PluginSpec {
+        name: name.to_string(),
+        source: PluginSource::Bytes(bytes),
+        config: String::new(),
+        limits: PluginLimits::default(),
+    }
+}
+
+/// sluice in front of `upstream` (a base URL) with `plugins`, on 127.0.0.1:0.
+pub async fn start(upstream: &str, plugins: Vec<PluginSpec>) -> Running {
+    start_with(upstream, plugins, ProxySettings::default()).await
+}
+
+/// Like [`start`], with client-side settings.
+pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySettings) -> Running {
+    app::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: upstream.to_string(),
+        plugins,
+        proxy,
+    })
+    .await
+    .expect("sluice starts")
+}
+
+/// The counters of the plugin at `index` in the chain.
+pub fn stats(running: &Running, index: usize) -> StatsSnapshot {
+    running.proxy().chain().plugins()[index].stats()
+}
+
+/// The base URL (scheme and authority) of an `http://host:port/path` URL.
+pub fn base_of(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    format!("http://{}", rest.split('/').next().unwrap())
+}

@@ -1,0 +1,126 @@
+//! A scripted HTTP/1.1 upstream that writes its response by hand, one TCP write per
+//! chunk. Only for what a real MCP server cannot be made to do: SSE split at awkward
+//! byte positions, CRLF line ends, malformed or oversized events, a connection that dies
+//! mid-stream.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How the scripted response ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The terminating chunk is sent: a normal end of stream.
+    Clean,
+    /// The connection is closed without the terminating chunk: the upstream died.
+    Abort,
+}
+
+/// One scripted response, served to every request.
+#[derive(Debug, Clone)]
+pub struct Script {
+    pub content_type: &'static str,
+    pub chunks: Vec<Vec<u8>>,
+    pub end: End,
+}
+
+/// A running scripted upstream.
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    /// Raw request heads and bodies received.
+    pub requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawUpstream {
+    /// `http://addr`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `script` on 127.0.0.1:0.
+pub async fn serve(script: Script) -> RawUpstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let log = requests.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            stream.set_nodelay(true).unwrap();
+            let script = script.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let request = read_request(&mut stream).await;
+                log.lock().unwrap().push(request);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+                    script.content_type
+                );
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for chunk in &script.chunks {
+                    let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+                    framed.extend_from_slice(chunk);
+                    framed.extend_from_slice(b"\r\n");
+                    if stream.write_all(&framed).await.is_err() {
+                        return;
+                    }
+                    let _ = stream.flush().await;
+                    // Separate TCP segments, so the proxy really reads the pieces apart.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                if script.end == End::Clean {
+                    let _ = stream.write_all(b"0\r\n\r\n").await;
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    RawUpstream {
+        addr,
+        requests,
+        task,
+    }
+}
+
+/// Reads one request head and its content-length body.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut byte).await.unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&byte[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf).to_string()
+}
