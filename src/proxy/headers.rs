@@ -44,11 +44,11 @@ pub fn for_upstream(mut headers: HeaderMap) -> HeaderMap {
     headers
 }
 
-/// Headers for the client response: hop-by-hop removed and the length dropped, since
-/// the proxy re-encodes bodies (hyper sets it again for bodies of known size).
+/// Headers for the client response: hop-by-hop removed. The caller drops
+/// `Content-Length` when it re-encodes the body (hyper sets it again for bodies of known
+/// size); a body streamed unchanged keeps it.
 pub fn for_client(mut headers: HeaderMap) -> HeaderMap {
     strip_hop_by_hop(&mut headers);
-    headers.remove(header::CONTENT_LENGTH);
     headers
 }
 

@@ -159,7 +159,16 @@ impl Proxy {
                 body.map_err(Into::into).boxed_unsync(),
             ));
         }
+        if let Some(encoding) = compressed(&parts.headers) {
+            // We asked for identity; a compressed body cannot be read event by event,
+            // and passing it unread would bypass every plugin.
+            return Err(ProxyError::UpstreamResponse {
+                reason: format!("it is compressed ({encoding}) although identity was requested"),
+                request: summary,
+            });
+        }
         if is_sse(&parts.headers) {
+            parts.headers.remove(header::CONTENT_LENGTH);
             session.begin(Direction::ToClient);
             let events = SseEvents::new(body, limit);
             let body = InterceptedSse::new(events, session, summary.request_ids);
@@ -169,6 +178,7 @@ impl Proxy {
             ));
         }
         if is_json(&parts.headers) {
+            parts.headers.remove(header::CONTENT_LENGTH);
             return self.json_to_client(parts, body, session, summary).await;
         }
         Ok(Response::from_parts(
@@ -271,6 +281,16 @@ fn content_type_is(headers: &HeaderMap, essence: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(essence))
+}
+
+/// The `Content-Encoding` of a body that is not identity.
+fn compressed(headers: &HeaderMap) -> Option<String> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)?
+        .to_str()
+        .unwrap_or("?")
+        .trim();
+    (!encoding.eq_ignore_ascii_case("identity")).then(|| encoding.to_string())
 }
 
 fn is_sse(headers: &HeaderMap) -> bool {

@@ -205,3 +205,56 @@ async fn an_unreachable_upstream_answers_the_request_with_a_json_rpc_error() {
         sluice::proxy::jsonrpc::UPSTREAM_FAILED
     );
 }
+
+#[tokio::test]
+async fn h2c_clients_get_the_same_events() {
+    let upstream = raw::serve(raw::Script {
+        content_type: "text/event-stream",
+        chunks: split(AWKWARD.as_bytes(), &awkward_cuts()),
+        end: raw::End::Clean,
+    })
+    .await;
+    let sluice = proxy::start(
+        &upstream.url(),
+        vec![proxy::wat("pass", sluice::plugin::builtin::PASS)],
+    )
+    .await;
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let request = hyper::Request::post(format!("{}/mcp", sluice.url()))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    let response = h2.request(request).await.expect("h2c request");
+    assert_eq!(response.version(), hyper::Version::HTTP_2);
+    assert_eq!(client::frames(response).await, (awkward_expected(), true));
+}
+
+#[tokio::test]
+async fn a_compressed_stream_is_refused_rather_than_passed_unread() {
+    let upstream = raw::serve(raw::Script {
+        // The scripted head is written verbatim: this adds a second header line.
+        content_type: "text/event-stream\r\ncontent-encoding: gzip",
+        chunks: vec![b"\x1f\x8b not really gzip".to_vec()],
+        end: raw::End::Clean,
+    })
+    .await;
+    let sluice = proxy::start(&upstream.url(), vec![]).await;
+    let response = client::post(&format!("{}/mcp", sluice.url()), REQUEST).await;
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = serde_json::from_str(&client::text(response).await).unwrap();
+    assert_eq!(body["id"], 7);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("compressed (gzip)")
+    );
+    let seen = upstream.requests.lock().unwrap().join("");
+    assert!(
+        seen.to_ascii_lowercase()
+            .contains("accept-encoding: identity"),
+        "{seen}"
+    );
+}
