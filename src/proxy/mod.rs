@@ -153,7 +153,9 @@ impl Proxy {
         // Response: decoder → chain, to-client → encoder.
         let (mut parts, body) = response.into_parts();
         parts.headers = headers::for_client(parts.headers);
-        if self.chain.is_empty() && !is_sse(&parts.headers) {
+        let sse = is_sse(&parts.headers);
+        let inspected = sse || (is_json(&parts.headers) && !self.chain.is_empty());
+        if !inspected {
             return Ok(Response::from_parts(
                 parts,
                 body.map_err(Into::into).boxed_unsync(),
@@ -167,23 +169,16 @@ impl Proxy {
                 request: summary,
             });
         }
-        if is_sse(&parts.headers) {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            session.begin(Direction::ToClient);
-            let events = SseEvents::new(body, limit);
-            let body = InterceptedSse::new(events, session, summary.request_ids);
-            return Ok(Response::from_parts(
-                parts,
-                body.map_err(|never| match never {}).boxed_unsync(),
-            ));
-        }
-        if is_json(&parts.headers) {
-            parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        if !sse {
             return self.json_to_client(parts, body, session, summary).await;
         }
+        session.begin(Direction::ToClient);
+        let events = SseEvents::new(body, limit);
+        let body = InterceptedSse::new(events, session, summary.request_ids);
         Ok(Response::from_parts(
             parts,
-            body.map_err(Into::into).boxed_unsync(),
+            body.map_err(|never| match never {}).boxed_unsync(),
         ))
     }
 
