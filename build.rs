@@ -4,6 +4,8 @@
 //! implements (`;; world: filter` or `;; world: interceptor`). The module gets that
 //! world's component metadata from `wit/` embedded, is wrapped into a component by
 //! `wit-component` (which also validates it), and lands in `$OUT_DIR/<name>.wasm`.
+//! Test fixtures that import WASI name a world of `plugins/wat/wit-test/` in full
+//! (`;; world: sluice:fixtures/filter-stdout`).
 //! `$OUT_DIR/wat_plugins.rs` (included by `src/plugin/builtin.rs`) exposes the bytes
 //! as one `pub const <NAME>: &[u8]` per file plus `ALL`, so neither the tests nor
 //! `sluice demo` need a guest toolchain.
@@ -28,6 +30,18 @@ fn main() {
     let (package, _) = resolve
         .push_dir(&wit_dir)
         .unwrap_or_else(|e| panic!("{}: cannot load the WIT package: {e:?}", wit_dir.display()));
+    // Test-only worlds (the contract plus a WASI import), named in full on a fixture's
+    // first line (`;; world: sluice:fixtures/filter-stdout`). Loaded after `wit/` so
+    // that they can include its worlds; a plain world name still means `wit/`'s.
+    let fixture_wit = wat_dir.join("wit-test");
+    if fixture_wit.is_dir() {
+        resolve.push_dir(&fixture_wit).unwrap_or_else(|e| {
+            panic!(
+                "{}: cannot load the WIT package: {e:?}",
+                fixture_wit.display()
+            )
+        });
+    }
 
     let mut fixtures = wat_files(&wat_dir);
     fixtures.sort();

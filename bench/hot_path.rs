@@ -26,6 +26,7 @@ fn chain_of(runtime: &Arc<Runtime>, specs: Vec<(&str, PluginSource, &str)>) -> A
                     source,
                     config: config.into(),
                     limits: PluginLimits::default(),
+                    capabilities: Default::default(),
                 },
             )
             .expect("plugin loads")

@@ -1,23 +1,26 @@
 //! Start-up: load the chain, bind the listener, serve; and a handle to stop it.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::admin::Admin;
 use crate::config::Config;
-use crate::plugin::{Chain, Plugin, PluginError, Runtime};
+use crate::plugin::CompileCache;
 use crate::proxy::{self, Proxy};
+use crate::reload::{ChainSource, ReloadError, Reloader, Trigger};
 use crate::upstream::{self, UpstreamError};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A plugin failed to load.
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
+    /// The chain could not be loaded (a plugin or the config file).
+    #[error("cannot load the plugin chain: {}", .0.reason)]
+    Chain(#[from] ReloadError),
     /// The upstream URL is unusable.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -33,6 +36,9 @@ pub enum StartError {
 pub struct Running {
     addr: SocketAddr,
     proxy: Arc<Proxy>,
+    reloader: Arc<Reloader>,
+    /// The watcher, the signal listener and the admin server, stopped with the proxy.
+    background: Vec<JoinHandle<()>>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -53,8 +59,60 @@ impl Running {
         &self.proxy
     }
 
+    /// What swaps the chain; `reload()` on it is a reload trigger.
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
+    /// Reloads when a plugin file (or the config file) changes, after a quiet period.
+    pub fn watch_files(&mut self) -> Result<(), notify::Error> {
+        let task = self.reloader.watch()?;
+        self.background.push(task);
+        Ok(())
+    }
+
+    /// Reloads on `SIGHUP`.
+    #[cfg(unix)]
+    pub fn reload_on_sighup(&mut self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = signal(SignalKind::hangup())?;
+        let reloader = self.reloader.clone();
+        self.background.push(tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let reloader = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || reloader.reload(Trigger::Signal)).await;
+            }
+        }));
+        Ok(())
+    }
+
+    /// Serves the admin API on its own listener; returns the bound address.
+    pub async fn serve_admin(
+        &mut self,
+        listen: SocketAddr,
+        token: Option<String>,
+    ) -> Result<SocketAddr, StartError> {
+        let bind = |source| StartError::Bind {
+            addr: listen,
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
+        let admin = Arc::new(Admin::new(self.reloader.clone(), token));
+        self.background.push(tokio::spawn(proxy::serve(
+            listener,
+            admin,
+            std::future::pending(),
+        )));
+        tracing::info!(%addr, "admin API listening");
+        Ok(addr)
+    }
+
     /// Stops accepting, drains open connections (bounded), and waits for the server.
     pub async fn stop(self) {
+        for task in &self.background {
+            task.abort();
+        }
         let _ = self.shutdown.send(());
         let _ = self.task.await;
     }
@@ -67,10 +125,32 @@ impl Running {
 }
 
 /// Loads every plugin (compiling and initialising each, so a bad one stops start-up),
-/// binds the listener and starts serving.
+/// binds the listener and starts serving. Reloads re-load the same plugin list.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let specs = config.plugins.clone();
+    start_with_source(config, Box::new(move || Ok(specs.clone())), Vec::new()).await
+}
+
+/// Like [`start`], with the chain read from `source` at start and on every reload
+/// (e.g. re-reading a config file, which then belongs in `extra_watch`).
+/// `config.plugins` is not used.
+pub async fn start_with_source(
+    config: Config,
+    source: ChainSource,
+    extra_watch: Vec<PathBuf>,
+) -> Result<Running, StartError> {
     let upstream = upstream::Http::new(&config.upstream)?;
-    let chain = load_chain(&config)?;
+    let cache = config.cache_dir.as_deref().and_then(open_cache);
+    let reloader =
+        tokio::task::spawn_blocking(move || Reloader::with_cache(source, extra_watch, cache))
+            .await
+            .map_err(|e| {
+                StartError::Chain(ReloadError {
+                    generation: 0,
+                    reason: e.to_string(),
+                })
+            })??;
+    let reloader = Arc::new(reloader);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -81,29 +161,39 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         addr: config.listen,
         source,
     })?;
-    let proxy = Arc::new(Proxy::new(upstream, Arc::new(chain), config.proxy.clone()));
+    let proxy = Arc::new(Proxy::new(
+        upstream,
+        reloader.current().clone(),
+        config.proxy.clone(),
+    ));
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(proxy::serve(listener, proxy.clone(), async {
         let _ = stopped.await;
     }));
-    tracing::info!(%addr, upstream = %config.upstream, plugins = config.plugins.len(), "sluice listening");
+    let plugins = proxy.chain().plugins().len();
+    tracing::info!(%addr, upstream = %config.upstream, plugins, "sluice listening");
     Ok(Running {
         addr,
         proxy,
+        reloader,
+        background: Vec::new(),
         shutdown,
         task,
     })
 }
 
-fn load_chain(config: &Config) -> Result<Chain, PluginError> {
-    if config.plugins.is_empty() {
-        return Ok(Chain::empty());
+/// The compile cache in `dir`, or none (with a warning) if the directory cannot be
+/// created or made private: the cache saves start-up time, it is never a reason not to
+/// start.
+fn open_cache(dir: &Path) -> Option<CompileCache> {
+    match CompileCache::new(dir) {
+        Ok(cache) => {
+            tracing::info!(dir = %dir.display(), "compile cache");
+            Some(cache)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; plugins are compiled at every start and reload");
+            None
+        }
     }
-    let runtime = Runtime::new()?;
-    let plugins = config
-        .plugins
-        .iter()
-        .map(|spec| Plugin::load(&runtime, spec.clone()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Chain::new(plugins))
 }

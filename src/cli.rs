@@ -4,10 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::config::Config;
-use crate::plugin::{FailurePolicy, PluginLimits, PluginSource, PluginSpec};
+use crate::config::{self, ChainFile, Config, ConfigError, LimitOverrides, unique_name};
+use crate::plugin::{
+    Capabilities, CompileCache, FailurePolicy, PluginLimits, PluginSource, PluginSpec,
+};
 use crate::proxy::ProxySettings;
 
 /// sluice: a reverse proxy for MCP servers that runs every Server-Sent Event through a
@@ -32,6 +35,54 @@ pub enum Command {
     /// Start an embedded MCP-shaped upstream, the proxy with the built-in demo plugin in
     /// front of it, and a client that prints every event it receives.
     Demo(DemoArgs),
+    /// Work with plugin files.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `sluice plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Tell whether sluice can load a plugin, before running the proxy: component or
+    /// core module, world, imports (and which the host refuses), exports, compile time,
+    /// and a trial instance with `init`. Exits non-zero when sluice would refuse it.
+    Check(CheckArgs),
+}
+
+/// Flags of `sluice plugin check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The plugin to check.
+    #[arg(value_name = "FILE.wasm")]
+    pub file: PathBuf,
+    /// Configuration string handed to the trial `init` (`@path` reads it from a file).
+    /// Without it `init` gets "", and a refusal is reported as a note, not a failure.
+    #[arg(long, value_name = "CONFIG", visible_alias = "plugin-config")]
+    pub config: Option<String>,
+    /// Check as if the plugin's configuration granted `stdio` (links WASI).
+    #[arg(long)]
+    pub stdio: bool,
+    /// Check as if the plugin's configuration granted `read_dir = DIR` (links WASI).
+    #[arg(long, value_name = "DIR")]
+    pub read_dir: Option<PathBuf>,
+}
+
+impl CheckArgs {
+    /// What to check the plugin with: the `--config` string (read from its file for
+    /// `@path`) and the capability flags.
+    pub fn options(&self) -> Result<crate::check::Options, CliError> {
+        Ok(crate::check::Options {
+            config: self
+                .config
+                .clone()
+                .map(|c| read_config(Some(c)))
+                .transpose()?,
+            capabilities: Capabilities {
+                stdio: self.stdio,
+                read_dir: self.read_dir.clone(),
+            },
+        })
+    }
 }
 
 /// Flags of `sluice demo`.
@@ -48,6 +99,13 @@ pub struct DemoArgs {
 /// Flags of the proxy itself.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
+    /// A TOML file giving the chain (per-plugin config, failure policy, deadline,
+    /// memory, fuel, capabilities) and the settings below; see docs/configuration.md.
+    /// Flags given on the command line override it, and `--plugin` flags replace its
+    /// chain. A reload re-reads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on. Loopback by default; listening elsewhere exposes the
     /// upstream to the network.
     #[arg(long, default_value = "127.0.0.1:8080", env = "SLUICE_LISTEN")]
@@ -91,6 +149,35 @@ pub struct RunArgs {
     /// A browser Origin allowed besides loopback ones (repeatable; `*` allows any).
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
+
+    /// Serve the admin API (GET /admin/plugins, POST /admin/reload) on this address.
+    /// Off unless given; use a loopback address.
+    #[arg(long, value_name = "ADDR", env = "SLUICE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Require `Authorization: Bearer <TOKEN>` on the admin API.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SLUICE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Do not reload when a plugin file (or the config file) changes. SIGHUP and the
+    /// admin API still reload.
+    #[arg(long)]
+    pub no_watch: bool,
+
+    /// Directory of the compile cache: compiled plugins are kept there so that a
+    /// restart or a reload of an unchanged plugin does not compile it again. Default:
+    /// $SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice, else ~/.cache/sluice.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile every plugin at every start and reload; use no compile cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// `--plugin-failure` values.
@@ -123,6 +210,9 @@ pub enum CliError {
     /// A numeric flag out of range.
     #[error("{0}")]
     Invalid(String),
+    /// The `--config` file cannot be used (the error names file, line and field).
+    #[error(transparent)]
+    File(#[from] ConfigError),
 }
 
 /// Parses a command line (including the program name).
@@ -137,56 +227,152 @@ where
 }
 
 impl RunArgs {
-    /// The proxy configuration; `matches` gives the flag order that pairs each
-    /// `--plugin-config` with its `--plugin`.
+    /// The proxy configuration; see [`resolve`].
     pub fn into_config(self, matches: &ArgMatches) -> Result<Config, CliError> {
-        let upstream = self.upstream.clone().ok_or(CliError::NoUpstream)?;
-        if self.plugin_deadline_ms == 0 {
-            return Err(CliError::Invalid(
-                "--plugin-deadline-ms must be at least 1".into(),
-            ));
-        }
-        if self.plugin_memory_mib == 0 {
-            return Err(CliError::Invalid(
-                "--plugin-memory-mib must be at least 1".into(),
-            ));
-        }
-        if self.max_event_bytes < 1024 {
-            return Err(CliError::Invalid(
-                "--max-event-bytes must be at least 1024".into(),
-            ));
-        }
-        let limits = PluginLimits {
-            deadline: Duration::from_millis(self.plugin_deadline_ms),
-            memory_bytes: self.plugin_memory_mib << 20,
-            failure: match self.plugin_failure {
-                FailureArg::Open => FailurePolicy::Open,
-                FailureArg::Closed => FailurePolicy::Closed,
-            },
-        };
-        let configs = pair_configs(matches, &self.plugin_configs, self.plugins.len())?;
-        let mut names: Vec<String> = Vec::new();
-        let mut plugins = Vec::new();
-        for (path, config) in self.plugins.into_iter().zip(configs) {
-            let name = unique_name(&path, &names);
-            names.push(name.clone());
-            plugins.push(PluginSpec {
-                name,
-                source: PluginSource::File(path),
-                config: read_config(config)?,
-                limits,
-            });
-        }
-        Ok(Config {
-            listen: self.listen,
-            upstream,
-            plugins,
-            proxy: ProxySettings {
-                max_event_bytes: self.max_event_bytes,
-                allowed_origins: self.allowed_origins,
-            },
+        resolve(&self, matches)
+    }
+
+    /// Where a reload re-reads the chain from: the `--config` file, with this command
+    /// line's `--plugin-*` limit flags applied again. `None` without `--config`, or when
+    /// `--plugin` flags replaced the file's chain (there is no chain to re-read then).
+    pub fn chain_file(&self, matches: &ArgMatches) -> Option<ChainFile> {
+        let path = self.config.clone()?;
+        self.plugins.is_empty().then(|| ChainFile {
+            path,
+            overrides: self.limit_flags(matches),
         })
     }
+
+    /// The `--plugin-*` limit flags set explicitly (not left at their defaults).
+    fn limit_flags(&self, matches: &ArgMatches) -> LimitOverrides {
+        LimitOverrides {
+            failure: given(matches, "plugin_failure").then(|| self.plugin_failure.into()),
+            deadline: given(matches, "plugin_deadline_ms")
+                .then(|| Duration::from_millis(self.plugin_deadline_ms)),
+            memory_bytes: given(matches, "plugin_memory_mib")
+                .then_some(self.plugin_memory_mib << 20),
+            fuel: None,
+        }
+    }
+}
+
+impl From<FailureArg> for FailurePolicy {
+    fn from(arg: FailureArg) -> Self {
+        match arg {
+            FailureArg::Open => FailurePolicy::Open,
+            FailureArg::Closed => FailurePolicy::Closed,
+        }
+    }
+}
+
+/// True when flag `id` was set on the command line or through its environment variable
+/// rather than left at its default: only such a flag overrides the config file.
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+/// The file's value of a setting, unless flag `id` was given (or the file has none).
+fn pick<T>(matches: &ArgMatches, id: &str, from_file: Option<T>, flag: T) -> T {
+    match from_file {
+        Some(value) if !given(matches, id) => value,
+        _ => flag,
+    }
+}
+
+/// The proxy configuration from the flags and, with `--config`, the file.
+///
+/// The file is the base and every flag that was given (on the command line or through
+/// its environment variable) overrides it. `--plugin` flags replace the file's whole
+/// chain; their limits still start from the file's `[defaults]`. `--plugin-failure`,
+/// `--plugin-deadline-ms` and `--plugin-memory-mib` apply to every plugin, over the
+/// file's per-plugin values: a flag is the operator's last word. `matches` tells which
+/// flags were given and pairs each `--plugin-config` with its `--plugin`.
+pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> {
+    let file = run.config.as_deref().map(config::load).transpose()?;
+    let file = file.as_ref();
+    let upstream = run
+        .upstream
+        .clone()
+        .or_else(|| file.and_then(|f| f.upstream.clone()))
+        .ok_or(CliError::NoUpstream)?;
+    if run.plugin_deadline_ms == 0 {
+        return Err(CliError::Invalid(
+            "--plugin-deadline-ms must be at least 1".into(),
+        ));
+    }
+    if run.plugin_memory_mib == 0 {
+        return Err(CliError::Invalid(
+            "--plugin-memory-mib must be at least 1".into(),
+        ));
+    }
+    if run.max_event_bytes < 1024 {
+        return Err(CliError::Invalid(
+            "--max-event-bytes must be at least 1024".into(),
+        ));
+    }
+    let listen = pick(matches, "listen", file.and_then(|f| f.listen), run.listen);
+    let max_event_bytes = pick(
+        matches,
+        "max_event_bytes",
+        file.and_then(|f| f.max_event_bytes),
+        run.max_event_bytes,
+    );
+    let allowed_origins = pick(
+        matches,
+        "allowed_origins",
+        file.and_then(|f| f.allow_origins.clone()),
+        run.allowed_origins.clone(),
+    );
+
+    let flags = run.limit_flags(matches);
+    let mut limits = PluginLimits {
+        deadline: Duration::from_millis(run.plugin_deadline_ms),
+        memory_bytes: run.plugin_memory_mib << 20,
+        failure: run.plugin_failure.into(),
+        fuel: None,
+    };
+    if let Some(file) = file {
+        limits = flags.apply(file.defaults.apply(limits));
+    }
+    let configs = pair_configs(matches, &run.plugin_configs, run.plugins.len())?;
+    let mut names: Vec<String> = Vec::new();
+    let mut plugins = Vec::new();
+    for (path, config) in run.plugins.iter().zip(configs) {
+        let name = unique_name(path, &names);
+        names.push(name.clone());
+        plugins.push(PluginSpec {
+            name,
+            source: PluginSource::File(path.clone()),
+            config: read_config(config)?,
+            limits,
+            capabilities: Capabilities::default(),
+        });
+    }
+    if let Some(file) = file
+        && run.plugins.is_empty()
+    {
+        plugins = file.plugins.clone();
+        for spec in &mut plugins {
+            spec.limits = flags.apply(spec.limits);
+        }
+    }
+    Ok(Config {
+        listen,
+        upstream,
+        plugins,
+        proxy: ProxySettings {
+            max_event_bytes,
+            allowed_origins,
+        },
+        cache_dir: if run.no_cache {
+            None
+        } else {
+            run.cache_dir.clone().or_else(CompileCache::default_dir)
+        },
+    })
 }
 
 /// For each plugin (by position), the `--plugin-config` that follows it, if any.
@@ -225,21 +411,6 @@ fn read_config(config: Option<String>) -> Result<String, CliError> {
             None => Ok(c),
         },
     }
-}
-
-/// The file stem, made unique in the chain ("redact", "redact-2").
-fn unique_name(path: &std::path::Path, taken: &[String]) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".to_string());
-    let mut name = stem.clone();
-    let mut n = 1;
-    while taken.contains(&name) {
-        n += 1;
-        name = format!("{stem}-{n}");
-    }
-    name
 }
 
 #[cfg(test)]
@@ -347,6 +518,34 @@ mod tests {
     fn running_without_an_upstream_says_how_to_try_the_demo() {
         let err = config(&[]).unwrap_err();
         assert!(err.to_string().contains("sluice demo"));
+    }
+
+    #[test]
+    fn the_compile_cache_is_on_by_default_and_can_be_moved_or_turned_off() {
+        let up = ["--upstream", "http://x"];
+        let c = config(&up).unwrap();
+        assert_eq!(c.cache_dir, CompileCache::default_dir());
+        let c = config(&[&up[..], &["--cache-dir", "/tmp/c"]].concat()).unwrap();
+        assert_eq!(c.cache_dir, Some(PathBuf::from("/tmp/c")));
+        let c = config(&[&up[..], &["--no-cache"]].concat()).unwrap();
+        assert_eq!(c.cache_dir, None);
+        assert!(config(&[&up[..], &["--no-cache", "--cache-dir", "/x"]].concat()).is_err());
+    }
+
+    #[test]
+    fn plugin_check_takes_a_file_a_config_and_grants() {
+        let (cli, _) = parse([
+            "sluice", "plugin", "check", "p.wasm", "--config", "{}", "--stdio",
+        ])
+        .unwrap();
+        let Some(Command::Plugin(PluginCommand::Check(args))) = cli.command else {
+            panic!("not plugin check: {:?}", cli.command);
+        };
+        assert_eq!(args.file, PathBuf::from("p.wasm"));
+        let options = args.options().unwrap();
+        assert_eq!(options.config.as_deref(), Some("{}"));
+        assert!(options.capabilities.stdio);
+        assert_eq!(options.capabilities.read_dir, None);
     }
 
     #[test]

@@ -76,8 +76,11 @@ pub async fn run(
             source: PluginSource::Bytes(builtin::DEMO),
             config: String::new(),
             limits: PluginLimits::default(),
+            capabilities: Default::default(),
         }],
         proxy: ProxySettings::default(),
+        // The demo plugin is tiny and built in: nothing worth caching on disk.
+        cache_dir: None,
     })
     .await?;
     let url = format!("{}/mcp", proxy.url());

@@ -21,11 +21,14 @@
 //!                      sse::encode_event ──▶ client (streamed, back-pressured)
 //! ```
 
+pub mod admin;
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod plugin;
 pub mod proxy;
+pub mod reload;
 pub mod sse;
 pub mod upstream;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice::cli::{self, CliError, Command};
+use sluice::cli::{self, CliError, Command, PluginCommand};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -37,11 +37,50 @@ async fn main() -> anyhow::Result<()> {
             shutdown_signal().await;
             running.stop().await;
         }
+        Some(Command::Plugin(PluginCommand::Check(args))) => {
+            let options = args.options()?;
+            let report = sluice::check::check(&args.file, &options)?;
+            print!("{report}");
+            if !report.passed() {
+                anyhow::bail!(
+                    "sluice would refuse {}: see the problems above",
+                    args.file.display()
+                );
+            }
+        }
         None => {
+            let (admin_listen, admin_token, watch) = (
+                cli.run.admin_listen,
+                cli.run.admin_token.clone(),
+                !cli.run.no_watch,
+            );
+            let chain_file = cli.run.chain_file(&matches);
             let config = cli.run.into_config(&matches)?;
-            let running = sluice::app::start(config)
-                .await
-                .context("sluice could not start")?;
+            let started = match chain_file {
+                // A config file that lists the chain is re-read on every reload.
+                Some(file) => {
+                    let watch_file = vec![file.path.clone()];
+                    let source = Box::new(move || file.load().map_err(|e| e.to_string()));
+                    sluice::app::start_with_source(config, source, watch_file).await
+                }
+                None => sluice::app::start(config).await,
+            };
+            let mut running = started.context("sluice could not start")?;
+            if watch {
+                running
+                    .watch_files()
+                    .context("cannot watch the plugin files (--no-watch to run without)")?;
+            }
+            #[cfg(unix)]
+            running
+                .reload_on_sighup()
+                .context("cannot listen for SIGHUP")?;
+            if let Some(addr) = admin_listen {
+                running
+                    .serve_admin(addr, admin_token)
+                    .await
+                    .context("cannot start the admin API")?;
+            }
             shutdown_signal().await;
             tracing::info!("shutting down");
             running.stop().await;

@@ -18,6 +18,7 @@ use crate::sse::Event;
 #[derive(Debug, Default)]
 pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
+    generation: u64,
 }
 
 impl Chain {
@@ -25,7 +26,20 @@ impl Chain {
     pub fn new(plugins: Vec<Plugin>) -> Self {
         Self {
             plugins: plugins.into_iter().map(Arc::new).collect(),
+            generation: 0,
         }
+    }
+
+    /// The same chain, numbered: each successful reload makes the next generation, so
+    /// logs and the admin API can tell which chain served a stream.
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// Which reload made this chain (0 for the chain loaded at start).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// No plugins: every event passes.
@@ -50,6 +64,7 @@ impl Chain {
             chain: self.clone(),
             meta,
             phase: None,
+            max_event_bytes: usize::MAX,
         }
     }
 }
@@ -77,12 +92,30 @@ pub struct Session {
     meta: StreamMeta,
     slots: Vec<Option<Instance>>,
     phase: Option<(Direction, StreamInfo)>,
+    /// Largest event a `modify` may return (see [`Session::with_max_event_bytes`]).
+    max_event_bytes: usize,
 }
 
 impl Session {
+    /// Refuses `modify` results larger than `limit` bytes (`id` + `event` + `data`), as
+    /// the failure kind `oversized` under the plugin's failure policy. The proxy passes
+    /// its `--max-event-bytes`, so that a plugin cannot send the client (or the
+    /// upstream) an event the proxy would not have accepted from the other side.
+    /// Without it there is no limit beyond the plugin's memory cap.
+    pub fn with_max_event_bytes(mut self, limit: usize) -> Self {
+        self.max_event_bytes = limit;
+        self
+    }
+
     /// The stream this session belongs to.
     pub fn meta(&self) -> &StreamMeta {
         &self.meta
+    }
+
+    /// The chain this session runs: the one that was current when it started, even
+    /// if a reload has replaced it since.
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
     }
 
     /// Begins a phase (the request going to the server, or the response stream going
@@ -109,6 +142,7 @@ impl Session {
             return Outcome::Forward(event);
         };
         let direction = *direction;
+        let limit = self.max_event_bytes;
         let mut flight = InFlight::new(event);
         for index in 0..self.slots.len() {
             let plugin = self.chain.plugins[index].clone();
@@ -118,7 +152,9 @@ impl Session {
             let verdict = match self.ensure_instance(index) {
                 Ok(instance) => {
                     plugin.counters().call();
-                    instance.on_event(&flight.event)
+                    instance
+                        .on_event(&flight.event)
+                        .and_then(|verdict| within_limit(verdict, limit))
                 }
                 Err(failure) => Err(failure),
             };
@@ -227,6 +263,23 @@ impl Session {
             "plugin failed: {}; {policy}",
             failure.message
         );
+    }
+}
+
+/// A `modify` result larger than `limit` is refused as a failure (`oversized`) rather
+/// than forwarded: the host has already copied it out of the plugin (bounded by the
+/// plugin's memory cap), but the proxy never emits an event larger than it accepts.
+fn within_limit(verdict: Verdict, limit: usize) -> Result<Verdict, CallFailure> {
+    match &verdict {
+        Verdict::Modify(new) if convert::event_bytes(new) > limit => Err(CallFailure {
+            kind: FailureKind::Oversized,
+            message: format!(
+                "modify returned an event of {} bytes, over the {limit}-byte event limit \
+                 (--max-event-bytes)",
+                convert::event_bytes(new)
+            ),
+        }),
+        _ => Ok(verdict),
     }
 }
 

@@ -111,9 +111,29 @@ pub(crate) fn has_unsafe_field(event: &SseEvent) -> bool {
     bad(&event.id, true) || bad(&event.event, false)
 }
 
+/// The size an event counts for against the proxy's event limit: its field values
+/// (`id`, `event`, `data`), the bytes a plugin controls; `retry` is a number.
+pub(crate) fn event_bytes(event: &SseEvent) -> usize {
+    let len = |s: &Option<String>| s.as_deref().map_or(0, str::len);
+    len(&event.id)
+        .saturating_add(len(&event.event))
+        .saturating_add(event.data.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_size_counts_the_text_fields() {
+        let ev = SseEvent {
+            id: Some("12".into()),
+            event: Some("msg".into()),
+            data: "hello".into(),
+            retry: Some(5000),
+        };
+        assert_eq!(event_bytes(&ev), 10);
+    }
 
     #[test]
     fn an_event_without_data_keeps_having_none() {

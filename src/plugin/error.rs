@@ -25,13 +25,32 @@ pub enum PluginError {
     /// The component does not implement `sluice:plugin@0.1.0` `filter` or `interceptor`.
     #[error("plugin {name}: {reason}")]
     Contract { name: String, reason: String },
-    /// The component imports something the host does not provide (e.g. WASI).
+    /// The component imports something the host does not provide.
     #[error("plugin {name}: needs imports the host does not grant: {reason}")]
     Imports { name: String, reason: String },
+    /// The component imports WASI but its configuration grants no capability: sluice
+    /// links no WASI by default, so that a plugin reaches nothing it was not given.
+    #[error(
+        "plugin {name}: imports WASI ({}), which it was not granted; sluice gives a \
+         plugin no WASI unless its [[plugin]] entry in the config file grants a \
+         capability: `capabilities = {{ stdio = true }}` (stdout/stderr) or \
+         `capabilities = {{ read_dir = \"DIR\" }}` (DIR readable at /data)",
+        imports.join(", ")
+    )]
+    WasiNotGranted { name: String, imports: Vec<String> },
+    /// A granted capability cannot be provided (e.g. the `read_dir` is missing).
+    #[error("plugin {name}: capability refused: {reason}")]
+    Capability { name: String, reason: String },
     /// Instantiation or `init` failed.
     #[error("plugin {name}: {reason}")]
     Init { name: String, reason: String },
     /// The engine could not be created.
     #[error("cannot create the wasm engine: {0}")]
     Engine(String),
+    /// The compile-cache directory cannot be created or made private (mode 0700).
+    #[error("compile cache {}: {source}", dir.display())]
+    Cache {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }

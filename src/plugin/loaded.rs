@@ -2,16 +2,19 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, TypedFunc};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{SseEvent, StreamInfo, Verdict};
+use super::cache::{self, CacheStatus, Compiled};
+use super::capabilities::Capabilities;
 use super::error::PluginError;
 use super::runtime::Runtime;
 use super::state::PluginState;
 use super::stats::{FailureKind, PluginStats, StatsSnapshot};
+use super::wasi::{self, WasiState};
 
 /// What the proxy does with an event when a plugin fails on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,6 +37,9 @@ pub struct PluginLimits {
     pub memory_bytes: usize,
     /// What happens to an event the plugin failed on.
     pub failure: FailurePolicy,
+    /// Fuel (wasmtime instruction budget) of one call, on top of the deadline: a
+    /// deterministic bound that does not depend on machine load. `None`: no fuel limit.
+    pub fuel: Option<u64>,
 }
 
 impl Default for PluginLimits {
@@ -42,6 +48,7 @@ impl Default for PluginLimits {
             deadline: Duration::from_millis(10),
             memory_bytes: 16 << 20,
             failure: FailurePolicy::Open,
+            fuel: None,
         }
     }
 }
@@ -66,6 +73,9 @@ pub struct PluginSpec {
     pub config: String,
     /// The sandbox.
     pub limits: PluginLimits,
+    /// What the plugin may reach beyond the sluice contract (nothing by default); each
+    /// grant is named in the configuration so that it is visible and logged.
+    pub capabilities: Capabilities,
 }
 
 /// Which world of `sluice:plugin@0.1.0` a component implements.
@@ -108,8 +118,15 @@ pub struct Plugin {
     config: String,
     limits: PluginLimits,
     deadline_ticks: u64,
+    /// Fuel each call starts with: the limit, or `u64::MAX` when there is none.
+    fuel: u64,
+    /// The capabilities, when any are granted: then the plugin is linked with WASI and
+    /// every instance gets a `WasiCtx` holding exactly these.
+    grants: Option<Capabilities>,
     stats: Arc<PluginStats>,
     compile_time: Duration,
+    cache: CacheStatus,
+    path: Option<PathBuf>,
     _runtime: Arc<Runtime>,
 }
 
@@ -143,22 +160,51 @@ impl Plugin {
         if is_core_module(&bytes) {
             return Err(PluginError::CoreModule { name });
         }
-        let started = Instant::now();
-        let component =
-            Component::new(runtime.engine(), &bytes).map_err(|e| PluginError::Compile {
+        let compiled = cache::compile(runtime.engine(), runtime.cache(), &name, &bytes)?;
+        Self::from_compiled(runtime, spec, compiled)
+    }
+
+    /// The checks and the trial `init` of [`Plugin::load`], for a component already
+    /// compiled: `sluice plugin check` times the compilation itself and reports each
+    /// step before this one.
+    pub(crate) fn from_compiled(
+        runtime: &Arc<Runtime>,
+        spec: PluginSpec,
+        compiled: Compiled,
+    ) -> Result<Self, PluginError> {
+        let name = spec.name.clone();
+        let Compiled {
+            component,
+            cache,
+            elapsed: compile_time,
+        } = compiled;
+        let exports = resolve_exports(&component, &name)?;
+        // No capability: the linker without WASI, and a WASI import is named as such
+        // (rather than as a generic missing import) with how to grant it.
+        let grants = (!spec.capabilities.is_empty()).then(|| spec.capabilities.clone());
+        let linker = match &grants {
+            None => {
+                let imports = wasi::imports(&component, runtime.engine());
+                if !imports.is_empty() {
+                    return Err(PluginError::WasiNotGranted { name, imports });
+                }
+                runtime.linker()
+            }
+            Some(grants) => {
+                // Checked once here so that a missing directory is a load error.
+                WasiState::new(grants).map_err(|reason| PluginError::Capability {
+                    name: name.clone(),
+                    reason,
+                })?;
+                runtime.wasi_linker()?
+            }
+        };
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Imports {
                 name: name.clone(),
                 reason: format!("{e:#}"),
             })?;
-        let compile_time = started.elapsed();
-        let exports = resolve_exports(&component, &name)?;
-        let pre =
-            runtime
-                .linker()
-                .instantiate_pre(&component)
-                .map_err(|e| PluginError::Imports {
-                    name: name.clone(),
-                    reason: format!("{e:#}"),
-                })?;
         let world = if exports.lifecycle.is_some() {
             World::Interceptor
         } else {
@@ -172,8 +218,15 @@ impl Plugin {
             config: spec.config,
             limits: spec.limits,
             deadline_ticks: Runtime::ticks(spec.limits.deadline),
+            fuel: spec.limits.fuel.unwrap_or(u64::MAX),
+            grants,
             stats: Arc::new(PluginStats::default()),
             compile_time,
+            cache,
+            path: match &spec.source {
+                PluginSource::File(path) => Some(path.clone()),
+                PluginSource::Bytes(_) => None,
+            },
             _runtime: runtime.clone(),
         };
         plugin.instantiate(0).map_err(|failure| PluginError::Init {
@@ -183,9 +236,18 @@ impl Plugin {
         tracing::info!(
             plugin = %plugin.name,
             world = world.as_str(),
-            compile_ms = compile_time.as_millis() as u64,
+            cache = cache.as_str(),
+            compile_ms = %format_args!("{:.2}", compile_time.as_secs_f64() * 1e3),
             "plugin loaded"
         );
+        if let Some(grants) = &plugin.grants {
+            tracing::info!(
+                plugin = %plugin.name,
+                "plugin {} granted: {}",
+                plugin.name,
+                wasi::describe(grants)
+            );
+        }
         Ok(plugin)
     }
 
@@ -208,9 +270,21 @@ impl Plugin {
         self.limits
     }
 
-    /// How long compiling the component took.
+    /// The file the plugin was loaded from (none for built-in plugins): what the
+    /// reload watcher watches.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
+    /// How long getting the compiled component took: compiling it, or on a compile
+    /// cache hit, reading and deserialising it.
     pub fn compile_time(&self) -> Duration {
         self.compile_time
+    }
+
+    /// Whether the compiled component came from the compile cache.
+    pub fn cache_status(&self) -> CacheStatus {
+        self.cache
     }
 
     /// The plugin's counters across all streams.
@@ -224,11 +298,30 @@ impl Plugin {
 
     /// Creates a fresh instance for one stream and runs `init` on it.
     pub(crate) fn instantiate(&self, stream_id: u64) -> Result<Instance, CallFailure> {
+        if self.grants.is_some() {
+            // Instantiation and `init` may already call WASI (see `wasi::outside_async`).
+            wasi::outside_async(|| self.instantiate_here(stream_id))
+        } else {
+            self.instantiate_here(stream_id)
+        }
+    }
+
+    fn instantiate_here(&self, stream_id: u64) -> Result<Instance, CallFailure> {
         self.stats.instance();
-        let state = PluginState::new(self.name.clone(), stream_id, self.limits.memory_bytes);
+        let mut state = PluginState::new(self.name.clone(), stream_id, self.limits.memory_bytes);
+        if let Some(grants) = &self.grants {
+            let wasi = WasiState::new(grants).map_err(|message| CallFailure {
+                kind: FailureKind::Instantiate,
+                message,
+            })?;
+            state.wasi = Some(Box::new(wasi));
+        }
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state);
         store.set_epoch_deadline(self.deadline_ticks);
+        store
+            .set_fuel(self.fuel)
+            .expect("the engine consumes fuel (Runtime::with_cache)");
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -255,6 +348,9 @@ impl Plugin {
                 .map_err(contract)?
                 .func();
             store.set_epoch_deadline(self.deadline_ticks);
+            store
+                .set_fuel(self.fuel)
+                .expect("the engine consumes fuel (Runtime::with_cache)");
             store.data_mut().memory_denied = false;
             match init.call(&mut store, (self.config.as_str(),)) {
                 Ok((Ok(()),)) => {}
@@ -283,6 +379,8 @@ impl Plugin {
             on_event,
             lifecycle,
             deadline_ticks: self.deadline_ticks,
+            fuel: self.fuel,
+            wasi: self.grants.is_some(),
         })
     }
 }
@@ -293,6 +391,9 @@ pub(crate) struct Instance {
     on_event: Func,
     lifecycle: Option<InstanceLifecycle>,
     deadline_ticks: u64,
+    fuel: u64,
+    /// Linked with WASI: calls run outside the async context (`wasi::outside_async`).
+    wasi: bool,
 }
 
 struct InstanceLifecycle {
@@ -311,10 +412,12 @@ impl CallFailure {
     fn from_call(err: &wasmtime::Error, state: &PluginState) -> Self {
         let kind = if state.memory_denied {
             FailureKind::OutOfMemory
-        } else if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            FailureKind::Deadline
         } else {
-            FailureKind::Trap
+            match err.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => FailureKind::Deadline,
+                Some(Trap::OutOfFuel) => FailureKind::Fuel,
+                _ => FailureKind::Trap,
+            }
         };
         Self::from_error(kind, err, state)
     }
@@ -322,6 +425,7 @@ impl CallFailure {
     fn from_error(kind: FailureKind, err: &wasmtime::Error, _state: &PluginState) -> Self {
         let message = match kind {
             FailureKind::Deadline => "call ran past its deadline and was interrupted".to_string(),
+            FailureKind::Fuel => "call used up its fuel and was stopped".to_string(),
             FailureKind::OutOfMemory => format!("memory cap reached: {err:#}"),
             _ => format!("{err:#}"),
         };
@@ -330,9 +434,24 @@ impl CallFailure {
 }
 
 impl Instance {
+    /// Resets the per-call budgets: deadline, fuel, and the memory-denied flag.
     fn arm(&mut self) {
         self.store.set_epoch_deadline(self.deadline_ticks);
+        self.store
+            .set_fuel(self.fuel)
+            .expect("the engine consumes fuel (Runtime::with_cache)");
         self.store.data_mut().memory_denied = false;
+    }
+
+    /// Runs one guest call on the store: here, or for a WASI-linked instance outside
+    /// the async context (see `wasi::outside_async`).
+    fn run<R: Send>(&mut self, call: impl FnOnce(&mut Store<PluginState>) -> R + Send) -> R {
+        if self.wasi {
+            let store = &mut self.store;
+            wasi::outside_async(move || call(store))
+        } else {
+            call(&mut self.store)
+        }
     }
 
     /// Calls `on-event`.
@@ -343,7 +462,7 @@ impl Instance {
         // parameter and result types (lifetimes aside, which do not exist at the
         // component level). Skipping the per-call check keeps a call near a microsecond.
         let typed = unsafe { TypedFunc::<(&SseEvent,), (Verdict,)>::new_unchecked(self.on_event) };
-        match typed.call(&mut self.store, (event,)) {
+        match self.run(|store| typed.call(store, (event,))) {
             Ok((verdict,)) => Ok(verdict),
             Err(e) => Err(CallFailure::from_call(&e, self.store.data())),
         }
@@ -359,8 +478,7 @@ impl Instance {
         let typed = start
             .typed::<(&StreamInfo,), ()>(&self.store)
             .map_err(|e| CallFailure::from_error(FailureKind::Trap, &e, self.store.data()))?;
-        typed
-            .call(&mut self.store, (info,))
+        self.run(|store| typed.call(store, (info,)))
             .map_err(|e| CallFailure::from_call(&e, self.store.data()))
     }
 
@@ -374,8 +492,7 @@ impl Instance {
         let typed = end
             .typed::<(), ()>(&self.store)
             .map_err(|e| CallFailure::from_error(FailureKind::Trap, &e, self.store.data()))?;
-        typed
-            .call(&mut self.store, ())
+        self.run(|store| typed.call(store, ()))
             .map_err(|e| CallFailure::from_call(&e, self.store.data()))
     }
 }

@@ -6,6 +6,8 @@
 
 mod bindings;
 pub mod builtin;
+mod cache;
+mod capabilities;
 mod chain;
 mod convert;
 mod error;
@@ -13,10 +15,15 @@ mod loaded;
 mod runtime;
 mod state;
 mod stats;
+mod wasi;
 
+pub use cache::{CacheStatus, CompileCache};
+pub(crate) use cache::{Compiled, compile};
+pub use capabilities::Capabilities;
 pub use chain::{Chain, Outcome, Session};
 pub use convert::{Direction, StreamMeta};
 pub use error::PluginError;
 pub use loaded::{FailurePolicy, Plugin, PluginLimits, PluginSource, PluginSpec, World};
 pub use runtime::{EPOCH_TICK, Runtime};
 pub use stats::{FailureKind, StatsSnapshot};
+pub use wasi::GUEST_DIR;

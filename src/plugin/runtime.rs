@@ -1,7 +1,7 @@
 //! The one wasmtime engine of the process, its clock, and the linker every plugin sees.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -9,8 +9,10 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
 use super::bindings;
+use super::cache::CompileCache;
 use super::error::PluginError;
 use super::state::PluginState;
+use super::wasi;
 
 /// How often the engine's epoch advances. Call deadlines are counted in these ticks, so
 /// a deadline is honoured to within one tick.
@@ -22,15 +24,30 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub struct Runtime {
     engine: Engine,
     linker: Linker<PluginState>,
+    /// See [`Runtime::wasi_linker`].
+    wasi_linker: OnceLock<Linker<PluginState>>,
     ticker: Option<EpochTicker>,
+    cache: Option<CompileCache>,
 }
 
 impl Runtime {
     /// Creates the engine with epoch interruption on and a linker that offers only the
-    /// `sluice:plugin/host` functions: no WASI capability at all.
+    /// `sluice:plugin/host` functions: no WASI capability at all. No compile cache:
+    /// every load compiles (tests, the demo, `sluice plugin check`).
     pub fn new() -> Result<Arc<Self>, PluginError> {
+        Self::with_cache(None)
+    }
+
+    /// Like [`Runtime::new`], with plugins compiled through `cache` when there is one,
+    /// so that a restart or a reload of an unchanged plugin skips cranelift.
+    pub fn with_cache(cache: Option<CompileCache>) -> Result<Arc<Self>, PluginError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // Fuel on every engine, even when no plugin has a fuel limit (each call then
+        // gets u64::MAX): measured at +FUEL_OVERHEAD per `on-event` call, too little to
+        // justify an engine that depends on the chain (a reload adding a fuel limit
+        // would need a new engine and a recompile of every plugin).
+        config.consume_fuel(true);
         config.wasm_component_model(true);
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
@@ -41,8 +58,15 @@ impl Runtime {
         Ok(Arc::new(Self {
             engine,
             linker,
+            wasi_linker: OnceLock::new(),
             ticker: Some(ticker),
+            cache,
         }))
+    }
+
+    /// The compile cache plugins are loaded through, if any.
+    pub fn cache(&self) -> Option<&CompileCache> {
+        self.cache.as_ref()
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -51,6 +75,18 @@ impl Runtime {
 
     pub(crate) fn linker(&self) -> &Linker<PluginState> {
         &self.linker
+    }
+
+    /// The linker of plugins granted a capability: the host functions plus WASI
+    /// preview 2. Built on first use, so a process without such a plugin never
+    /// spends time or memory on WASI.
+    pub(crate) fn wasi_linker(&self) -> Result<&Linker<PluginState>, PluginError> {
+        if let Some(linker) = self.wasi_linker.get() {
+            return Ok(linker);
+        }
+        let linker = wasi::linker(&self.engine)?;
+        // Two first loads may race; either linker will do.
+        Ok(self.wasi_linker.get_or_init(|| linker))
     }
 
     /// Converts a wall-clock deadline into epoch ticks (at least one).

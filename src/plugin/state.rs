@@ -5,6 +5,7 @@ use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 
 use super::bindings::{self, Level};
+use super::wasi::WasiState;
 
 /// Longest log line a plugin may write; longer messages are cut so that a plugin cannot
 /// flood the proxy's log with one call.
@@ -19,6 +20,9 @@ pub(crate) struct PluginState {
     /// Set when the instance asked for more memory than its cap, so that the trap that
     /// usually follows is reported as "out of memory" rather than as a plain trap.
     pub(crate) memory_denied: bool,
+    /// WASI context and resource table, only for plugins granted a capability (boxed:
+    /// the common store stays small and never builds a `WasiCtx`).
+    pub(crate) wasi: Option<Box<WasiState>>,
 }
 
 impl PluginState {
@@ -29,6 +33,7 @@ impl PluginState {
             memory_cap,
             table_cap: 100_000,
             memory_denied: false,
+            wasi: None,
         }
     }
 }

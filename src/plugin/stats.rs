@@ -11,6 +11,11 @@ pub enum FailureKind {
     Deadline,
     /// The instance asked for more memory than its cap.
     OutOfMemory,
+    /// The call used up its fuel (the plugin's instruction budget per call).
+    Fuel,
+    /// The call answered `modify` with an event larger than the proxy's event size
+    /// limit (`--max-event-bytes`); the result was refused.
+    Oversized,
     /// A new instance could not be created or its `init` failed.
     Instantiate,
 }
@@ -22,6 +27,8 @@ impl FailureKind {
             FailureKind::Trap => "trap",
             FailureKind::Deadline => "deadline",
             FailureKind::OutOfMemory => "out_of_memory",
+            FailureKind::Fuel => "fuel",
+            FailureKind::Oversized => "oversized",
             FailureKind::Instantiate => "instantiate",
         }
     }
@@ -38,6 +45,8 @@ pub struct PluginStats {
     traps: AtomicU64,
     deadlines: AtomicU64,
     out_of_memory: AtomicU64,
+    out_of_fuel: AtomicU64,
+    oversized: AtomicU64,
     instantiate_failures: AtomicU64,
 }
 
@@ -60,6 +69,10 @@ pub struct StatsSnapshot {
     pub deadlines: u64,
     /// Calls that hit the memory cap.
     pub out_of_memory: u64,
+    /// Calls that used up their fuel.
+    pub out_of_fuel: u64,
+    /// `modify` results refused for exceeding the event size limit.
+    pub oversized: u64,
     /// Instances that could not be created or initialised.
     pub instantiate_failures: u64,
 }
@@ -67,7 +80,12 @@ pub struct StatsSnapshot {
 impl StatsSnapshot {
     /// All failures of any kind.
     pub fn failures(&self) -> u64 {
-        self.traps + self.deadlines + self.out_of_memory + self.instantiate_failures
+        self.traps
+            + self.deadlines
+            + self.out_of_memory
+            + self.out_of_fuel
+            + self.oversized
+            + self.instantiate_failures
     }
 }
 
@@ -92,6 +110,8 @@ impl PluginStats {
             FailureKind::Trap => &self.traps,
             FailureKind::Deadline => &self.deadlines,
             FailureKind::OutOfMemory => &self.out_of_memory,
+            FailureKind::Fuel => &self.out_of_fuel,
+            FailureKind::Oversized => &self.oversized,
             FailureKind::Instantiate => &self.instantiate_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -109,6 +129,8 @@ impl PluginStats {
             traps: get(&self.traps),
             deadlines: get(&self.deadlines),
             out_of_memory: get(&self.out_of_memory),
+            out_of_fuel: get(&self.out_of_fuel),
+            oversized: get(&self.oversized),
             instantiate_failures: get(&self.instantiate_failures),
         }
     }

@@ -20,6 +20,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -28,7 +29,7 @@ use hyper::body::Incoming;
 
 pub use error::ProxyError;
 use jsonrpc::Summary;
-pub use server::serve;
+pub use server::{Handler, serve};
 use sse_body::InterceptedSse;
 
 use crate::plugin::{Chain, Direction, Outcome, Session, StreamMeta};
@@ -66,7 +67,7 @@ impl Default for ProxySettings {
 /// The proxy: an upstream, a plugin chain and the rules between them.
 pub struct Proxy {
     upstream: upstream::Http,
-    chain: Arc<Chain>,
+    chain: Arc<ArcSwap<Chain>>,
     settings: ProxySettings,
     next_stream: AtomicU64,
 }
@@ -80,8 +81,13 @@ enum Forward {
 }
 
 impl Proxy {
-    /// A proxy in front of `upstream` running `chain`.
-    pub fn new(upstream: upstream::Http, chain: Arc<Chain>, settings: ProxySettings) -> Self {
+    /// A proxy in front of `upstream` running whatever chain is current in `chain`
+    /// when each exchange starts (a reload swaps it; see `reload`).
+    pub fn new(
+        upstream: upstream::Http,
+        chain: Arc<ArcSwap<Chain>>,
+        settings: ProxySettings,
+    ) -> Self {
         Self {
             upstream,
             chain,
@@ -91,8 +97,8 @@ impl Proxy {
     }
 
     /// The chain new streams use.
-    pub fn chain(&self) -> &Arc<Chain> {
-        &self.chain
+    pub fn chain(&self) -> Arc<Chain> {
+        self.chain.load_full()
     }
 
     /// Handles one client request. Never fails: errors become responses.
@@ -128,7 +134,14 @@ impl Proxy {
             rpc_method: summary.method.clone(),
         };
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, "request");
-        let mut session = self.chain.session(meta);
+        let chain = self.chain.load_full();
+        tracing::debug!(
+            stream = stream_id,
+            generation = chain.generation(),
+            "chain chosen"
+        );
+        // A plugin's `modify` is held to the same limit as what the proxy reads.
+        let mut session = chain.session(meta).with_max_event_bytes(limit);
 
         // Chain, to-server.
         let body = match self.to_server(&mut session, body, &summary)? {
@@ -154,7 +167,7 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         parts.headers = headers::for_client(parts.headers);
         let sse = is_sse(&parts.headers);
-        let inspected = sse || (is_json(&parts.headers) && !self.chain.is_empty());
+        let inspected = sse || (is_json(&parts.headers) && !session.chain().is_empty());
         if !inspected {
             return Ok(Response::from_parts(
                 parts,
@@ -189,7 +202,7 @@ impl Proxy {
         body: Bytes,
         summary: &Summary,
     ) -> Result<Forward, ProxyError> {
-        if body.is_empty() || self.chain.is_empty() {
+        if body.is_empty() || session.chain().is_empty() {
             return Ok(Forward::Body(body));
         }
         let text = String::from_utf8(body.to_vec()).map_err(|_| ProxyError::RequestNotText)?;

@@ -1,23 +1,48 @@
-//! The accept loop: HTTP/1.1 and h2c (prior knowledge) on one listener.
+//! The accept loop: HTTP/1.1 and h2c (prior knowledge) on one listener. The proxy and
+//! the admin API both run on it.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use super::Proxy;
+use super::{Proxy, ProxyBody};
+
+/// Something that answers requests; errors are responses too.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send;
+}
+
+impl Handler for Proxy {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
+        Proxy::handle(self, request)
+    }
+}
 
 /// How long open connections (long-lived SSE streams among them) get to finish after
 /// shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `proxy` on `listener` until `shutdown` completes, then drains connections.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
+/// Serves `handler` on `listener` until `shutdown` completes, then drains connections.
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -35,10 +60,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Futu
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
+        let handler = handler.clone();
         let service = service_fn(move |request| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
+            let handler = handler.clone();
+            async move { Ok::<_, std::convert::Infallible>(handler.handle(request).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)

@@ -16,6 +16,7 @@ fn sse(events: &[&str]) -> raw::Script {
             .map(|d| format!("data: {d}\n\n").into_bytes())
             .collect(),
         end: raw::End::Clean,
+        gate: None,
     }
 }
 
@@ -106,6 +107,7 @@ async fn json_responses_pass_the_chain_as_one_event() {
         content_type: "application/json",
         chunks: vec![br#"{"jsonrpc":"2.0","id":1,"result":{"text":"sk-999"}}"#.to_vec()],
         end: raw::End::Clean,
+        gate: None,
     };
     let upstream = raw::serve(json.clone()).await;
     let sluice = proxy::start(
@@ -211,6 +213,7 @@ fn plugins_that_cannot_work_are_refused_at_load_with_a_reason() {
                 source,
                 config: String::new(),
                 limits: Default::default(),
+                capabilities: Default::default(),
             },
         )
     };

@@ -1,5 +1,9 @@
 mod chain;
+mod config_file;
 mod demo;
+mod malicious;
 mod mcp_direct;
 mod mcp_proxy;
+mod plugin_check;
+mod reload;
 mod sse_fidelity;

@@ -63,6 +63,7 @@ async fn split_crlf_events_come_out_the_same_through_a_passing_plugin() {
         content_type: "text/event-stream",
         chunks: split(AWKWARD.as_bytes(), &awkward_cuts()),
         end: raw::End::Clean,
+        gate: None,
     })
     .await;
     let sluice = proxy::start(&upstream.url(), vec![proxy::rust("passthrough", "")]).await;
@@ -88,6 +89,7 @@ async fn split_crlf_events_come_out_the_same_with_no_plugin() {
         content_type: "text/event-stream; charset=utf-8",
         chunks: split(AWKWARD.as_bytes(), &awkward_cuts()),
         end: raw::End::Clean,
+        gate: None,
     })
     .await;
     let sluice = proxy::start(&upstream.url(), vec![]).await;
@@ -113,6 +115,7 @@ async fn an_oversized_event_ends_the_stream_with_an_error_for_the_waiting_reques
             b"data: never\n\n".to_vec(),
         ],
         end: raw::End::Clean,
+        gate: None,
     })
     .await;
     let settings = ProxySettings {
@@ -138,6 +141,7 @@ async fn an_upstream_that_dies_mid_stream_gets_the_request_an_error() {
             b"data: half an ev".to_vec(),
         ],
         end: raw::End::Abort,
+        gate: None,
     })
     .await;
     let sluice = proxy::start(&upstream.url(), vec![]).await;
@@ -154,6 +158,7 @@ async fn a_stream_that_already_answered_ends_without_an_extra_error() {
         content_type: "text/event-stream",
         chunks: vec![b"data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n".to_vec()],
         end: raw::End::Abort,
+        gate: None,
     })
     .await;
     let sluice = proxy::start(&upstream.url(), vec![]).await;
@@ -169,6 +174,7 @@ async fn a_foreign_browser_origin_is_refused_and_loopback_passes() {
         content_type: "application/json",
         chunks: vec![b"{}".to_vec()],
         end: raw::End::Clean,
+        gate: None,
     })
     .await;
     let sluice = proxy::start(&upstream.url(), vec![]).await;
@@ -212,6 +218,7 @@ async fn h2c_clients_get_the_same_events() {
         content_type: "text/event-stream",
         chunks: split(AWKWARD.as_bytes(), &awkward_cuts()),
         end: raw::End::Clean,
+        gate: None,
     })
     .await;
     let sluice = proxy::start(
@@ -238,6 +245,7 @@ async fn a_compressed_stream_is_refused_rather_than_passed_unread() {
         content_type: "text/event-stream\r\ncontent-encoding: gzip",
         chunks: vec![b"\x1f\x8b not really gzip".to_vec()],
         end: raw::End::Clean,
+        gate: None,
     })
     .await;
     let sluice = proxy::start(&upstream.url(), vec![]).await;

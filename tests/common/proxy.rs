@@ -42,6 +42,7 @@ pub fn rust(name: &str, config: &str) -> PluginSpec {
         source: PluginSource::File(rust_plugin(name)),
         config: config.to_string(),
         limits: PluginLimits::default(),
+        capabilities: Default::default(),
     }
 }
 
@@ -52,6 +53,7 @@ pub fn wat(name: &str, bytes: &'static [u8]) -> PluginSpec {
         source: PluginSource::Bytes(bytes),
         config: String::new(),
         limits: PluginLimits::default(),
+        capabilities: Default::default(),
     }
 }
 
@@ -67,6 +69,7 @@ pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySe
         upstream: upstream.to_string(),
         plugins,
         proxy,
+        cache_dir: None,
     })
     .await
     .expect("sluice starts")

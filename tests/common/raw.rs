@@ -25,6 +25,9 @@ pub struct Script {
     pub content_type: &'static str,
     pub chunks: Vec<Vec<u8>>,
     pub end: End,
+    /// If set, each response stops after half its chunks until the test adds a permit:
+    /// the test decides exactly when the second half of a stream flows.
+    pub gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// A running scripted upstream.
@@ -72,7 +75,13 @@ pub async fn serve(script: Script) -> RawUpstream {
                 if stream.write_all(head.as_bytes()).await.is_err() {
                     return;
                 }
-                for chunk in &script.chunks {
+                let half = script.chunks.len() / 2;
+                for (i, chunk) in script.chunks.iter().enumerate() {
+                    if i == half
+                        && let Some(gate) = &script.gate
+                    {
+                        gate.acquire().await.expect("gate open").forget();
+                    }
                     let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
                     framed.extend_from_slice(chunk);
                     framed.extend_from_slice(b"\r\n");

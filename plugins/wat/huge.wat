@@ -1,0 +1,58 @@
+;; world: filter
+;;
+;; huge: on-event answers modify with an 8 MiB data string ("AAAA...") built in
+;; its own memory, id/event/retry none. 8 MiB fits the default 16 MiB memory cap
+;; but not the default 4 MiB event limit (--max-event-bytes), so the host must
+;; refuse the result (failure kind "oversized") instead of forwarding it.
+;; Canonical-ABI layout notes: plugins/wat/README.md.
+(module $huge
+  (memory (export "memory") 1)
+
+  ;; Bump allocator for the strings the host copies in (see README.md). The
+  ;; static data and the return area live below 1024; the heap starts there.
+  (global $heap (mut i32) (i32.const 1024))
+  (func $cabi_realloc (export "cabi_realloc")
+        (param $old i32) (param $old_size i32) (param $align i32) (param $size i32)
+        (result i32)
+    (local $ptr i32) (local $end i32) (local $pages i32)
+    ;; ptr = align_up(heap, align); end = ptr + size (trap on overflow)
+    (local.set $ptr
+      (i32.and (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+               (i32.sub (i32.const 0) (local.get $align))))
+    (local.set $end (i32.add (local.get $ptr) (local.get $size)))
+    (if (i32.lt_u (local.get $end) (local.get $ptr)) (then unreachable))
+    ;; grow the memory if the block ends past it (the host's memory cap applies)
+    (local.set $pages
+      (i32.add (i32.shr_u (i32.sub (local.get $end) (i32.const 1)) (i32.const 16)) (i32.const 1)))
+    (if (i32.gt_u (local.get $pages) (memory.size))
+      (then
+        (if (i32.eq (memory.grow (i32.sub (local.get $pages) (memory.size))) (i32.const -1))
+          (then unreachable))))
+    (global.set $heap (local.get $end))
+    ;; a real realloc keeps the old contents (the host only ever passes old = 0)
+    (if (local.get $old)
+      (then
+        (memory.copy (local.get $ptr) (local.get $old)
+          (select (local.get $old_size) (local.get $size)
+                  (i32.lt_u (local.get $old_size) (local.get $size))))))
+    (local.get $ptr))
+  ;; on-event: func(event: sse-event) -> verdict
+  (func $on_event (export "on-event")
+        (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i32)
+    (local $data i32)
+    ;; 8 MiB from the heap (grows the memory the first time), filled with 'A'
+    (local.set $data
+      (call $cabi_realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 0x800000)))
+    (memory.fill (local.get $data) (i32.const 0x41) (i32.const 0x800000))
+    (i32.store8 (i32.const 16) (i32.const 2))        ;; modify
+    (i32.store8 (i32.const 24) (i32.const 0))        ;; id = none
+    (i32.store8 (i32.const 36) (i32.const 0))        ;; event = none
+    (i32.store  (i32.const 48) (local.get $data))   ;; data = the 8 MiB
+    (i32.store  (i32.const 52) (i32.const 0x800000))
+    (i32.store8 (i32.const 56) (i32.const 0))        ;; retry = none
+    (i32.const 16))
+
+  ;; The host calls this after it has read on-event's result: free everything.
+  (func $cabi_post_on_event (export "cabi_post_on-event") (param i32)
+    (global.set $heap (i32.const 1024)))
+)

@@ -1,0 +1,108 @@
+//! The admin API, on its own listener (loopback by default, optional bearer token):
+//! `GET /admin/plugins` shows the current chain, its generation and the reload
+//! history; `POST /admin/reload` builds and swaps in a new chain.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::proxy::{Handler, ProxyBody, full};
+use crate::reload::{Reloader, Trigger};
+
+/// The admin API over a reloader.
+pub struct Admin {
+    reloader: Arc<Reloader>,
+    token: Option<String>,
+}
+
+impl Admin {
+    /// `token`, when set, must arrive as `Authorization: Bearer <token>`.
+    pub fn new(reloader: Arc<Reloader>, token: Option<String>) -> Self {
+        Self { reloader, token }
+    }
+
+    fn authorised(&self, request: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(given.as_bytes(), token.as_bytes())
+    }
+
+    async fn answer(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        if !self.authorised(&request) {
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "missing or wrong bearer token"}),
+            );
+        }
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/admin/plugins") => reply(
+                StatusCode::OK,
+                serde_json::to_value(self.reloader.status()).unwrap_or_default(),
+            ),
+            (&Method::POST, "/admin/reload") => {
+                let reloader = self.reloader.clone();
+                match tokio::task::spawn_blocking(move || reloader.reload(Trigger::Admin)).await {
+                    Ok(Ok(generation)) => reply(StatusCode::OK, json!({"generation": generation})),
+                    Ok(Err(e)) => reply(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        json!({"error": e.reason, "generation": e.generation}),
+                    ),
+                    Err(e) => reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"error": e.to_string()}),
+                    ),
+                }
+            }
+            (_, "/admin/plugins" | "/admin/reload") => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": "method not allowed"}),
+            ),
+            _ => reply(StatusCode::NOT_FOUND, json!({"error": "not found"})),
+        }
+    }
+}
+
+impl Handler for Admin {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
+        self.answer(request)
+    }
+}
+
+fn reply(status: StatusCode, body: serde_json::Value) -> Response<ProxyBody> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(Bytes::from(body.to_string())))
+        .expect("static parts form a valid response")
+}
+
+/// Compares without an early exit, so response timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,910 @@
+//! The `--config` TOML file: the chain (each plugin's path, configuration, failure
+//! policy, deadline, memory cap, fuel and capabilities) and the proxy settings.
+//!
+//! The format is documented in `docs/configuration.md`; `examples/sluice.toml` is a
+//! complete example. Every error names the file, the line and column, and the field
+//! (`sluice.toml:12:11: plugin[1].failure: unknown variant ...`), for syntax and type
+//! errors (from `toml`'s spans and `serde_path_to_error`'s paths) as well as for the
+//! checks made after deserialisation (from `toml::Spanned` fields). A file is read in
+//! full and checked in full before anything is used, so a reload never half-applies.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_path_to_error::Segment;
+use toml::Spanned;
+
+use super::{LimitOverrides, unique_name};
+use crate::plugin::{Capabilities, FailurePolicy, PluginLimits, PluginSource, PluginSpec};
+
+/// Largest `memory_mib`: a 32-bit linear memory cannot grow past 4 GiB.
+pub const MAX_MEMORY_MIB: usize = 4096;
+
+/// Smallest `max_event_bytes` (the floor `--max-event-bytes` has too): below it, an
+/// ordinary MCP response would not fit.
+pub const MIN_EVENT_BYTES: usize = 1024;
+
+/// A config file, checked: every plugin file exists, every limit is usable, names are
+/// unique, and relative paths are resolved against the file's directory. Settings the
+/// file leaves out are `None` so that flags and built-in defaults can fill them.
+#[derive(Debug, Clone)]
+pub struct FileConfig {
+    /// The file, as it was given (messages name it this way).
+    pub file: PathBuf,
+    /// `listen`.
+    pub listen: Option<SocketAddr>,
+    /// `upstream`.
+    pub upstream: Option<String>,
+    /// `max_event_bytes`.
+    pub max_event_bytes: Option<usize>,
+    /// `allow_origins`.
+    pub allow_origins: Option<Vec<String>>,
+    /// `[defaults]`, already applied to [`FileConfig::plugins`]; kept for plugins that
+    /// come from `--plugin` flags instead.
+    pub defaults: LimitOverrides,
+    /// The `[[plugin]]` entries in file order: limits are built-in defaults, then
+    /// `[defaults]`, then the entry's own values.
+    pub plugins: Vec<PluginSpec>,
+}
+
+/// Why a config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read (missing, unreadable, not UTF-8).
+    #[error("{}: cannot read the config file: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, does not have the expected shape, or a value is
+    /// unusable. `field` is empty for a syntax error.
+    #[error("{}:{line}:{column}: {}{message}", .file.display(), field_prefix(.field))]
+    Invalid {
+        /// The file, as given.
+        file: PathBuf,
+        /// 1-based line of the offending value (or key).
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// Where in the document: `plugin[1].failure` (`plugin[0]` is the first
+        /// `[[plugin]]`), `defaults.deadline_ms`, `listen`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+/// Reads, parses and checks the config file at `path`.
+pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and checks `text` as the content of the file `path`: relative paths in it
+/// resolve against `path`'s directory, and the files they name must exist.
+pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    let src = Source { file: path, text };
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|e| src.toml_error(&e, ""))?;
+    let raw: RawFile = serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| src.toml_error(e.inner(), &field_path(e.path())))?;
+    src.build(raw)
+}
+
+/// The file as written. `Spanned` fields are the ones a later check may point at.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    listen: Option<SocketAddr>,
+    upstream: Option<Spanned<String>>,
+    max_event_bytes: Option<Spanned<usize>>,
+    allow_origins: Option<Vec<String>>,
+    #[serde(default)]
+    defaults: RawLimits,
+    #[serde(default, rename = "plugin")]
+    plugins: Vec<RawPlugin>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    failure: Option<RawFailure>,
+    deadline_ms: Option<Spanned<u64>>,
+    memory_mib: Option<Spanned<usize>>,
+    fuel: Option<Spanned<u64>>,
+}
+
+/// One `[[plugin]]`. The limit fields repeat [`RawLimits`]: `serde(flatten)` would
+/// lose both `deny_unknown_fields` and the spans.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    path: Spanned<PathBuf>,
+    name: Option<Spanned<String>>,
+    config: Option<Spanned<toml::Value>>,
+    failure: Option<RawFailure>,
+    deadline_ms: Option<Spanned<u64>>,
+    memory_mib: Option<Spanned<usize>>,
+    fuel: Option<Spanned<u64>>,
+    capabilities: Option<RawCapabilities>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawFailure {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapabilities {
+    #[serde(default)]
+    stdio: bool,
+    read_dir: Option<Spanned<PathBuf>>,
+}
+
+/// A plugin entry checked, before default names are given out.
+struct Checked {
+    name: Option<String>,
+    path: PathBuf,
+    config: String,
+    limits: PluginLimits,
+    capabilities: Capabilities,
+}
+
+/// The text being parsed, to turn byte spans into `file:line:column` errors.
+struct Source<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_column(self.text, span.start);
+        ConfigError::Invalid {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error, field: &str) -> ConfigError {
+        self.error(e.span().unwrap_or(0..0), field, e.message().trim_end())
+    }
+
+    fn build(&self, raw: RawFile) -> Result<FileConfig, ConfigError> {
+        if let Some(upstream) = &raw.upstream
+            && upstream.get_ref().trim().is_empty()
+        {
+            return Err(self.error(upstream.span(), "upstream", "must not be empty"));
+        }
+        if let Some(max) = &raw.max_event_bytes
+            && *max.get_ref() < MIN_EVENT_BYTES
+        {
+            return Err(self.error(
+                max.span(),
+                "max_event_bytes",
+                format!("must be at least {MIN_EVENT_BYTES}"),
+            ));
+        }
+        let defaults = self.limits("defaults", &raw.defaults)?;
+        let base = defaults.apply(PluginLimits::default());
+        let dir = base_dir(self.file);
+
+        let mut checked = Vec::with_capacity(raw.plugins.len());
+        // Explicit names so far, with the index of the plugin that has each.
+        let mut named: Vec<(usize, String)> = Vec::new();
+        for (i, plugin) in raw.plugins.into_iter().enumerate() {
+            checked.push(self.plugin(i, plugin, &dir, base, &mut named)?);
+        }
+        // Default names step aside for explicit ones, whatever their order.
+        let mut taken: Vec<String> = named.into_iter().map(|(_, name)| name).collect();
+        let plugins = checked
+            .into_iter()
+            .map(|c| {
+                let name = c.name.unwrap_or_else(|| {
+                    let name = unique_name(&c.path, &taken);
+                    taken.push(name.clone());
+                    name
+                });
+                PluginSpec {
+                    name,
+                    source: PluginSource::File(c.path),
+                    config: c.config,
+                    limits: c.limits,
+                    capabilities: c.capabilities,
+                }
+            })
+            .collect();
+        Ok(FileConfig {
+            file: self.file.to_path_buf(),
+            listen: raw.listen,
+            upstream: raw.upstream.map(Spanned::into_inner),
+            max_event_bytes: raw.max_event_bytes.map(Spanned::into_inner),
+            allow_origins: raw.allow_origins,
+            defaults,
+            plugins,
+        })
+    }
+
+    fn plugin(
+        &self,
+        i: usize,
+        raw: RawPlugin,
+        dir: &Path,
+        base: PluginLimits,
+        named: &mut Vec<(usize, String)>,
+    ) -> Result<Checked, ConfigError> {
+        let at = |field: &str| format!("plugin[{i}].{field}");
+
+        let path = dir.join(raw.path.get_ref());
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => {
+                return Err(self.error(
+                    raw.path.span(),
+                    &at("path"),
+                    format!("{} is not a file", path.display()),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.error(
+                    raw.path.span(),
+                    &at("path"),
+                    format!("no plugin file at {}", path.display()),
+                ));
+            }
+            Err(e) => {
+                return Err(self.error(
+                    raw.path.span(),
+                    &at("path"),
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        }
+
+        let name = match &raw.name {
+            None => None,
+            Some(name) => {
+                let value = name.get_ref();
+                if value.trim().is_empty() {
+                    return Err(self.error(name.span(), &at("name"), "must not be empty"));
+                }
+                if value.chars().any(char::is_control) {
+                    return Err(self.error(
+                        name.span(),
+                        &at("name"),
+                        "must not contain control characters (it is written to logs and to clients)",
+                    ));
+                }
+                if let Some((first, _)) = named.iter().find(|(_, n)| n == value) {
+                    return Err(self.error(
+                        name.span(),
+                        &at("name"),
+                        format!("{value:?} is already the name of plugin[{first}]"),
+                    ));
+                }
+                named.push((i, value.clone()));
+                Some(value.clone())
+            }
+        };
+
+        let config = match &raw.config {
+            None => String::new(),
+            Some(config) => config_text(config.get_ref())
+                .map_err(|message| self.error(config.span(), &at("config"), message))?,
+        };
+
+        let own = RawLimits {
+            failure: raw.failure,
+            deadline_ms: raw.deadline_ms,
+            memory_mib: raw.memory_mib,
+            fuel: raw.fuel,
+        };
+        let limits = self.limits(&format!("plugin[{i}]"), &own)?.apply(base);
+
+        let mut capabilities = Capabilities::default();
+        if let Some(caps) = raw.capabilities {
+            capabilities.stdio = caps.stdio;
+            if let Some(read_dir) = caps.read_dir {
+                let resolved = dir.join(read_dir.get_ref());
+                if !resolved.is_dir() {
+                    return Err(self.error(
+                        read_dir.span(),
+                        &at("capabilities.read_dir"),
+                        format!("{} is not a directory", resolved.display()),
+                    ));
+                }
+                capabilities.read_dir = Some(resolved);
+            }
+        }
+
+        Ok(Checked {
+            name,
+            path,
+            config,
+            limits,
+            capabilities,
+        })
+    }
+
+    /// Checks one set of limits (`[defaults]` or a plugin's own); `owner` prefixes the
+    /// field names in errors.
+    fn limits(&self, owner: &str, raw: &RawLimits) -> Result<LimitOverrides, ConfigError> {
+        let field = |name: &str| format!("{owner}.{name}");
+        let deadline = match &raw.deadline_ms {
+            Some(ms) if *ms.get_ref() == 0 => {
+                return Err(self.error(ms.span(), &field("deadline_ms"), "must be at least 1"));
+            }
+            Some(ms) => Some(Duration::from_millis(*ms.get_ref())),
+            None => None,
+        };
+        let memory_bytes = match &raw.memory_mib {
+            Some(mib) if !(1..=MAX_MEMORY_MIB).contains(mib.get_ref()) => {
+                return Err(self.error(
+                    mib.span(),
+                    &field("memory_mib"),
+                    format!(
+                        "must be between 1 and {MAX_MEMORY_MIB} (a 32-bit memory cannot grow past 4 GiB)"
+                    ),
+                ));
+            }
+            Some(mib) => Some(*mib.get_ref() << 20),
+            None => None,
+        };
+        let fuel = match &raw.fuel {
+            Some(fuel) if *fuel.get_ref() == 0 => {
+                return Err(self.error(
+                    fuel.span(),
+                    &field("fuel"),
+                    "must be at least 1 (leave it out for no fuel limit)",
+                ));
+            }
+            Some(fuel) => Some(*fuel.get_ref()),
+            None => None,
+        };
+        Ok(LimitOverrides {
+            failure: raw.failure.map(|f| match f {
+                RawFailure::Open => FailurePolicy::Open,
+                RawFailure::Closed => FailurePolicy::Closed,
+            }),
+            deadline,
+            memory_bytes,
+            fuel,
+        })
+    }
+}
+
+/// The directory relative paths in `file` resolve against, made absolute so that the
+/// chain means the same files whatever the working directory is at reload time.
+fn base_dir(file: &Path) -> PathBuf {
+    let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    absolute.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// 1-based line and column (in characters) of byte offset `at`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// `plugin[1].failure` from serde's path, without the private keys `toml::Spanned`
+/// deserialises through.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    let mut out = String::new();
+    for segment in path.iter() {
+        let key = match segment {
+            Segment::Seq { index } => {
+                let _ = write!(out, "[{index}]");
+                continue;
+            }
+            Segment::Map { key } if key.starts_with("$__") => continue,
+            Segment::Map { key } => key.as_str(),
+            Segment::Enum { variant } => variant.as_str(),
+            _ => "?",
+        };
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(key);
+    }
+    out
+}
+
+/// A plugin's configuration string: a TOML string as it is, a table or an array as
+/// JSON text (keys in file order).
+fn config_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Table(_) | toml::Value::Array(_) => {
+            let mut out = String::new();
+            write_json(value, &mut out)?;
+            Ok(out)
+        }
+        other => Err(format!(
+            "expected a string or a table, found {} (quote it to pass it as text)",
+            other.type_str()
+        )),
+    }
+}
+
+fn write_json(value: &toml::Value, out: &mut String) -> Result<(), String> {
+    match value {
+        toml::Value::String(s) => out.push_str(&serde_json::Value::from(s.as_str()).to_string()),
+        toml::Value::Integer(i) => {
+            let _ = write!(out, "{i}");
+        }
+        toml::Value::Float(f) => match serde_json::Number::from_f64(*f) {
+            Some(n) => out.push_str(&n.to_string()),
+            None => return Err(format!("{f} has no JSON form")),
+        },
+        toml::Value::Boolean(b) => {
+            let _ = write!(out, "{b}");
+        }
+        // JSON has no date type: RFC 3339 text is what a plugin would parse anyway.
+        toml::Value::Datetime(d) => {
+            out.push_str(&serde_json::Value::from(d.to_string()).to_string())
+        }
+        toml::Value::Array(items) => {
+            out.push('[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                write_json(item, out)?;
+            }
+            out.push(']');
+        }
+        toml::Value::Table(table) => {
+            out.push('{');
+            for (n, (key, item)) in table.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::from(key.as_str()).to_string());
+                out.push(':');
+                write_json(item, out)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory with a `sluice.toml` and any plugin files a test needs.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("sluice-config-{}-{test}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        /// Creates an (empty) file: path checks only need it to exist.
+        fn touch(&self, relative: &str) -> PathBuf {
+            let path = self.0.join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"").unwrap();
+            path
+        }
+
+        fn load(&self, text: &str) -> Result<FileConfig, ConfigError> {
+            let file = self.0.join("sluice.toml");
+            std::fs::write(&file, text).unwrap();
+            load(&file)
+        }
+
+        /// The error's text, checked to point at `line:column` and `field`.
+        fn refused(&self, text: &str, line_column: &str, field: &str) -> String {
+            let err = self.load(text).unwrap_err().to_string();
+            let want = format!("sluice.toml:{line_column}: {field}: ");
+            assert!(err.contains(&want), "{err:?} does not contain {want:?}");
+            err
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_with_its_line() {
+        let s = Scratch::new("unknown");
+        s.touch("p.wasm");
+        let err = s.refused(
+            "[[plugin]]\npath = 'p.wasm'\ncolour = 1\n",
+            "3:1",
+            "plugin[0].colour",
+        );
+        assert!(err.contains("unknown field `colour`"), "{err}");
+        let err = s.refused("[[plugins]]\npath = 'p.wasm'\n", "1:3", "plugins");
+        assert!(err.contains("expected one of"), "{err}");
+        s.refused(
+            "[defaults]\ncapabilities = {}\n",
+            "2:1",
+            "defaults.capabilities",
+        );
+        s.refused(
+            "[[plugin]]\npath = 'p.wasm'\ncapabilities = { network = true }\n",
+            "3:18",
+            "plugin[0].capabilities.network",
+        );
+    }
+
+    #[test]
+    fn a_bad_failure_value_is_named_with_its_line() {
+        let s = Scratch::new("failure");
+        s.touch("p.wasm");
+        let err = s.refused(
+            "[[plugin]]\npath = 'p.wasm'\n\n[[plugin]]\npath = 'p.wasm'\nfailure = \"maybe\"\n",
+            "6:11",
+            "plugin[1].failure",
+        );
+        assert!(
+            err.contains("unknown variant `maybe`, expected `open` or `closed`"),
+            "{err}"
+        );
+        s.refused("[defaults]\nfailure = 1\n", "2:11", "defaults.failure");
+    }
+
+    #[test]
+    fn a_zero_deadline_is_refused() {
+        let s = Scratch::new("deadline");
+        s.touch("p.wasm");
+        let err = s.refused(
+            "[[plugin]]\npath = 'p.wasm'\ndeadline_ms = 0\n",
+            "3:15",
+            "plugin[0].deadline_ms",
+        );
+        assert!(err.contains("at least 1"), "{err}");
+        s.refused(
+            "[defaults]\ndeadline_ms = 0\n",
+            "2:15",
+            "defaults.deadline_ms",
+        );
+        let err = s.refused(
+            "[[plugin]]\npath = 'p.wasm'\ndeadline_ms = -5\n",
+            "3:15",
+            "plugin[0].deadline_ms",
+        );
+        assert!(err.contains("-5"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_or_huge_memory_cap_is_refused() {
+        let s = Scratch::new("memory");
+        s.touch("p.wasm");
+        s.refused(
+            "[[plugin]]\npath = 'p.wasm'\nmemory_mib = 0\n",
+            "3:14",
+            "plugin[0].memory_mib",
+        );
+        let err = s.refused(
+            "[defaults]\nmemory_mib = 5000\n",
+            "2:14",
+            "defaults.memory_mib",
+        );
+        assert!(err.contains("4096"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_fuel_is_refused() {
+        let s = Scratch::new("fuel");
+        s.touch("p.wasm");
+        let err = s.refused(
+            "[[plugin]]\npath = 'p.wasm'\nfuel = 0\n",
+            "3:8",
+            "plugin[0].fuel",
+        );
+        assert!(err.contains("leave it out"), "{err}");
+    }
+
+    #[test]
+    fn a_duplicate_name_is_refused() {
+        let s = Scratch::new("duplicate");
+        s.touch("a.wasm");
+        s.touch("b.wasm");
+        let err = s.refused(
+            "[[plugin]]\npath = 'a.wasm'\nname = 'x'\n\n[[plugin]]\npath = 'b.wasm'\nname = 'x'\n",
+            "7:8",
+            "plugin[1].name",
+        );
+        assert!(
+            err.contains("\"x\" is already the name of plugin[0]"),
+            "{err}"
+        );
+        s.refused(
+            "[[plugin]]\npath = 'a.wasm'\nname = ''\n",
+            "3:8",
+            "plugin[0].name",
+        );
+    }
+
+    #[test]
+    fn default_names_are_the_stem_made_unique_and_step_aside_for_explicit_ones() {
+        let s = Scratch::new("names");
+        s.touch("redact.wasm");
+        let c = s
+            .load(
+                "[[plugin]]\npath = 'redact.wasm'\n[[plugin]]\npath = 'redact.wasm'\n\
+                 [[plugin]]\npath = 'redact.wasm'\nname = 'redact'\n",
+            )
+            .unwrap();
+        let names: Vec<&str> = c.plugins.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["redact-2", "redact-3", "redact"]);
+    }
+
+    #[test]
+    fn a_missing_plugin_file_is_refused_with_its_line() {
+        let s = Scratch::new("missing");
+        let err = s.refused(
+            "# chain\n[[plugin]]\npath = 'nope.wasm'\n",
+            "3:8",
+            "plugin[0].path",
+        );
+        assert!(err.contains("no plugin file at"), "{err}");
+        assert!(err.contains("nope.wasm"), "{err}");
+        std::fs::create_dir(s.0.join("dir.wasm")).unwrap();
+        let err = s.refused("[[plugin]]\npath = 'dir.wasm'\n", "2:8", "plugin[0].path");
+        assert!(err.contains("is not a file"), "{err}");
+        s.refused("[[plugin]]\nname = 'x'\n", "1:1", "plugin[0]");
+    }
+
+    #[test]
+    fn read_dir_must_be_a_directory_and_resolves_against_the_file() {
+        let s = Scratch::new("read-dir");
+        s.touch("p.wasm");
+        let err = s.refused(
+            "[[plugin]]\npath = 'p.wasm'\ncapabilities = { read_dir = 'p.wasm' }\n",
+            "3:29",
+            "plugin[0].capabilities.read_dir",
+        );
+        assert!(err.contains("is not a directory"), "{err}");
+        std::fs::create_dir(s.0.join("data")).unwrap();
+        let c = s
+            .load(
+                "[[plugin]]\npath = 'p.wasm'\ncapabilities = { stdio = true, read_dir = 'data' }\n\
+                 [[plugin]]\npath = 'p.wasm'\n",
+            )
+            .unwrap();
+        assert_eq!(
+            c.plugins[0].capabilities,
+            Capabilities {
+                stdio: true,
+                read_dir: Some(s.0.join("data")),
+            }
+        );
+        assert!(c.plugins[1].capabilities.is_empty(), "none by default");
+    }
+
+    #[test]
+    fn an_inline_table_config_becomes_json_text_in_file_order() {
+        let s = Scratch::new("inline");
+        s.touch("p.wasm");
+        let c = s
+            .load(
+                "[[plugin]]\npath = 'p.wasm'\n\
+                 config = { patterns = ['sk-[a-z0-9]+', 'say \"hi\"'], marker = '*', n = 2, f = 1.5, on = true, at = 1979-05-27T07:32:00Z, nested = { b = 1, a = [] } }\n\
+                 [[plugin]]\npath = 'p.wasm'\nconfig = '{\"patterns\":[]}'\n\
+                 [[plugin]]\npath = 'p.wasm'\n\
+                 [[plugin]]\npath = 'p.wasm'\n[plugin.config]\nmethods = ['notifications/progress']\n",
+            )
+            .unwrap();
+        let json = &c.plugins[0].config;
+        assert_eq!(
+            json,
+            r#"{"patterns":["sk-[a-z0-9]+","say \"hi\""],"marker":"*","n":2,"f":1.5,"on":true,"at":"1979-05-27T07:32:00Z","nested":{"b":1,"a":[]}}"#
+        );
+        serde_json::from_str::<serde_json::Value>(json).expect("valid JSON");
+        assert_eq!(c.plugins[1].config, r#"{"patterns":[]}"#, "a string as is");
+        assert_eq!(c.plugins[2].config, "", "no config: empty string");
+        assert_eq!(
+            c.plugins[3].config,
+            r#"{"methods":["notifications/progress"]}"#
+        );
+        let err = s.refused(
+            "[[plugin]]\npath = 'p.wasm'\nconfig = 5\n",
+            "3:10",
+            "plugin[0].config",
+        );
+        assert!(err.contains("expected a string or a table"), "{err}");
+        let err = s.refused(
+            "[[plugin]]\npath = 'p.wasm'\nconfig = { x = nan }\n",
+            "3:10",
+            "plugin[0].config",
+        );
+        assert!(err.contains("no JSON form"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_files_directory() {
+        let s = Scratch::new("relative");
+        let plugin = s.touch("plugins/dist/a.wasm");
+        let absolute = s.touch("elsewhere/b.wasm");
+        let sub = s.0.join("conf");
+        std::fs::create_dir_all(&sub).unwrap();
+        let file = sub.join("sluice.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[[plugin]]\npath = '../plugins/dist/a.wasm'\n[[plugin]]\npath = '{}'\n",
+                absolute.display()
+            ),
+        )
+        .unwrap();
+        let c = load(&file).unwrap();
+        let paths: Vec<PathBuf> = c
+            .plugins
+            .iter()
+            .map(|p| match &p.source {
+                PluginSource::File(path) => path.clone(),
+                PluginSource::Bytes(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            paths[0].canonicalize().unwrap(),
+            plugin.canonicalize().unwrap()
+        );
+        assert!(paths[0].is_absolute(), "{paths:?}");
+        assert_eq!(paths[1], absolute);
+        assert_eq!(c.plugins[0].name, "a");
+    }
+
+    #[test]
+    fn defaults_apply_and_plugin_values_override() {
+        let s = Scratch::new("defaults");
+        s.touch("a.wasm");
+        s.touch("b.wasm");
+        let c = s
+            .load(
+                "[defaults]\nfailure = 'closed'\ndeadline_ms = 25\nmemory_mib = 8\nfuel = 1000\n\
+                 [[plugin]]\npath = 'a.wasm'\n\
+                 [[plugin]]\npath = 'b.wasm'\nfailure = 'open'\ndeadline_ms = 5\nmemory_mib = 64\nfuel = 2000\n",
+            )
+            .unwrap();
+        let a = c.plugins[0].limits;
+        assert_eq!(a.failure, FailurePolicy::Closed);
+        assert_eq!(a.deadline, Duration::from_millis(25));
+        assert_eq!(a.memory_bytes, 8 << 20);
+        assert_eq!(a.fuel, Some(1000));
+        let b = c.plugins[1].limits;
+        assert_eq!(b.failure, FailurePolicy::Open);
+        assert_eq!(b.deadline, Duration::from_millis(5));
+        assert_eq!(b.memory_bytes, 64 << 20);
+        assert_eq!(b.fuel, Some(2000));
+        assert_eq!(c.defaults.deadline, Some(Duration::from_millis(25)));
+
+        // Without [defaults], the built-in limits: no fuel limit.
+        let c = s.load("[[plugin]]\npath = 'a.wasm'\n").unwrap();
+        assert_eq!(c.plugins[0].limits, PluginLimits::default());
+        assert!(c.defaults.is_empty());
+    }
+
+    #[test]
+    fn proxy_settings_are_read_and_checked() {
+        let s = Scratch::new("settings");
+        let c = s
+            .load(
+                "listen = '127.0.0.1:9090'\nupstream = 'http://127.0.0.1:8000/mcp'\n\
+                 max_event_bytes = 65536\nallow_origins = ['https://app.example']\n",
+            )
+            .unwrap();
+        assert_eq!(c.listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(c.upstream.as_deref(), Some("http://127.0.0.1:8000/mcp"));
+        assert_eq!(c.max_event_bytes, Some(65536));
+        assert_eq!(
+            c.allow_origins,
+            Some(vec!["https://app.example".to_string()])
+        );
+        assert!(c.plugins.is_empty());
+
+        let empty = s.load("").unwrap();
+        assert_eq!(empty.listen, None);
+        assert_eq!(empty.upstream, None);
+
+        s.refused("listen = 'localhost'\n", "1:10", "listen");
+        s.refused("\nmax_event_bytes = 10\n", "2:19", "max_event_bytes");
+        s.refused("upstream = ''\n", "1:12", "upstream");
+        s.refused("allow_origins = 'x'\n", "1:17", "allow_origins");
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line() {
+        let s = Scratch::new("syntax");
+        let err = s.load("listen = '127.0.0.1:1'\nx = = 1\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { line: 2, .. }), "{err}");
+        assert!(err.to_string().contains("sluice.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_a_read_error() {
+        let err = load(Path::new("/nonexistent/sluice.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with("/nonexistent/sluice.toml: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        assert_eq!(line_column("a\nbé=x", 5), (2, 3));
+        assert_eq!(line_column("a\nbé=x", 4), (2, 2), "inside é: floored");
+        assert_eq!(line_column("abc", 0), (1, 1));
+        assert_eq!(line_column("abc", 99), (1, 4));
+    }
+
+    /// `examples/sluice.toml`, parsed where it is shipped. Its plugins are the example
+    /// plugins in `plugins/dist/`, which exist only after `plugins/build.sh`: the copy
+    /// is parsed in a scratch tree with the same layout so that this test does not
+    /// depend on a guest toolchain (tests/cases/config_file.rs runs the real ones).
+    #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../examples/sluice.toml");
+        let s = Scratch::new("example");
+        for name in ["dropper", "redact", "passthrough"] {
+            s.touch(&format!("plugins/dist/{name}.wasm"));
+        }
+        let file = s.0.join("examples/sluice.toml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, text).unwrap();
+        let c = load(&file).unwrap();
+        assert_eq!(c.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(c.upstream.as_deref(), Some("http://127.0.0.1:8000"));
+        let names: Vec<&str> = c.plugins.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["dropper", "redact-secrets", "passthrough"]);
+        assert_eq!(
+            c.plugins[0].config,
+            r#"{"methods":["notifications/progress"]}"#
+        );
+        let redact = &c.plugins[1];
+        assert_eq!(redact.limits.failure, FailurePolicy::Closed);
+        assert!(redact.limits.fuel.is_some());
+        assert!(redact.capabilities.stdio);
+        assert!(c.plugins[2].capabilities.is_empty());
+
+        // In place, the only acceptable failure is plugins that were not built yet.
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sluice.toml");
+        if let Err(err) = load(&shipped) {
+            let text = err.to_string();
+            assert!(
+                text.contains("plugins/dist/") && text.contains("no plugin file"),
+                "{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The validated configuration the proxy runs with, whatever it was read from: flags
+//! alone (`cli`), or a TOML file ([`file`]) that flags override.
+
+pub mod file;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::plugin::{FailurePolicy, PluginLimits, PluginSpec};
+use crate::proxy::ProxySettings;
+
+pub use file::{ConfigError, FileConfig, load};
+
+/// Everything `app::start` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where clients connect. Loopback by default: exposing a proxy in front of a local
+    /// MCP server is a decision, not an accident.
+    pub listen: SocketAddr,
+    /// Base URL of the upstream MCP server; request paths are appended to its path.
+    pub upstream: String,
+    /// The chain, in order.
+    pub plugins: Vec<PluginSpec>,
+    /// Client-facing rules.
+    pub proxy: ProxySettings,
+    /// Where compiled plugins are cached between starts and reloads; `None` disables
+    /// the cache (every load compiles).
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A partial [`PluginLimits`]: only the settings that were actually given. The file's
+/// `[defaults]` and the command line's `--plugin-*` flags are both layers of this kind,
+/// applied over the built-in limits in order, so "not given" never overwrites a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitOverrides {
+    /// Failure policy.
+    pub failure: Option<FailurePolicy>,
+    /// Call deadline.
+    pub deadline: Option<Duration>,
+    /// Memory cap of one instance, in bytes.
+    pub memory_bytes: Option<usize>,
+    /// Fuel per call.
+    pub fuel: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// `limits` with every setting given here replacing its value.
+    pub fn apply(&self, limits: PluginLimits) -> PluginLimits {
+        PluginLimits {
+            deadline: self.deadline.unwrap_or(limits.deadline),
+            memory_bytes: self.memory_bytes.unwrap_or(limits.memory_bytes),
+            failure: self.failure.unwrap_or(limits.failure),
+            fuel: self.fuel.or(limits.fuel),
+        }
+    }
+
+    /// True when nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Where a reload re-reads the chain from: the config file, with the limit flags of the
+/// command line that started sluice applied again, so that a reload does not silently
+/// drop `--plugin-failure closed`.
+#[derive(Debug, Clone)]
+pub struct ChainFile {
+    /// The TOML file (as given on the command line); the one file to watch.
+    pub path: PathBuf,
+    /// The command line's `--plugin-*` flags, applied over every plugin of the file.
+    pub overrides: LimitOverrides,
+}
+
+impl ChainFile {
+    /// Re-reads and re-validates the whole file and returns its chain.
+    pub fn load(&self) -> Result<Vec<PluginSpec>, ConfigError> {
+        let mut plugins = chain_from_file(&self.path)?;
+        for spec in &mut plugins {
+            spec.limits = self.overrides.apply(spec.limits);
+        }
+        Ok(plugins)
+    }
+}
+
+/// The chain of a config file, `[defaults]` applied, for a reload: the whole file is
+/// validated again (a broken file must not half-apply), but only the chain is returned,
+/// since the listener and upstream of a running proxy do not change.
+pub fn chain_from_file(path: &Path) -> Result<Vec<PluginSpec>, ConfigError> {
+    Ok(load(path)?.plugins)
+}
+
+/// The file stem, made unique in the chain ("redact", "redact-2"): the default name of
+/// a plugin, the same whether it came from a flag or from the file.
+pub(crate) fn unique_name(path: &Path, taken: &[String]) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".to_string());
+    let mut name = stem.clone();
+    let mut n = 1;
+    while taken.contains(&name) {
+        n += 1;
+        name = format!("{stem}-{n}");
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_only_what_they_give() {
+        let base = PluginLimits::default();
+        assert_eq!(LimitOverrides::default().apply(base), base);
+        let over = LimitOverrides {
+            failure: Some(FailurePolicy::Closed),
+            fuel: Some(7),
+            ..Default::default()
+        };
+        let got = over.apply(base);
+        assert_eq!(got.failure, FailurePolicy::Closed);
+        assert_eq!(got.fuel, Some(7));
+        assert_eq!(got.deadline, base.deadline);
+        assert_eq!(got.memory_bytes, base.memory_bytes);
+    }
+
+    #[test]
+    fn default_names_are_the_stem_made_unique() {
+        let taken = vec!["redact".to_string(), "redact-2".to_string()];
+        assert_eq!(unique_name(Path::new("a/redact.wasm"), &taken), "redact-3");
+        assert_eq!(unique_name(Path::new("dropper.wasm"), &taken), "dropper");
+    }
+}

@@ -1,0 +1,337 @@
+//! Hot swap: build a whole new chain, and only if every plugin loads, make it current.
+//!
+//! Three triggers share this one mechanism: a debounced file watcher on the plugin
+//! files (and the config file), `SIGHUP`, and `POST /admin/reload`. Streams already
+//! open keep the chain they started with (a `Session` holds its own `Arc<Chain>`); new
+//! streams get the new one. A failed reload is logged, counted and reported, and the
+//! current chain keeps serving.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use notify::{RecursiveMode, Watcher};
+use serde::Serialize;
+
+use crate::plugin::{Chain, CompileCache, Plugin, PluginSpec, Runtime, StatsSnapshot};
+
+/// How long the watched files must be quiet before a reload starts: editors and
+/// compilers write a file in several steps, and a half-written plugin must not be
+/// loaded (if one is, the reload fails and the next write triggers another).
+pub const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Produces the chain's plugin list afresh on every reload (re-reading the config
+/// file, if there is one).
+pub type ChainSource = Box<dyn Fn() -> Result<Vec<PluginSpec>, String> + Send + Sync>;
+
+/// What started a reload, for logs and the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A watched file changed.
+    FileChange,
+    /// `SIGHUP`.
+    Signal,
+    /// `POST /admin/reload`.
+    Admin,
+    /// A direct call (tests, embedding).
+    Api,
+}
+
+/// Why a reload was refused. The current chain is untouched.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("reload refused, generation {generation} keeps serving: {reason}")]
+pub struct ReloadError {
+    /// The generation still serving.
+    pub generation: u64,
+    /// What failed (the config file, or which plugin and why).
+    pub reason: String,
+}
+
+/// Counters and the last failure, for `GET /admin/plugins`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadHistory {
+    /// Reloads that made a new generation current.
+    pub succeeded: u64,
+    /// Reloads refused.
+    pub failed: u64,
+    /// The reason of the most recent refusal, if the latest attempt failed.
+    pub last_error: Option<String>,
+    /// When the latest attempt finished (seconds since the Unix epoch).
+    pub last_attempt_unix: Option<u64>,
+}
+
+/// One plugin of the current chain, as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    /// Name in logs and errors.
+    pub name: String,
+    /// `filter` or `interceptor`.
+    pub world: &'static str,
+    /// The file it was loaded from, if any.
+    pub path: Option<PathBuf>,
+    /// Its counters.
+    pub stats: StatsView,
+}
+
+/// [`StatsSnapshot`] in JSON form.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsView {
+    calls: u64,
+    passed: u64,
+    dropped: u64,
+    modified: u64,
+    instances: u64,
+    traps: u64,
+    deadlines: u64,
+    out_of_memory: u64,
+    instantiate_failures: u64,
+}
+
+impl From<StatsSnapshot> for StatsView {
+    fn from(s: StatsSnapshot) -> Self {
+        Self {
+            calls: s.calls,
+            passed: s.passed,
+            dropped: s.dropped,
+            modified: s.modified,
+            instances: s.instances,
+            traps: s.traps,
+            deadlines: s.deadlines,
+            out_of_memory: s.out_of_memory,
+            instantiate_failures: s.instantiate_failures,
+        }
+    }
+}
+
+/// The whole reload state, as `GET /admin/plugins` returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Generation of the current chain.
+    pub generation: u64,
+    /// The current chain, in order.
+    pub plugins: Vec<PluginStatus>,
+    /// Reload counters and the last failure.
+    pub reloads: ReloadHistory,
+}
+
+/// Owns the current chain and replaces it.
+pub struct Reloader {
+    runtime: Option<Arc<Runtime>>,
+    /// The compile cache of every runtime this reloader creates.
+    cache: Option<CompileCache>,
+    source: ChainSource,
+    /// Files whose change triggers a reload besides the plugins (the config file).
+    extra_watch: Vec<PathBuf>,
+    current: Arc<ArcSwap<Chain>>,
+    history: Mutex<ReloadHistory>,
+    /// Serialises reloads so two triggers never race to publish.
+    busy: Mutex<()>,
+}
+
+impl Reloader {
+    /// Loads the first chain (generation 0) from `source`, compiling every plugin.
+    pub fn new(source: ChainSource, extra_watch: Vec<PathBuf>) -> Result<Self, ReloadError> {
+        Self::with_cache(source, extra_watch, None)
+    }
+
+    /// Like [`Reloader::new`], compiling through `cache` (at start and on every
+    /// reload), so that unchanged plugins are not compiled again.
+    pub fn with_cache(
+        source: ChainSource,
+        extra_watch: Vec<PathBuf>,
+        cache: Option<CompileCache>,
+    ) -> Result<Self, ReloadError> {
+        let fail = |reason: String| ReloadError {
+            generation: 0,
+            reason,
+        };
+        let specs = source().map_err(fail)?;
+        let runtime = if specs.is_empty() {
+            None
+        } else {
+            Some(Runtime::with_cache(cache.clone()).map_err(|e| fail(e.to_string()))?)
+        };
+        let chain = build(runtime.as_ref(), &specs).map_err(fail)?;
+        log_chain(&chain, "chain loaded");
+        Ok(Self {
+            runtime,
+            cache,
+            source,
+            extra_watch,
+            current: Arc::new(ArcSwap::from_pointee(chain)),
+            history: Mutex::new(ReloadHistory::default()),
+            busy: Mutex::new(()),
+        })
+    }
+
+    /// The swappable chain the proxy reads at the start of every exchange.
+    pub fn current(&self) -> &Arc<ArcSwap<Chain>> {
+        &self.current
+    }
+
+    /// Builds the next generation and makes it current, or leaves everything as it
+    /// is and says why. Compiles plugins: call it off the async workers
+    /// (`spawn_blocking`).
+    pub fn reload(&self, trigger: Trigger) -> Result<u64, ReloadError> {
+        let _busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let serving = self.current.load().generation();
+        let result = (self.source)().and_then(|specs| {
+            let runtime = match &self.runtime {
+                Some(runtime) => Some(runtime.clone()),
+                None if specs.is_empty() => None,
+                None => Some(Runtime::with_cache(self.cache.clone()).map_err(|e| e.to_string())?),
+            };
+            build(runtime.as_ref(), &specs)
+        });
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        history.last_attempt_unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs());
+        match result {
+            Ok(chain) => {
+                let generation = serving + 1;
+                let chain = chain.with_generation(generation);
+                log_chain(&chain, &format!("chain reloaded ({trigger:?})"));
+                self.current.store(Arc::new(chain));
+                history.succeeded += 1;
+                history.last_error = None;
+                Ok(generation)
+            }
+            Err(reason) => {
+                tracing::error!(
+                    generation = serving,
+                    ?trigger,
+                    "reload refused, the current chain keeps serving: {reason}"
+                );
+                history.failed += 1;
+                history.last_error = Some(reason.clone());
+                Err(ReloadError {
+                    generation: serving,
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// The current generation, its plugins and the reload history.
+    pub fn status(&self) -> Status {
+        let chain = self.current.load_full();
+        Status {
+            generation: chain.generation(),
+            plugins: chain
+                .plugins()
+                .iter()
+                .map(|p| PluginStatus {
+                    name: p.name().to_string(),
+                    world: p.world().as_str(),
+                    path: p.path().map(Path::to_path_buf),
+                    stats: p.stats().into(),
+                })
+                .collect(),
+            reloads: self
+                .history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
+    /// The files whose change should trigger a reload: the current chain's plugin
+    /// files and the config file.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let chain = self.current.load_full();
+        chain
+            .plugins()
+            .iter()
+            .filter_map(|p| p.path().map(Path::to_path_buf))
+            .chain(self.extra_watch.iter().cloned())
+            .collect()
+    }
+
+    /// Watches the plugin and config files and reloads after each burst of changes.
+    /// The watcher lives as long as the returned task.
+    pub fn watch(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event
+                    && !matches!(event.kind, notify::EventKind::Access(_))
+                {
+                    for path in event.paths {
+                        let _ = tx.send(path);
+                    }
+                }
+            })?;
+        // Watch the directories: editors and build tools replace files by renaming, and
+        // a watch on the old inode would go silent.
+        let mut dirs = HashSet::new();
+        for file in self.watched_files() {
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if dirs.insert(dir.to_path_buf()) {
+                watcher.watch(dir, RecursiveMode::NonRecursive)?;
+            }
+        }
+        let reloader = self.clone();
+        Ok(tokio::spawn(async move {
+            let _watcher = watcher;
+            while let Some(path) = rx.recv().await {
+                if !reloader.is_watched(&path) {
+                    continue;
+                }
+                // Debounce: wait until the files have been quiet for a while.
+                loop {
+                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                let reloader = reloader.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || reloader.reload(Trigger::FileChange)).await;
+            }
+        }))
+    }
+
+    fn is_watched(&self, path: &Path) -> bool {
+        let same = |a: &Path, b: &Path| {
+            a == b || (a.file_name() == b.file_name() && canonical_parent(a) == canonical_parent(b))
+        };
+        self.watched_files().iter().any(|f| same(f, path))
+    }
+}
+
+fn canonical_parent(path: &Path) -> Option<PathBuf> {
+    path.parent().and_then(|p| {
+        let p = if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        };
+        p.canonicalize().ok()
+    })
+}
+
+/// Loads every plugin; the first failure refuses the whole chain.
+fn build(runtime: Option<&Arc<Runtime>>, specs: &[PluginSpec]) -> Result<Chain, String> {
+    let Some(runtime) = runtime else {
+        return Ok(Chain::empty());
+    };
+    let plugins = specs
+        .iter()
+        .map(|spec| Plugin::load(runtime, spec.clone()).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Chain::new(plugins))
+}
+
+fn log_chain(chain: &Chain, what: &str) {
+    let names: Vec<&str> = chain.plugins().iter().map(|p| p.name()).collect();
+    tracing::info!(generation = chain.generation(), plugins = ?names, "{what}");
+}
