@@ -87,6 +87,8 @@ pub struct StatsView {
     traps: u64,
     deadlines: u64,
     out_of_memory: u64,
+    out_of_fuel: u64,
+    oversized: u64,
     instantiate_failures: u64,
 }
 
@@ -101,6 +103,8 @@ impl From<StatsSnapshot> for StatsView {
             traps: s.traps,
             deadlines: s.deadlines,
             out_of_memory: s.out_of_memory,
+            out_of_fuel: s.out_of_fuel,
+            oversized: s.oversized,
             instantiate_failures: s.instantiate_failures,
         }
     }

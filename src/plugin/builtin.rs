@@ -18,6 +18,10 @@
 //! - `CRLF` (interceptor): returns an id and event type containing CR/LF
 //!   (output-hygiene tests).
 //! - `BADINIT` (interceptor): `init` refuses every configuration.
+//! - `INITLOOP` (interceptor): `init` never returns (load-time deadline tests).
+//! - `HUGE` (filter): answers `modify` with 8 MiB of data (event-size tests).
+//! - `WASI_STDOUT`, `WASI_READ`: import WASI (stdout; a preopened directory) for the
+//!   capability tests; they load only when granted a capability.
 //!
 //! `plugins/wat/README.md` describes each file and the canonical-ABI layout they use.
 

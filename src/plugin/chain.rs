@@ -128,11 +128,22 @@ impl Session {
         self.end();
         self.phase = Some((direction, self.meta.to_wit(direction)));
         for index in 0..self.slots.len() {
-            if applies(&self.chain.plugins[index], direction) {
-                // A failure here is logged and counted; the slot stays empty and the
-                // first event retries (and then applies the failure policy).
-                let _ = self.ensure_instance(index);
+            let plugin = self.chain.plugins[index].clone();
+            if !applies(&plugin, direction) {
+                continue;
             }
+            // An instance kept from the previous phase of this exchange learns about
+            // the new one; a new instance is told when it is created.
+            if let (Some(instance), Some((_, info))) = (&mut self.slots[index], &self.phase)
+                && let Err(failure) = instance.on_stream_start(info)
+            {
+                self.slots[index] = None;
+                plugin.counters().failure(failure.kind);
+                self.log_failure(&plugin, &failure, "on-stream-start");
+            }
+            // A failure here is logged and counted; the slot stays empty and the
+            // first event retries (and then applies the failure policy).
+            let _ = self.ensure_instance(index);
         }
     }
 

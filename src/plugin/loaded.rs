@@ -434,29 +434,30 @@ impl CallFailure {
 }
 
 impl Instance {
-    /// Resets the per-call budgets: deadline, fuel, and the memory-denied flag.
-    fn arm(&mut self) {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        self.store
-            .set_fuel(self.fuel)
-            .expect("the engine consumes fuel (Runtime::with_cache)");
-        self.store.data_mut().memory_denied = false;
-    }
-
-    /// Runs one guest call on the store: here, or for a WASI-linked instance outside
-    /// the async context (see `wasi::outside_async`).
+    /// Runs one guest call on the store with fresh per-call budgets (deadline, fuel,
+    /// memory-denied flag): here, or for a WASI-linked instance outside the async
+    /// context (see `wasi::outside_async`). The budgets are set on the thread that
+    /// makes the call, so starting that thread is not charged to the plugin.
     fn run<R: Send>(&mut self, call: impl FnOnce(&mut Store<PluginState>) -> R + Send) -> R {
+        let (ticks, fuel) = (self.deadline_ticks, self.fuel);
+        let armed = move |store: &mut Store<PluginState>| {
+            store.set_epoch_deadline(ticks);
+            store
+                .set_fuel(fuel)
+                .expect("the engine consumes fuel (Runtime::with_cache)");
+            store.data_mut().memory_denied = false;
+            call(store)
+        };
         if self.wasi {
             let store = &mut self.store;
-            wasi::outside_async(move || call(store))
+            wasi::outside_async(move || armed(store))
         } else {
-            call(&mut self.store)
+            armed(&mut self.store)
         }
     }
 
     /// Calls `on-event`.
     pub(crate) fn on_event(&mut self, event: &SseEvent) -> Result<Verdict, CallFailure> {
-        self.arm();
         // SAFETY: `on_event` was obtained through `get_typed_func::<(&SseEvent,),
         // (Verdict,)>` when the instance was created, which type-checked exactly these
         // parameter and result types (lifetimes aside, which do not exist at the
@@ -474,7 +475,6 @@ impl Instance {
             return Ok(());
         };
         let start = lifecycle.start;
-        self.arm();
         let typed = start
             .typed::<(&StreamInfo,), ()>(&self.store)
             .map_err(|e| CallFailure::from_error(FailureKind::Trap, &e, self.store.data()))?;
@@ -488,7 +488,6 @@ impl Instance {
             return Ok(());
         };
         let end = lifecycle.end;
-        self.arm();
         let typed = end
             .typed::<(), ()>(&self.store)
             .map_err(|e| CallFailure::from_error(FailureKind::Trap, &e, self.store.data()))?;

@@ -376,10 +376,17 @@ async fn a_wasi_import_in_a_reload_is_refused_while_the_proxy_serves() {
 
 // Grants give exactly what they name.
 
+/// A plugin with grants. The deadline is generous: time spent in WASI host calls
+/// (writing to stdout, opening files) counts against it, and these cases are about
+/// what the grants allow, not about a busy test machine's I/O latency.
 fn granted(name: &str, bytes: &'static [u8], config: &str, caps: Capabilities) -> PluginSpec {
     PluginSpec {
         config: config.into(),
         capabilities: caps,
+        limits: PluginLimits {
+            deadline: Duration::from_secs(2),
+            ..Default::default()
+        },
         ..proxy::wat(name, bytes)
     }
 }
@@ -398,7 +405,9 @@ fn read_dir(dir: &Path) -> Capabilities {
     }
 }
 
-#[tokio::test]
+// Multi-thread, like the sluice binary: WASI calls go through `block_in_place` there
+// (the other cases run on a current-thread runtime, where they take a thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_lets_a_plugin_write_to_stdout_while_the_proxy_serves() {
     // The fixture writes one line per event to the test's stdout, through WASI calls
     // made from the proxy's async workers.
@@ -457,6 +466,21 @@ async fn a_read_dir_is_readable_at_data_and_nothing_more() {
     assert_eq!(answer("../secret.txt", read_dir(&data)), "denied");
     assert_eq!(answer("missing.txt", read_dir(&data)), "denied");
     assert_eq!(answer("hello.txt", stdio()), "no preopened directory");
+
+    // stdout not granted: the writes go to an empty sink and the call succeeds.
+    let quiet = Plugin::load(
+        &runtime,
+        granted("wasi-stdout", builtin::WASI_STDOUT, "", read_dir(&data)),
+    )
+    .expect("loads");
+    let chain = Arc::new(Chain::new(vec![quiet]));
+    let mut session = chain.session(StreamMeta::default());
+    session.begin(Direction::ToClient);
+    assert_eq!(
+        session.on_event(Event::message("unheard")),
+        Outcome::Forward(Event::message("unheard"))
+    );
+    assert_eq!(chain.plugins()[0].stats().failures(), 0);
 
     // A grant that cannot be honoured is a load error.
     let missing = load(granted(

@@ -66,7 +66,9 @@ async fn open(sluice: &Running) -> tokio::task::JoinHandle<Vec<Event>> {
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..500 {
+    // A safety net, not a timing assertion: reloads compile plugins, and a loaded CI
+    // machine can take a while.
+    for _ in 0..3000 {
         if done() {
             return;
         }
