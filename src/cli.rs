@@ -65,6 +65,10 @@ pub struct CheckArgs {
     /// Check as if the plugin's configuration granted `read_dir = DIR` (links WASI).
     #[arg(long, value_name = "DIR")]
     pub read_dir: Option<PathBuf>,
+    /// Check as if the plugin's configuration granted `wasi = true` (an empty WASI
+    /// context).
+    #[arg(long)]
+    pub wasi: bool,
 }
 
 impl CheckArgs {
@@ -80,6 +84,7 @@ impl CheckArgs {
             capabilities: Capabilities {
                 stdio: self.stdio,
                 read_dir: self.read_dir.clone(),
+                wasi: self.wasi,
             },
         })
     }

@@ -158,6 +158,8 @@ struct RawCapabilities {
     #[serde(default)]
     stdio: bool,
     read_dir: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    wasi: bool,
 }
 
 /// A plugin entry checked, before default names are given out.
@@ -325,6 +327,7 @@ impl Source<'_> {
         let mut capabilities = Capabilities::default();
         if let Some(caps) = raw.capabilities {
             capabilities.stdio = caps.stdio;
+            capabilities.wasi = caps.wasi;
             if let Some(read_dir) = caps.read_dir {
                 let resolved = dir.join(read_dir.get_ref());
                 if !resolved.is_dir() {
@@ -706,9 +709,22 @@ mod tests {
             Capabilities {
                 stdio: true,
                 read_dir: Some(s.0.join("data")),
+                wasi: false,
             }
         );
         assert!(c.plugins[1].capabilities.is_empty(), "none by default");
+    }
+
+    #[test]
+    fn an_empty_wasi_context_is_granted_by_name() {
+        let s = Scratch::new("wasi");
+        s.touch("p.wasm");
+        let c = s
+            .load("[[plugin]]\npath = 'p.wasm'\ncapabilities = { wasi = true }\n")
+            .unwrap();
+        assert!(c.plugins[0].capabilities.wasi);
+        assert!(!c.plugins[0].capabilities.stdio);
+        assert_eq!(c.plugins[0].capabilities.read_dir, None);
     }
 
     #[test]

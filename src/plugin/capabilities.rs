@@ -14,6 +14,10 @@ pub struct Capabilities {
     /// A host directory the plugin may read (never write), for data such as word lists
     /// too large for its configuration string.
     pub read_dir: Option<PathBuf>,
+    /// Link WASI with an empty context (only the clocks and random numbers WASI p2
+    /// always provides; no files, environment, network or output), for toolchains whose
+    /// output always imports WASI: Python without `--stub-wasi`, C using stdio, Go.
+    pub wasi: bool,
 }
 
 impl Capabilities {
@@ -32,6 +36,9 @@ impl fmt::Display for Capabilities {
         }
         if let Some(dir) = &self.read_dir {
             parts.push(format!("read-only dir {}", dir.display()));
+        }
+        if self.wasi && parts.is_empty() {
+            parts.push("empty WASI context".to_string());
         }
         if parts.is_empty() {
             f.write_str("none")
@@ -52,8 +59,18 @@ mod tests {
         let both = Capabilities {
             stdio: true,
             read_dir: Some("/srv/data".into()),
+            wasi: false,
         };
         assert!(!both.is_empty());
         assert_eq!(both.to_string(), "stdio, read-only dir /srv/data");
+        let empty_wasi = Capabilities {
+            wasi: true,
+            ..Capabilities::default()
+        };
+        assert!(
+            !empty_wasi.is_empty(),
+            "an empty WASI context is still a grant"
+        );
+        assert_eq!(empty_wasi.to_string(), "empty WASI context");
     }
 }

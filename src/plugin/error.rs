@@ -34,7 +34,8 @@ pub enum PluginError {
         "plugin {name}: imports WASI ({}), which it was not granted; sluice gives a \
          plugin no WASI unless its [[plugin]] entry in the config file grants a \
          capability: `capabilities = {{ stdio = true }}` (stdout/stderr) or \
-         `capabilities = {{ read_dir = \"DIR\" }}` (DIR readable at /data)",
+         `capabilities = {{ read_dir = \"DIR\" }}` (DIR readable at /data) or \
+         `capabilities = {{ wasi = true }}` (an empty WASI context)",
         imports.join(", ")
     )]
     WasiNotGranted { name: String, imports: Vec<String> },

@@ -121,6 +121,9 @@ pub(crate) fn describe(caps: &Capabilities) -> String {
         }
         let _ = write!(out, "read-only dir {} as {GUEST_DIR}", dir.display());
     }
+    if out.is_empty() && caps.wasi {
+        out.push_str("empty WASI context (clocks and random only)");
+    }
     out
 }
 
@@ -162,11 +165,13 @@ mod tests {
         let stdio = Capabilities {
             stdio: true,
             read_dir: None,
+            wasi: false,
         };
         assert_eq!(describe(&stdio), "stdout/stderr");
         let both = Capabilities {
             stdio: true,
             read_dir: Some("/srv/data".into()),
+            wasi: false,
         };
         assert_eq!(
             describe(&both),
@@ -179,6 +184,7 @@ mod tests {
         let caps = Capabilities {
             stdio: false,
             read_dir: Some("/nonexistent/sluice-data".into()),
+            wasi: false,
         };
         let err = WasiState::new(&caps).err().expect("cannot open");
         assert!(err.contains("/nonexistent/sluice-data"), "{err}");

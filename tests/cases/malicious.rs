@@ -395,6 +395,7 @@ fn stdio() -> Capabilities {
     Capabilities {
         stdio: true,
         read_dir: None,
+        wasi: false,
     }
 }
 
@@ -402,6 +403,7 @@ fn read_dir(dir: &Path) -> Capabilities {
     Capabilities {
         stdio: false,
         read_dir: Some(dir.to_path_buf()),
+        wasi: false,
     }
 }
 
@@ -412,6 +414,22 @@ async fn stdio_lets_a_plugin_write_to_stdout_while_the_proxy_serves() {
     // The fixture writes one line per event to the test's stdout, through WASI calls
     // made from the proxy's async workers.
     let spec = granted("wasi-stdout", builtin::WASI_STDOUT, "", stdio());
+    let (a, b, stats) = misbehave(spec, Default::default()).await;
+    assert_unchanged(&a);
+    assert_unchanged(&b);
+    assert_eq!((stats.passed, stats.failures()), (ALL, 0), "{stats:?}");
+}
+
+/// For toolchains that always import WASI (Python without stubs, C with stdio, Go):
+/// `wasi = true` links WASI with nothing granted: the plugin loads, and its writes go
+/// nowhere.
+#[tokio::test]
+async fn an_empty_wasi_context_loads_a_wasi_plugin_and_grants_nothing() {
+    let empty = || Capabilities {
+        wasi: true,
+        ..Capabilities::default()
+    };
+    let spec = granted("wasi-stdout", builtin::WASI_STDOUT, "", empty());
     let (a, b, stats) = misbehave(spec, Default::default()).await;
     assert_unchanged(&a);
     assert_unchanged(&b);
