@@ -23,9 +23,10 @@
 //! instantiate a filter (which has no `init`) is always a problem.
 //!
 //! WASI: like the proxy, the check grants nothing by default, so a `wasi:*` import is
-//! refused and named. `--stdio` / `--read-dir DIR` ([`Options::capabilities`]) check the
-//! plugin as a configuration with those grants would load it: WASI imports are then
-//! linked with WASI preview 2, and the trial instance confirms they resolve.
+//! refused and named. `--stdio` / `--read-dir DIR` / `--wasi` (an empty WASI context)
+//! ([`Options::capabilities`]) check the plugin as a configuration with those grants
+//! would load it: WASI imports are then linked with WASI preview 2, and the trial
+//! instance confirms they resolve.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -41,7 +41,30 @@ impl Runtime {
     /// Like [`Runtime::new`], with plugins compiled through `cache` when there is one,
     /// so that a restart or a reload of an unchanged plugin skips cranelift.
     pub fn with_cache(cache: Option<CompileCache>) -> Result<Arc<Self>, PluginError> {
+        Self::build(cache, None)
+    }
+
+    /// Like [`Runtime::with_cache`], on an engine whose instances come from wasmtime's
+    /// pooling allocator (pre-reserved slots, copy-on-write memory images) instead of
+    /// being mapped on demand. Not sluice's default: only `examples/plugin_figures.rs`
+    /// uses it, to measure what it saves per stream (docs/plugins.md, "Making fresh
+    /// instances cheap").
+    #[doc(hidden)]
+    pub fn with_pooling_allocator(
+        cache: Option<CompileCache>,
+        pooling: wasmtime::PoolingAllocationConfig,
+    ) -> Result<Arc<Self>, PluginError> {
+        Self::build(cache, Some(pooling))
+    }
+
+    fn build(
+        cache: Option<CompileCache>,
+        pooling: Option<wasmtime::PoolingAllocationConfig>,
+    ) -> Result<Arc<Self>, PluginError> {
         let mut config = Config::new();
+        if let Some(pooling) = pooling {
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+        }
         config.epoch_interruption(true);
         // Fuel is on for every engine, even when no plugin has a fuel limit (each call
         // then starts with u64::MAX). Measured per `on-event` call (same plugins on
