@@ -116,7 +116,8 @@ fi
 js="$here/js"
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     say "WARNING: node/npm not found; skipping plugins/js (install Node.js 20+, then rerun)"
-elif [ "$(node -p "try{require('$js/node_modules/@bytecodealliance/componentize-js/package.json').version}catch(e){''}" 2>/dev/null)" = "0.23.0" ]; then
+elif [ "$(node -p "try{require('$js/node_modules/@bytecodealliance/componentize-js/package.json').version}catch(e){''}" 2>/dev/null)" = "0.23.0" ] \
+    && [ -f "$js/node_modules/@bytecodealliance/preview2-shim/package.json" ]; then
     say "npm: @bytecodealliance/componentize-js@0.23.0 already installed in plugins/js"
 else
     say "npm ci in plugins/js (@bytecodealliance/componentize-js@0.23.0)"
