@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --release --example plugin_figures            # every plugins/dist/reference-*.wasm + the WAT one
 //! cargo run --release --example plugin_figures -- FILE... # given components
+//! cargo run --release --example plugin_figures -- --pooling [FILE...]
 //! ```
 //!
 //! For each component: its size; the cold compile (cranelift, no cache); the cached
@@ -12,6 +13,11 @@
 //! and on one that is redacted (`modify`); and the memory of one instance: the smallest
 //! memory cap (in 64 KiB pages) under which it loads and handles that event, i.e. the
 //! largest linear memory it needs.
+//!
+//! With `--pooling`, only the new-instance time, on sluice's default engine (instances
+//! mapped on demand) and on one with wasmtime's pooling allocator (copy-on-write memory
+//! images), each both with 50 instances alive at once and with each instance dropped
+//! before the next (a pooled slot is then reused warm).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,10 +91,89 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// The mean time of `Session::begin` (instantiate + `init` + `on-stream-start`): over 50
+/// sessions kept alive together, and over 50 begun and dropped one after the other.
+fn new_instance(chain: &Arc<Chain>) -> (Duration, Duration) {
+    let rounds = 50;
+    let begin = || {
+        let mut s = chain.session(meta());
+        s.begin(Direction::ToClient);
+        s
+    };
+    drop(begin()); // warm-up
+    let start = Instant::now();
+    let sessions: Vec<_> = (0..rounds).map(|_| begin()).collect();
+    let live = start.elapsed() / rounds as u32;
+    drop(sessions);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        drop(begin());
+    }
+    let one_by_one = start.elapsed() / rounds as u32;
+    assert_eq!(chain.plugins()[0].stats().failures(), 0, "instantiation failed");
+    (live, one_by_one)
+}
+
+/// Pool limits big enough for the reference plugins (Python and JavaScript have several
+/// core instances, memories and tables each) with 50 instances alive at once.
+fn pooling_config() -> wasmtime::PoolingAllocationConfig {
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(200)
+        .total_core_instances(2000)
+        .total_memories(1000)
+        .total_tables(1000)
+        .total_stacks(200)
+        .max_component_instance_size(4 << 20)
+        .max_core_instance_size(4 << 20)
+        .max_memories_per_module(4)
+        .max_tables_per_module(8)
+        .table_elements(100_000)
+        .max_memory_size(256 << 20);
+    pool
+}
+
+/// `--pooling`: new-instance time, on-demand allocator versus pooling allocator.
+fn compare_allocators(plugins: &[(String, PluginSource, usize, &str)], cache_dir: &PathBuf) {
+    let cache = || Some(CompileCache::new(cache_dir).expect("cache"));
+    let on_demand = Runtime::with_cache(cache()).expect("runtime");
+    let pooling = Runtime::with_pooling_allocator(cache(), pooling_config()).expect("runtime");
+    println!(
+        "| plugin | on-demand, 50 alive | pooling, 50 alive | on-demand, one at a time | pooling, one at a time |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (name, source, _, config) in plugins {
+        let chain = |runtime: &Arc<Runtime>| {
+            let plugin =
+                Plugin::load(runtime, spec(name, source.clone(), config, 256 << 20)).expect("loads");
+            Arc::new(Chain::new(vec![plugin]))
+        };
+        let (on_demand, pooling) = (chain(&on_demand), chain(&pooling));
+        // Best of 3 runs each, alternating, so that load on the machine hits both.
+        let (mut a, mut b) = ((Duration::MAX, Duration::MAX), (Duration::MAX, Duration::MAX));
+        for _ in 0..3 {
+            let x = new_instance(&on_demand);
+            a = (a.0.min(x.0), a.1.min(x.1));
+            let y = new_instance(&pooling);
+            b = (b.0.min(y.0), b.1.min(y.1));
+        }
+        println!(
+            "| {name} | {:.0} µs | {:.0} µs | {:.0} µs | {:.0} µs |",
+            micros(a.0),
+            micros(b.0),
+            micros(a.1),
+            micros(b.1)
+        );
+    }
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut plugins: Vec<(String, PluginSource, usize, &str)> = Vec::new();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let pooling = args.first().is_some_and(|a| a == "--pooling");
+    if pooling {
+        args.remove(0);
+    }
     let files: Vec<PathBuf> = if args.is_empty() {
         ["rust", "c", "zig", "python", "js"]
             .iter()
@@ -113,6 +198,11 @@ fn main() {
     }
 
     let cache_dir = std::env::temp_dir().join(format!("sluice-figures-{}", std::process::id()));
+    if pooling {
+        compare_allocators(&plugins, &cache_dir);
+        let _ = std::fs::remove_dir_all(&cache_dir);
+        return;
+    }
     let cold = Runtime::new().expect("runtime");
     let cached =
         Runtime::with_cache(Some(CompileCache::new(&cache_dir).expect("cache"))).expect("runtime");
