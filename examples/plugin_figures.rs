@@ -110,7 +110,11 @@ fn new_instance(chain: &Arc<Chain>) -> (Duration, Duration) {
         drop(begin());
     }
     let one_by_one = start.elapsed() / rounds as u32;
-    assert_eq!(chain.plugins()[0].stats().failures(), 0, "instantiation failed");
+    assert_eq!(
+        chain.plugins()[0].stats().failures(),
+        0,
+        "instantiation failed"
+    );
     (live, one_by_one)
 }
 
@@ -143,13 +147,16 @@ fn compare_allocators(plugins: &[(String, PluginSource, usize, &str)], cache_dir
     println!("|---|---:|---:|---:|---:|");
     for (name, source, _, config) in plugins {
         let chain = |runtime: &Arc<Runtime>| {
-            let plugin =
-                Plugin::load(runtime, spec(name, source.clone(), config, 256 << 20)).expect("loads");
+            let plugin = Plugin::load(runtime, spec(name, source.clone(), config, 256 << 20))
+                .expect("loads");
             Arc::new(Chain::new(vec![plugin]))
         };
         let (on_demand, pooling) = (chain(&on_demand), chain(&pooling));
         // Best of 3 runs each, alternating, so that load on the machine hits both.
-        let (mut a, mut b) = ((Duration::MAX, Duration::MAX), (Duration::MAX, Duration::MAX));
+        let (mut a, mut b) = (
+            (Duration::MAX, Duration::MAX),
+            (Duration::MAX, Duration::MAX),
+        );
         for _ in 0..3 {
             let x = new_instance(&on_demand);
             a = (a.0.min(x.0), a.1.min(x.1));
