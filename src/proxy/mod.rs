@@ -133,13 +133,8 @@ impl Proxy {
             path: parts.uri.path().to_string(),
             rpc_method: summary.method.clone(),
         };
-        tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, "request");
         let chain = self.chain.load_full();
-        tracing::debug!(
-            stream = stream_id,
-            generation = chain.generation(),
-            "chain chosen"
-        );
+        tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
         // A plugin's `modify` is held to the same limit as what the proxy reads.
         let mut session = chain.session(meta).with_max_event_bytes(limit);
 
