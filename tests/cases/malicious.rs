@@ -35,18 +35,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// An upstream whose every stream sends `id: i` / `data: event i` for i in 1..=EVENTS,
 /// pausing at the half until the test opens the gate for it.
 async fn gated_upstream() -> (raw::RawUpstream, Arc<Semaphore>) {
-    let gate = Arc::new(Semaphore::new(0));
-    let chunks = (1..=EVENTS)
-        .map(|i| format!("id: {i}\ndata: event {i}\n\n").into_bytes())
-        .collect();
-    let upstream = raw::serve(raw::Script {
-        content_type: "text/event-stream",
-        chunks,
-        end: raw::End::Clean,
-        gate: Some(gate.clone()),
-    })
-    .await;
-    (upstream, gate)
+    raw::gated_sse(EVENTS, |i| format!("event {i}")).await
 }
 
 /// One SSE response, read event by event.

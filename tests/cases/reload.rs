@@ -19,18 +19,7 @@ const EVENTS: usize = 40;
 /// An upstream whose every stream sends `EVENTS` events carrying a secret, pausing at
 /// the half until the test opens the gate for it.
 async fn gated_upstream() -> (raw::RawUpstream, Arc<Semaphore>) {
-    let gate = Arc::new(Semaphore::new(0));
-    let chunks = (1..=EVENTS)
-        .map(|i| format!("id: {i}\ndata: key sk-abc{i}\n\n").into_bytes())
-        .collect();
-    let upstream = raw::serve(raw::Script {
-        content_type: "text/event-stream",
-        chunks,
-        end: raw::End::Clean,
-        gate: Some(gate.clone()),
-    })
-    .await;
-    (upstream, gate)
+    raw::gated_sse(EVENTS, |i| format!("key sk-abc{i}")).await
 }
 
 /// A plugin file in a fresh directory, initially the pass-through filter.

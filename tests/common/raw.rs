@@ -106,6 +106,27 @@ pub async fn serve(script: Script) -> RawUpstream {
     }
 }
 
+/// An SSE upstream whose every stream sends `id: i` / `data: {data(i)}` for i in
+/// 1..=events and pauses at the half until the test adds a permit to the returned gate:
+/// the test decides when a stream may finish (e.g. after a reload).
+pub async fn gated_sse(
+    events: usize,
+    data: impl Fn(usize) -> String,
+) -> (RawUpstream, Arc<tokio::sync::Semaphore>) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let chunks = (1..=events)
+        .map(|i| format!("id: {i}\ndata: {}\n\n", data(i)).into_bytes())
+        .collect();
+    let upstream = serve(Script {
+        content_type: "text/event-stream",
+        chunks,
+        end: End::Clean,
+        gate: Some(gate.clone()),
+    })
+    .await;
+    (upstream, gate)
+}
+
 /// Reads one request head and its content-length body.
 async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
     let mut buf = Vec::new();
