@@ -14,6 +14,7 @@ dist="$here/dist"
 target_dir="$workspace/target"
 triple=wasm32-unknown-unknown
 wasm_tools="$here/.venv/bin/wasm-tools"
+. "$here/lib.sh"
 
 profile=release
 case "${1:-}" in
@@ -63,19 +64,7 @@ for name in "${plugins[@]}"; do
     out="$dist/$out_name.wasm"
     [ -f "$core" ] || die "$name: cargo produced no $core"
     "$wasm_tools" component new "$core" -o "$out.tmp"
-    "$wasm_tools" validate "$out.tmp" || { echo "error: $name: component does not validate" >&2; failed=1; rm -f "$out.tmp"; continue; }
-    wit="$("$wasm_tools" component wit "$out.tmp")"
-    if ! grep -q 'export on-event: func' <<<"$wit"; then
-        echo "error: $name: component does not export on-event; its WIT is:" >&2
-        echo "$wit" >&2
-        failed=1; rm -f "$out.tmp"; continue
-    fi
-    if grep -q 'import wasi:' <<<"$wit"; then
-        echo "error: $name: component imports WASI; plugins must need no WASI:" >&2
-        grep 'import ' <<<"$wit" >&2
-        failed=1; rm -f "$out.tmp"; continue
-    fi
-    mv "$out.tmp" "$out"
+    publish_component "$out.tmp" "$out" "plugins must need no WASI" || { failed=1; continue; }
     printf '%-14s %10d %10d  %s\n' "$out_name" "$(stat -c %s "$core")" "$(stat -c %s "$out")" "${out#"$here"/}"
 done
 [ "$failed" -eq 0 ] || die "some plugins failed the checks above"

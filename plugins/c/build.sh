@@ -7,6 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 plugins="$(dirname "$here")"
 wasm_tools="$plugins/.venv/bin/wasm-tools"
+. "$plugins/lib.sh"
 out="$plugins/dist/reference-c.wasm"
 core="$here/target/reference.core.wasm"
 
@@ -22,10 +23,6 @@ clang-19 --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror \
     "$here/reference.c" "$here/gen/interceptor.c" "$here/gen/interceptor_component_type.o" \
     -Wl,--strip-debug
 "$wasm_tools" component new "$core" -o "$out.tmp"
-"$wasm_tools" validate "$out.tmp"
-if "$wasm_tools" component wit "$out.tmp" | grep -q 'import wasi:'; then
-    echo "error: reference-c imports WASI" >&2; rm -f "$out.tmp"; exit 1
-fi
-mv "$out.tmp" "$out"
+publish_component "$out.tmp" "$out" "stdio pulls in WASI: use log" || exit 1
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 echo "==> reference-c: $(stat -c %s "$out") bytes in ${ms} ms -> ${out#"$plugins"/}"

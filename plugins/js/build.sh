@@ -16,6 +16,7 @@ dist="$plugins/dist"
 out="$dist/reference-js.wasm"
 cli="$here/node_modules/@bytecodealliance/componentize-js/src/cli.js"
 wasm_tools="$plugins/.venv/bin/wasm-tools"
+. "$plugins/lib.sh"
 
 die() { echo "error: $*" >&2; exit 1; }
 command -v node >/dev/null || die "node not found -- install Node.js 20 (apt-get install nodejs npm)"
@@ -31,14 +32,6 @@ node "$cli" plugin.js --wit "$plugins/../wit" --world-name interceptor \
     --disable stdio random clocks http fetch-event -o "$out.tmp"
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 
-"$wasm_tools" validate "$out.tmp" || { rm -f "$out.tmp"; die "component does not validate"; }
-wit="$("$wasm_tools" component wit "$out.tmp")"
-if grep -q 'import wasi:' <<<"$wit"; then
-    grep 'import ' <<<"$wit" >&2
-    rm -f "$out.tmp"
-    die "component imports WASI (check the --disable list)"
-fi
-grep -q 'export on-event: func' <<<"$wit" || { rm -f "$out.tmp"; die "component does not export on-event"; }
-mv "$out.tmp" "$out"
+publish_component "$out.tmp" "$out" "check the --disable list" || exit 1
 printf '==> %s: %d bytes, componentize-js took %d.%03d s\n' \
     "${out#"$plugins"/}" "$(stat -c %s "$out")" $((elapsed_ms / 1000)) $((elapsed_ms % 1000))

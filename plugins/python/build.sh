@@ -14,6 +14,7 @@ dist="$plugins/dist"
 out="$dist/reference-python.wasm"
 componentize_py="$venv/bin/componentize-py"
 wasm_tools="$venv/bin/wasm-tools"
+. "$plugins/lib.sh"
 
 die() { echo "error: $*" >&2; exit 1; }
 [ -x "$componentize_py" ] || die "$componentize_py not found -- run plugins/setup.sh"
@@ -28,14 +29,6 @@ start=$(date +%s%N)
     componentize --stub-wasi app -o "$out.tmp"
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 
-"$wasm_tools" validate "$out.tmp" || { rm -f "$out.tmp"; die "component does not validate"; }
-wit="$("$wasm_tools" component wit "$out.tmp")"
-if grep -q 'import wasi:' <<<"$wit"; then
-    grep 'import ' <<<"$wit" >&2
-    rm -f "$out.tmp"
-    die "component imports WASI (was --stub-wasi dropped?)"
-fi
-grep -q 'export on-event: func' <<<"$wit" || { rm -f "$out.tmp"; die "component does not export on-event"; }
-mv "$out.tmp" "$out"
+publish_component "$out.tmp" "$out" "was --stub-wasi dropped?" || exit 1
 printf '==> %s: %d bytes, componentize-py took %d.%03d s\n' \
     "${out#"$plugins"/}" "$(stat -c %s "$out")" $((elapsed_ms / 1000)) $((elapsed_ms % 1000))

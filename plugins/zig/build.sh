@@ -9,6 +9,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 plugins="$(dirname "$here")"
 python="$plugins/.venv/bin/python"
 wasm_tools="$plugins/.venv/bin/wasm-tools"
+. "$plugins/lib.sh"
 gen="$plugins/c/gen"
 out="$plugins/dist/reference-zig.wasm"
 core="$here/target/reference.core.wasm"
@@ -28,10 +29,6 @@ start=$(date +%s%N)
     --cache-dir "$here/target/zig-cache" --global-cache-dir "$here/target/zig-global-cache" \
     -femit-bin="$core")
 "$wasm_tools" component new "$core" -o "$out.tmp"
-"$wasm_tools" validate "$out.tmp"
-if "$wasm_tools" component wit "$out.tmp" | grep -q 'import wasi:'; then
-    echo "error: reference-zig imports WASI" >&2; rm -f "$out.tmp"; exit 1
-fi
-mv "$out.tmp" "$out"
+publish_component "$out.tmp" "$out" "build as a reactor, no std.debug.print" || exit 1
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 echo "==> reference-zig: $(stat -c %s "$out") bytes in ${ms} ms -> ${out#"$plugins"/}"
