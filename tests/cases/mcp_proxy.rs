@@ -4,8 +4,20 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::mcp::{SECRET_TEXT, connect, spawn_mcp_server};
+use sluice::app::Running;
+use sluice::plugin::PluginSpec;
+
+use crate::common::mcp::{McpClient, McpServer, SECRET_TEXT, connect, spawn_mcp_server};
 use crate::common::proxy;
+
+/// A real MCP server, sluice in front of it with `plugins`, and a client connected
+/// through sluice.
+async fn through_sluice(plugins: Vec<PluginSpec>) -> (McpServer, Running, McpClient) {
+    let server = spawn_mcp_server().await;
+    let sluice = proxy::start(&proxy::base_of(&server.url), plugins).await;
+    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    (server, sluice, client)
+}
 
 fn tool_names(tools: &[rmcp::model::Tool]) -> Vec<String> {
     let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
@@ -66,14 +78,8 @@ async fn with_no_plugin_the_client_sees_what_it_sees_direct() {
 
 #[tokio::test]
 async fn the_redactor_changes_a_tool_result() {
-    let server = spawn_mcp_server().await;
     let config = r#"{"patterns":["sk-[a-z]+-[a-z0-9]+"]}"#;
-    let sluice = proxy::start(
-        &proxy::base_of(&server.url),
-        vec![proxy::rust("redact", config)],
-    )
-    .await;
-    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    let (_server, sluice, client) = through_sluice(vec![proxy::rust("redact", config)]).await;
     assert_eq!(
         client.call_text("get_secret", json!(null)).await.unwrap(),
         "the key is [REDACTED]"
@@ -91,14 +97,8 @@ async fn the_redactor_changes_a_tool_result() {
 
 #[tokio::test]
 async fn the_dropper_removes_progress_notifications() {
-    let server = spawn_mcp_server().await;
     let config = r#"{"methods":["notifications/progress"]}"#;
-    let sluice = proxy::start(
-        &proxy::base_of(&server.url),
-        vec![proxy::rust("dropper", config)],
-    )
-    .await;
-    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    let (_server, sluice, client) = through_sluice(vec![proxy::rust("dropper", config)]).await;
     assert_eq!(
         client
             .call_with_progress("count", json!({"n": 4}))
@@ -119,14 +119,8 @@ async fn the_dropper_removes_progress_notifications() {
 
 #[tokio::test]
 async fn a_dropped_tool_call_gets_a_json_rpc_error_and_the_session_goes_on() {
-    let server = spawn_mcp_server().await;
     let config = r#"{"methods":["tools/call"]}"#;
-    let sluice = proxy::start(
-        &proxy::base_of(&server.url),
-        vec![proxy::rust("dropper", config)],
-    )
-    .await;
-    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    let (server, _sluice, client) = through_sluice(vec![proxy::rust("dropper", config)]).await;
     let error = client
         .call_text("echo", json!({"text": "hi"}))
         .await
@@ -150,9 +144,7 @@ async fn a_dropped_tool_call_gets_a_json_rpc_error_and_the_session_goes_on() {
 
 #[tokio::test]
 async fn a_trapping_plugin_does_not_stop_the_stream() {
-    let server = spawn_mcp_server().await;
-    let sluice = proxy::start(&proxy::base_of(&server.url), vec![proxy::rust("trap", "")]).await;
-    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    let (_server, sluice, client) = through_sluice(vec![proxy::rust("trap", "")]).await;
     assert_eq!(
         client
             .call_with_progress("count", json!({"n": 3}))
@@ -177,9 +169,7 @@ async fn a_trapping_plugin_does_not_stop_the_stream() {
 
 #[tokio::test]
 async fn a_looping_plugin_is_cut_at_its_deadline_and_the_stream_goes_on() {
-    let server = spawn_mcp_server().await;
-    let sluice = proxy::start(&proxy::base_of(&server.url), vec![proxy::rust("spin", "")]).await;
-    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    let (_server, sluice, client) = through_sluice(vec![proxy::rust("spin", "")]).await;
     assert_eq!(
         client
             .call_with_progress("count", json!({"n": 2}))
