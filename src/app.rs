@@ -140,6 +140,9 @@ pub async fn start_with_source(
     extra_watch: Vec<PathBuf>,
 ) -> Result<Running, StartError> {
     let upstream = upstream::Http::new(&config.upstream)?;
+    if !config.listen.ip().is_loopback() && config.proxy.allowed_hosts.iter().any(|h| h == "*") {
+        tracing::warn!(listen = %config.listen, "listening beyond loopback with any Host accepted: set --allow-host to the names clients use, for DNS-rebinding protection");
+    }
     let cache = config.cache_dir.as_deref().and_then(open_cache);
     let reloader =
         tokio::task::spawn_blocking(move || Reloader::with_cache(source, extra_watch, cache))

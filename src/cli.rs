@@ -155,6 +155,12 @@ pub struct RunArgs {
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
 
+    /// A host name accepted in the `Host` header besides loopback names (repeatable;
+    /// `*` turns the DNS-rebinding check off). When --listen is not a loopback
+    /// address and none is given, any host is accepted.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allowed_hosts: Vec<String>,
+
     /// Serve the admin API (GET /admin/plugins, POST /admin/reload) on this address.
     /// Off unless given; use a loopback address.
     #[arg(long, value_name = "ADDR", env = "SLUICE_ADMIN_LISTEN")]
@@ -331,6 +337,16 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
         file.and_then(|f| f.allow_origins.clone()),
         run.allowed_origins.clone(),
     );
+    let mut allowed_hosts = pick(
+        matches,
+        "allowed_hosts",
+        file.and_then(|f| f.allow_hosts.clone()),
+        run.allowed_hosts.clone(),
+    );
+    if allowed_hosts.is_empty() && !listen.ip().is_loopback() {
+        // Reached by other machines under names we cannot guess; app::start warns.
+        allowed_hosts.push("*".to_string());
+    }
 
     let flags = run.limit_flags(matches);
     let mut limits = PluginLimits {
@@ -371,6 +387,7 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
         proxy: ProxySettings {
             max_event_bytes,
             allowed_origins,
+            allowed_hosts,
         },
         cache_dir: if run.no_cache {
             None

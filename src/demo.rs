@@ -54,7 +54,7 @@ pub enum DemoError {
 /// What the demo client saw.
 #[derive(Debug, Clone)]
 pub struct DemoReport {
-    /// Events the client received, in order.
+    /// Messages (events with data) the client received, in order.
     pub received: Vec<Event>,
     /// The demo plugin's counters.
     pub plugin: StatsSnapshot,
@@ -143,6 +143,13 @@ async fn client(url: &str, out: &mut impl Write) -> Result<Vec<Event>, DemoError
     while let Some(frame) = events.next().await {
         match frame.map_err(|e| failed(&e))? {
             SseFrame::Comment(text) => writeln!(out, "  ← (comment){text}")?,
+            // A dropped event leaves its id behind, so a client that reconnects
+            // with Last-Event-ID does not get it again.
+            SseFrame::Event(event) if event.data.is_none() => writeln!(
+                out,
+                "  ← id={} (no message: dropped; the id still moves the client's cursor)",
+                event.id.as_deref().unwrap_or("-"),
+            )?,
             SseFrame::Event(event) => {
                 writeln!(
                     out,

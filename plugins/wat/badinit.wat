@@ -47,9 +47,9 @@
     (i32.store  (i32.const 24) (i32.const 7))
     (i32.const 16))
 
-  ;; on-stream-start: func(info: stream-info) (12 flat params, see demo.wat)
+  ;; on-stream-start: func(info: stream-info) (15 flat params, see demo.wat)
   (func $on_stream_start (export "on-stream-start")
-        (param i64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)
+        (param i64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)
     (global.set $heap (i32.const 1024)))
 
   ;; on-stream-end: func()

@@ -88,9 +88,9 @@
 
   ;; on-stream-start: func(info: stream-info); flat: stream-id i64, direction i32,
   ;; session-id (disc, ptr, len), method (ptr, len), path (ptr, len),
-  ;; rpc-method (disc, ptr, len).
+  ;; rpc-method (disc, ptr, len), protocol-version (disc, ptr, len).
   (func $on_stream_start (export "on-stream-start")
-        (param i64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)
+        (param i64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)
     (global.set $heap (i32.const 1024)))
 
   ;; on-stream-end: func()

@@ -43,6 +43,8 @@ pub struct FileConfig {
     pub max_event_bytes: Option<usize>,
     /// `allow_origins`.
     pub allow_origins: Option<Vec<String>>,
+    /// `allow_hosts`.
+    pub allow_hosts: Option<Vec<String>>,
     /// `[defaults]`, already applied to [`FileConfig::plugins`]; kept for plugins that
     /// come from `--plugin` flags instead.
     pub defaults: LimitOverrides,
@@ -115,6 +117,7 @@ struct RawFile {
     upstream: Option<Spanned<String>>,
     max_event_bytes: Option<Spanned<usize>>,
     allow_origins: Option<Vec<String>>,
+    allow_hosts: Option<Vec<String>>,
     #[serde(default)]
     defaults: RawLimits,
     #[serde(default, rename = "plugin")]
@@ -243,6 +246,7 @@ impl Source<'_> {
             upstream: raw.upstream.map(Spanned::into_inner),
             max_event_bytes: raw.max_event_bytes.map(Spanned::into_inner),
             allow_origins: raw.allow_origins,
+            allow_hosts: raw.allow_hosts,
             defaults,
             plugins,
         })

@@ -47,6 +47,10 @@ pub struct StreamMeta {
     pub path: String,
     /// JSON-RPC method of the request body, when it was a single message.
     pub rpc_method: Option<String>,
+    /// The MCP protocol revision: the `MCP-Protocol-Version` header, or the one an
+    /// `initialize` request offers. Plugins that parse messages need it because the
+    /// message shapes differ between revisions.
+    pub protocol_version: Option<String>,
 }
 
 impl StreamMeta {
@@ -58,6 +62,7 @@ impl StreamMeta {
             method: self.method.clone(),
             path: self.path.clone(),
             rpc_method: self.rpc_method.clone(),
+            protocol_version: self.protocol_version.clone(),
         }
     }
 }

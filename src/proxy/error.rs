@@ -15,6 +15,11 @@ pub enum ProxyError {
     /// A browser origin that is not allowed.
     #[error("origin {0} is not allowed (see --allow-origin)")]
     Origin(String),
+    /// A `Host` that does not name this proxy (DNS rebinding).
+    #[error(
+        "host {0} is not allowed: DNS-rebinding protection accepts loopback names only (see --allow-host)"
+    )]
+    Host(String),
     /// The request body is over `--max-event-bytes`.
     #[error("request body larger than the limit of {limit} bytes")]
     RequestTooLarge { limit: usize },
@@ -39,7 +44,7 @@ impl ProxyError {
     /// The response for this error. Each variant picks its status deliberately.
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = match &self {
-            ProxyError::Origin(_) => StatusCode::FORBIDDEN,
+            ProxyError::Origin(_) | ProxyError::Host(_) => StatusCode::FORBIDDEN,
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestRead(_) => StatusCode::BAD_REQUEST,
             ProxyError::RequestNotText => StatusCode::BAD_REQUEST,
@@ -52,6 +57,7 @@ impl ProxyError {
                 request.error_body(jsonrpc::UPSTREAM_FAILED, &message)
             }
             ProxyError::Origin(_)
+            | ProxyError::Host(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestRead(_)
             | ProxyError::RequestNotText => None,

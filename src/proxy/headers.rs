@@ -52,6 +52,19 @@ pub fn for_client(mut headers: HeaderMap) -> HeaderMap {
     headers
 }
 
+/// Headers for an SSE response: every event must reach the client when it is sent. An
+/// upstream that forgot `Cache-Control: no-cache` gets one (a cache between the proxy
+/// and the client would hold events back), and `X-Accel-Buffering: no` tells an nginx in
+/// front of the proxy not to buffer the stream.
+pub fn for_sse(headers: &mut HeaderMap) {
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
+    headers
+        .entry(HeaderName::from_static("x-accel-buffering"))
+        .or_insert(HeaderValue::from_static("no"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,8 @@ pub struct Summary {
     pub request_ids: Vec<Value>,
     /// The body is a JSON array (a batch).
     pub batch: bool,
+    /// For `initialize`: the protocol revision the client offers (`params.protocolVersion`).
+    pub offered_protocol: Option<String>,
 }
 
 impl Summary {
@@ -34,6 +36,7 @@ impl Summary {
                 method: None,
                 request_ids: items.iter().filter_map(request_id).collect(),
                 batch: true,
+                offered_protocol: None,
             },
             item => Self {
                 method: item
@@ -42,6 +45,10 @@ impl Summary {
                     .map(str::to_string),
                 request_ids: request_id(&item).into_iter().collect(),
                 batch: false,
+                offered_protocol: item
+                    .pointer("/params/protocolVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             },
         }
     }
@@ -105,6 +112,14 @@ mod tests {
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["id"], 7);
         assert_eq!(v["error"]["code"], DROPPED_BY_PLUGIN);
+    }
+
+    #[test]
+    fn initialize_gives_the_offered_protocol() {
+        let s = Summary::of(
+            br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
+        );
+        assert_eq!(s.offered_protocol.as_deref(), Some("2025-06-18"));
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! The client-facing side: one request's way through the proxy, top to bottom.
 //!
 //! ```text
-//! ingress (origin check, bounded body)
-//!   → chain, to-server      (the POST body as one event; drop answers the client)
+//! ingress (Origin and Host checks, bounded body)
+//!   → chain, to-server      (each JSON-RPC message; a drop is answered for)
 //!   → upstream::Http        (end-to-end headers, streamed response)
-//!   → decoder → chain, to-client → encoder   (text/event-stream, per event)
-//!   | chain, to-client                       (application/json, one event)
-//!   | unchanged                              (anything else)
+//!   → decoder → chain, to-client → encoder   (2xx text/event-stream, per event)
+//!   | chain, to-client                       (2xx application/json, per message)
+//!   | unchanged                              (anything else, every error status)
 //! ```
 
 mod error;
 pub mod headers;
 pub mod jsonrpc;
+pub mod legacy;
+pub mod messages;
 pub mod origin;
 mod server;
 mod sse_body;
@@ -22,17 +24,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use serde_json::Value;
 
 pub use error::ProxyError;
 use jsonrpc::Summary;
+use legacy::EndpointRewrite;
+use messages::ToServer;
 pub use server::{Handler, serve};
 use sse_body::InterceptedSse;
 
-use crate::plugin::{Chain, Direction, Outcome, Session, StreamMeta};
+use crate::plugin::{Chain, Direction, Session, StreamMeta};
 use crate::sse::Event;
 use crate::upstream::{self, BodyError, SseEvents};
 
@@ -53,6 +58,8 @@ pub struct ProxySettings {
     pub max_event_bytes: usize,
     /// Browser origins allowed besides loopback ones (`*` for any).
     pub allowed_origins: Vec<String>,
+    /// Host names (in `Host`) allowed besides loopback ones (`*` turns the check off).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ProxySettings {
@@ -60,6 +67,7 @@ impl Default for ProxySettings {
         Self {
             max_event_bytes: 4 << 20,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -74,9 +82,10 @@ pub struct Proxy {
 
 /// What the to-server phase decided.
 enum Forward {
-    /// Send this body upstream.
-    Body(Bytes),
-    /// A plugin dropped the message; answer the client with this.
+    /// Send `body` upstream, and add `answered` (the proxy's errors for requests a
+    /// plugin dropped from a batch) to what comes back.
+    Body { body: Bytes, answered: Vec<Value> },
+    /// A plugin dropped everything; answer the client with this.
     Answer(Response<ProxyBody>),
 }
 
@@ -116,7 +125,11 @@ impl Proxy {
         // Ingress.
         origin::allowed(request.headers(), &self.settings.allowed_origins)
             .map_err(ProxyError::Origin)?;
+        let client_host = request_host(&request);
+        origin::host_allowed(client_host.as_deref(), &self.settings.allowed_hosts)
+            .map_err(ProxyError::Host)?;
         let (parts, body) = request.into_parts();
+        let opened_by_get = parts.method == Method::GET;
         let limit = self.settings.max_event_bytes;
         let body = upstream::read_to_limit(body, limit)
             .await
@@ -132,6 +145,8 @@ impl Proxy {
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
             rpc_method: summary.method.clone(),
+            protocol_version: header_str(&parts.headers, "mcp-protocol-version")
+                .or_else(|| summary.offered_protocol.clone()),
         };
         let chain = self.chain.load_full();
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
@@ -139,8 +154,8 @@ impl Proxy {
         let mut session = chain.session(meta).with_max_event_bytes(limit);
 
         // Chain, to-server.
-        let body = match self.to_server(&mut session, body, &summary)? {
-            Forward::Body(body) => body,
+        let (body, answered) = match self.to_server(&mut session, body) {
+            Forward::Body { body, answered } => (body, answered),
             Forward::Answer(response) => return Ok(response),
         };
 
@@ -161,13 +176,21 @@ impl Proxy {
         // Response: decoder → chain, to-client → encoder.
         let (mut parts, body) = response.into_parts();
         parts.headers = headers::for_client(parts.headers);
+        if !parts.status.is_success() {
+            // 400, 401 (with WWW-Authenticate), 404 (session gone: the client must
+            // initialize again), 405 (no GET stream)...: the client must see exactly
+            // what the server said.
+            return Ok(unchanged(parts, body));
+        }
+        if parts.status == StatusCode::ACCEPTED && !answered.is_empty() {
+            // The upstream took the notifications that were left; the dropped requests
+            // still need their errors.
+            return Ok(json_response(StatusCode::OK, Value::Array(answered)));
+        }
         let sse = is_sse(&parts.headers);
         let inspected = sse || (is_json(&parts.headers) && !session.chain().is_empty());
         if !inspected {
-            return Ok(Response::from_parts(
-                parts,
-                body.map_err(Into::into).boxed_unsync(),
-            ));
+            return Ok(unchanged(parts, body));
         }
         if let Some(encoding) = compressed(&parts.headers) {
             // We asked for identity; a compressed body cannot be read event by event,
@@ -179,61 +202,71 @@ impl Proxy {
         }
         parts.headers.remove(header::CONTENT_LENGTH);
         if !sse {
-            return self.json_to_client(parts, body, session, summary).await;
+            return self
+                .json_to_client(parts, body, session, summary, answered)
+                .await;
         }
+        headers::for_sse(&mut parts.headers);
         session.begin(Direction::ToClient);
         let events = SseEvents::new(body, limit);
-        let body = InterceptedSse::new(events, session, summary.request_ids);
+        let mut body =
+            InterceptedSse::new(events, session, summary.request_ids).with_answers_first(answered);
+        if opened_by_get {
+            // Only a GET opens a legacy HTTP+SSE stream with an `endpoint` event.
+            body = body.with_endpoint_rewrite(EndpointRewrite::new(
+                self.upstream.authority().as_str(),
+                self.upstream.prefix(),
+                client_host.as_deref().unwrap_or("127.0.0.1"),
+            ));
+        }
         Ok(Response::from_parts(
             parts,
             body.map_err(|never| match never {}).boxed_unsync(),
         ))
     }
 
-    /// Runs a client's message through the chain on its way to the server.
-    fn to_server(
-        &self,
-        session: &mut Session,
-        body: Bytes,
-        summary: &Summary,
-    ) -> Result<Forward, ProxyError> {
+    /// Runs a client's message(s) through the chain on their way to the server.
+    fn to_server(&self, session: &mut Session, body: Bytes) -> Forward {
         if body.is_empty() || session.chain().is_empty() {
-            return Ok(Forward::Body(body));
+            return Forward::Body {
+                body,
+                answered: Vec::new(),
+            };
         }
-        let text = String::from_utf8(body.to_vec()).map_err(|_| ProxyError::RequestNotText)?;
+        let Ok(text) = String::from_utf8(body.to_vec()) else {
+            tracing::warn!(stream = session.meta().stream_id, "request answered by the proxy: body is not UTF-8");
+            return Forward::Answer(ProxyError::RequestNotText.into_response());
+        };
         session.begin(Direction::ToServer);
-        let outcome = session.on_event(Event::message(text));
+        let decided = messages::to_server(session, text);
         session.end();
-        match outcome {
-            Outcome::Forward(event) => {
-                Ok(Forward::Body(Bytes::from(event.data.unwrap_or_default())))
+        match decided {
+            ToServer::Forward { body, answered } => Forward::Body {
+                body: Bytes::from(body),
+                answered,
+            },
+            ToServer::Answer { answered, .. } if answered.is_empty() => {
+                Forward::Answer(empty_response(StatusCode::ACCEPTED))
             }
-            Outcome::Dropped { plugin, .. } => {
-                tracing::info!(stream = session.meta().stream_id, plugin = %plugin, rpc = ?summary.method, "client message dropped by plugin");
-                let message = format!("sluice: the request was dropped by plugin {plugin}");
-                let response = match summary.error_body(jsonrpc::DROPPED_BY_PLUGIN, &message) {
-                    Some(body) => Response::builder()
-                        .status(StatusCode::OK)
-                        .header(header::CONTENT_TYPE, "application/json")
-                        .body(full(body)),
-                    None => Response::builder()
-                        .status(StatusCode::ACCEPTED)
-                        .body(full(Bytes::new())),
+            ToServer::Answer { answered, batch } => {
+                let body = if batch {
+                    Value::Array(answered)
+                } else {
+                    answered.into_iter().next().expect("not empty")
                 };
-                Ok(Forward::Answer(
-                    response.expect("static parts form a valid response"),
-                ))
+                Forward::Answer(json_response(StatusCode::OK, body))
             }
         }
     }
 
-    /// A JSON response passes the chain as one event.
+    /// A JSON response passes the chain one message at a time.
     async fn json_to_client(
         &self,
         parts: http::response::Parts,
         body: Incoming,
         mut session: Session,
         summary: Summary,
+        answered: Vec<Value>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let unusable = |reason: String| ProxyError::UpstreamResponse {
             reason,
@@ -248,27 +281,59 @@ impl Proxy {
         let text = String::from_utf8(body.to_vec())
             .map_err(|_| unusable("JSON body is not UTF-8".into()))?;
         session.begin(Direction::ToClient);
-        let outcome = session.on_event(Event::message(text));
+        let mut unanswered = summary.request_ids.clone();
+        let sent = messages::to_client(&mut session, Event::message(text), &mut unanswered);
         session.end();
-        let data = match outcome {
-            Outcome::Forward(event) => event.data.unwrap_or_default(),
-            Outcome::Dropped { plugin, event, .. } => {
-                let message = format!("sluice: the response was dropped by plugin {plugin}");
-                match event.data.as_deref().and_then(jsonrpc::response_id) {
-                    Some(id) => {
-                        jsonrpc::error(&id, jsonrpc::DROPPED_BY_PLUGIN, &message).to_string()
-                    }
-                    None => {
-                        let mut parts = parts;
-                        parts.status = StatusCode::NO_CONTENT;
-                        parts.headers.remove(header::CONTENT_TYPE);
-                        return Ok(Response::from_parts(parts, full(Bytes::new())));
-                    }
-                }
+        let data = match (sent.and_then(|e| e.data), answered.is_empty()) {
+            (Some(data), true) => data,
+            (sent, false) => {
+                // A batch lost some requests to a plugin: the proxy's errors join the
+                // upstream's answers in one array.
+                let mut all: Vec<String> = sent
+                    .map(|data| messages::batch_items(&data).unwrap_or_else(|| vec![data]))
+                    .unwrap_or_default();
+                all.extend(answered.iter().map(Value::to_string));
+                messages::join_batch(&all)
+            }
+            (None, true) => {
+                let mut parts = parts;
+                parts.status = StatusCode::NO_CONTENT;
+                parts.headers.remove(header::CONTENT_TYPE);
+                return Ok(Response::from_parts(parts, full(Bytes::new())));
             }
         };
         Ok(Response::from_parts(parts, full(data)))
     }
+}
+
+/// The host the client addressed: `Host` (HTTP/1.1) or the URI authority (HTTP/2).
+fn request_host<B>(request: &Request<B>) -> Option<String> {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+}
+
+/// An upstream response passed through as it is, streamed.
+fn unchanged(parts: http::response::Parts, body: Incoming) -> Response<ProxyBody> {
+    Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body.to_string()))
+        .expect("static parts form a valid response")
+}
+
+fn empty_response(status: StatusCode) -> Response<ProxyBody> {
+    Response::builder()
+        .status(status)
+        .body(full(Bytes::new()))
+        .expect("static parts form a valid response")
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -1,5 +1,7 @@
-//! `Origin` validation (MCP Streamable HTTP, "Security Warning"): a browser page on
-//! another site must not reach a local MCP server through the proxy (DNS rebinding).
+//! `Origin` and `Host` validation (MCP Streamable HTTP, "Security Warning"): a browser
+//! page on another site must not reach a local MCP server through the proxy. `Origin`
+//! stops cross-site requests; `Host` stops DNS rebinding, where a hostile name resolves
+//! to 127.0.0.1 and the browser considers the page same-origin.
 
 use http::HeaderMap;
 
@@ -22,16 +24,41 @@ pub fn allowed(headers: &HeaderMap, allow: &[String]) -> Result<(), String> {
     Err(origin.to_string())
 }
 
+/// Whether the `Host` header (the `:authority` in HTTP/2) names this proxy: a loopback
+/// name or one of `allow` (host names without port; `*` turns the check off). A request
+/// without any host passes only in HTTP/1.0 style requests, which browsers never send.
+pub fn host_allowed(host: Option<&str>, allow: &[String]) -> Result<(), String> {
+    if allow.iter().any(|a| a == "*") {
+        return Ok(());
+    }
+    let Some(host) = host else {
+        return Ok(());
+    };
+    let name = host_name(host);
+    if is_loopback_host(name) || allow.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+        return Ok(());
+    }
+    Err(host.to_string())
+}
+
 fn is_loopback(origin: &str) -> bool {
     let Some((_, rest)) = origin.split_once("://") else {
         return false;
     };
-    let host = if let Some(v6) = rest.strip_prefix('[') {
+    is_loopback_host(host_name(rest))
+}
+
+/// The host name of an authority (`name:port`, `[v6]:port`), without brackets or port.
+fn host_name(authority: &str) -> &str {
+    if let Some(v6) = authority.strip_prefix('[') {
         v6.split(']').next().unwrap_or("")
     } else {
-        rest.split(':').next().unwrap_or("")
-    };
-    matches!(host, "localhost" | "127.0.0.1" | "::1")
+        authority.split(':').next().unwrap_or("")
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || matches!(host, "127.0.0.1" | "::1")
 }
 
 #[cfg(test)]
@@ -64,5 +91,20 @@ mod tests {
         assert!(allowed(&with_origin("null"), &[]).is_err());
         assert!(allowed(&evil, &["https://evil.example".into()]).is_ok());
         assert!(allowed(&evil, &["*".into()]).is_ok());
+    }
+
+    #[test]
+    fn loopback_hosts_pass_and_rebound_names_are_refused() {
+        for h in ["127.0.0.1:8080", "localhost", "LOCALHOST:1", "[::1]:8080"] {
+            assert!(host_allowed(Some(h), &[]).is_ok(), "{h}");
+        }
+        assert!(host_allowed(None, &[]).is_ok());
+        assert_eq!(
+            host_allowed(Some("rebind.evil.example:8080"), &[]).unwrap_err(),
+            "rebind.evil.example:8080"
+        );
+        assert!(host_allowed(Some("127.0.0.1.evil.example"), &[]).is_err());
+        assert!(host_allowed(Some("mcp.internal:8080"), &["mcp.internal".into()]).is_ok());
+        assert!(host_allowed(Some("anything"), &["*".into()]).is_ok());
     }
 }

@@ -11,8 +11,9 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::jsonrpc;
-use crate::plugin::{Outcome, Session};
+use super::legacy::EndpointRewrite;
+use super::{jsonrpc, messages};
+use crate::plugin::Session;
 use crate::sse::{self, Event};
 use crate::upstream::SseEvents;
 
@@ -24,6 +25,11 @@ pub struct InterceptedSse {
     /// If the stream breaks, the proxy answers them with errors so no client waits
     /// for ever.
     unanswered: Vec<Value>,
+    /// Set on a legacy HTTP+SSE stream: its `endpoint` event is pointed at the proxy.
+    endpoint: Option<EndpointRewrite>,
+    /// Sent before the first upstream event: the proxy's answers for requests a plugin
+    /// dropped from the batch that opened the stream.
+    first: Option<Bytes>,
     done: bool,
 }
 
@@ -34,34 +40,33 @@ impl InterceptedSse {
             events,
             session,
             unanswered,
+            endpoint: None,
+            first: None,
             done: false,
         }
     }
 
+    /// Rewrites the legacy transport's `endpoint` event (see `proxy::legacy`).
+    pub fn with_endpoint_rewrite(mut self, rewrite: EndpointRewrite) -> Self {
+        self.endpoint = Some(rewrite);
+        self
+    }
+
+    /// Sends these messages (JSON-RPC errors for requests a plugin dropped from a
+    /// batch) as events before anything from the upstream.
+    pub fn with_answers_first(mut self, answered: Vec<Value>) -> Self {
+        if !answered.is_empty() {
+            let mut out = BytesMut::new();
+            for message in answered {
+                sse::encode_event(&Event::message(message.to_string()), &mut out);
+            }
+            self.first = Some(out.freeze());
+        }
+        self
+    }
+
     fn stream_id(&self) -> u64 {
         self.session.meta().stream_id
-    }
-
-    /// Remembers that a response left for the client.
-    fn note_forwarded(&mut self, event: &Event) {
-        if self.unanswered.is_empty() {
-            return;
-        }
-        if let Some(id) = event.data.as_deref().and_then(jsonrpc::response_id) {
-            self.unanswered.retain(|pending| *pending != id);
-        }
-    }
-
-    /// A dropped response would leave its request unanswered: send an error with the
-    /// same id in its place.
-    fn replacement_for_dropped(&mut self, event: Event, plugin: &str) -> Option<Event> {
-        let id = event.data.as_deref().and_then(jsonrpc::response_id)?;
-        self.unanswered.retain(|pending| *pending != id);
-        let message = format!("sluice: the response was dropped by plugin {plugin}");
-        Some(Event {
-            data: Some(jsonrpc::error(&id, jsonrpc::DROPPED_BY_PLUGIN, &message).to_string()),
-            ..event
-        })
     }
 
     /// Error events for every request still waiting, sent when the stream breaks.
@@ -88,6 +93,9 @@ impl Body for InterceptedSse {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
         loop {
             if this.done {
                 return Poll::Ready(None);
@@ -95,18 +103,15 @@ impl Body for InterceptedSse {
             let mut out = BytesMut::new();
             match ready!(this.events.poll_next(cx)) {
                 Some(Ok(sse::Frame::Comment(text))) => sse::encode_comment(&text, &mut out),
-                Some(Ok(sse::Frame::Event(event))) => match this.session.on_event(event) {
-                    Outcome::Forward(event) => {
-                        this.note_forwarded(&event);
-                        sse::encode_event(&event, &mut out);
+                Some(Ok(sse::Frame::Event(mut event))) => {
+                    if let Some(endpoint) = &this.endpoint {
+                        endpoint.apply(&mut event);
                     }
-                    Outcome::Dropped { plugin, event, .. } => {
-                        match this.replacement_for_dropped(event, &plugin) {
-                            Some(replacement) => sse::encode_event(&replacement, &mut out),
-                            None => continue,
-                        }
+                    match messages::to_client(&mut this.session, event, &mut this.unanswered) {
+                        Some(event) => sse::encode_event(&event, &mut out),
+                        None => continue,
                     }
-                },
+                }
                 Some(Err(e)) => {
                     tracing::warn!(stream = this.stream_id(), error = %e, "SSE stream from upstream ended with an error");
                     this.done = true;

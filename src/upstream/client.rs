@@ -79,6 +79,12 @@ impl Http {
             .expect("scheme, authority and an already valid path form a valid URI")
     }
 
+    /// The base URL's path, without a trailing slash ("" for the root): the part of an
+    /// upstream path the client does not see.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The upstream's `host:port`, for logs and the `Host` header.
     pub fn authority(&self) -> &Authority {
         &self.authority

@@ -8,3 +8,4 @@ mod mcp_proxy;
 mod plugin_check;
 mod reload;
 mod sse_fidelity;
+mod transport;

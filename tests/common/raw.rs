@@ -154,3 +154,43 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> String {
     }
     String::from_utf8_lossy(&buf).to_string()
 }
+
+/// Serves one fixed response to every request: `status_line` (e.g. `404 Not Found`),
+/// extra header lines (`name: value`), and `body` with its content-length. For the
+/// statuses and headers a real server sends only in situations hard to provoke.
+pub async fn serve_fixed(status_line: &str, headers: &[&str], body: &str) -> RawUpstream {
+    let mut head = format!(
+        "HTTP/1.1 {status_line}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for header in headers {
+        head.push_str(header);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let response = [head.as_bytes(), body.as_bytes()].concat();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let log = requests.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let response = response.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let request = read_request(&mut stream).await;
+                log.lock().unwrap().push(request);
+                let _ = stream.write_all(&response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    RawUpstream {
+        addr,
+        requests,
+        task,
+    }
+}

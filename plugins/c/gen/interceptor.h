@@ -71,6 +71,10 @@ typedef struct sluice_plugin_types_stream_info_t {
   // JSON-RPC method of that request, e.g. "tools/call", when the request body was a
   // single JSON-RPC request or notification.
   interceptor_option_string_t   rpc_method;
+  // The MCP protocol revision the stream belongs to, e.g. "2025-11-25": the request's
+  // `MCP-Protocol-Version` header or, for `initialize`, the revision the client
+  // offered. None when the client sent neither (clients before 2025-06-18 do not).
+  interceptor_option_string_t   protocol_version;
 } sluice_plugin_types_stream_info_t;
 
 // A plugin's answer for one event.
