@@ -234,7 +234,10 @@ impl Proxy {
             };
         }
         let Ok(text) = String::from_utf8(body.to_vec()) else {
-            tracing::warn!(stream = session.meta().stream_id, "request answered by the proxy: body is not UTF-8");
+            tracing::warn!(
+                stream = session.meta().stream_id,
+                "request answered by the proxy: body is not UTF-8"
+            );
             return Forward::Answer(ProxyError::RequestNotText.into_response());
         };
         session.begin(Direction::ToServer);

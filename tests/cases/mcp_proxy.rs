@@ -7,7 +7,9 @@ use serde_json::json;
 use sluice::app::Running;
 use sluice::plugin::PluginSpec;
 
-use crate::common::mcp::{McpClient, McpServer, SECRET_TEXT, connect, spawn_mcp_server};
+use rmcp::model::ProtocolVersion;
+
+use crate::common::mcp::{self, McpClient, McpServer, SECRET_TEXT, connect, spawn_mcp_server};
 use crate::common::proxy;
 
 /// A real MCP server, sluice in front of it with `plugins`, and a client connected
@@ -129,7 +131,7 @@ async fn a_dropped_tool_call_gets_a_json_rpc_error_and_the_session_goes_on() {
     assert!(message.contains("dropped by plugin dropper"), "{message}");
     assert_eq!(
         tool_names(&client.service.list_all_tools().await.unwrap()),
-        ["count", "echo", "get_secret"]
+        ["announce", "count", "echo", "get_secret"]
     );
     let calls_upstream = server
         .requests()
@@ -186,5 +188,84 @@ async fn a_looping_plugin_is_cut_at_its_deadline_and_the_stream_goes_on() {
     assert_eq!(
         stats.traps, 0,
         "an interrupted loop is a deadline, not a trap: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_2026_07_28_client_needs_no_session_and_its_routing_headers_reach_the_server() {
+    let server = spawn_mcp_server().await;
+    let sluice = proxy::start(
+        &proxy::base_of(&server.url),
+        vec![proxy::rust(
+            "redact",
+            r#"{"patterns":["sk-[a-z]+-[a-z0-9]+"]}"#,
+        )],
+    )
+    .await;
+    let client = mcp::connect_with(
+        &format!("{}/mcp", sluice.url()),
+        Some(ProtocolVersion::V_2026_07_28),
+    )
+    .await
+    .expect("a 2026-07-28 client connects through sluice");
+    assert_eq!(
+        client.call_text("get_secret", json!(null)).await.unwrap(),
+        "the key is [REDACTED]"
+    );
+    let requests = server.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.headers.get("mcp-session-id").is_none()),
+        "no session in 2026-07-28: {:#?}",
+        requests
+            .iter()
+            .map(|r| (&r.method, &r.headers))
+            .collect::<Vec<_>>()
+    );
+    let call = requests
+        .iter()
+        .find(|r| r.headers.get("mcp-name").is_some_and(|v| v == "get_secret"))
+        .expect("the tools/call reached the server with its Mcp-Name header");
+    assert_eq!(call.headers["mcp-method"], "tools/call");
+    assert_eq!(call.headers["mcp-protocol-version"], "2026-07-28");
+    assert!(server.session_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn server_initiated_messages_and_delete_cross_sluice() {
+    let (server, _sluice, client) = through_sluice(vec![proxy::rust("passthrough", "")]).await;
+    assert_eq!(server.session_ids().await.len(), 1);
+    client.call_text("announce", json!(null)).await.unwrap();
+    assert_eq!(
+        client
+            .wait_notification(Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("notifications/tools/list_changed"),
+        "the message on the GET stream arrived"
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.method == hyper::Method::GET),
+        "the client's GET stream went through sluice"
+    );
+    client.service.cancel().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !server.session_ids().await.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.method == hyper::Method::DELETE),
+        "DELETE went through sluice"
+    );
+    assert!(
+        server.session_ids().await.is_empty(),
+        "the session ended upstream"
     );
 }

@@ -1,11 +1,14 @@
 mod chain;
 mod config_file;
+mod conformance;
 mod demo;
 mod languages;
 mod malicious;
 mod mcp_direct;
+mod mcp_matrix;
 mod mcp_proxy;
 mod plugin_check;
 mod reload;
+mod resumption;
 mod sse_fidelity;
 mod transport;

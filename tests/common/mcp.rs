@@ -37,8 +37,8 @@ use rmcp::{
     },
     schemars,
     service::{
-        ClientInitializeError, NotificationContext, PeerRequestOptions, RequestContext,
-        RunningService,
+        ClientInitializeError, ClientLifecycleMode, ClientServiceExt, NotificationContext,
+        PeerRequestOptions, RequestContext, RunningService,
     },
     tool, tool_handler, tool_router,
     transport::{
@@ -108,6 +108,19 @@ impl TestServer {
             }
         }
         Ok(format!("counted {n}"))
+    }
+
+    #[tool(
+        description = "Answer, then send notifications/tools/list_changed on its own: a server-initiated message, which travels on the GET stream"
+    )]
+    async fn announce(&self, context: RequestContext<RoleServer>) -> String {
+        let peer = context.peer.clone();
+        tokio::spawn(async move {
+            // After the response, so the message is related to no request.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = peer.notify_tool_list_changed().await;
+        });
+        "announced".to_owned()
     }
 }
 
@@ -253,7 +266,12 @@ pub async fn spawn_mcp_server() -> McpServer {
 #[derive(Debug, Clone, Default)]
 pub struct RecordingClient {
     pub progress: Arc<Mutex<Vec<f64>>>,
+    /// Methods of the server-initiated notifications that arrived
+    /// (`notifications/tools/list_changed`, `notifications/message`), in order.
+    pub notifications: Arc<Mutex<Vec<String>>>,
     arrived: Arc<Notify>,
+    /// The protocol revision to offer (default: the newest with `initialize`).
+    protocol: Option<ProtocolVersion>,
 }
 
 impl ClientHandler for RecordingClient {
@@ -266,13 +284,39 @@ impl ClientHandler for RecordingClient {
         self.arrived.notify_waiters();
     }
 
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.note("notifications/tools/list_changed");
+    }
+
+    // Logging is deprecated (SEP-2577) but server-everything still uses it for its
+    // server-initiated messages.
+    #[allow(deprecated)]
+    async fn on_logging_message(
+        &self,
+        _params: rmcp::model::LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.note("notifications/message");
+    }
+
     fn get_info(&self) -> ClientConfig {
         // Sessions (Mcp-Session-Id) exist only on the `initialize` lifecycle.
         ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new("sluice-test-client", "0.1.0"),
         )
-        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+        .with_protocol_version(
+            self.protocol
+                .clone()
+                .unwrap_or(ProtocolVersion::LATEST_WITH_INITIALIZE),
+        )
+    }
+}
+
+impl RecordingClient {
+    fn note(&self, method: &str) {
+        self.notifications.lock().unwrap().push(method.to_owned());
+        self.arrived.notify_waiters();
     }
 }
 
@@ -291,8 +335,34 @@ pub async fn connect(url: &str) -> McpClient {
 
 /// Like [`connect`], but returns the initialization error instead of panicking.
 pub async fn try_connect(url: &str) -> Result<McpClient, ClientInitializeError> {
+    connect_with(url, None).await
+}
+
+/// Like [`try_connect`], offering `protocol` (e.g. `2026-07-28`, which has no
+/// `initialize` and no session).
+pub async fn connect_with(
+    url: &str,
+    protocol: Option<ProtocolVersion>,
+) -> Result<McpClient, ClientInitializeError> {
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
-    let service = RecordingClient::default().serve(transport).await?;
+    let handler = RecordingClient {
+        protocol: protocol.clone(),
+        ..RecordingClient::default()
+    };
+    let service = match protocol {
+        // 2026-07-28 has no `initialize`: the client discovers the server instead.
+        Some(version) if version == ProtocolVersion::V_2026_07_28 => {
+            handler
+                .serve_with_lifecycle(
+                    transport,
+                    ClientLifecycleMode::Discover {
+                        preferred_versions: vec![version],
+                    },
+                )
+                .await?
+        }
+        _ => handler.serve(transport).await?,
+    };
     Ok(McpClient { service })
 }
 
@@ -337,6 +407,24 @@ impl McpClient {
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
                 return self.progress();
+            }
+        }
+    }
+
+    /// Wait until a server-initiated notification arrived or `timeout` passed; returns
+    /// the first one's method.
+    pub async fn wait_notification(&self, timeout: Duration) -> Option<String> {
+        let handler = self.service.service();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let arrived = handler.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(first) = handler.notifications.lock().unwrap().first() {
+                return Some(first.clone());
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return handler.notifications.lock().unwrap().first().cloned();
             }
         }
     }

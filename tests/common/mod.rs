@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod mcp;
+pub mod peers;
 pub mod proxy;
 pub mod raw;
