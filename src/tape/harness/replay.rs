@@ -1,0 +1,348 @@
+//! One exchange of a tape through the chain, as `proxy::Proxy::forward` and
+//! `InterceptedSse` would take it: kept apart from the report types so that the part
+//! that must track the proxy is in one short place.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{EventResult, Leg, Options, Report, StepResult, UNREACHED, final_verdict};
+use crate::plugin::{Chain, Direction, StreamMeta};
+use crate::proxy::jsonrpc::Summary as RequestSummary;
+use crate::proxy::legacy::EndpointRewrite;
+use crate::proxy::messages::{self, ToServer};
+use crate::sse::Event;
+use crate::tape::{Record, TapeEvent, TapeStep};
+
+/// Every stream of `records` through `chain`, in order of first appearance.
+pub(super) fn tape(chain: &Arc<Chain>, records: &[Record], options: &Options) -> Report {
+    let upstream = records.iter().find_map(|r| match r {
+        Record::Header { upstream, .. } => Some(upstream.as_str()),
+        _ => None,
+    });
+    let endpoint = upstream.and_then(endpoint_rewrite);
+    let mut report = Report {
+        chain: chain
+            .plugins()
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect(),
+        tape_chain: tape_chain(records),
+        events: Vec::new(),
+        notes: Vec::new(),
+    };
+    for (stream, records) in streams(records) {
+        replay(
+            chain,
+            stream,
+            &records,
+            options,
+            endpoint.as_ref(),
+            &mut report,
+        );
+    }
+    report
+}
+
+/// The records of each stream, streams in order of first appearance.
+fn streams(records: &[Record]) -> Vec<(u64, Vec<&Record>)> {
+    let mut order: Vec<(u64, Vec<&Record>)> = Vec::new();
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    for record in records {
+        let Some(stream) = record.stream() else {
+            continue;
+        };
+        let slot = *at.entry(stream).or_insert_with(|| {
+            order.push((stream, Vec::new()));
+            order.len() - 1
+        });
+        order[slot].1.push(record);
+    }
+    order
+}
+
+fn tape_chain(records: &[Record]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for record in records {
+        let steps = match record {
+            Record::Request { steps, .. } | Record::Event { steps, .. } => steps,
+            _ => continue,
+        };
+        for step in steps {
+            if !names.contains(&step.plugin) {
+                names.push(step.plugin.clone());
+            }
+        }
+    }
+    names
+}
+
+/// One exchange, as `proxy::Proxy::forward` and `InterceptedSse` handle it.
+fn replay(
+    chain: &Arc<Chain>,
+    stream: u64,
+    records: &[&Record],
+    options: &Options,
+    endpoint: Option<&EndpointRewrite>,
+    report: &mut Report,
+) {
+    let events: Vec<(&TapeEvent, &Vec<TapeStep>)> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event {
+                received, steps, ..
+            } => Some((received, steps)),
+            _ => None,
+        })
+        .collect();
+    let Some(Record::Request {
+        method,
+        path,
+        rpc_method,
+        protocol_version,
+        headers,
+        body,
+        steps: live_request_steps,
+        ..
+    }) = records
+        .iter()
+        .find(|r| matches!(r, Record::Request { .. }))
+        .copied()
+    else {
+        report.notes.push(format!(
+            "stream {stream}: no request record on the tape; its {} events were not replayed",
+            events.len()
+        ));
+        return;
+    };
+    let meta = StreamMeta {
+        stream_id: stream,
+        session_id: headers.get("mcp-session-id").cloned(),
+        method: method.clone(),
+        path: path.clone(),
+        rpc_method: rpc_method.clone(),
+        protocol_version: protocol_version.clone(),
+    };
+    let mut session = chain
+        .session(meta)
+        .traced()
+        .with_max_event_bytes(options.max_event_bytes);
+
+    // To the server: an empty body (GET, DELETE) never meets the chain.
+    let mut answered_by_proxy = false;
+    if !body.is_empty() {
+        session.begin(Direction::ToServer);
+        let decided = messages::to_server(&mut session, body.clone());
+        session.end();
+        let output = match decided {
+            ToServer::Forward { body, .. } => Some(data_only(body)),
+            ToServer::Answer { .. } => {
+                answered_by_proxy = true;
+                None
+            }
+        };
+        report.events.push(result(
+            stream,
+            0,
+            Leg::ToServer,
+            data_only(body.clone()),
+            output,
+            session.take_steps().iter().map(StepResult::from).collect(),
+            live_request_steps,
+        ));
+    }
+    if events.is_empty() {
+        return;
+    }
+    if answered_by_proxy {
+        report.notes.push(format!(
+            "stream {stream}: the request was dropped, so sluice would have answered it \
+             and the upstream would not have sent the {} recorded events (verdict {UNREACHED})",
+            events.len()
+        ));
+        for (i, (received, live)) in events.into_iter().enumerate() {
+            let unreached = EventResult {
+                verdict: UNREACHED.into(),
+                ..result(
+                    stream,
+                    i + 1,
+                    Leg::ToClient,
+                    received.clone(),
+                    None,
+                    Vec::new(),
+                    live,
+                )
+            };
+            report.events.push(unreached);
+        }
+        return;
+    }
+    let status = records.iter().find_map(|r| match r {
+        Record::Response { status, .. } => Some(*status),
+        _ => None,
+    });
+    if let Some(status) = status.filter(|s| !(200..300).contains(s)) {
+        report.notes.push(format!(
+            "stream {stream}: status {status} is relayed unread by sluice; its {} events were \
+             not replayed",
+            events.len()
+        ));
+        return;
+    }
+
+    // To the client: the same instances, one event at a time.
+    session.begin(Direction::ToClient);
+    let mut unanswered = RequestSummary::of(body.as_bytes()).request_ids;
+    let endpoint = endpoint.filter(|_| method == "GET");
+    for (i, (received, live)) in events.into_iter().enumerate() {
+        let mut event = Event::from(received.clone());
+        if let Some(rewrite) = endpoint {
+            rewrite.apply(&mut event);
+        }
+        let input = TapeEvent::from(&event);
+        let sent = messages::to_client(&mut session, event, &mut unanswered);
+        let steps = session.take_steps().iter().map(StepResult::from).collect();
+        report.events.push(result(
+            stream,
+            i + 1,
+            Leg::ToClient,
+            input,
+            sent.as_ref().map(TapeEvent::from),
+            steps,
+            live,
+        ));
+    }
+    session.end();
+}
+
+/// The proxy's rewrite of a legacy (2024-11-05) GET stream's `endpoint` event, which
+/// happens before the chain sees it. The client's `Host` is not on tapes, so an
+/// absolute URL gets the one the proxy falls back to; a relative URL (the usual case)
+/// comes out exactly as live.
+fn endpoint_rewrite(upstream: &str) -> Option<EndpointRewrite> {
+    let uri: http::Uri = upstream.parse().ok()?;
+    let prefix = uri.path().trim_end_matches('/');
+    Some(EndpointRewrite::new(
+        uri.authority()?.as_str(),
+        prefix,
+        "127.0.0.1",
+    ))
+}
+
+/// A request body as the chain sees it: an event with only `data`.
+pub(super) fn data_only(body: String) -> TapeEvent {
+    TapeEvent {
+        id: None,
+        event: None,
+        data: Some(body),
+        retry: None,
+    }
+}
+
+pub(super) fn result(
+    stream: u64,
+    index: usize,
+    direction: Leg,
+    input: TapeEvent,
+    output: Option<TapeEvent>,
+    steps: Vec<StepResult>,
+    live: &[TapeStep],
+) -> EventResult {
+    EventResult {
+        stream,
+        index,
+        direction,
+        verdict: final_verdict(steps.iter().map(|s| s.verdict.as_str())),
+        steps,
+        input,
+        output,
+        live_verdict: (!live.is_empty())
+            .then(|| final_verdict(live.iter().map(|s| s.verdict.as_str()))),
+        live_steps: live.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_get_stream_has_no_request_event_and_its_legacy_endpoint_is_rewritten() {
+        let get = Record::Request {
+            stream: 4,
+            t_ms: 0,
+            method: "GET".into(),
+            path: "/sse".into(),
+            query: None,
+            rpc_method: None,
+            protocol_version: None,
+            headers: Default::default(),
+            body: String::new(),
+            steps: Vec::new(),
+            sent: Some(String::new()),
+        };
+        let endpoint = Record::Event {
+            stream: 4,
+            t_ms: 1,
+            received: TapeEvent {
+                id: None,
+                event: Some("endpoint".into()),
+                data: Some("/mcp/messages?s=1".into()),
+                retry: None,
+            },
+            steps: Vec::new(),
+            sent: None,
+        };
+        let mut report = Report {
+            chain: Vec::new(),
+            tape_chain: Vec::new(),
+            events: Vec::new(),
+            notes: Vec::new(),
+        };
+        let rewrite = endpoint_rewrite("http://127.0.0.1:9/mcp/").unwrap();
+        let chain = Arc::new(Chain::empty());
+        let options = Options::default();
+        replay(
+            &chain,
+            4,
+            &[&get, &endpoint],
+            &options,
+            Some(&rewrite),
+            &mut report,
+        );
+        assert_eq!(report.events.len(), 1, "an empty body meets no chain");
+        let event = &report.events[0];
+        assert_eq!(event.name(), "4/1");
+        assert_eq!(event.input.data.as_deref(), Some("/messages?s=1"));
+        assert_eq!(event.output.as_ref(), Some(&event.input));
+
+        replay(
+            &chain,
+            5,
+            &[&endpoint],
+            &options,
+            Some(&rewrite),
+            &mut report,
+        );
+        assert_eq!(report.events.len(), 1);
+        assert!(
+            report.notes[0].contains("no request record"),
+            "{:?}",
+            report.notes
+        );
+    }
+
+    #[test]
+    fn streams_keep_the_order_they_start_in() {
+        let event = |stream| Record::Comment {
+            stream,
+            t_ms: 0,
+            text: String::new(),
+        };
+        let records = [event(2), event(1), event(2), event(3), event(1)];
+        let order: Vec<(u64, usize)> = streams(&records)
+            .into_iter()
+            .map(|(s, r)| (s, r.len()))
+            .collect();
+        assert_eq!(order, vec![(2, 2), (1, 2), (3, 1)]);
+    }
+}
