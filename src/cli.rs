@@ -47,6 +47,11 @@ pub enum PluginCommand {
     /// core module, world, imports (and which the host refuses), exports, compile time,
     /// and a trial instance with `init`. Exits non-zero when sluice would refuse it.
     Check(CheckArgs),
+    /// Run a plugin (several: a chain, in order) offline over a recorded tape, as the
+    /// proxy would: each event's verdict, time, fuel and changes, then a summary.
+    /// `--save` writes a golden file; `--expect` compares with one (exit 1 when it
+    /// differs). Exit 2 on bad input.
+    Test(TestArgs),
 }
 
 /// Flags of `sluice plugin check`.
@@ -86,6 +91,97 @@ impl CheckArgs {
                 read_dir: self.read_dir.clone(),
                 wasi: self.wasi,
             },
+        })
+    }
+}
+
+/// Flags of `sluice plugin test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The plugins, in chain order.
+    #[arg(value_name = "FILE.wasm", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The tape to replay (written by `--record DIR`).
+    #[arg(long, value_name = "TAPE")]
+    pub tape: PathBuf,
+    /// Configuration string for `init`: the nth `--config` goes to the nth file (a
+    /// file without one gets ""). `@path` reads it from a file.
+    #[arg(
+        long = "config",
+        value_name = "CONFIG",
+        visible_alias = "plugin-config"
+    )]
+    pub configs: Vec<String>,
+    /// Compare this run with a golden file written by `--save`; exit 1 if it differs.
+    #[arg(long, value_name = "GOLDEN")]
+    pub expect: Option<PathBuf>,
+    /// Write this run's verdicts and outputs to a golden file.
+    #[arg(long, value_name = "GOLDEN")]
+    pub save: Option<PathBuf>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Fuel limit of one plugin call (none by default, as in the proxy).
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+    /// Deadline of one plugin call, in milliseconds (as --plugin-deadline-ms).
+    #[arg(long, default_value_t = 10, value_name = "MS")]
+    pub deadline_ms: u64,
+    /// Memory cap of one plugin instance, in MiB (as --plugin-memory-mib).
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub memory_mib: usize,
+    /// What a plugin failure does to the event (as --plugin-failure).
+    #[arg(long, value_enum, default_value_t = FailureArg::Open)]
+    pub failure: FailureArg,
+    /// Largest event a `modify` may return (as --max-event-bytes).
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    pub max_event_bytes: usize,
+}
+
+impl TestArgs {
+    /// What to run: the chain (named as the proxy names `--plugin` files, each with
+    /// its `--config`) and the options.
+    pub fn invocation(&self) -> Result<crate::tape::harness::Invocation, CliError> {
+        if self.configs.len() > self.files.len() {
+            return Err(CliError::Invalid(format!(
+                "{} --config for {} plugin file(s): the nth --config goes to the nth file",
+                self.configs.len(),
+                self.files.len()
+            )));
+        }
+        if self.deadline_ms == 0 || self.memory_mib == 0 {
+            return Err(CliError::Invalid(
+                "--deadline-ms and --memory-mib must be at least 1".into(),
+            ));
+        }
+        let limits = PluginLimits {
+            deadline: Duration::from_millis(self.deadline_ms),
+            memory_bytes: self.memory_mib << 20,
+            failure: self.failure.into(),
+            fuel: self.fuel,
+        };
+        let mut names: Vec<String> = Vec::new();
+        let mut plugins = Vec::new();
+        for (i, path) in self.files.iter().enumerate() {
+            let name = unique_name(path, &names);
+            names.push(name.clone());
+            plugins.push(PluginSpec {
+                name,
+                source: PluginSource::File(path.clone()),
+                config: read_config(self.configs.get(i).cloned())?,
+                limits,
+                capabilities: Capabilities::default(),
+            });
+        }
+        Ok(crate::tape::harness::Invocation {
+            tape: self.tape.clone(),
+            plugins,
+            options: crate::tape::harness::Options {
+                max_event_bytes: self.max_event_bytes,
+            },
+            json: self.json,
+            save: self.save.clone(),
+            expect: self.expect.clone(),
         })
     }
 }
@@ -568,6 +664,35 @@ mod tests {
         assert_eq!(options.config.as_deref(), Some("{}"));
         assert!(options.capabilities.stdio);
         assert_eq!(options.capabilities.read_dir, None);
+    }
+
+    #[test]
+    fn plugin_test_pairs_the_nth_config_with_the_nth_file() {
+        let (cli, _) = parse([
+            "sluice", "plugin", "test", "a.wasm", "b.wasm", "a.wasm", "--tape", "t.jsonl",
+            "--config", "A", "--config", "B", "--fuel", "1000",
+        ])
+        .unwrap();
+        let Some(Command::Plugin(PluginCommand::Test(args))) = cli.command else {
+            panic!("not plugin test: {:?}", cli.command);
+        };
+        let run = args.invocation().unwrap();
+        let got: Vec<(&str, &str)> = run
+            .plugins
+            .iter()
+            .map(|p| (p.name.as_str(), p.config.as_str()))
+            .collect();
+        assert_eq!(got, vec![("a", "A"), ("b", "B"), ("a-2", "")]);
+        assert_eq!(run.plugins[0].limits.fuel, Some(1000));
+        assert_eq!(run.tape, PathBuf::from("t.jsonl"));
+        let (cli, _) = parse([
+            "sluice", "plugin", "test", "a.wasm", "--tape", "t", "--config", "A", "--config", "B",
+        ])
+        .unwrap();
+        let Some(Command::Plugin(PluginCommand::Test(args))) = cli.command else {
+            panic!("not plugin test");
+        };
+        assert!(matches!(args.invocation(), Err(CliError::Invalid(_))));
     }
 
     #[test]

@@ -48,6 +48,24 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
+        Some(Command::Plugin(PluginCommand::Test(args))) => {
+            // 0: done (and equal to --expect), 1: differs from --expect, 2: bad input.
+            let mut stdout = std::io::stdout().lock();
+            let code = match args
+                .invocation()
+                .map_err(anyhow::Error::from)
+                .and_then(|run| Ok(sluice::tape::harness::execute(&run, &mut stdout)?))
+            {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    2
+                }
+            };
+            std::io::Write::flush(&mut stdout).context("writing the report")?;
+            std::process::exit(code);
+        }
         None => {
             let (admin_listen, admin_token, watch) = (
                 cli.run.admin_listen,

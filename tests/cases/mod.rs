@@ -8,6 +8,7 @@ mod mcp_direct;
 mod mcp_matrix;
 mod mcp_proxy;
 mod plugin_check;
+mod plugin_test;
 mod reload;
 mod resumption;
 mod sse_fidelity;

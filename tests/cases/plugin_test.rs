@@ -1,0 +1,574 @@
+//! `sluice plugin test`: example plugins replayed over a hand-written tape, through the
+//! library (verdicts, outputs, steps, the live-run check) and through the binary
+//! (text, `--json`, `--save`/`--expect` and the exit codes 0, 1 and 2); and a tape
+//! recorded through the proxy from a real MCP session, reproduced offline.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+use sluice::plugin::Runtime;
+use sluice::tape::format::{self, FORMAT, Record, TapeEvent, TapeStep, VERSION};
+use sluice::tape::harness::{self, EventResult, Leg, Options, Report, UNREACHED};
+
+use crate::common::mcp;
+use crate::common::proxy::{self as sluice_proxy, rust, rust_plugin};
+
+const REDACT: &str = r#"{"patterns":["sk-live-[a-z0-9]+"]}"#;
+const DROP_PROGRESS: &str = r#"{"methods":["notifications/progress"]}"#;
+const SECRET_RESULT: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"the key is sk-live-abc123"}]}}"#;
+const PROGRESS: &str = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#;
+const CALL: &str =
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup","arguments":{}}}"#;
+
+fn temp_path(label: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "sluice-plugin-test-{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+fn event(id: &str, data: &str) -> TapeEvent {
+    TapeEvent {
+        id: Some(id.into()),
+        event: None,
+        data: Some(data.into()),
+        retry: None,
+    }
+}
+
+/// Steps as a live run through `redact` alone would have recorded them.
+fn live(verdict: &str) -> Vec<TapeStep> {
+    vec![TapeStep {
+        plugin: "redact".into(),
+        verdict: verdict.into(),
+        micros: 7,
+        fuel: 1000,
+    }]
+}
+
+/// A POST tools/call answered on an SSE stream: a priming event (id, empty data), a
+/// progress notification, then the result, which holds a secret. Recorded through
+/// `redact`, so its steps are on the tape.
+fn records() -> Vec<Record> {
+    let stream = 1;
+    let headers = [
+        ("accept", "application/json, text/event-stream"),
+        ("content-type", "application/json"),
+        ("mcp-protocol-version", "2025-06-18"),
+        ("mcp-session-id", "session-1"),
+    ];
+    let redacted = SECRET_RESULT.replace("sk-live-abc123", "[REDACTED]");
+    vec![
+        Record::Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            upstream: "http://127.0.0.1:9/mcp".into(),
+            started_unix: 1_700_000_000,
+        },
+        Record::Request {
+            stream,
+            t_ms: 0,
+            method: "POST".into(),
+            path: "/mcp".into(),
+            query: None,
+            rpc_method: Some("tools/call".into()),
+            protocol_version: Some("2025-06-18".into()),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: CALL.into(),
+            steps: live("pass"),
+            sent: Some(CALL.into()),
+        },
+        Record::Response {
+            stream,
+            t_ms: 3,
+            status: 200,
+            headers: [("content-type".to_string(), "text/event-stream".to_string())].into(),
+        },
+        Record::Event {
+            stream,
+            t_ms: 3,
+            received: event("e0", ""),
+            steps: Vec::new(),
+            sent: Some(event("e0", "")),
+        },
+        Record::Event {
+            stream,
+            t_ms: 5,
+            received: event("e1", PROGRESS),
+            steps: live("pass"),
+            sent: Some(event("e1", PROGRESS)),
+        },
+        Record::Comment {
+            stream,
+            t_ms: 6,
+            text: "keep-alive".into(),
+        },
+        Record::Event {
+            stream,
+            t_ms: 8,
+            received: event("e2", SECRET_RESULT),
+            steps: live("modify"),
+            sent: Some(event("e2", &redacted)),
+        },
+        Record::End {
+            stream,
+            t_ms: 9,
+            outcome: "complete".into(),
+            error: None,
+        },
+    ]
+}
+
+fn write_tape(records: &[Record]) -> PathBuf {
+    let path = temp_path("tape").with_extension("jsonl");
+    let lines: Vec<String> = records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+fn replay(plugins: &[(&str, &str)]) -> Report {
+    let runtime = Runtime::new().unwrap();
+    let specs = plugins
+        .iter()
+        .map(|(name, config)| rust(name, config))
+        .collect();
+    // Through the file, so that the tape is what `format::read` accepts.
+    let tape = write_tape(&records());
+    let records = format::read(&tape).unwrap();
+    std::fs::remove_file(tape).unwrap();
+    harness::run(&runtime, specs, &records, &Options::default()).unwrap()
+}
+
+fn verdicts(report: &Report) -> Vec<(String, &str)> {
+    report
+        .events
+        .iter()
+        .map(|e| (e.name(), e.verdict.as_str()))
+        .collect()
+}
+
+fn at(report: &Report, index: usize) -> &EventResult {
+    report.events.iter().find(|e| e.index == index).unwrap()
+}
+
+#[test]
+fn redact_modifies_exactly_the_secret_event_and_shows_the_change() {
+    let report = replay(&[("redact", REDACT)]);
+    assert_eq!(
+        verdicts(&report),
+        vec![
+            ("1/0".into(), "pass"),
+            ("1/1".into(), "pass"),
+            ("1/2".into(), "pass"),
+            ("1/3".into(), "modify"),
+        ]
+    );
+    let request = at(&report, 0);
+    assert_eq!(request.direction, Leg::ToServer);
+    assert_eq!(request.output.as_ref().unwrap().data.as_deref(), Some(CALL));
+    // The priming event is transport: no plugin saw it, it goes on untouched.
+    let priming = at(&report, 1);
+    assert!(priming.steps.is_empty());
+    assert_eq!(priming.output, Some(event("e0", "")));
+    let secret = at(&report, 3);
+    let output = secret.output.as_ref().unwrap();
+    assert_eq!(output.id.as_deref(), Some("e2"), "the SSE id is kept");
+    assert!(
+        output
+            .data
+            .as_deref()
+            .unwrap()
+            .contains("the key is [REDACTED]")
+    );
+
+    let text = report.render_text();
+    assert!(
+        text.contains(r#"- data: {"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"the key is sk-live-abc123"}]}}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"+ data: {"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"the key is [REDACTED]"}]}}"#), "{text}");
+    assert_eq!(text.matches("- data:").count(), 1, "{text}");
+    assert!(
+        text.contains("4 events: 3 pass, 0 drop, 1 modify, 0 failures"),
+        "{text}"
+    );
+    assert!(text.contains("live verdicts reproduced: 3/3"), "{text}");
+    assert!(text.contains("slowest: 1/"), "{text}");
+
+    let summary = report.summary();
+    assert_eq!(
+        (summary.live_compared, summary.live_reproduced),
+        (Some(3), Some(3))
+    );
+    assert_eq!(summary.unseen, 1);
+}
+
+#[test]
+fn every_call_reports_its_time_and_fuel() {
+    let report = replay(&[("redact", REDACT)]);
+    let steps: Vec<_> = report.events.iter().flat_map(|e| &e.steps).collect();
+    assert_eq!(steps.len(), 3, "request, progress, result");
+    for step in steps {
+        assert_eq!(step.plugin, "redact");
+        assert!(step.fuel > 0, "{step:?}");
+        assert!(step.micros > 0.0, "{step:?}");
+    }
+    assert!(report.summary().fuel > 0);
+}
+
+#[test]
+fn dropper_drops_the_progress_event_and_keeps_its_cursor() {
+    let report = replay(&[("dropper", DROP_PROGRESS)]);
+    assert_eq!(
+        verdicts(&report)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>(),
+        vec!["pass", "pass", "drop", "pass"]
+    );
+    let progress = at(&report, 2);
+    assert_eq!(
+        progress.output,
+        Some(TapeEvent {
+            id: Some("e1".into()),
+            event: None,
+            data: None,
+            retry: None
+        }),
+        "a dropped event still moves the client's last-event-id"
+    );
+    let text = report.render_text();
+    assert!(text.contains("1 drop"), "{text}");
+    assert!(
+        text.contains("live verdicts: not compared (the tape was recorded through redact)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_chain_shows_each_plugin_and_stops_at_a_drop() {
+    let report = replay(&[("dropper", DROP_PROGRESS), ("redact", REDACT)]);
+    assert_eq!(report.chain, vec!["dropper", "redact"]);
+    let progress = at(&report, 2);
+    let walked: Vec<(&str, &str)> = progress
+        .steps
+        .iter()
+        .map(|s| (s.plugin.as_str(), s.verdict.as_str()))
+        .collect();
+    assert_eq!(walked, vec![("dropper", "drop")], "redact never sees it");
+    let secret = at(&report, 3);
+    assert_eq!(secret.verdict, "modify");
+    assert_eq!(secret.steps.len(), 2);
+    let text = report.render_text();
+    assert!(
+        text.contains("dropper pass ") && text.contains(" | redact modify "),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_dropped_request_leaves_its_recorded_events_unreached() {
+    let report = replay(&[("dropper", r#"{"methods":["tools/call"]}"#)]);
+    assert_eq!(at(&report, 0).verdict, "drop");
+    assert_eq!(at(&report, 0).output, None, "nothing goes upstream");
+    assert!(report.events[1..].iter().all(|e| e.verdict == UNREACHED));
+    assert_eq!(report.summary().unreached, 3);
+    assert!(
+        report.notes[0].contains("the request was dropped"),
+        "{:?}",
+        report.notes
+    );
+}
+
+fn sluice(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "test"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn the_binary_saves_a_golden_file_and_fails_naming_the_event_that_changed() {
+    let tape = write_tape(&records());
+    let golden = temp_path("golden").with_extension("jsonl");
+    let redact = rust_plugin("redact");
+    let (redact, tape_arg) = (path(&redact), path(&tape));
+
+    let out = sluice(&[
+        redact,
+        "--tape",
+        tape_arg,
+        "--config",
+        REDACT,
+        "--save",
+        path(&golden),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1/3    to-client  modify"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout.contains("+ data:"), "{}", text(&out));
+    assert!(
+        stdout.contains("live verdicts reproduced: 3/3"),
+        "{}",
+        text(&out)
+    );
+    let saved = std::fs::read_to_string(&golden).unwrap();
+    assert_eq!(saved.lines().count(), 4, "{saved}");
+    assert!(
+        !saved.contains("micros") && !saved.contains("fuel"),
+        "{saved}"
+    );
+
+    let out = sluice(&[
+        redact,
+        "--tape",
+        tape_arg,
+        "--config",
+        REDACT,
+        "--expect",
+        path(&golden),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(": equal"),
+        "{}",
+        text(&out)
+    );
+
+    // Another pattern: the secret is no longer redacted.
+    let other = r#"{"patterns":["sk-test-[a-z0-9]+"]}"#;
+    let out = sluice(&[
+        redact,
+        "--tape",
+        tape_arg,
+        "--config",
+        other,
+        "--expect",
+        path(&golden),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 event(s) differ"), "{}", text(&out));
+    assert!(
+        stdout.contains("1/3 to-client: expected modify, got pass"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout.contains("- data: "), "{}", text(&out));
+    assert!(stdout.contains("[REDACTED]"), "{}", text(&out));
+
+    std::fs::remove_file(golden).unwrap();
+    std::fs::remove_file(tape).unwrap();
+}
+
+#[test]
+fn the_binary_prints_json_for_machines() {
+    let tape = write_tape(&records());
+    let (dropper, redact) = (rust_plugin("dropper"), rust_plugin("redact"));
+    let out = sluice(&[
+        path(&dropper),
+        path(&redact),
+        "--tape",
+        path(&tape),
+        "--config",
+        DROP_PROGRESS,
+        "--config",
+        REDACT,
+        "--json",
+    ]);
+    std::fs::remove_file(tape).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["chain"], serde_json::json!(["dropper", "redact"]));
+    let events = doc["events"].as_array().unwrap();
+    assert_eq!(events.len(), 4);
+    let verdicts: Vec<&str> = events
+        .iter()
+        .map(|e| e["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, vec!["pass", "pass", "drop", "modify"]);
+    for step in events.iter().flat_map(|e| e["steps"].as_array().unwrap()) {
+        assert!(step["fuel"].as_u64().unwrap() > 0, "{step}");
+        assert!(step["micros"].as_f64().unwrap() > 0.0, "{step}");
+    }
+    assert_eq!(events[3]["output"]["id"], "e2");
+    assert_eq!(doc["summary"]["drop"], 1);
+    assert_eq!(doc["summary"]["modify"], 1);
+    assert_eq!(doc["summary"]["events"], 4);
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let redact = rust_plugin("redact");
+    let redact = path(&redact);
+
+    let out = sluice(&[
+        redact,
+        "--tape",
+        "/nonexistent/tape.jsonl",
+        "--config",
+        REDACT,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/tape.jsonl"),
+        "{}",
+        text(&out)
+    );
+
+    let mut future = records();
+    future[0] = Record::Header {
+        format: FORMAT.into(),
+        version: VERSION + 1,
+        upstream: String::new(),
+        started_unix: 0,
+    };
+    let tape = write_tape(&future);
+    let out = sluice(&[redact, "--tape", path(&tape), "--config", REDACT]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("tape version {}", VERSION + 1)),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_file(tape).unwrap();
+
+    let not_a_tape = temp_path("not-a-tape");
+    std::fs::write(&not_a_tape, "hello\n").unwrap();
+    let out = sluice(&[redact, "--tape", path(&not_a_tape)]);
+    std::fs::remove_file(&not_a_tape).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(":1: not a tape record"),
+        "{}",
+        text(&out)
+    );
+
+    // redact refuses to start without patterns: the plugin is named.
+    let tape = write_tape(&records());
+    let out = sluice(&[redact, "--tape", path(&tape)]);
+    std::fs::remove_file(tape).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("plugin redact"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// The offline replay is the proxy's own walk: a session recorded live through a
+/// redactor and a dropper gives every event the same steps and the same output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_recorded_through_the_proxy_is_reproduced_offline() {
+    let chain = || vec![rust("redact", REDACT), rust("dropper", DROP_PROGRESS)];
+    let server = mcp::spawn_mcp_server().await;
+    let dir = temp_path("recorded");
+    let running = sluice::app::start(sluice::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: sluice_proxy::base_of(&server.url),
+        plugins: chain(),
+        proxy: Default::default(),
+        cache_dir: None,
+        record_dir: Some(dir.clone()),
+    })
+    .await
+    .expect("sluice starts");
+    let client = mcp::connect(&format!("{}/mcp", running.url())).await;
+    let secret = client.call_text("get_secret", Value::Null).await.unwrap();
+    let counted = client
+        .call_with_progress("count", serde_json::json!({"n": 3}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (secret.as_str(), counted.as_str()),
+        ("the key is [REDACTED]", "counted 3")
+    );
+    drop(client);
+    running.stop().await;
+    drop(server);
+
+    let tape = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("a tape");
+    let records = format::read(&tape).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let runtime = Runtime::new().unwrap();
+    let report = harness::run(&runtime, chain(), &records, &Options::default()).unwrap();
+
+    let summary = report.summary();
+    assert!(summary.modify >= 1 && summary.drop >= 3, "{summary:?}");
+    assert_eq!(
+        summary.live_reproduced,
+        summary.live_compared,
+        "{}",
+        report.render_text()
+    );
+    assert!(summary.live_compared.unwrap() >= 6, "{summary:?}");
+    // What the proxy sent on, per event (request bodies upstream, events to the client).
+    let mut live_sent = Vec::new();
+    let mut seen_events: Vec<(u64, usize)> = Vec::new();
+    for record in &records {
+        match record {
+            Record::Request {
+                stream, body, sent, ..
+            } if !body.is_empty() => {
+                live_sent.push(((*stream, 0), sent.clone().map(|data| event_of(&data))));
+            }
+            Record::Event { stream, sent, .. } => {
+                let index = seen_events.iter().filter(|(s, _)| s == stream).count() + 1;
+                seen_events.push((*stream, index));
+                live_sent.push(((*stream, index), sent.clone()));
+            }
+            _ => {}
+        }
+    }
+    for ((stream, index), sent) in live_sent {
+        let event = report
+            .events
+            .iter()
+            .find(|e| e.stream == stream && e.index == index)
+            .unwrap_or_else(|| panic!("{stream}/{index} not replayed"));
+        assert_eq!(event.output, sent, "{stream}/{index}");
+    }
+}
+
+fn event_of(data: &str) -> TapeEvent {
+    TapeEvent {
+        id: None,
+        event: None,
+        data: Some(data.into()),
+        retry: None,
+    }
+}
