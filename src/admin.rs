@@ -1,6 +1,7 @@
 //! The admin API, on its own listener (loopback by default, optional bearer token):
 //! `GET /admin/plugins` shows the current chain, its generation and the reload
-//! history; `POST /admin/reload` builds and swaps in a new chain.
+//! history; `POST /admin/reload` builds and swaps in a new chain; `GET /metrics` is the
+//! Prometheus scrape endpoint (`metrics`).
 
 use std::sync::Arc;
 
@@ -9,19 +10,45 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::proxy::{Handler, ProxyBody, full};
+use crate::proxy::{Handler, Proxy, ProxyBody, full};
 use crate::reload::{Reloader, Trigger};
 
 /// The admin API over a reloader.
 pub struct Admin {
     reloader: Arc<Reloader>,
     token: Option<String>,
+    proxy: Option<Arc<Proxy>>,
 }
 
 impl Admin {
     /// `token`, when set, must arrive as `Authorization: Bearer <token>`.
     pub fn new(reloader: Arc<Reloader>, token: Option<String>) -> Self {
-        Self { reloader, token }
+        Self {
+            reloader,
+            token,
+            proxy: None,
+        }
+    }
+
+    /// Reads the proxy's own figures (the tape recorder's) at scrape time.
+    pub fn with_proxy(mut self, proxy: Arc<Proxy>) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    fn metrics(&self) -> Response<ProxyBody> {
+        let metrics = self.reloader.metrics();
+        if let Some(recorder) = self.proxy.as_ref().and_then(|p| p.recorder()) {
+            metrics.set_tape_dropped(recorder.dropped());
+        }
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .body(full(metrics.encode()))
+            .expect("static parts form a valid response")
     }
 
     fn authorised(&self, request: &Request<Incoming>) -> bool {
@@ -45,6 +72,7 @@ impl Admin {
             );
         }
         match (request.method(), request.uri().path()) {
+            (&Method::GET, "/metrics") => self.metrics(),
             (&Method::GET, "/admin/plugins") => reply(
                 StatusCode::OK,
                 serde_json::to_value(self.reloader.status()).unwrap_or_default(),

@@ -10,9 +10,11 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::plugin::CompileCache;
 use crate::proxy::{self, Proxy};
 use crate::reload::{ChainSource, ReloadError, Reloader, Trigger};
+use crate::tape::{RecordError, Recorder};
 use crate::upstream::{self, UpstreamError};
 
 /// Why the proxy could not start.
@@ -30,6 +32,9 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// `--record` could not create its tape.
+    #[error(transparent)]
+    Record(#[from] RecordError),
 }
 
 /// A running proxy. Dropping it does not stop it; call [`Running::stop`].
@@ -98,7 +103,8 @@ impl Running {
         };
         let listener = TcpListener::bind(listen).await.map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
-        let admin = Arc::new(Admin::new(self.reloader.clone(), token));
+        let admin =
+            Arc::new(Admin::new(self.reloader.clone(), token).with_proxy(self.proxy.clone()));
         self.background.push(tokio::spawn(proxy::serve(
             listener,
             admin,
@@ -115,6 +121,10 @@ impl Running {
         }
         let _ = self.shutdown.send(());
         let _ = self.task.await;
+        if let Some(recorder) = self.proxy.recorder().cloned() {
+            // Streams have drained: everything they recorded is queued; write it out.
+            let _ = tokio::task::spawn_blocking(move || recorder.sync()).await;
+        }
     }
 
     /// Waits until the server stops (it stops only through [`Running::stop`] or a
@@ -144,15 +154,16 @@ pub async fn start_with_source(
         tracing::warn!(listen = %config.listen, "listening beyond loopback with any Host accepted: set --allow-host to the names clients use, for DNS-rebinding protection");
     }
     let cache = config.cache_dir.as_deref().and_then(open_cache);
-    let reloader =
-        tokio::task::spawn_blocking(move || Reloader::with_cache(source, extra_watch, cache))
-            .await
-            .map_err(|e| {
-                StartError::Chain(ReloadError {
-                    generation: 0,
-                    reason: e.to_string(),
-                })
-            })??;
+    let reloader = tokio::task::spawn_blocking(move || {
+        Reloader::with_metrics(source, extra_watch, cache, Arc::new(Metrics::new()))
+    })
+    .await
+    .map_err(|e| {
+        StartError::Chain(ReloadError {
+            generation: 0,
+            reason: e.to_string(),
+        })
+    })??;
     let reloader = Arc::new(reloader);
     let listener = TcpListener::bind(config.listen)
         .await
@@ -164,11 +175,13 @@ pub async fn start_with_source(
         addr: config.listen,
         source,
     })?;
-    let proxy = Arc::new(Proxy::new(
-        upstream,
-        reloader.current().clone(),
-        config.proxy.clone(),
-    ));
+    let mut proxy = Proxy::new(upstream, reloader.current().clone(), config.proxy.clone())
+        .with_metrics(reloader.metrics().clone());
+    if let Some(dir) = &config.record_dir {
+        let recorder = Recorder::create(dir, &config.upstream)?;
+        proxy = proxy.with_recorder(Arc::new(recorder));
+    }
+    let proxy = Arc::new(proxy);
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(proxy::serve(listener, proxy.clone(), async {
         let _ = stopped.await;

@@ -38,6 +38,32 @@ pub enum Command {
     /// Work with plugin files.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Work with tapes (traffic recorded with --record).
+    #[command(subcommand)]
+    Tape(TapeCommand),
+}
+
+/// `sluice tape ...`.
+#[derive(Debug, Subcommand)]
+pub enum TapeCommand {
+    /// Play a tape back as an upstream server: each recorded exchange answers one
+    /// request with the same method, path and JSON-RPC method, in recorded order, with
+    /// the recorded status, headers and upstream events.
+    Serve(TapeServeArgs),
+}
+
+/// Flags of `sluice tape serve`.
+#[derive(Debug, clap::Args)]
+pub struct TapeServeArgs {
+    /// The tape (a .jsonl file written by --record).
+    #[arg(value_name = "TAPE")]
+    pub tape: PathBuf,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Replay events with their recorded pacing instead of at once.
+    #[arg(long)]
+    pub timing: bool,
 }
 
 /// `sluice plugin ...`.
@@ -257,6 +283,11 @@ pub struct RunArgs {
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allowed_hosts: Vec<String>,
 
+    /// End an SSE stream whose upstream sends nothing, not even a keep-alive comment,
+    /// for this many seconds (waiting requests get JSON-RPC errors). 0: never.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub upstream_idle_timeout: u64,
+
     /// Serve the admin API (GET /admin/plugins, POST /admin/reload) on this address.
     /// Off unless given; use a loopback address.
     #[arg(long, value_name = "ADDR", env = "SLUICE_ADMIN_LISTEN")]
@@ -281,6 +312,12 @@ pub struct RunArgs {
     /// $SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice, else ~/.cache/sluice.
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Record the traffic to a tape in DIR (one JSON-lines file per run; format in
+    /// docs/tapes.md): requests, upstream events, each plugin's verdict, what the client
+    /// got. Authorization and cookies are never recorded.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
 
     /// Compile every plugin at every start and reload; use no compile cache.
     #[arg(long)]
@@ -484,12 +521,15 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             max_event_bytes,
             allowed_origins,
             allowed_hosts,
+            upstream_idle_timeout: (run.upstream_idle_timeout > 0)
+                .then(|| Duration::from_secs(run.upstream_idle_timeout)),
         },
         cache_dir: if run.no_cache {
             None
         } else {
             run.cache_dir.clone().or_else(CompileCache::default_dir)
         },
+        record_dir: run.record.clone(),
     })
 }
 

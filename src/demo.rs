@@ -81,6 +81,7 @@ pub async fn run(
         proxy: ProxySettings::default(),
         // The demo plugin is tiny and built in: nothing worth caching on disk.
         cache_dir: None,
+        record_dir: None,
     })
     .await?;
     let url = format!("{}/mcp", proxy.url());

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice::cli::{self, CliError, Command, PluginCommand};
+use sluice::cli::{self, CliError, Command, PluginCommand, TapeCommand};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -36,6 +36,20 @@ async fn main() -> anyhow::Result<()> {
             );
             shutdown_signal().await;
             running.stop().await;
+        }
+        Some(Command::Tape(TapeCommand::Serve(args))) => {
+            let records = sluice::tape::format::read(&args.tape)?;
+            let serving = sluice::tape::serve::start(&records, args.listen, args.timing)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            println!(
+                "sluice tape serve: {} exchanges from {} on {}",
+                serving.replay.remaining(),
+                args.tape.display(),
+                serving.url()
+            );
+            shutdown_signal().await;
+            serving.stop().await;
         }
         Some(Command::Plugin(PluginCommand::Check(args))) => {
             let options = args.options()?;

@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 
+use crate::metrics::Metrics;
 use crate::plugin::{Chain, CompileCache, Plugin, PluginSpec, Runtime, StatsSnapshot};
 
 /// How long the watched files must be quiet before a reload starts: editors and
@@ -133,6 +134,8 @@ pub struct Reloader {
     history: Mutex<ReloadHistory>,
     /// Serialises reloads so two triggers never race to publish.
     busy: Mutex<()>,
+    /// Where every chain counts, and where reloads are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Reloader {
@@ -148,6 +151,16 @@ impl Reloader {
         extra_watch: Vec<PathBuf>,
         cache: Option<CompileCache>,
     ) -> Result<Self, ReloadError> {
+        Self::with_metrics(source, extra_watch, cache, Arc::new(Metrics::new()))
+    }
+
+    /// Like [`Reloader::with_cache`], with every chain counting into `metrics`.
+    pub fn with_metrics(
+        source: ChainSource,
+        extra_watch: Vec<PathBuf>,
+        cache: Option<CompileCache>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, ReloadError> {
         let fail = |reason: String| ReloadError {
             generation: 0,
             reason,
@@ -158,7 +171,9 @@ impl Reloader {
         } else {
             Some(Runtime::with_cache(cache.clone()).map_err(|e| fail(e.to_string()))?)
         };
-        let chain = build(runtime.as_ref(), &specs).map_err(fail)?;
+        let chain = build(runtime.as_ref(), &specs)
+            .map_err(fail)?
+            .with_metrics(&metrics);
         log_chain(&chain, "chain loaded");
         Ok(Self {
             runtime,
@@ -168,7 +183,13 @@ impl Reloader {
             current: Arc::new(ArcSwap::from_pointee(chain)),
             history: Mutex::new(ReloadHistory::default()),
             busy: Mutex::new(()),
+            metrics,
         })
+    }
+
+    /// The metrics every chain of this reloader counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The swappable chain the proxy reads at the start of every exchange.
@@ -198,7 +219,10 @@ impl Reloader {
         match result {
             Ok(chain) => {
                 let generation = serving + 1;
-                let chain = chain.with_generation(generation);
+                let chain = chain
+                    .with_generation(generation)
+                    .with_metrics(&self.metrics);
+                self.metrics.reload(true);
                 log_chain(&chain, &format!("chain reloaded ({trigger:?})"));
                 self.current.store(Arc::new(chain));
                 history.succeeded += 1;
@@ -212,6 +236,7 @@ impl Reloader {
                     "reload refused, the current chain keeps serving: {reason}"
                 );
                 history.failed += 1;
+                self.metrics.reload(false);
                 history.last_error = Some(reason.clone());
                 Err(ReloadError {
                     generation: serving,

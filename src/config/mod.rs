@@ -27,6 +27,8 @@ pub struct Config {
     /// Where compiled plugins are cached between starts and reloads; `None` disables
     /// the cache (every load compiles).
     pub cache_dir: Option<PathBuf>,
+    /// Where to write a tape of the traffic (`--record`); `None`: no recording.
+    pub record_dir: Option<PathBuf>,
 }
 
 /// A partial [`PluginLimits`]: only the settings that were actually given. The file's

@@ -7,27 +7,47 @@
 //! exchange.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::bindings::{StreamInfo, Verdict};
 use super::convert::{self, Direction, InFlight, StreamMeta};
 use super::loaded::{CallFailure, FailurePolicy, Instance, Plugin, World};
 use super::stats::FailureKind;
+use crate::metrics::{Metrics, PluginMetrics};
 use crate::sse::Event;
 
 /// The plugins in the order the operator gave them.
 #[derive(Debug, Default)]
 pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
+    /// The metric handles of each plugin, in the same order.
+    metrics: Vec<PluginMetrics>,
     generation: u64,
 }
 
 impl Chain {
     /// A chain of already loaded plugins, in order.
     pub fn new(plugins: Vec<Plugin>) -> Self {
+        let metrics = plugins
+            .iter()
+            .map(|p| PluginMetrics::detached(p.name()))
+            .collect();
         Self {
             plugins: plugins.into_iter().map(Arc::new).collect(),
+            metrics,
             generation: 0,
         }
+    }
+
+    /// The same chain, counting into a proxy's `metrics` (by plugin name, so the
+    /// series go on across reloads).
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.metrics = self
+            .plugins
+            .iter()
+            .map(|p| metrics.plugin(p.name()))
+            .collect();
+        self
     }
 
     /// The same chain, numbered: each successful reload makes the next generation, so
@@ -65,6 +85,7 @@ impl Chain {
             meta,
             phase: None,
             max_event_bytes: usize::MAX,
+            steps: None,
         }
     }
 }
@@ -86,6 +107,46 @@ pub enum Outcome {
     },
 }
 
+/// One plugin's part in one event's walk through the chain: what tapes record and
+/// `sluice plugin test` prints. Collected only when a session traces (it costs a clock
+/// read per call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The plugin's name.
+    pub plugin: Arc<str>,
+    /// What it answered.
+    pub verdict: StepVerdict,
+    /// Wall time of the call (instantiation included when it happened in this call).
+    pub elapsed: Duration,
+    /// Fuel (wasm instructions, roughly) the `on-event` call consumed.
+    pub fuel: u64,
+}
+
+/// A plugin's answer as a tape records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepVerdict {
+    /// `pass`.
+    Pass,
+    /// `drop` (the chain ends).
+    Drop,
+    /// `modify` (the next plugin sees the new event).
+    Modify,
+    /// The call failed; the plugin's failure policy decided.
+    Failed(FailureKind),
+}
+
+impl StepVerdict {
+    /// `pass`, `drop`, `modify`, or the failure kind (`trap`, `deadline`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepVerdict::Pass => "pass",
+            StepVerdict::Drop => "drop",
+            StepVerdict::Modify => "modify",
+            StepVerdict::Failed(kind) => kind.as_str(),
+        }
+    }
+}
+
 /// One exchange's instances of the chain's plugins.
 pub struct Session {
     chain: Arc<Chain>,
@@ -94,6 +155,8 @@ pub struct Session {
     phase: Option<(Direction, StreamInfo)>,
     /// Largest event a `modify` may return (see [`Session::with_max_event_bytes`]).
     max_event_bytes: usize,
+    /// `Some` when tracing: the steps of the events since the last `take_steps`.
+    steps: Option<Vec<Step>>,
 }
 
 impl Session {
@@ -105,6 +168,18 @@ impl Session {
     pub fn with_max_event_bytes(mut self, limit: usize) -> Self {
         self.max_event_bytes = limit;
         self
+    }
+
+    /// Records a [`Step`] per plugin call (time and fuel included), for tapes and
+    /// `sluice plugin test`. Off by default: the hot path reads no clock.
+    pub fn traced(mut self) -> Self {
+        self.steps = Some(Vec::new());
+        self
+    }
+
+    /// The steps recorded since the last call (empty when not tracing).
+    pub fn take_steps(&mut self) -> Vec<Step> {
+        self.steps.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The stream this session belongs to.
@@ -137,8 +212,9 @@ impl Session {
             if let (Some(instance), Some((_, info))) = (&mut self.slots[index], &self.phase)
                 && let Err(failure) = instance.on_stream_start(info)
             {
-                self.slots[index] = None;
+                self.discard(index);
                 plugin.counters().failure(failure.kind);
+                self.chain.metrics[index].failure(failure.kind);
                 self.log_failure(&plugin, &failure, "on-stream-start");
             }
             // A failure here is logged and counted; the slot stays empty and the
@@ -155,24 +231,46 @@ impl Session {
         let direction = *direction;
         let limit = self.max_event_bytes;
         let mut flight = InFlight::new(event);
+        let chain = self.chain.clone();
         for index in 0..self.slots.len() {
             let plugin = self.chain.plugins[index].clone();
             if !applies(&plugin, direction) {
                 continue;
             }
+            let started = Instant::now();
+            let mut fuel = 0;
             let verdict = match self.ensure_instance(index) {
                 Ok(instance) => {
                     plugin.counters().call();
-                    instance
-                        .on_event(&flight.event)
-                        .and_then(|verdict| within_limit(verdict, limit))
+                    let called = Instant::now();
+                    let verdict = instance.on_event(&flight.event);
+                    chain.metrics[index].call(called.elapsed());
+                    fuel = instance.fuel_used();
+                    verdict.and_then(|verdict| within_limit(verdict, limit))
                 }
                 Err(failure) => Err(failure),
             };
+            if let Some(steps) = &mut self.steps {
+                steps.push(Step {
+                    plugin: plugin.name_arc().clone(),
+                    verdict: match &verdict {
+                        Ok(Verdict::Pass) => StepVerdict::Pass,
+                        Ok(Verdict::Drop) => StepVerdict::Drop,
+                        Ok(Verdict::Modify(_)) => StepVerdict::Modify,
+                        Err(failure) => StepVerdict::Failed(failure.kind),
+                    },
+                    elapsed: started.elapsed(),
+                    fuel,
+                });
+            }
             match verdict {
-                Ok(Verdict::Pass) => plugin.counters().passed(),
+                Ok(Verdict::Pass) => {
+                    plugin.counters().passed();
+                    self.chain.metrics[index].pass();
+                }
                 Ok(Verdict::Drop) => {
                     plugin.counters().dropped();
+                    self.chain.metrics[index].drop_();
                     tracing::debug!(
                         plugin = plugin.name(),
                         stream = self.meta.stream_id,
@@ -186,6 +284,7 @@ impl Session {
                 }
                 Ok(Verdict::Modify(new)) => {
                     plugin.counters().modified();
+                    self.chain.metrics[index].modify();
                     if convert::has_unsafe_field(&new) {
                         tracing::warn!(
                             plugin = plugin.name(),
@@ -196,8 +295,8 @@ impl Session {
                     flight.event = new;
                 }
                 Err(failure) => {
-                    self.slots[index] = None;
-                    if self.fail(&plugin, &failure) {
+                    self.discard(index);
+                    if self.fail(index, &plugin, &failure) {
                         return Outcome::Dropped {
                             plugin: plugin.name_arc().clone(),
                             failure: Some(failure.kind),
@@ -223,7 +322,8 @@ impl Session {
             if let Some(instance) = &mut self.slots[index]
                 && let Err(failure) = instance.on_stream_end()
             {
-                self.slots[index] = None;
+                self.discard(index);
+                self.chain.metrics[index].failure(failure.kind);
                 self.log_failure(&plugin, &failure, "on-stream-end");
             }
         }
@@ -236,15 +336,18 @@ impl Session {
             let plugin = &self.chain.plugins[index];
             let mut instance = plugin.instantiate(self.meta.stream_id).inspect_err(|f| {
                 plugin.counters().failure(f.kind);
+                self.chain.metrics[index].failure(f.kind);
                 self.log_failure(plugin, f, "instantiate");
             })?;
             if let Some((_, info)) = &self.phase
                 && let Err(failure) = instance.on_stream_start(info)
             {
                 plugin.counters().failure(failure.kind);
+                self.chain.metrics[index].failure(failure.kind);
                 self.log_failure(plugin, &failure, "on-stream-start");
                 return Err(failure);
             }
+            self.chain.metrics[index].instance_created();
             self.slots[index] = Some(instance);
         }
         Ok(self.slots[index].as_mut().expect("slot filled above"))
@@ -252,13 +355,21 @@ impl Session {
 
     /// Counts and logs a failed `on-event` call; true when the plugin's policy drops the
     /// event (fail-closed), false when it goes on unchanged (fail-open).
-    fn fail(&self, plugin: &Plugin, failure: &CallFailure) -> bool {
+    fn fail(&self, index: usize, plugin: &Plugin, failure: &CallFailure) -> bool {
         // A failed instantiation was counted and logged where it happened.
         if failure.kind != FailureKind::Instantiate {
             plugin.counters().failure(failure.kind);
+            self.chain.metrics[index].failure(failure.kind);
             self.log_failure(plugin, failure, "on-event");
         }
         plugin.limits().failure == FailurePolicy::Closed
+    }
+
+    /// Drops plugin `index`'s instance (after a failure); the next event gets a new one.
+    fn discard(&mut self, index: usize) {
+        if self.slots[index].take().is_some() {
+            self.chain.metrics[index].instance_gone();
+        }
     }
 
     fn log_failure(&self, plugin: &Plugin, failure: &CallFailure, call: &str) {
@@ -274,6 +385,18 @@ impl Session {
             "plugin failed: {}; {policy}",
             failure.message
         );
+    }
+}
+
+impl Drop for Session {
+    /// The exchange is over (or the client went away): its instances go, and the
+    /// live-instances gauge says so.
+    fn drop(&mut self) {
+        for (slot, metrics) in self.slots.iter().zip(&self.chain.metrics) {
+            if slot.is_some() {
+                metrics.instance_gone();
+            }
+        }
     }
 }
 

@@ -469,6 +469,11 @@ impl Instance {
         }
     }
 
+    /// Fuel the last call consumed (the budget is reset before every call).
+    pub(crate) fn fuel_used(&self) -> u64 {
+        self.fuel.saturating_sub(self.store.get_fuel().unwrap_or(0))
+    }
+
     /// Calls `on-stream-start` (interceptors only).
     pub(crate) fn on_stream_start(&mut self, info: &StreamInfo) -> Result<(), CallFailure> {
         let Some(lifecycle) = &self.lifecycle else {

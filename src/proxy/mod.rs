@@ -15,6 +15,7 @@ pub mod jsonrpc;
 pub mod legacy;
 pub mod messages;
 pub mod origin;
+mod recording;
 mod server;
 mod sse_body;
 
@@ -34,11 +35,14 @@ pub use error::ProxyError;
 use jsonrpc::Summary;
 use legacy::EndpointRewrite;
 use messages::ToServer;
+use recording::TapeStream;
 pub use server::{Handler, serve};
 use sse_body::InterceptedSse;
 
+use crate::metrics::Metrics;
 use crate::plugin::{Chain, Direction, Session, StreamMeta};
 use crate::sse::Event;
+use crate::tape::Recorder;
 use crate::upstream::{self, BodyError, SseEvents};
 
 /// The body type of every response the proxy sends.
@@ -60,6 +64,9 @@ pub struct ProxySettings {
     pub allowed_origins: Vec<String>,
     /// Host names (in `Host`) allowed besides loopback ones (`*` turns the check off).
     pub allowed_hosts: Vec<String>,
+    /// An SSE stream whose upstream sends nothing (not even a keep-alive) for this long
+    /// is ended, with errors for unanswered requests. `None`: wait for ever.
+    pub upstream_idle_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ProxySettings {
@@ -68,6 +75,7 @@ impl Default for ProxySettings {
             max_event_bytes: 4 << 20,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            upstream_idle_timeout: Some(std::time::Duration::from_secs(300)),
         }
     }
 }
@@ -78,6 +86,8 @@ pub struct Proxy {
     chain: Arc<ArcSwap<Chain>>,
     settings: ProxySettings,
     next_stream: AtomicU64,
+    recorder: Option<Arc<Recorder>>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the to-server phase decided.
@@ -102,7 +112,31 @@ impl Proxy {
             chain,
             settings,
             next_stream: AtomicU64::new(1),
+            recorder: None,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Counts into `metrics` (the ones `/metrics` serves) instead of private ones.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What this proxy counts.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Records every exchange on a tape (`--record`).
+    pub fn with_recorder(mut self, recorder: Arc<Recorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// The tape recorder, when recording.
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.as_ref()
     }
 
     /// The chain new streams use.
@@ -152,9 +186,36 @@ impl Proxy {
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
         // A plugin's `modify` is held to the same limit as what the proxy reads.
         let mut session = chain.session(meta).with_max_event_bytes(limit);
+        let tape = self
+            .recorder
+            .as_ref()
+            .map(|r| TapeStream::new(r.clone(), stream_id));
+        if tape.is_some() {
+            session = session.traced();
+        }
 
         // Chain, to-server.
-        let (body, answered) = match self.to_server(&mut session, body) {
+        let received = tape.as_ref().map(|_| body.clone());
+        let forward = self.to_server(&mut session, body);
+        if let (Some(tape), Some(received)) = (&tape, &received) {
+            let sent = match &forward {
+                Forward::Body { body, .. } => Some(body),
+                Forward::Answer(_) => None,
+            };
+            let steps = session.take_steps();
+            tape.request(
+                session.meta(),
+                parts.uri.query(),
+                &parts.headers,
+                received,
+                &steps,
+                sent,
+            );
+            if sent.is_none() {
+                tape.end("answered-by-proxy", None);
+            }
+        }
+        let (body, answered) = match forward {
             Forward::Body { body, answered } => (body, answered),
             Forward::Answer(response) => return Ok(response),
         };
@@ -168,31 +229,76 @@ impl Proxy {
             .upstream
             .send(upstream_request)
             .await
-            .map_err(|source| ProxyError::Upstream {
-                source,
-                request: summary.clone(),
+            .map_err(|source| {
+                self.metrics.upstream_error("connect");
+                if let Some(tape) = &tape {
+                    tape.end("upstream-error", Some(source.to_string()));
+                }
+                ProxyError::Upstream {
+                    source,
+                    request: summary.clone(),
+                }
             })?;
 
         // Response: decoder → chain, to-client → encoder.
         let (mut parts, body) = response.into_parts();
         parts.headers = headers::for_client(parts.headers);
+        if let Some(tape) = &tape {
+            tape.response(parts.status, &parts.headers);
+        }
         if !parts.status.is_success() {
             // 400, 401 (with WWW-Authenticate), 404 (session gone: the client must
             // initialize again), 405 (no GET stream)...: the client must see exactly
             // what the server said.
+            if let Some(tape) = &tape {
+                tape.end("not-inspected", None);
+            }
             return Ok(unchanged(parts, body));
         }
         if parts.status == StatusCode::ACCEPTED && !answered.is_empty() {
+            if let Some(tape) = &tape {
+                tape.end("answered-by-proxy", None);
+            }
             // The upstream took the notifications that were left; the dropped requests
             // still need their errors.
             return Ok(json_response(StatusCode::OK, Value::Array(answered)));
         }
         let sse = is_sse(&parts.headers);
+        if parts.status == StatusCode::OK
+            && !sse
+            && !is_json(&parts.headers)
+            && !summary.request_ids.is_empty()
+        {
+            // A JSON-RPC request answered 200 must get JSON or SSE; anything else (an
+            // HTML page from a misrouted gateway, say) would leave the client waiting
+            // on an answer it cannot read. (202 is the legacy transport's "the answer
+            // comes on the GET stream".)
+            self.metrics.upstream_error("response");
+            if let Some(tape) = &tape {
+                tape.end("upstream-error", Some("wrong content type".into()));
+            }
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_string();
+            return Err(ProxyError::UpstreamResponse {
+                reason: format!(
+                    "it answered a JSON-RPC request with content type {content_type}, not JSON or SSE"
+                ),
+                request: summary,
+            });
+        }
         let inspected = sse || (is_json(&parts.headers) && !session.chain().is_empty());
         if !inspected {
+            if let Some(tape) = &tape {
+                tape.end("not-inspected", None);
+            }
             return Ok(unchanged(parts, body));
         }
         if let Some(encoding) = compressed(&parts.headers) {
+            self.metrics.upstream_error("response");
             // We asked for identity; a compressed body cannot be read event by event,
             // and passing it unread would bypass every plugin.
             return Err(ProxyError::UpstreamResponse {
@@ -203,14 +309,21 @@ impl Proxy {
         parts.headers.remove(header::CONTENT_LENGTH);
         if !sse {
             return self
-                .json_to_client(parts, body, session, summary, answered)
+                .json_to_client(parts, body, session, summary, answered, tape)
                 .await;
         }
         headers::for_sse(&mut parts.headers);
         session.begin(Direction::ToClient);
-        let events = SseEvents::new(body, limit);
-        let mut body =
-            InterceptedSse::new(events, session, summary.request_ids).with_answers_first(answered);
+        let mut events = SseEvents::new(body, limit);
+        if let Some(after) = self.settings.upstream_idle_timeout {
+            events = events.with_idle_timeout(after);
+        }
+        let mut body = InterceptedSse::new(events, session, summary.request_ids)
+            .with_answers_first(answered)
+            .with_metrics(&self.metrics);
+        if let Some(tape) = tape {
+            body = body.with_tape(tape);
+        }
         if opened_by_get {
             // Only a GET opens a legacy HTTP+SSE stream with an `endpoint` event.
             body = body.with_endpoint_rewrite(EndpointRewrite::new(
@@ -270,23 +383,36 @@ impl Proxy {
         mut session: Session,
         summary: Summary,
         answered: Vec<Value>,
+        tape: Option<TapeStream>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let unusable = |reason: String| ProxyError::UpstreamResponse {
-            reason,
-            request: summary.clone(),
+        let unusable = |reason: String| {
+            self.metrics.upstream_error("response");
+            ProxyError::UpstreamResponse {
+                reason,
+                request: summary.clone(),
+            }
         };
         let body = upstream::read_to_limit(body, self.settings.max_event_bytes)
             .await
             .map_err(|e| unusable(e.to_string()))?;
         if body.is_empty() {
+            if let Some(tape) = &tape {
+                tape.end("complete", None);
+            }
             return Ok(Response::from_parts(parts, full(body)));
         }
         let text = String::from_utf8(body.to_vec())
             .map_err(|_| unusable("JSON body is not UTF-8".into()))?;
         session.begin(Direction::ToClient);
         let mut unanswered = summary.request_ids.clone();
-        let sent = messages::to_client(&mut session, Event::message(text), &mut unanswered);
+        let received = Event::message(text);
+        let copy = tape.as_ref().map(|_| received.clone());
+        let sent = messages::to_client(&mut session, received, &mut unanswered);
         session.end();
+        if let (Some(tape), Some(received)) = (&tape, &copy) {
+            tape.event(received, &session.take_steps(), sent.as_ref());
+            tape.end("complete", None);
+        }
         let data = match (sent.and_then(|e| e.data), answered.is_empty()) {
             (Some(data), true) => data,
             (sent, false) => {

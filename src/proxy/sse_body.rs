@@ -12,7 +12,9 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::legacy::EndpointRewrite;
+use super::recording::TapeStream;
 use super::{jsonrpc, messages};
+use crate::metrics::{Metrics, StreamGuard};
 use crate::plugin::Session;
 use crate::sse::{self, Event};
 use crate::upstream::SseEvents;
@@ -30,6 +32,10 @@ pub struct InterceptedSse {
     /// Sent before the first upstream event: the proxy's answers for requests a plugin
     /// dropped from the batch that opened the stream.
     first: Option<Bytes>,
+    /// Set when recording (`--record`).
+    tape: Option<TapeStream>,
+    /// Keeps `streams_open` right however the stream ends; event counters.
+    counted: Option<StreamGuard>,
     done: bool,
 }
 
@@ -42,6 +48,8 @@ impl InterceptedSse {
             unanswered,
             endpoint: None,
             first: None,
+            tape: None,
+            counted: None,
             done: false,
         }
     }
@@ -49,6 +57,18 @@ impl InterceptedSse {
     /// Rewrites the legacy transport's `endpoint` event (see `proxy::legacy`).
     pub fn with_endpoint_rewrite(mut self, rewrite: EndpointRewrite) -> Self {
         self.endpoint = Some(rewrite);
+        self
+    }
+
+    /// Counts this stream as open until it ends, and its events in and out.
+    pub(crate) fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.counted = Some(metrics.stream_opened());
+        self
+    }
+
+    /// Records every frame and the end of the stream on a tape.
+    pub(crate) fn with_tape(mut self, tape: TapeStream) -> Self {
+        self.tape = Some(tape);
         self
     }
 
@@ -102,19 +122,43 @@ impl Body for InterceptedSse {
             }
             let mut out = BytesMut::new();
             match ready!(this.events.poll_next(cx)) {
-                Some(Ok(sse::Frame::Comment(text))) => sse::encode_comment(&text, &mut out),
+                Some(Ok(sse::Frame::Comment(text))) => {
+                    if let Some(tape) = &this.tape {
+                        tape.comment(&text);
+                    }
+                    sse::encode_comment(&text, &mut out);
+                }
                 Some(Ok(sse::Frame::Event(mut event))) => {
+                    if let Some(counted) = &this.counted {
+                        counted.event_in();
+                    }
+                    let received = this.tape.as_ref().map(|_| event.clone());
                     if let Some(endpoint) = &this.endpoint {
                         endpoint.apply(&mut event);
                     }
-                    match messages::to_client(&mut this.session, event, &mut this.unanswered) {
-                        Some(event) => sse::encode_event(&event, &mut out),
+                    let sent = messages::to_client(&mut this.session, event, &mut this.unanswered);
+                    if let (Some(tape), Some(received)) = (&this.tape, &received) {
+                        tape.event(received, &this.session.take_steps(), sent.as_ref());
+                    }
+                    match sent {
+                        Some(event) => {
+                            if let Some(counted) = &this.counted {
+                                counted.event_out();
+                            }
+                            sse::encode_event(&event, &mut out);
+                        }
                         None => continue,
                     }
                 }
                 Some(Err(e)) => {
                     tracing::warn!(stream = this.stream_id(), error = %e, "SSE stream from upstream ended with an error");
                     this.done = true;
+                    if let Some(tape) = &this.tape {
+                        tape.end("upstream-error", Some(e.to_string()));
+                    }
+                    if let Some(counted) = &mut this.counted {
+                        counted.upstream_broke();
+                    }
                     match this.errors_for_unanswered(&e.to_string()) {
                         Some(errors) => return Poll::Ready(Some(Ok(Frame::data(errors)))),
                         None => return Poll::Ready(None),
@@ -123,6 +167,12 @@ impl Body for InterceptedSse {
                 None => {
                     this.session.end();
                     this.done = true;
+                    if let Some(tape) = &this.tape {
+                        tape.end("complete", None);
+                    }
+                    if let Some(counted) = &mut this.counted {
+                        counted.complete();
+                    }
                     tracing::debug!(stream = this.stream_id(), "SSE stream ended");
                     return Poll::Ready(None);
                 }
@@ -145,6 +195,9 @@ impl Body for InterceptedSse {
 impl Drop for InterceptedSse {
     fn drop(&mut self) {
         if !self.done {
+            if let Some(tape) = &self.tape {
+                tape.end("client-gone", None);
+            }
             tracing::debug!(
                 stream = self.stream_id(),
                 "client went away before the SSE stream ended"

@@ -7,10 +7,12 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
+use tokio::time::{Instant, Sleep};
 
 use crate::sse::{DecodeError, Decoder, Frame};
 
@@ -23,6 +25,17 @@ pub enum StreamError {
     /// The connection broke mid-stream.
     #[error("upstream connection failed mid-stream: {0}")]
     Body(String),
+    /// Nothing arrived for longer than the idle timeout.
+    #[error("upstream sent nothing for {0:?} (--upstream-idle-timeout)")]
+    Idle(Duration),
+}
+
+/// The idle timeout: a timer re-armed lazily from the last activity, so a busy stream
+/// pays a clock read per read, not a timer update.
+struct Idle {
+    after: Duration,
+    last_activity: Instant,
+    timer: Pin<Box<Sleep>>,
 }
 
 /// Decoded frames of one upstream SSE response.
@@ -31,6 +44,7 @@ pub struct SseEvents<B> {
     decoder: Decoder,
     buffered: VecDeque<Frame>,
     finished: bool,
+    idle: Option<Idle>,
 }
 
 impl<B> SseEvents<B>
@@ -45,19 +59,66 @@ where
             decoder: Decoder::new(max_event_bytes),
             buffered: VecDeque::new(),
             finished: false,
+            idle: None,
         }
+    }
+
+    /// Ends the stream with [`StreamError::Idle`] when the upstream sends nothing (not
+    /// even a keep-alive comment) for `after` while the proxy waits for it. Time spent
+    /// waiting for a slow client does not count.
+    pub fn with_idle_timeout(mut self, after: Duration) -> Self {
+        let now = Instant::now();
+        self.idle = Some(Idle {
+            after,
+            last_activity: now,
+            timer: Box::pin(tokio::time::sleep_until(now + after)),
+        });
+        self
+    }
+
+    fn active(&mut self) {
+        if let Some(idle) = &mut self.idle {
+            idle.last_activity = Instant::now();
+        }
+    }
+
+    /// Whether the upstream has been silent past the idle timeout (and arms the timer
+    /// to wake this task when it will be).
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> Option<Duration> {
+        let idle = self.idle.as_mut()?;
+        let deadline = idle.last_activity + idle.after;
+        if idle.timer.deadline() != deadline {
+            idle.timer.as_mut().reset(deadline);
+        }
+        idle.timer
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+            .then_some(idle.after)
     }
 
     /// The next frame; `None` once the upstream has ended the body.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, StreamError>>> {
         loop {
             if let Some(frame) = self.buffered.pop_front() {
+                if self.buffered.is_empty() {
+                    // The consumer is back for more: waiting on the upstream starts now.
+                    self.active();
+                }
                 return Poll::Ready(Some(Ok(frame)));
             }
             if self.finished {
                 return Poll::Ready(None);
             }
-            match ready!(self.body.as_mut().poll_frame(cx)) {
+            let Poll::Ready(polled) = self.body.as_mut().poll_frame(cx) else {
+                if let Some(after) = self.idle_expired(cx) {
+                    self.finished = true;
+                    return Poll::Ready(Some(Err(StreamError::Idle(after))));
+                }
+                return Poll::Pending;
+            };
+            self.active();
+            match polled {
                 Some(Ok(frame)) => {
                     // Trailers carry no events.
                     if let Ok(data) = frame.into_data()
@@ -94,6 +155,7 @@ where
 mod tests {
     use super::*;
     use crate::sse::Event;
+    use futures_util::StreamExt;
     use http_body_util::StreamBody;
 
     fn body(
@@ -128,6 +190,24 @@ mod tests {
         assert!(
             matches!(events.next().await, Some(Err(StreamError::Body(m))) if m.contains("reset"))
         );
+        assert!(events.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_upstream_ends_the_stream_after_the_idle_timeout() {
+        let frames = futures_util::stream::iter(vec![Ok::<_, String>(http_body::Frame::data(
+            Bytes::from_static(b"data: a\n\n"),
+        ))])
+        .chain(futures_util::stream::pending());
+        let mut events = SseEvents::new(StreamBody::new(frames), 1024)
+            .with_idle_timeout(Duration::from_secs(30));
+        assert!(events.next().await.unwrap().is_ok());
+        let started = Instant::now();
+        assert!(matches!(
+            events.next().await,
+            Some(Err(StreamError::Idle(after))) if after == Duration::from_secs(30)
+        ));
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
         assert!(events.next().await.is_none());
     }
 

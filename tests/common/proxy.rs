@@ -70,6 +70,7 @@ pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySe
         plugins,
         proxy,
         cache_dir: None,
+        record_dir: None,
     })
     .await
     .expect("sluice starts")

@@ -17,6 +17,10 @@ pub enum End {
     Clean,
     /// The connection is closed without the terminating chunk: the upstream died.
     Abort,
+    /// The connection is reset (RST): the upstream crashed or a middlebox cut it.
+    Reset,
+    /// Nothing more is sent, and the connection stays open: a hung upstream.
+    Stall,
 }
 
 /// One scripted response, served to every request.
@@ -35,6 +39,8 @@ pub struct RawUpstream {
     pub addr: SocketAddr,
     /// Raw request heads and bodies received.
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// Bytes of response chunks written so far (all responses).
+    pub written: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -57,6 +63,8 @@ pub async fn serve(script: Script) -> RawUpstream {
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let log = requests.clone();
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = written.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
@@ -65,6 +73,7 @@ pub async fn serve(script: Script) -> RawUpstream {
             stream.set_nodelay(true).unwrap();
             let script = script.clone();
             let log = log.clone();
+            let counter = counter.clone();
             tokio::spawn(async move {
                 let request = read_request(&mut stream).await;
                 log.lock().unwrap().push(request);
@@ -88,20 +97,38 @@ pub async fn serve(script: Script) -> RawUpstream {
                     if stream.write_all(&framed).await.is_err() {
                         return;
                     }
+                    counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
                     let _ = stream.flush().await;
-                    // Separate TCP segments, so the proxy really reads the pieces apart.
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    // Separate TCP segments, so the proxy really reads the pieces apart
+                    // (big scripts, for back-pressure, go as fast as they can).
+                    if script.chunks.len() < 100 {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
                 }
-                if script.end == End::Clean {
-                    let _ = stream.write_all(b"0\r\n\r\n").await;
+                match script.end {
+                    End::Clean => {
+                        let _ = stream.write_all(b"0\r\n\r\n").await;
+                        let _ = stream.shutdown().await;
+                    }
+                    End::Abort => {
+                        let _ = stream.shutdown().await;
+                    }
+                    End::Reset => {
+                        // Linger 0: close() sends RST instead of FIN (and does not
+                        // block, which is what the deprecation warns about).
+                        #[allow(deprecated)]
+                        let _ = stream.set_linger(Some(Duration::ZERO));
+                        drop(stream);
+                    }
+                    End::Stall => std::future::pending::<()>().await,
                 }
-                let _ = stream.shutdown().await;
             });
         }
     });
     RawUpstream {
         addr,
         requests,
+        written,
         task,
     }
 }
@@ -173,6 +200,7 @@ pub async fn serve_fixed(status_line: &str, headers: &[&str], body: &str) -> Raw
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let log = requests.clone();
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let task = tokio::spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
@@ -191,6 +219,7 @@ pub async fn serve_fixed(status_line: &str, headers: &[&str], body: &str) -> Raw
     RawUpstream {
         addr,
         requests,
+        written,
         task,
     }
 }

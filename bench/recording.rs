@@ -1,0 +1,136 @@
+//! What `--record` costs: one SSE stream of 20 000 events (256 B of data each) through
+//! sluice with one plugin, recording off and on. The upstream is a hyper server sending a
+//! pre-encoded body, the client reads the whole response; both on 127.0.0.1.
+//!
+//! Run: `cargo bench --bench recording` (numbers and machine in BENCHMARKS.md).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sluice::app::{self, Running};
+use sluice::config::Config;
+use sluice::plugin::{PluginLimits, PluginSource, PluginSpec, builtin};
+use sluice::sse::{Event, encode_event};
+
+const EVENTS: usize = 20_000;
+
+fn stream_body() -> Bytes {
+    let data = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"{}"}}}}"#,
+        "x".repeat(256 - 78)
+    );
+    let mut out = BytesMut::new();
+    for i in 0..EVENTS {
+        let event = Event {
+            id: Some(i.to_string()),
+            ..Event::message(data.clone())
+        };
+        encode_event(&event, &mut out);
+    }
+    out.freeze()
+}
+
+async fn upstream(body: Bytes) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let body = body.clone();
+                    async move {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", "text/event-stream")
+                                .body(Full::new(body))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn proxy(upstream: SocketAddr, record: Option<std::path::PathBuf>) -> Running {
+    app::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: format!("http://{upstream}"),
+        plugins: vec![PluginSpec {
+            name: "pass".into(),
+            source: PluginSource::Bytes(builtin::PASS),
+            config: String::new(),
+            limits: PluginLimits::default(),
+            capabilities: Default::default(),
+        }],
+        proxy: Default::default(),
+        cache_dir: None,
+        record_dir: record,
+    })
+    .await
+    .unwrap()
+}
+
+fn recording(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = stream_body();
+    let bytes = body.len();
+    let dir = std::env::temp_dir().join(format!("sluice-bench-tapes-{}", std::process::id()));
+    let (off, on) = runtime.block_on(async {
+        let up = upstream(body).await;
+        (proxy(up, None).await, proxy(up, Some(dir.clone())).await)
+    });
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut group = c.benchmark_group("stream_20k_events_256B_one_plugin");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.sample_size(10);
+    for (name, running) in [("recording_off", &off), ("recording_on", &on)] {
+        let url = format!("{}/mcp", running.url());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let request = Request::post(&url)
+                        .header("accept", "text/event-stream")
+                        .body(Full::new(Bytes::from_static(b"{}")))
+                        .unwrap();
+                    let response = client.request(request).await.unwrap();
+                    let got = response.into_body().collect().await.unwrap().to_bytes();
+                    assert!(got.len() >= bytes / 2, "the stream arrived");
+                })
+            });
+        });
+    }
+    group.finish();
+    if let Some(recorder) = on.proxy().recorder() {
+        println!(
+            "recorder: {} records written, {} dropped",
+            recorder.written(),
+            recorder.dropped()
+        );
+    }
+    runtime.block_on(async {
+        off.stop().await;
+        on.stop().await;
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+criterion_group!(benches, recording);
+criterion_main!(benches);

@@ -1,0 +1,11 @@
+//! Tapes: recorded traffic. `--record DIR` writes them ([`Recorder`]), `sluice tape
+//! serve` plays one back as an upstream ([`serve`]), and `sluice plugin test` runs
+//! plugins over one offline. The format is [`format`], documented in `docs/tapes.md`.
+
+pub mod format;
+pub mod harness;
+mod recorder;
+pub mod serve;
+
+pub use format::{Record, TapeError, TapeEvent, TapeStep};
+pub use recorder::{QUEUE, RecordError, Recorder};

@@ -1,0 +1,194 @@
+//! `--record DIR`: writes a tape while the proxy runs, off the hot path.
+//!
+//! The proxy hands records to a bounded channel and goes on; one thread serialises
+//! and writes them. If that thread falls behind (a slow disk), records are dropped and
+//! counted: recording never slows or breaks a proxied stream.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::format::{FORMAT, Record, VERSION};
+
+/// How many records may wait for the writer before new ones are dropped.
+pub const QUEUE: usize = 16 * 1024;
+
+enum Message {
+    Record(Box<Record>),
+    /// Answered once everything sent before it is written and flushed.
+    Sync(mpsc::Sender<()>),
+}
+
+/// Writes one tape file.
+pub struct Recorder {
+    tx: SyncSender<Message>,
+    started: Instant,
+    path: PathBuf,
+    dropped: AtomicU64,
+    written: std::sync::Arc<AtomicU64>,
+}
+
+/// Why recording cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The directory or file could not be created.
+    #[error("cannot record to {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Recorder {
+    /// Creates `DIR/sluice-<unix seconds>-<pid>.jsonl` (and `DIR` if needed), writes the
+    /// header and starts the writer thread.
+    pub fn create(dir: &Path, upstream: &str) -> Result<Self, RecordError> {
+        let started_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let path = dir.join(format!(
+            "sluice-{started_unix}-{}.jsonl",
+            std::process::id()
+        ));
+        let failed = |source| RecordError::Create {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(failed)?;
+        let file = File::create(&path).map_err(failed)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let written = std::sync::Arc::new(AtomicU64::new(0));
+        let counter = written.clone();
+        let name = path.display().to_string();
+        std::thread::Builder::new()
+            .name("sluice-recorder".into())
+            .spawn(move || write_loop(BufWriter::new(file), rx, &counter, &name))
+            .map_err(failed)?;
+        let recorder = Self {
+            tx,
+            started: Instant::now(),
+            path,
+            dropped: AtomicU64::new(0),
+            written,
+        };
+        recorder.record(Record::Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            upstream: upstream.to_string(),
+            started_unix,
+        });
+        tracing::info!(tape = %recorder.path.display(), "recording traffic");
+        Ok(recorder)
+    }
+
+    /// The tape file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Milliseconds since recording started, for a record's `t_ms`.
+    pub fn t_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Queues a record; never blocks. A full queue drops the record and counts it.
+    pub fn record(&self, record: Record) {
+        match self.tx.try_send(Message::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(tape = %self.path.display(), "recorder falling behind: dropping records (counted)");
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records dropped because the writer fell behind (or failed).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Records written so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything queued so far is on disk (shutdown, tests).
+    pub fn sync(&self) {
+        let (done, wait) = mpsc::channel();
+        if self.tx.send(Message::Sync(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+}
+
+fn write_loop(mut out: BufWriter<File>, rx: Receiver<Message>, written: &AtomicU64, name: &str) {
+    let mut failed = false;
+    // Block for the next message; flush whenever the queue runs empty, so a tape is
+    // readable while the proxy runs.
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Record(record) if !failed => {
+                    let result = serde_json::to_writer(&mut out, &record)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"));
+                    match result {
+                        Ok(()) => {
+                            written.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            failed = true;
+                            tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
+                        }
+                    }
+                }
+                Message::Record(_) => {}
+                Message::Sync(done) => {
+                    let _ = out.flush();
+                    let _ = done.send(());
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        if !failed && let Err(e) = out.flush() {
+            failed = true;
+            tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
+        }
+    }
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tape::format;
+
+    #[test]
+    fn a_tape_starts_with_its_header_and_keeps_record_order() {
+        let dir = std::env::temp_dir().join(format!("sluice-rec-{}", std::process::id()));
+        let recorder = Recorder::create(&dir, "http://up").unwrap();
+        for stream in 1..=3 {
+            recorder.record(Record::End {
+                stream,
+                t_ms: recorder.t_ms(),
+                outcome: "complete".into(),
+                error: None,
+            });
+        }
+        recorder.sync();
+        assert_eq!(recorder.written(), 4);
+        let records = format::read(recorder.path()).unwrap();
+        assert!(matches!(&records[0], Record::Header { upstream, .. } if upstream == "http://up"));
+        let streams: Vec<_> = records.iter().filter_map(Record::stream).collect();
+        assert_eq!(streams, vec![1, 2, 3]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
