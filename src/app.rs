@@ -114,13 +114,23 @@ impl Running {
         Ok(addr)
     }
 
-    /// Stops accepting, drains open connections (bounded), and waits for the server.
+    /// Stops accepting; lets open streams go on for the shutdown grace period, then
+    /// ends them cleanly (`Proxy::close_streams`); waits for the server.
     pub async fn stop(self) {
         for task in &self.background {
             task.abort();
         }
         let _ = self.shutdown.send(());
-        let _ = self.task.await;
+        let mut task = self.task;
+        let grace = self.proxy.settings().shutdown_grace;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::info!(
+                open = self.proxy.metrics().streams_open(),
+                "streams still open after the shutdown grace period; ending them"
+            );
+            self.proxy.close_streams();
+            let _ = task.await;
+        }
         if let Some(recorder) = self.proxy.recorder().cloned() {
             // Streams have drained: everything they recorded is queued; write it out.
             let _ = tokio::task::spawn_blocking(move || recorder.sync()).await;
@@ -183,9 +193,17 @@ pub async fn start_with_source(
     }
     let proxy = Arc::new(proxy);
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(proxy::serve(listener, proxy.clone(), async {
-        let _ = stopped.await;
-    }));
+    // Connections get the grace period and a little more: streams are ended cleanly
+    // at the grace period, and only a connection that ignores that is dropped.
+    let drain = config.proxy.shutdown_grace + std::time::Duration::from_secs(5);
+    let task = tokio::spawn(proxy::serve_draining(
+        listener,
+        proxy.clone(),
+        async {
+            let _ = stopped.await;
+        },
+        drain,
+    ));
     let plugins = proxy.chain().plugins().len();
     tracing::info!(%addr, upstream = %config.upstream, plugins, "sluice listening");
     Ok(Running {

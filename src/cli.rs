@@ -29,6 +29,15 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-25T17:00:00Z  INFO stream{id=3}: message key=value`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -288,6 +297,16 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     pub upstream_idle_timeout: u64,
 
+    /// On SIGTERM or Ctrl-C: stop accepting, let open streams go on for up to this
+    /// many seconds, then end them cleanly (waiting requests get JSON-RPC errors).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub shutdown_grace: u64,
+
+    /// Log lines as human-readable text or as JSON objects (one per line, with the
+    /// stream's span fields), for log pipelines. Level: RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SLUICE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
     /// Serve the admin API (GET /admin/plugins, POST /admin/reload) on this address.
     /// Off unless given; use a loopback address.
     #[arg(long, value_name = "ADDR", env = "SLUICE_ADMIN_LISTEN")]
@@ -523,6 +542,7 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             allowed_hosts,
             upstream_idle_timeout: (run.upstream_idle_timeout > 0)
                 .then(|| Duration::from_secs(run.upstream_idle_timeout)),
+            shutdown_grace: Duration::from_secs(run.shutdown_grace),
         },
         cache_dir: if run.no_cache {
             None

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice::cli::{self, CliError, Command, PluginCommand, TapeCommand};
+use sluice::cli::{self, CliError, Command, LogFormat, PluginCommand, TapeCommand};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,13 +12,15 @@ async fn main() -> anyhow::Result<()> {
         Err(CliError::Clap(e)) => e.exit(),
         Err(e) => return Err(e.into()),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.run.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     match cli.command {
         Some(Command::Demo(args)) => {
             let mut stdout = std::io::stdout();

@@ -30,13 +30,14 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::Value;
+use tracing::Instrument;
 
 pub use error::ProxyError;
 use jsonrpc::Summary;
 use legacy::EndpointRewrite;
 use messages::ToServer;
 use recording::TapeStream;
-pub use server::{Handler, serve};
+pub use server::{Handler, serve, serve_draining};
 use sse_body::InterceptedSse;
 
 use crate::metrics::Metrics;
@@ -67,6 +68,9 @@ pub struct ProxySettings {
     /// An SSE stream whose upstream sends nothing (not even a keep-alive) for this long
     /// is ended, with errors for unanswered requests. `None`: wait for ever.
     pub upstream_idle_timeout: Option<std::time::Duration>,
+    /// On shutdown, how long open streams may go on before the proxy ends them
+    /// itself (cleanly, with errors for requests still waiting).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Default for ProxySettings {
@@ -76,6 +80,7 @@ impl Default for ProxySettings {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             upstream_idle_timeout: Some(std::time::Duration::from_secs(300)),
+            shutdown_grace: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct Proxy {
     next_stream: AtomicU64,
     recorder: Option<Arc<Recorder>>,
     metrics: Arc<Metrics>,
+    /// Set to true when open streams must end now (shutdown after the grace period).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// What the to-server phase decided.
@@ -114,7 +121,19 @@ impl Proxy {
             next_stream: AtomicU64::new(1),
             recorder: None,
             metrics: Arc::new(Metrics::new()),
+            closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// The client-facing settings.
+    pub fn settings(&self) -> &ProxySettings {
+        &self.settings
+    }
+
+    /// Ends every open SSE stream now, cleanly: each sends errors for its requests
+    /// still waiting, then the end of the body. For shutdown after the grace period.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Counts into `metrics` (the ones `/metrics` serves) instead of private ones.
@@ -146,16 +165,33 @@ impl Proxy {
 
     /// Handles one client request. Never fails: errors become responses.
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
-        match self.forward(request).await {
+        // One span per exchange: every log line about it carries the stream id (the
+        // one plugins see and tapes record) and the MCP session.
+        let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "stream",
+            id = stream_id,
+            session = header_str(request.headers(), "mcp-session-id").as_deref(),
+        );
+        match self
+            .forward(request, stream_id, span.clone())
+            .instrument(span.clone())
+            .await
+        {
             Ok(response) => response,
             Err(error) => {
-                tracing::warn!(%error, "request answered by the proxy");
+                span.in_scope(|| tracing::warn!(%error, "request answered by the proxy"));
                 error.into_response()
             }
         }
     }
 
-    async fn forward(&self, request: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        stream_id: u64,
+        span: tracing::Span,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         // Ingress.
         origin::allowed(request.headers(), &self.settings.allowed_origins)
             .map_err(ProxyError::Origin)?;
@@ -172,7 +208,6 @@ impl Proxy {
                 BodyError::Read(reason) => ProxyError::RequestRead(reason),
             })?;
         let summary = Summary::of(&body);
-        let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let meta = StreamMeta {
             stream_id,
             session_id: header_str(&parts.headers, "mcp-session-id"),
@@ -320,7 +355,9 @@ impl Proxy {
         }
         let mut body = InterceptedSse::new(events, session, summary.request_ids)
             .with_answers_first(answered)
-            .with_metrics(&self.metrics);
+            .with_metrics(&self.metrics)
+            .closing_on(self.closing.subscribe())
+            .in_span(span);
         if let Some(tape) = tape {
             body = body.with_tape(tape);
         }
@@ -409,7 +446,7 @@ impl Proxy {
         let copy = tape.as_ref().map(|_| received.clone());
         let sent = messages::to_client(&mut session, received, &mut unanswered);
         session.end();
-        if let (Some(tape), Some(received)) = (&tape, &copy) {
+        if let (Some(tape), Some(received)) = (&tape, copy) {
             tape.event(received, &session.take_steps(), sent.as_ref());
             tape.end("complete", None);
         }

@@ -66,13 +66,19 @@ impl TapeStream {
     }
 
     /// One upstream event (or JSON body), the chain's steps, what the client got.
-    pub(crate) fn event(&self, received: &Event, chain_steps: &[Step], sent: Option<&Event>) {
+    pub(crate) fn event(&self, received: Event, chain_steps: &[Step], sent: Option<&Event>) {
+        let unchanged = sent == Some(&received);
         self.recorder.record(Record::Event {
             stream: self.stream,
             t_ms: self.recorder.t_ms(),
             received: TapeEvent::from(received),
             steps: steps(chain_steps),
-            sent: sent.map(TapeEvent::from),
+            sent: if unchanged {
+                None
+            } else {
+                sent.map(TapeEvent::from)
+            },
+            unchanged,
         });
     }
 

@@ -34,7 +34,7 @@ impl Handler for Proxy {
 }
 
 /// How long open connections (long-lived SSE streams among them) get to finish after
-/// shutdown begins.
+/// shutdown begins, unless the caller says otherwise ([`serve_draining`]).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves `handler` on `listener` until `shutdown` completes, then drains connections.
@@ -42,6 +42,17 @@ pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     shutdown: impl Future<Output = ()>,
+) {
+    serve_draining(listener, handler, shutdown, DRAIN_TIMEOUT).await;
+}
+
+/// Like [`serve`]: after `shutdown`, no new connection is accepted, and open ones get
+/// up to `drain` to finish before they are dropped.
+pub async fn serve_draining<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
@@ -75,9 +86,12 @@ pub async fn serve<H: Handler>(
             }
         });
     }
+    // Stop accepting at once: the kernel would otherwise keep completing handshakes
+    // into the backlog of a listener nobody reads.
+    drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(DRAIN_TIMEOUT) => {
+        () = tokio::time::sleep(drain) => {
             tracing::info!("connections still open after the drain timeout; closing");
         }
     }

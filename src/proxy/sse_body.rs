@@ -3,6 +3,7 @@
 //! as it is ready. The body is polled by hyper only when the client can take more, so
 //! a slow client slows the upstream reads (see `upstream::SseEvents`).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -14,7 +15,16 @@ use serde_json::Value;
 use super::legacy::EndpointRewrite;
 use super::recording::TapeStream;
 use super::{jsonrpc, messages};
+use tokio::sync::watch;
+
 use crate::metrics::{Metrics, StreamGuard};
+
+/// The shutdown signal as a body can poll it: a cheap flag, and a future that wakes
+/// the body when the flag turns.
+struct Closing {
+    flag: watch::Receiver<bool>,
+    wake: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
 use crate::plugin::Session;
 use crate::sse::{self, Event};
 use crate::upstream::SseEvents;
@@ -36,6 +46,10 @@ pub struct InterceptedSse {
     tape: Option<TapeStream>,
     /// Keeps `streams_open` right however the stream ends; event counters.
     counted: Option<StreamGuard>,
+    /// Resolves when the proxy shuts down past its grace period.
+    closing: Option<Closing>,
+    /// The exchange's span, entered for the stream's own log lines.
+    span: tracing::Span,
     done: bool,
 }
 
@@ -50,6 +64,8 @@ impl InterceptedSse {
             first: None,
             tape: None,
             counted: None,
+            closing: None,
+            span: tracing::Span::none(),
             done: false,
         }
     }
@@ -58,6 +74,32 @@ impl InterceptedSse {
     pub fn with_endpoint_rewrite(mut self, rewrite: EndpointRewrite) -> Self {
         self.endpoint = Some(rewrite);
         self
+    }
+
+    /// Logs the stream's events (errors, its end) inside the exchange's span.
+    pub(crate) fn in_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// Ends the stream (cleanly, answering waiting requests) when `closing` turns true.
+    pub(crate) fn closing_on(mut self, mut closing: watch::Receiver<bool>) -> Self {
+        let flag = closing.clone();
+        self.closing = Some(Closing {
+            flag,
+            wake: Box::pin(async move {
+                let _ = closing.wait_for(|closing| *closing).await;
+            }),
+        });
+        self
+    }
+
+    /// Whether the proxy is closing streams; registers for a wake-up if not.
+    fn must_close(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.closing {
+            Some(closing) => *closing.flag.borrow() || closing.wake.as_mut().poll(cx).is_ready(),
+            None => false,
+        }
     }
 
     /// Counts this stream as open until it ends, and its events in and out.
@@ -87,6 +129,22 @@ impl InterceptedSse {
 
     fn stream_id(&self) -> u64 {
         self.session.meta().stream_id
+    }
+
+    /// Ends the stream because the proxy shuts down: the session ends normally, waiting
+    /// requests get errors, and the body ends (a clean end of stream for the client).
+    fn close_for_shutdown(&mut self) -> Option<Bytes> {
+        self.done = true;
+        self.session.end();
+        let _span = self.span.clone().entered();
+        tracing::info!(stream = self.stream_id(), "stream ended by shutdown");
+        if let Some(tape) = &self.tape {
+            tape.end("shutdown", None);
+        }
+        if let Some(counted) = &mut self.counted {
+            counted.complete();
+        }
+        self.errors_for_unanswered("the proxy is shutting down")
     }
 
     /// Error events for every request still waiting, sent when the stream breaks.
@@ -120,6 +178,9 @@ impl Body for InterceptedSse {
             if this.done {
                 return Poll::Ready(None);
             }
+            if this.must_close(cx) {
+                return Poll::Ready(this.close_for_shutdown().map(|b| Ok(Frame::data(b))));
+            }
             let mut out = BytesMut::new();
             match ready!(this.events.poll_next(cx)) {
                 Some(Ok(sse::Frame::Comment(text))) => {
@@ -137,7 +198,7 @@ impl Body for InterceptedSse {
                         endpoint.apply(&mut event);
                     }
                     let sent = messages::to_client(&mut this.session, event, &mut this.unanswered);
-                    if let (Some(tape), Some(received)) = (&this.tape, &received) {
+                    if let (Some(tape), Some(received)) = (&this.tape, received) {
                         tape.event(received, &this.session.take_steps(), sent.as_ref());
                     }
                     match sent {
@@ -151,6 +212,7 @@ impl Body for InterceptedSse {
                     }
                 }
                 Some(Err(e)) => {
+                    let _span = this.span.clone().entered();
                     tracing::warn!(stream = this.stream_id(), error = %e, "SSE stream from upstream ended with an error");
                     this.done = true;
                     if let Some(tape) = &this.tape {

@@ -89,8 +89,12 @@ pub enum Record {
         /// As received from the upstream.
         received: TapeEvent,
         steps: Vec<TapeStep>,
-        /// As sent to the client; `None` when nothing was sent.
+        /// As sent to the client; `None` when nothing was sent, or when `unchanged`.
         sent: Option<TapeEvent>,
+        /// The client got exactly `received` (`sent` is then left out, halving the
+        /// size of a tape of mostly passed events). See [`Record::sent_event`].
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unchanged: bool,
     },
     /// An SSE comment (keep-alive), passed as it was.
     Comment {
@@ -109,6 +113,26 @@ pub enum Record {
 }
 
 impl Record {
+    /// For an `event` record, what the client got: `received` when `unchanged`, else
+    /// `sent`. `None` for other records and when nothing was sent.
+    pub fn sent_event(&self) -> Option<TapeEvent> {
+        match self {
+            Record::Event {
+                received,
+                sent,
+                unchanged,
+                ..
+            } => {
+                if *unchanged {
+                    Some(received.clone())
+                } else {
+                    sent.clone()
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// The stream a record belongs to (`None` for the header).
     pub fn stream(&self) -> Option<u64> {
         match self {
@@ -141,6 +165,17 @@ impl From<&Event> for TapeEvent {
             id: e.id.clone(),
             event: e.event.clone(),
             data: e.data.clone(),
+            retry: e.retry,
+        }
+    }
+}
+
+impl From<Event> for TapeEvent {
+    fn from(e: Event) -> Self {
+        Self {
+            id: e.id,
+            event: e.event,
+            data: e.data,
             retry: e.retry,
         }
     }
@@ -277,8 +312,10 @@ mod tests {
                 fuel: 100,
             }],
             sent: None,
+            unchanged: true,
         };
         let line = serde_json::to_string(&record).unwrap();
+        assert!(line.contains(r#""unchanged":true"#), "{line}");
         assert!(!line.contains('\n'));
         assert!(line.starts_with(r#"{"type":"event","stream":3"#), "{line}");
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), record);

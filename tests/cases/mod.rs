@@ -13,6 +13,7 @@ mod plugin_check;
 mod plugin_test;
 mod reload;
 mod resumption;
+mod shutdown;
 mod sse_fidelity;
 mod tapes;
 mod transport;

@@ -103,13 +103,12 @@ fn sent_messages(records: &[Record]) -> Vec<(Option<String>, Vec<String>)> {
                 rpc_method,
                 ..
             } if method == "POST" => out.push((*stream, rpc_method.clone(), Vec::new())),
-            Record::Event {
-                stream,
-                sent: Some(sent),
-                ..
-            } => {
+            Record::Event { stream, .. } => {
                 if let Some(entry) = out.iter_mut().find(|(s, ..)| s == stream)
-                    && let Some(data) = sent.data.clone().filter(|d| !d.is_empty())
+                    && let Some(data) = record
+                        .sent_event()
+                        .and_then(|sent| sent.data)
+                        .filter(|d| !d.is_empty())
                 {
                     entry.2.push(data);
                 }
@@ -157,16 +156,13 @@ async fn a_recorded_session_replays_to_the_same_events() {
         .iter()
         .find_map(|r| match r {
             Record::Event {
-                received,
-                steps,
-                sent,
-                ..
+                received, steps, ..
             } if received
                 .data
                 .as_deref()
                 .is_some_and(|d| d.contains(SECRET_TEXT)) =>
             {
-                Some((steps.clone(), sent.clone()))
+                Some((steps.clone(), r.sent_event()))
             }
             _ => None,
         })
@@ -181,10 +177,10 @@ async fn a_recorded_session_replays_to_the_same_events() {
     let dropped = records
         .iter()
         .filter(|r| {
-            matches!(r, Record::Event { steps, sent, .. }
+            matches!(r, Record::Event { steps, .. }
             if steps.iter().any(|s| s.plugin == "dropper" && s.verdict == "drop")
                 // Nothing, or only the id that moves the client's cursor.
-                && sent.as_ref().is_none_or(|e| e.data.is_none()))
+                && r.sent_event().is_none_or(|e| e.data.is_none()))
         })
         .count();
     assert_eq!(dropped, 3, "three progress notifications dropped");

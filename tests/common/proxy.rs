@@ -59,7 +59,12 @@ pub fn wat(name: &str, bytes: &'static [u8]) -> PluginSpec {
 
 /// sluice in front of `upstream` (a base URL) with `plugins`, on 127.0.0.1:0.
 pub async fn start(upstream: &str, plugins: Vec<PluginSpec>) -> Running {
-    start_with(upstream, plugins, ProxySettings::default()).await
+    let settings = ProxySettings {
+        // Tests stop proxies with clients' GET streams still open; no need to wait.
+        shutdown_grace: std::time::Duration::from_secs(1),
+        ..ProxySettings::default()
+    };
+    start_with(upstream, plugins, settings).await
 }
 
 /// Like [`start`], with client-side settings.

@@ -291,6 +291,7 @@ mod tests {
             },
             steps: Vec::new(),
             sent: None,
+            unchanged: false,
         };
         let mut report = Report {
             chain: Vec::new(),
