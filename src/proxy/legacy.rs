@@ -31,18 +31,21 @@ impl EndpointRewrite {
     /// relative (the client resolves it against the proxy's URL it connected to), with
     /// the upstream's base path taken off; an absolute URL naming the upstream gets the
     /// proxy's origin. A URL pointing anywhere else is left alone, and logged.
-    pub fn apply(&self, event: &mut Event) {
+    /// Returns whether the event changed.
+    pub fn apply(&self, event: &mut Event) -> bool {
         if event.event.as_deref() != Some("endpoint") {
-            return;
+            return false;
         }
         let Some(data) = event.data.as_deref() else {
-            return;
+            return false;
         };
         let rewritten = self.rewrite(data.trim());
-        if rewritten != data {
-            tracing::debug!(from = data, to = %rewritten, "legacy SSE endpoint rewritten");
-            event.data = Some(rewritten);
+        if rewritten == data {
+            return false;
         }
+        tracing::debug!(from = data, to = %rewritten, "legacy SSE endpoint rewritten");
+        event.data = Some(rewritten);
+        true
     }
 
     fn rewrite(&self, url: &str) -> String {

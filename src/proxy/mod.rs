@@ -221,7 +221,7 @@ impl Proxy {
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
         // A plugin's `modify` is held to the same limit as what the proxy reads.
         let mut session = chain.session(meta).with_max_event_bytes(limit);
-        let tape = self
+        let mut tape = self
             .recorder
             .as_ref()
             .map(|r| TapeStream::new(r.clone(), stream_id));
@@ -232,7 +232,7 @@ impl Proxy {
         // Chain, to-server.
         let received = tape.as_ref().map(|_| body.clone());
         let forward = self.to_server(&mut session, body);
-        if let (Some(tape), Some(received)) = (&tape, &received) {
+        if let (Some(tape), Some(received)) = (&mut tape, &received) {
             let sent = match &forward {
                 Forward::Body { body, .. } => Some(body),
                 Forward::Answer(_) => None,
@@ -266,7 +266,7 @@ impl Proxy {
             .await
             .map_err(|source| {
                 self.metrics.upstream_error("connect");
-                if let Some(tape) = &tape {
+                if let Some(tape) = &mut tape {
                     tape.end("upstream-error", Some(source.to_string()));
                 }
                 ProxyError::Upstream {
@@ -278,20 +278,20 @@ impl Proxy {
         // Response: decoder → chain, to-client → encoder.
         let (mut parts, body) = response.into_parts();
         parts.headers = headers::for_client(parts.headers);
-        if let Some(tape) = &tape {
+        if let Some(tape) = &mut tape {
             tape.response(parts.status, &parts.headers);
         }
         if !parts.status.is_success() {
             // 400, 401 (with WWW-Authenticate), 404 (session gone: the client must
             // initialize again), 405 (no GET stream)...: the client must see exactly
             // what the server said.
-            if let Some(tape) = &tape {
+            if let Some(tape) = &mut tape {
                 tape.end("not-inspected", None);
             }
             return Ok(unchanged(parts, body));
         }
         if parts.status == StatusCode::ACCEPTED && !answered.is_empty() {
-            if let Some(tape) = &tape {
+            if let Some(tape) = &mut tape {
                 tape.end("answered-by-proxy", None);
             }
             // The upstream took the notifications that were left; the dropped requests
@@ -309,7 +309,7 @@ impl Proxy {
             // on an answer it cannot read. (202 is the legacy transport's "the answer
             // comes on the GET stream".)
             self.metrics.upstream_error("response");
-            if let Some(tape) = &tape {
+            if let Some(tape) = &mut tape {
                 tape.end("upstream-error", Some("wrong content type".into()));
             }
             let content_type = parts
@@ -327,7 +327,7 @@ impl Proxy {
         }
         let inspected = sse || (is_json(&parts.headers) && !session.chain().is_empty());
         if !inspected {
-            if let Some(tape) = &tape {
+            if let Some(tape) = &mut tape {
                 tape.end("not-inspected", None);
             }
             return Ok(unchanged(parts, body));
@@ -420,7 +420,7 @@ impl Proxy {
         mut session: Session,
         summary: Summary,
         answered: Vec<Value>,
-        tape: Option<TapeStream>,
+        mut tape: Option<TapeStream>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let unusable = |reason: String| {
             self.metrics.upstream_error("response");
@@ -433,7 +433,7 @@ impl Proxy {
             .await
             .map_err(|e| unusable(e.to_string()))?;
         if body.is_empty() {
-            if let Some(tape) = &tape {
+            if let Some(tape) = &mut tape {
                 tape.end("complete", None);
             }
             return Ok(Response::from_parts(parts, full(body)));
@@ -443,11 +443,13 @@ impl Proxy {
         session.begin(Direction::ToClient);
         let mut unanswered = summary.request_ids.clone();
         let received = Event::message(text);
-        let copy = tape.as_ref().map(|_| received.clone());
+        if let Some(tape) = &mut tape {
+            tape.event_start(&received);
+        }
         let sent = messages::to_client(&mut session, received, &mut unanswered);
         session.end();
-        if let (Some(tape), Some(received)) = (&tape, copy) {
-            tape.event(received, &session.take_steps(), sent.as_ref());
+        if let Some(tape) = &mut tape {
+            tape.event_end(&session.take_steps(), sent.as_ref(), false);
             tape.end("complete", None);
         }
         let data = match (sent.and_then(|e| e.data), answered.is_empty()) {

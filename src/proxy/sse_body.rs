@@ -138,7 +138,7 @@ impl InterceptedSse {
         self.session.end();
         let _span = self.span.clone().entered();
         tracing::info!(stream = self.stream_id(), "stream ended by shutdown");
-        if let Some(tape) = &self.tape {
+        if let Some(tape) = &mut self.tape {
             tape.end("shutdown", None);
         }
         if let Some(counted) = &mut self.counted {
@@ -184,7 +184,7 @@ impl Body for InterceptedSse {
             let mut out = BytesMut::new();
             match ready!(this.events.poll_next(cx)) {
                 Some(Ok(sse::Frame::Comment(text))) => {
-                    if let Some(tape) = &this.tape {
+                    if let Some(tape) = &mut this.tape {
                         tape.comment(&text);
                     }
                     sse::encode_comment(&text, &mut out);
@@ -193,13 +193,17 @@ impl Body for InterceptedSse {
                     if let Some(counted) = &this.counted {
                         counted.event_in();
                     }
-                    let received = this.tape.as_ref().map(|_| event.clone());
-                    if let Some(endpoint) = &this.endpoint {
-                        endpoint.apply(&mut event);
+                    if let Some(tape) = &mut this.tape {
+                        tape.event_start(&event);
                     }
+                    let rewritten = this
+                        .endpoint
+                        .as_ref()
+                        .is_some_and(|endpoint| endpoint.apply(&mut event));
                     let sent = messages::to_client(&mut this.session, event, &mut this.unanswered);
-                    if let (Some(tape), Some(received)) = (&this.tape, received) {
-                        tape.event(received, &this.session.take_steps(), sent.as_ref());
+                    if let Some(tape) = &mut this.tape {
+                        tape.event_end(this.session.steps(), sent.as_ref(), rewritten);
+                        this.session.clear_steps();
                     }
                     match sent {
                         Some(event) => {
@@ -215,7 +219,7 @@ impl Body for InterceptedSse {
                     let _span = this.span.clone().entered();
                     tracing::warn!(stream = this.stream_id(), error = %e, "SSE stream from upstream ended with an error");
                     this.done = true;
-                    if let Some(tape) = &this.tape {
+                    if let Some(tape) = &mut this.tape {
                         tape.end("upstream-error", Some(e.to_string()));
                     }
                     if let Some(counted) = &mut this.counted {
@@ -229,7 +233,7 @@ impl Body for InterceptedSse {
                 None => {
                     this.session.end();
                     this.done = true;
-                    if let Some(tape) = &this.tape {
+                    if let Some(tape) = &mut this.tape {
                         tape.end("complete", None);
                     }
                     if let Some(counted) = &mut this.counted {
@@ -257,7 +261,7 @@ impl Body for InterceptedSse {
 impl Drop for InterceptedSse {
     fn drop(&mut self) {
         if !self.done {
-            if let Some(tape) = &self.tape {
+            if let Some(tape) = &mut self.tape {
                 tape.end("client-gone", None);
             }
             tracing::debug!(

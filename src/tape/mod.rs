@@ -4,7 +4,7 @@
 
 pub mod format;
 pub mod harness;
-mod recorder;
+pub mod recorder;
 pub mod serve;
 
 pub use format::{Record, TapeError, TapeEvent, TapeStep};

@@ -1,7 +1,9 @@
 //! `--record DIR`: writes a tape while the proxy runs, off the hot path.
 //!
-//! The proxy hands records to a bounded channel and goes on; one thread drains it
-//! every couple of milliseconds, serialises and writes them. If that thread falls behind (a slow disk), records are dropped and
+//! Each exchange serialises its records on the proxy's own thread into a buffer of its
+//! own (no per-record allocation or copy of event data) and hands the buffer over in
+//! chunks; one thread drains the bounded queue of chunks every couple of milliseconds
+//! and writes them. If that thread falls behind (a slow disk), records are dropped and
 //! counted: recording never slows or breaks a proxied stream.
 
 use std::fs::File;
@@ -13,11 +15,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::format::{FORMAT, Record, VERSION};
 
-/// How many records may wait for the writer before new ones are dropped.
-pub const QUEUE: usize = 16 * 1024;
+/// How many chunks (each up to `tape` flush size, typically many records) may wait for
+/// the writer before new ones are dropped.
+pub const QUEUE: usize = 4 * 1024;
 
 enum Message {
-    Record(Box<Record>),
+    /// Whole lines (records), and how many.
+    Chunk(Vec<u8>, u64),
     /// Answered once everything sent before it is written and flushed.
     Sync(mpsc::Sender<()>),
 }
@@ -94,17 +98,25 @@ impl Recorder {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Queues a record; never blocks. A full queue drops the record and counts it.
+    /// Queues one record; never blocks (see [`Recorder::write_lines`]).
     pub fn record(&self, record: Record) {
-        match self.tx.try_send(Message::Record(Box::new(record))) {
+        let mut line = Vec::with_capacity(256);
+        append(&mut line, &record);
+        self.write_lines(line, 1);
+    }
+
+    /// Queues `records` whole JSON lines, serialised by the caller; never blocks. A full
+    /// queue drops them and counts them.
+    pub fn write_lines(&self, lines: Vec<u8>, records: u64) {
+        match self.tx.try_send(Message::Chunk(lines, records)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                if self.dropped.fetch_add(records, Ordering::Relaxed) == 0 {
                     tracing::warn!(tape = %self.path.display(), "recorder falling behind: dropping records (counted)");
                 }
             }
             Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped.fetch_add(records, Ordering::Relaxed);
             }
         }
     }
@@ -148,22 +160,17 @@ fn write_loop(mut out: BufWriter<File>, rx: Receiver<Message>, written: &AtomicU
                 }
             };
             match message {
-                Message::Record(record) if !failed => {
-                    let result = serde_json::to_writer(&mut out, &record)
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| out.write_all(b"\n"));
-                    match result {
-                        Ok(()) => {
-                            wrote = true;
-                            written.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            failed = true;
-                            tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
-                        }
+                Message::Chunk(lines, records) if !failed => match out.write_all(&lines) {
+                    Ok(()) => {
+                        wrote = true;
+                        written.fetch_add(records, Ordering::Relaxed);
                     }
-                }
-                Message::Record(_) => {}
+                    Err(e) => {
+                        failed = true;
+                        tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
+                    }
+                },
+                Message::Chunk(..) => {}
                 Message::Sync(done) => {
                     let _ = out.flush();
                     let _ = done.send(());
@@ -180,6 +187,12 @@ fn write_loop(mut out: BufWriter<File>, rx: Receiver<Message>, written: &AtomicU
         }
         std::thread::sleep(DRAIN_EVERY);
     }
+}
+
+/// Appends `record` as one JSON line.
+pub fn append(out: &mut Vec<u8>, record: &Record) {
+    serde_json::to_writer(&mut *out, record).expect("a record always serialises");
+    out.push(b'\n');
 }
 
 #[cfg(test)]

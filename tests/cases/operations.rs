@@ -139,7 +139,11 @@ async fn metrics_expose_streams_events_verdicts_failures_latency_reloads_and_ups
     )
     .unwrap();
     let verdicts = verdict("redact", "pass") + verdict("redact", "modify");
-    assert_eq!(calls, verdicts, "every call was timed: {after}");
+    // One call in TIMING_SAMPLE per exchange is timed, the first of each included.
+    assert!(
+        calls >= 1.0 && calls <= verdicts,
+        "{calls} timed of {verdicts}: {after}"
+    );
     assert_eq!(
         value(
             &after,
