@@ -16,6 +16,10 @@ use super::state::PluginState;
 use super::stats::{FailureKind, PluginStats, StatsSnapshot};
 use super::wasi::{self, WasiState};
 
+/// The least time the trial instance of [`Plugin::load`] gets for instantiation and
+/// `init` (see there).
+const LOAD_DEADLINE: Duration = Duration::from_secs(1);
+
 /// What the proxy does with an event when a plugin fails on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailurePolicy {
@@ -229,10 +233,17 @@ impl Plugin {
             },
             _runtime: runtime.clone(),
         };
-        plugin.instantiate(0).map_err(|failure| PluginError::Init {
-            name,
-            reason: failure.message,
-        })?;
+        // The trial instance proves the component and its configuration work; a busy
+        // machine at start-up (a deploy, CI) must not turn a healthy plugin into a
+        // refused one, so it gets at least LOAD_DEADLINE. An `init` that loops is
+        // still refused, a little later.
+        let trial_ticks = plugin.deadline_ticks.max(Runtime::ticks(LOAD_DEADLINE));
+        plugin
+            .instantiate_within(0, trial_ticks)
+            .map_err(|failure| PluginError::Init {
+                name,
+                reason: failure.message,
+            })?;
         tracing::info!(
             plugin = %plugin.name,
             world = world.as_str(),
@@ -298,15 +309,21 @@ impl Plugin {
 
     /// Creates a fresh instance for one stream and runs `init` on it.
     pub(crate) fn instantiate(&self, stream_id: u64) -> Result<Instance, CallFailure> {
+        self.instantiate_within(stream_id, self.deadline_ticks)
+    }
+
+    /// Like [`Plugin::instantiate`], with `ticks` as the deadline of instantiation and
+    /// `init` (the instance's calls get the plugin's deadline as always).
+    fn instantiate_within(&self, stream_id: u64, ticks: u64) -> Result<Instance, CallFailure> {
         if self.grants.is_some() {
             // Instantiation and `init` may already call WASI (see `wasi::outside_async`).
-            wasi::outside_async(|| self.instantiate_here(stream_id))
+            wasi::outside_async(|| self.instantiate_here(stream_id, ticks))
         } else {
-            self.instantiate_here(stream_id)
+            self.instantiate_here(stream_id, ticks)
         }
     }
 
-    fn instantiate_here(&self, stream_id: u64) -> Result<Instance, CallFailure> {
+    fn instantiate_here(&self, stream_id: u64, ticks: u64) -> Result<Instance, CallFailure> {
         self.stats.instance();
         let mut state = PluginState::new(self.name.clone(), stream_id, self.limits.memory_bytes);
         if let Some(grants) = &self.grants {
@@ -318,7 +335,7 @@ impl Plugin {
         }
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state);
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(ticks);
         store
             .set_fuel(self.fuel)
             .expect("the engine consumes fuel (Runtime::with_cache)");
@@ -347,7 +364,7 @@ impl Plugin {
                 .get_typed_func::<(), ()>(&mut store, &exports.end)
                 .map_err(contract)?
                 .func();
-            store.set_epoch_deadline(self.deadline_ticks);
+            store.set_epoch_deadline(ticks);
             store
                 .set_fuel(self.fuel)
                 .expect("the engine consumes fuel (Runtime::with_cache)");
