@@ -230,6 +230,7 @@ impl Proxy {
         }
 
         // Chain, to-server.
+        let original = body.clone(); // reference-counted, not copied
         let received = tape.as_ref().map(|_| body.clone());
         let forward = self.to_server(&mut session, body);
         if let (Some(tape), Some(received)) = (&mut tape, &received) {
@@ -254,12 +255,16 @@ impl Proxy {
             Forward::Body { body, answered } => (body, answered),
             Forward::Answer(response) => return Ok(response),
         };
+        let rewritten = (body != original).then(|| body.clone());
 
         // Upstream.
         let mut upstream_request = Request::new(Full::new(body));
         *upstream_request.method_mut() = parts.method.clone();
         *upstream_request.uri_mut() = self.upstream.uri_for(parts.uri.path_and_query());
         *upstream_request.headers_mut() = headers::for_upstream(parts.headers);
+        if let Some(body) = &rewritten {
+            headers::sync_mcp_routing(upstream_request.headers_mut(), body);
+        }
         let response = self
             .upstream
             .send(upstream_request)

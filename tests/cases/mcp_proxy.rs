@@ -269,3 +269,43 @@ async fn server_initiated_messages_and_delete_cross_sluice() {
         "the session ended upstream"
     );
 }
+
+#[tokio::test]
+async fn routing_headers_follow_a_body_a_plugin_rewrote() {
+    // The redactor also rewrites what the client sends: here the tool name itself.
+    // Without keeping Mcp-Name in step, rmcp would refuse the request as inconsistent
+    // (400) instead of answering it.
+    let server = spawn_mcp_server().await;
+    let sluice = proxy::start(
+        &proxy::base_of(&server.url),
+        vec![proxy::rust("redact", r#"{"patterns":["get_secret"]}"#)],
+    )
+    .await;
+    let client = mcp::connect_with(
+        &format!("{}/mcp", sluice.url()),
+        Some(ProtocolVersion::V_2026_07_28),
+    )
+    .await
+    .unwrap();
+    let error = client
+        .call_text("get_secret", json!(null))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains("Mcp-Name"), "a header mismatch: {error}");
+    let call = server
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.headers
+                .get("mcp-method")
+                .is_some_and(|m| m == "tools/call")
+        })
+        .expect("the call reached the server");
+    assert_eq!(call.headers["mcp-name"], "[REDACTED]");
+    // The server answered it as a call of an unknown tool, which it is now.
+    assert!(
+        error.contains("[REDACTED]") || error.to_lowercase().contains("not found"),
+        "{error}"
+    );
+}
