@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -29,6 +29,17 @@ use crate::plugin::Session;
 use crate::sse::{self, Event};
 use crate::upstream::SseEvents;
 
+/// The most bytes of already-delivered events sent to the client in one frame.
+const BATCH_BYTES: usize = 64 << 10;
+
+/// How the upstream's stream ended.
+enum Ending {
+    /// It broke (connection, oversized event, idle timeout): the reason.
+    Broken(String),
+    /// It ended normally.
+    Complete,
+}
+
 /// An SSE response body with the plugin chain applied.
 pub struct InterceptedSse {
     events: SseEvents<Incoming>,
@@ -50,6 +61,8 @@ pub struct InterceptedSse {
     closing: Option<Closing>,
     /// The exchange's span, entered for the stream's own log lines.
     span: tracing::Span,
+    /// How the upstream's stream ended, when frames before the end were still to go.
+    ending: Option<Ending>,
     done: bool,
 }
 
@@ -66,6 +79,7 @@ impl InterceptedSse {
             counted: None,
             closing: None,
             span: tracing::Span::none(),
+            ending: None,
             done: false,
         }
     }
@@ -131,6 +145,71 @@ impl InterceptedSse {
         self.session.meta().stream_id
     }
 
+    /// One upstream frame through the chain, appended to `out` as the client gets it.
+    fn on_frame(&mut self, frame: sse::Frame, out: &mut BytesMut) {
+        match frame {
+            sse::Frame::Comment(text) => {
+                if let Some(tape) = &mut self.tape {
+                    tape.comment(&text);
+                }
+                sse::encode_comment(&text, out);
+            }
+            sse::Frame::Event(mut event) => {
+                if let Some(counted) = &self.counted {
+                    counted.event_in();
+                }
+                if let Some(tape) = &mut self.tape {
+                    tape.event_start(&event);
+                }
+                let rewritten = self
+                    .endpoint
+                    .as_ref()
+                    .is_some_and(|endpoint| endpoint.apply(&mut event));
+                let sent = messages::to_client(&mut self.session, event, &mut self.unanswered);
+                if let Some(tape) = &mut self.tape {
+                    tape.event_end(self.session.steps(), sent.as_ref(), rewritten);
+                    self.session.clear_steps();
+                }
+                if let Some(event) = sent {
+                    if let Some(counted) = &self.counted {
+                        counted.event_out();
+                    }
+                    sse::encode_event(&event, out);
+                }
+            }
+        }
+    }
+
+    /// The end of the upstream's stream: what is left to send (errors for waiting
+    /// requests when it broke), `None` for nothing.
+    fn finish(&mut self, ending: Ending) -> Option<Bytes> {
+        self.done = true;
+        match ending {
+            Ending::Broken(reason) => {
+                let _span = self.span.clone().entered();
+                tracing::warn!(stream = self.stream_id(), error = %reason, "SSE stream from upstream ended with an error");
+                if let Some(tape) = &mut self.tape {
+                    tape.end("upstream-error", Some(reason.clone()));
+                }
+                if let Some(counted) = &mut self.counted {
+                    counted.upstream_broke();
+                }
+                self.errors_for_unanswered(&reason)
+            }
+            Ending::Complete => {
+                self.session.end();
+                if let Some(tape) = &mut self.tape {
+                    tape.end("complete", None);
+                }
+                if let Some(counted) = &mut self.counted {
+                    counted.complete();
+                }
+                tracing::debug!(stream = self.stream_id(), "SSE stream ended");
+                None
+            }
+        }
+    }
+
     /// Ends the stream because the proxy shuts down: the session ends normally, waiting
     /// requests get errors, and the body ends (a clean end of stream for the client).
     fn close_for_shutdown(&mut self) -> Option<Bytes> {
@@ -174,79 +253,42 @@ impl Body for InterceptedSse {
         if let Some(first) = this.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            if this.must_close(cx) {
-                return Poll::Ready(this.close_for_shutdown().map(|b| Ok(Frame::data(b))));
-            }
-            let mut out = BytesMut::new();
-            match ready!(this.events.poll_next(cx)) {
-                Some(Ok(sse::Frame::Comment(text))) => {
-                    if let Some(tape) = &mut this.tape {
-                        tape.comment(&text);
-                    }
-                    sse::encode_comment(&text, &mut out);
-                }
-                Some(Ok(sse::Frame::Event(mut event))) => {
-                    if let Some(counted) = &this.counted {
-                        counted.event_in();
-                    }
-                    if let Some(tape) = &mut this.tape {
-                        tape.event_start(&event);
-                    }
-                    let rewritten = this
-                        .endpoint
-                        .as_ref()
-                        .is_some_and(|endpoint| endpoint.apply(&mut event));
-                    let sent = messages::to_client(&mut this.session, event, &mut this.unanswered);
-                    if let Some(tape) = &mut this.tape {
-                        tape.event_end(this.session.steps(), sent.as_ref(), rewritten);
-                        this.session.clear_steps();
-                    }
-                    match sent {
-                        Some(event) => {
-                            if let Some(counted) = &this.counted {
-                                counted.event_out();
-                            }
-                            sse::encode_event(&event, &mut out);
-                        }
-                        None => continue,
-                    }
-                }
-                Some(Err(e)) => {
-                    let _span = this.span.clone().entered();
-                    tracing::warn!(stream = this.stream_id(), error = %e, "SSE stream from upstream ended with an error");
-                    this.done = true;
-                    if let Some(tape) = &mut this.tape {
-                        tape.end("upstream-error", Some(e.to_string()));
-                    }
-                    if let Some(counted) = &mut this.counted {
-                        counted.upstream_broke();
-                    }
-                    match this.errors_for_unanswered(&e.to_string()) {
-                        Some(errors) => return Poll::Ready(Some(Ok(Frame::data(errors)))),
-                        None => return Poll::Ready(None),
-                    }
-                }
-                None => {
-                    this.session.end();
-                    this.done = true;
-                    if let Some(tape) = &mut this.tape {
-                        tape.end("complete", None);
-                    }
-                    if let Some(counted) = &mut this.counted {
-                        counted.complete();
-                    }
-                    tracing::debug!(stream = this.stream_id(), "SSE stream ended");
-                    return Poll::Ready(None);
-                }
-            }
-            if !out.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
-            }
+        if this.done {
+            return Poll::Ready(None);
         }
+        if let Some(ending) = this.ending.take() {
+            return Poll::Ready(this.finish(ending).map(|b| Ok(Frame::data(b))));
+        }
+        if this.must_close(cx) {
+            return Poll::Ready(this.close_for_shutdown().map(|b| Ok(Frame::data(b))));
+        }
+        // Every event the upstream has already delivered goes out in one frame (one
+        // write to the client); nothing waits for more to arrive. Bounded, so a fast
+        // upstream cannot build a large buffer here.
+        let mut out = BytesMut::new();
+        loop {
+            let polled = this.events.poll_next(cx);
+            let ending = match polled {
+                Poll::Pending if out.is_empty() => return Poll::Pending,
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.on_frame(frame, &mut out);
+                    if out.len() >= BATCH_BYTES {
+                        break;
+                    }
+                    continue;
+                }
+                Poll::Ready(Some(Err(e))) => Ending::Broken(e.to_string()),
+                Poll::Ready(None) => Ending::Complete,
+            };
+            if out.is_empty() {
+                return Poll::Ready(this.finish(ending).map(|b| Ok(Frame::data(b))));
+            }
+            // Send what came before the end first.
+            this.ending = Some(ending);
+            break;
+        }
+        Poll::Ready(Some(Ok(Frame::data(out.freeze()))))
     }
 
     fn is_end_stream(&self) -> bool {
