@@ -159,8 +159,11 @@ pub struct TestArgs {
     /// Fuel limit of one plugin call (none by default, as in the proxy).
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
-    /// Deadline of one plugin call, in milliseconds (as --plugin-deadline-ms).
-    #[arg(long, default_value_t = 10, value_name = "MS")]
+    /// Deadline of one plugin call, in milliseconds. Generous by default (the proxy's
+    /// is 10): an offline test on a busy machine must give the same verdicts every
+    /// run; the time each call took is reported, and --fuel is the deterministic
+    /// budget. Pass 10 to judge a plugin by the proxy's own deadline.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub deadline_ms: u64,
     /// Memory cap of one plugin instance, in MiB (as --plugin-memory-mib).
     #[arg(long, default_value_t = 16, value_name = "MIB")]
