@@ -44,6 +44,10 @@ pub struct SseEvents<B> {
     decoder: Decoder,
     buffered: VecDeque<Frame>,
     finished: bool,
+    /// An error found while decoding a read, given out after the frames that read
+    /// completed before it: how the upstream's bytes were split must not decide what
+    /// reaches the client.
+    failed: Option<StreamError>,
     idle: Option<Idle>,
 }
 
@@ -59,6 +63,7 @@ where
             decoder: Decoder::new(max_event_bytes),
             buffered: VecDeque::new(),
             finished: false,
+            failed: None,
             idle: None,
         }
     }
@@ -107,6 +112,9 @@ where
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }
+            if let Some(error) = self.failed.take() {
+                return Poll::Ready(Some(Err(error)));
+            }
             if self.finished {
                 return Poll::Ready(None);
             }
@@ -124,9 +132,9 @@ where
                     if let Ok(data) = frame.into_data()
                         && let Err(e) = self.decoder.decode(&data, &mut self.buffered)
                     {
+                        // The frames completed before the error still go out first.
                         self.finished = true;
-                        self.buffered.clear();
-                        return Poll::Ready(Some(Err(e.into())));
+                        self.failed = Some(e.into());
                     }
                 }
                 Some(Err(e)) => {
@@ -208,6 +216,22 @@ mod tests {
             Some(Err(StreamError::Idle(after))) if after == Duration::from_secs(30)
         ));
         assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert!(events.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn events_before_an_error_in_the_same_read_are_not_lost() {
+        // Found by the sse_decoder fuzz target: one read holding a good event and then
+        // an oversized one used to lose the good one (and two reads kept it).
+        let mut events = SseEvents::new(body(vec![Ok(b"data: a\n\ndata: 0123456789\n\n")]), 8);
+        assert_eq!(
+            events.next().await.unwrap().unwrap(),
+            Frame::Event(Event::message("a"))
+        );
+        assert!(matches!(
+            events.next().await,
+            Some(Err(StreamError::Decode(_)))
+        ));
         assert!(events.next().await.is_none());
     }
 
