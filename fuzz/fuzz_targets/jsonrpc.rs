@@ -1,0 +1,213 @@
+//! The JSON-RPC helpers on client bodies, which are untrusted and arrive before any plugin.
+//!
+//! A panic here would take down a request (or the connection) on a malformed body; an error
+//! body that is not JSON would be a broken answer the client cannot match to its request; and
+//! a batch that does not survive being split and joined again would change what the upstream
+//! receives even when every plugin passes every message.
+
+#![no_main]
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use sluice::proxy::jsonrpc::{self, Summary};
+use sluice::proxy::messages::{batch_items, join_batch};
+
+/// A message with everything JSON has to escape, so the error body's encoding is tested too.
+const MESSAGE: &str = "dropped \"here\" \\ \u{0}\u{1f}\n\u{2028} 😀";
+
+fuzz_target!(|body: &[u8]| {
+    let parsed = serde_json::from_slice::<Value>(body).ok();
+    check_summary(body, parsed.as_ref());
+
+    let text = String::from_utf8_lossy(body);
+    check_response_id(&text);
+    if let Ok(text) = std::str::from_utf8(body) {
+        check_batch(text, parsed.as_ref());
+    }
+});
+
+fn check_summary(body: &[u8], parsed: Option<&Value>) {
+    let summary = Summary::of(body);
+    assert_eq!(
+        summary.batch,
+        matches!(parsed, Some(Value::Array(_))),
+        "batch-ness differs from the JSON"
+    );
+    if parsed.is_none() {
+        assert_eq!(summary, Summary::default(), "not JSON, yet a summary");
+    }
+    for code in [
+        jsonrpc::DROPPED_BY_PLUGIN,
+        jsonrpc::UPSTREAM_FAILED,
+        i64::MIN,
+    ] {
+        let Some(error_body) = summary.error_body(code, MESSAGE) else {
+            assert!(summary.request_ids.is_empty(), "requests left unanswered");
+            continue;
+        };
+        let answer: Value = serde_json::from_slice(&error_body).expect("error body is JSON");
+        let answers = if summary.batch {
+            answer
+                .as_array()
+                .expect("a batch is answered by an array")
+                .clone()
+        } else {
+            vec![answer]
+        };
+        assert_eq!(
+            answers.len(),
+            summary.request_ids.len(),
+            "one answer per request"
+        );
+        // The ids are compared as text: reading back a float with serde_json can land a few
+        // ulps away from what it wrote (its float parsing is not correctly rounded).
+        let raw = raw_ids(&error_body, summary.batch);
+        for ((answer, raw), id) in answers.iter().zip(raw).zip(&summary.request_ids) {
+            assert_eq!(raw.get(), id.to_string(), "answer for another id: {answer}");
+            assert_eq!(answer["jsonrpc"], "2.0");
+            assert_eq!(answer["error"]["code"], code);
+            assert_eq!(answer["error"]["message"], MESSAGE);
+        }
+        if code == jsonrpc::DROPPED_BY_PLUGIN {
+            check_numeric_ids(body, summary.batch, &error_body);
+        }
+    }
+}
+
+/// A client matches an answer to its request by the id's value, as its own (correctly
+/// rounding) parser reads it; the proxy re-renders a numeric id from its own parse. So the
+/// id text sent back must denote the same number as the id text received.
+///
+/// Known to fail for ids that are not 64-bit integers: serde_json reads them into an `f64`
+/// without correct rounding (`{"id":933330000003339607008678161066,"method":"ping"}` is
+/// answered with id `9.333300000033397e+29`, one ulp away; see fuzz/README.md). That part is
+/// only checked with `SLUICE_FUZZ_STRICT_IDS=1`, so that fuzzing can get past it.
+fn check_numeric_ids(body: &[u8], batch: bool, error_body: &[u8]) {
+    static STRICT: OnceLock<bool> = OnceLock::new();
+    let strict = *STRICT.get_or_init(|| std::env::var_os("SLUICE_FUZZ_STRICT_IDS").is_some());
+    let sent = raw_request_ids(body, batch);
+    let answered = raw_ids(error_body, batch);
+    assert_eq!(sent.len(), answered.len());
+    for (sent, answered) in sent.iter().zip(&answered) {
+        let (sent, answered) = (sent.get(), answered.get());
+        // serde_json reads `-0` as the float -0.0, which every client takes for 0 as well.
+        let integer = (sent.parse::<i64>().is_ok() || sent.parse::<u64>().is_ok()) && sent != "-0";
+        if let (Ok(a), Ok(b)) = (sent.parse::<i128>(), answered.parse::<i128>()) {
+            assert_eq!(a, b, "integer id {sent} answered as {answered}");
+        } else if integer {
+            panic!("integer id {sent} answered as {answered}");
+        } else if !strict {
+            continue;
+        } else if let (Ok(a), Ok(b)) = (sent.parse::<f64>(), answered.parse::<f64>()) {
+            assert!(
+                a == b,
+                "numeric id {sent} answered as {answered} ({a:e} != {b:e})"
+            );
+        }
+    }
+}
+
+type Message<'a> = HashMap<String, &'a RawValue>;
+
+/// The raw ids of the requests of a body, in the order `Summary` lists them.
+fn raw_request_ids(body: &[u8], batch: bool) -> Vec<&RawValue> {
+    let messages: Vec<Message<'_>> = if batch {
+        let items: Vec<&RawValue> = serde_json::from_slice(body).expect("a batch is an array");
+        items
+            .into_iter()
+            .map(|item| serde_json::from_str(item.get()).unwrap_or_default())
+            .collect()
+    } else {
+        serde_json::from_slice(body).into_iter().collect()
+    };
+    messages
+        .into_iter()
+        .filter(|message| message.contains_key("method"))
+        .filter_map(|message| message.get("id").copied())
+        .collect()
+}
+
+/// The raw ids of the answers in an error body.
+fn raw_ids(error_body: &[u8], batch: bool) -> Vec<&RawValue> {
+    let answers: Vec<Message<'_>> = if batch {
+        serde_json::from_slice(error_body).expect("an array of answers")
+    } else {
+        vec![serde_json::from_slice(error_body).expect("one answer")]
+    };
+    answers.iter().map(|answer| answer["id"]).collect()
+}
+
+/// Called on every event the upstream sends, so it must not panic on anything; when it does
+/// recognise a response, the text must really be one.
+fn check_response_id(text: &str) {
+    let Some(id) = jsonrpc::response_id(text) else {
+        return;
+    };
+    let value: Value = serde_json::from_str(text).expect("a response is JSON");
+    assert!(
+        value.get("method").is_none(),
+        "a request taken for a response"
+    );
+    assert!(value.get("result").is_some() || value.get("error").is_some());
+    assert_eq!(value.get("id"), Some(&id));
+}
+
+/// Plugins see a batch message by message, and the proxy joins what they pass: with every
+/// message passed, the upstream must get the same JSON.
+fn check_batch(text: &str, parsed: Option<&Value>) {
+    let items = batch_items(text);
+    match (parsed, &items) {
+        (Some(Value::Array(array)), Some(items)) => {
+            assert_eq!(items.len(), array.len(), "batch split into another count");
+            for (item, element) in items.iter().zip(array) {
+                let item: Value = serde_json::from_str(item).expect("a batch item is JSON");
+                assert_eq!(&item, element, "batch item changed");
+            }
+            let joined: Value =
+                serde_json::from_str(&join_batch(items)).expect("a joined batch is JSON");
+            assert_eq!(joined, Value::Array(array.clone()), "joined batch changed");
+        }
+        (Some(Value::Array(_)), None) => panic!("a JSON array not taken for a batch"),
+        (Some(_), Some(_)) => panic!("JSON that is not an array taken for a batch"),
+        // Not JSON as a whole (say, nested too deep for a Value): whatever was split must
+        // still join back into the exact text, less the whitespace between items.
+        (None, Some(items)) => {
+            let joined = join_batch(items);
+            assert_eq!(
+                strip_outer(&joined),
+                strip_outer(text),
+                "joined batch changed"
+            );
+        }
+        (_, None) => {}
+    }
+}
+
+/// The text with whitespace outside strings removed, so a batch and its rejoined form compare.
+fn strip_outer(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            if c == '"' {
+                in_string = true;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
