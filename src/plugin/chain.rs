@@ -251,7 +251,6 @@ impl Session {
         let direction = *direction;
         let limit = self.max_event_bytes;
         let mut flight = InFlight::new(event);
-        let chain = self.chain.clone();
         for index in 0..self.slots.len() {
             let plugin = self.chain.plugins[index].clone();
             if !applies(&plugin, direction) {
@@ -264,14 +263,13 @@ impl Session {
             self.calls = self.calls.wrapping_add(1);
             let started = timed.then(Instant::now);
             let mut fuel = 0;
+            let mut call_time = None;
             let verdict = match self.ensure_instance(index) {
                 Ok(instance) => {
                     plugin.counters().call();
                     let called = timed.then(Instant::now);
                     let verdict = instance.on_event(&flight.event);
-                    if let Some(called) = called {
-                        chain.metrics[index].call(called.elapsed());
-                    }
+                    call_time = called.map(|called| called.elapsed());
                     if timed {
                         fuel = instance.fuel_used();
                     }
@@ -279,6 +277,9 @@ impl Session {
                 }
                 Err(failure) => Err(failure),
             };
+            if let Some(elapsed) = call_time {
+                self.chain.metrics[index].call(elapsed);
+            }
             if let Some(steps) = &mut self.steps {
                 steps.push(Step {
                     plugin: plugin.name_arc().clone(),
