@@ -394,6 +394,27 @@ impl McpClient {
     /// Wait until at least `n` progress values have arrived or `timeout` passed; returns the
     /// values received by then (the caller asserts on them).
     pub async fn wait_progress(&self, n: usize, timeout: Duration) -> Vec<f64> {
+        self.wait_until(timeout, || {
+            let progress = self.progress();
+            (progress.len() >= n).then_some(progress)
+        })
+        .await
+        .unwrap_or_else(|| self.progress())
+    }
+
+    /// Wait until a server-initiated notification arrived or `timeout` passed; returns
+    /// the first one's method.
+    pub async fn wait_notification(&self, timeout: Duration) -> Option<String> {
+        let first = || {
+            let handler = self.service.service();
+            handler.notifications.lock().unwrap().first().cloned()
+        };
+        self.wait_until(timeout, first).await
+    }
+
+    /// Re-checks `ready` whenever a notification arrives, until it gives a value or
+    /// `timeout` passes (then `None`).
+    async fn wait_until<T>(&self, timeout: Duration, ready: impl Fn() -> Option<T>) -> Option<T> {
         let handler = self.service.service();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -401,30 +422,11 @@ impl McpClient {
             tokio::pin!(arrived);
             // Register before checking so a notification in between is not missed.
             arrived.as_mut().enable();
-            let progress = self.progress();
-            if progress.len() >= n {
-                return progress;
+            if let Some(value) = ready() {
+                return Some(value);
             }
             if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return self.progress();
-            }
-        }
-    }
-
-    /// Wait until a server-initiated notification arrived or `timeout` passed; returns
-    /// the first one's method.
-    pub async fn wait_notification(&self, timeout: Duration) -> Option<String> {
-        let handler = self.service.service();
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let arrived = handler.arrived.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
-            if let Some(first) = handler.notifications.lock().unwrap().first() {
-                return Some(first.clone());
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return handler.notifications.lock().unwrap().first().cloned();
+                return ready();
             }
         }
     }
