@@ -18,7 +18,7 @@ use crate::common::mcp::{self, SECRET_TEXT};
 use crate::common::{peers, proxy};
 
 /// What one client saw in one run of the scenario.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Row {
     /// Tool names from tools/list, sorted.
     tools: Vec<String>,
@@ -123,16 +123,7 @@ fn plugin_sets() -> Vec<(&'static str, Vec<PluginSpec>)> {
 
 /// The rmcp client's run of the scenario.
 async fn rmcp_row(url: &str, profile: &str) -> Row {
-    let mut row = Row {
-        tools: vec![],
-        echo: None,
-        secret: None,
-        count: None,
-        progress: vec![],
-        server_notification: None,
-        deleted: None,
-        errors: vec![],
-    };
+    let mut row = Row::default();
     let client = match mcp::try_connect(url).await {
         Ok(client) => client,
         Err(e) => {
@@ -201,16 +192,7 @@ async fn rmcp_row(url: &str, profile: &str) -> Row {
 
 /// The Inspector CLI: tools/list and one tools/call (that is what its CLI mode does).
 async fn inspector_row(url: &str, transport: &str, profile: &str) -> Row {
-    let mut row = Row {
-        tools: vec![],
-        echo: None,
-        secret: None,
-        count: None,
-        progress: vec![],
-        server_notification: None,
-        deleted: None,
-        errors: vec![],
-    };
+    let mut row = Row::default();
     match peers::inspector(url, transport, &["--method", "tools/list"]).await {
         Ok(listed) => {
             row.tools = listed["tools"]
