@@ -4,6 +4,7 @@ mod conformance;
 mod demo;
 mod faults;
 mod languages;
+mod loadgen;
 mod malicious;
 mod mcp_direct;
 mod mcp_matrix;

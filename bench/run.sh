@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Side-by-side SSE benchmark (issue 8): the same load through
+#   direct   the client reads the upstream itself (the floor)
+#   nginx    Debian's nginx as an SSE reverse proxy (proxy_buffering off)
+#   sluice   with 0, 1 and 3 plugins (the Rust pass-through and the redactor)
+# for event sizes 256 B and 16 KiB and 1, 100 and 1 000 streams, then latency at half
+# of each proxy's peak, recording on/off, and sluice's memory with idle streams.
+#
+#   bash bench/run.sh                 # the whole run (about 10 minutes)
+#   QUICK=1 bash bench/run.sh         # 1 s per cell, no 10 000-stream memory run
+#
+# Knobs: DURATION_MS (3000), SIZES ("256 16384"), STREAMS ("1 100 1000"),
+# CONFIGS (see below), IDLE ("1000 10000"), OUT (target/bench-run/<time>).
+# Results: $OUT/results.jsonl (one line per cell) and $OUT/table.md (the tables that go
+# into BENCHMARKS.md). Every cell checks its events: a lost or reordered event fails it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=${QUICK:-0}
+DURATION_MS=${DURATION_MS:-$([ "$QUICK" = 1 ] && echo 1000 || echo 3000)}
+SIZES=${SIZES:-"256 16384"}
+STREAMS=${STREAMS:-"1 100 1000"}
+CONFIGS=${CONFIGS:-"direct nginx sluice-0 sluice-1pass sluice-1redact sluice-3pass sluice-3redact"}
+IDLE=${IDLE:-$([ "$QUICK" = 1 ] && echo 1000 || echo "1000 10000")}
+OUT=${OUT:-target/bench-run/$(date -u +%Y%m%dT%H%M%SZ)}
+UP_PORT=18000 NGINX_PORT=18001 SLUICE_PORT=18002
+# The redactor's pattern: the shape of a live API key; the generated events hold none,
+# so every event is scanned in full and passed (the common case for a redactor).
+REDACT_CONFIG='{"patterns":["sk-live-[a-z0-9]{8,}"]}'
+PASS=plugins/dist/passthrough.wasm
+REDACT=plugins/dist/redact.wasm
+
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+RESULTS=$OUT/results.jsonl
+: >"$RESULTS"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$OUT/nginx/nginx.pid" ] && kill "$(cat "$OUT/nginx/nginx.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# 10 000 idle streams need 20 000 sockets in sluice (client side and upstream side).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+echo "== open files: $(ulimit -n)"
+
+echo "== building (release)"
+cargo build --release --quiet --bin sluice --bin sluice-loadgen
+SLUICE=$ROOT/target/release/sluice
+LOADGEN=$ROOT/target/release/sluice-loadgen
+if [ ! -f "$PASS" ] || [ ! -f "$REDACT" ]; then
+    echo "== building the plugins"
+    bash plugins/build.sh
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if [ ! -x "$NGINX" ]; then
+    echo "== installing nginx (Debian package)"
+    apt-get install -y -qq nginx >/dev/null
+fi
+
+wait_port() { # wait_port PORT: until something accepts on 127.0.0.1:PORT
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listening on port $1" >&2
+    return 1
+}
+
+echo "== loadgen upstream on 127.0.0.1:$UP_PORT"
+"$LOADGEN" upstream --listen "127.0.0.1:$UP_PORT" >"$OUT/upstream.log" 2>&1 &
+PIDS+=($!)
+wait_port $UP_PORT
+
+echo "== nginx $("$NGINX" -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$NGINX_PORT"
+mkdir -p "$OUT/nginx/tmp"
+sed -e "s|@PREFIX@|$OUT/nginx|g" -e "s|@LISTEN@|127.0.0.1:$NGINX_PORT|g" \
+    -e "s|@UPSTREAM@|127.0.0.1:$UP_PORT|g" bench/nginx.conf.template >"$OUT/nginx/nginx.conf"
+# Workers as nobody (the master is root here): give them the prefix.
+chown -R nobody:nogroup "$OUT/nginx" 2>/dev/null || true
+"$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" -g 'daemon off;' &
+PIDS+=($!)
+NGINX_MASTER=$!
+wait_port $NGINX_PORT
+NGINX_WORKERS=$(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')
+
+SLUICE_PID=
+start_sluice() { # start_sluice NAME EXTRA-ARGS...: one sluice on SLUICE_PORT
+    stop_sluice
+    local name=$1
+    shift
+    "$SLUICE" --upstream "http://127.0.0.1:$UP_PORT" --listen "127.0.0.1:$SLUICE_PORT" \
+        --admin-listen 127.0.0.1:0 --no-watch "$@" >"$OUT/$name.log" 2>&1 &
+    SLUICE_PID=$!
+    wait_port $SLUICE_PORT
+}
+stop_sluice() {
+    if [ -n "$SLUICE_PID" ]; then
+        kill "$SLUICE_PID" 2>/dev/null || true
+        wait "$SLUICE_PID" 2>/dev/null || true
+        SLUICE_PID=
+    fi
+}
+
+# The chain of each sluice configuration (sluice's defaults otherwise).
+chain_of() {
+    case $1 in
+    sluice-0) ;;
+    sluice-1pass) echo "--plugin $PASS" ;;
+    sluice-1redact) echo "--plugin $REDACT --plugin-config $REDACT_CONFIG" ;;
+    sluice-3pass) echo "--plugin $PASS --plugin $PASS --plugin $PASS" ;;
+    sluice-3redact) echo "--plugin $PASS --plugin $REDACT --plugin-config $REDACT_CONFIG --plugin $PASS" ;;
+    *) echo "unknown configuration $1" >&2; return 1 ;;
+    esac
+}
+
+# endpoint CONFIG: prints "URL PID-ARGS" for the configuration, starting sluice if needed.
+endpoint() {
+    case $1 in
+    direct) echo "http://127.0.0.1:$UP_PORT/mcp" ;;
+    nginx)
+        local pids=""
+        for w in $NGINX_WORKERS; do pids="$pids --pid $w"; done
+        echo "http://127.0.0.1:$NGINX_PORT/mcp $pids"
+        ;;
+    *) echo "http://127.0.0.1:$SLUICE_PORT/mcp --pid $SLUICE_PID" ;;
+    esac
+}
+
+cell() { # cell LABEL URL-AND-PIDS LOADGEN-ARGS...: one measured run, appended to results
+    local label=$1 target=$2
+    shift 2
+    local url=${target%% *} pids=
+    [ "$url" != "$target" ] && pids=${target#* }
+    # shellcheck disable=SC2086
+    if ! "$LOADGEN" run --url "$url" $pids --label "$label" --json "$@" >>"$RESULTS"; then
+        echo "   FAILED: $label $* (see $RESULTS)" >&2
+        FAILED=$((FAILED + 1))
+    fi
+    tail -n 1 "$RESULTS" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("   %-16s %5d x %5d B  %10.0f ev/s  %7.1f MB/s  p99 %9.1f us  cpu %s%%  lost %d" % (r["label"], r["streams"], r["size"], r["events_per_s"], r["mb_per_s"], r["p99_us"], r["proxy_cpu_pct"], r["lost"]))'
+}
+
+FAILED=0
+echo "== throughput: ${DURATION_MS} ms per cell, as fast as each path goes"
+for config in $CONFIGS; do
+    case $config in direct | nginx) ;; *) start_sluice "$config" $(chain_of "$config") ;; esac
+    target=$(endpoint "$config")
+    for size in $SIZES; do
+        for streams in $STREAMS; do
+            cell "$config" "$target" --streams "$streams" --size "$size" --duration-ms "$DURATION_MS"
+        done
+    done
+done
+stop_sluice
+
+peak_of() { # peak_of LABEL STREAMS SIZE: events/s of that throughput cell
+    python3 - "$RESULTS" "$@" <<'PY'
+import json, sys
+path, label, streams, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for line in open(path):
+    r = json.loads(line)
+    if r["label"] == label and r["streams"] == streams and r["size"] == size and r["rate"] == 0:
+        print(int(r["events_per_s"]))
+        break
+else:
+    print(0)
+PY
+}
+
+LAT_STREAMS=100 LAT_SIZE=256
+echo "== latency: $LAT_STREAMS streams x $LAT_SIZE B at half of each proxy's peak, direct at the same rate"
+for config in $CONFIGS; do
+    [ "$config" = direct ] && continue
+    peak=$(peak_of "$config" $LAT_STREAMS $LAT_SIZE)
+    [ "$peak" -gt 0 ] || continue
+    rate=$((peak / 2 / LAT_STREAMS))
+    [ "$rate" -gt 0 ] || rate=1
+    case $config in nginx) ;; *) start_sluice "$config" $(chain_of "$config") ;; esac
+    cell "direct@$config" "$(endpoint direct)" --streams $LAT_STREAMS --size $LAT_SIZE --duration-ms "$DURATION_MS" --rate "$rate"
+    cell "$config" "$(endpoint "$config")" --streams $LAT_STREAMS --size $LAT_SIZE --duration-ms "$DURATION_MS" --rate "$rate"
+done
+stop_sluice
+
+echo "== recording (issue 7): sluice with the pass-through, --record off and on"
+for streams in 1 100; do
+    start_sluice rec-off --plugin "$PASS"
+    cell "record-off" "$(endpoint sluice)" --streams $streams --size 256 --duration-ms "$DURATION_MS"
+    rm -rf "$OUT/tapes"
+    start_sluice rec-on --plugin "$PASS" --record "$OUT/tapes"
+    cell "record-on" "$(endpoint sluice)" --streams $streams --size 256 --duration-ms "$DURATION_MS"
+done
+stop_sluice
+rm -rf "$OUT/tapes"
+
+echo "== memory: idle streams (one event each, then quiet) through sluice with one plugin"
+for plugin in pass redact; do
+    case $plugin in
+    pass) start_sluice "idle-$plugin" --plugin "$PASS" ;;
+    redact) start_sluice "idle-$plugin" --plugin "$REDACT" --plugin-config "$REDACT_CONFIG" ;;
+    esac
+    for n in $IDLE; do
+        # shellcheck disable=SC2046
+        if ! "$LOADGEN" idle --url "http://127.0.0.1:$SLUICE_PORT/mcp" --pid "$SLUICE_PID" \
+            --streams "$n" --label "idle-$plugin" --json >>"$RESULTS"; then
+            echo "   FAILED: idle $plugin $n" >&2
+            FAILED=$((FAILED + 1))
+        fi
+        tail -n 1 "$RESULTS"
+    done
+done
+stop_sluice
+
+python3 bench/table.py "$RESULTS" >"$OUT/table.md"
+cat "$OUT/table.md"
+echo
+echo "== results: $RESULTS, table: $OUT/table.md; $FAILED failed cells"
+[ "$FAILED" = 0 ]

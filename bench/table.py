@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's results.jsonl into the Markdown tables of BENCHMARKS.md."""
+import json
+import sys
+from collections import OrderedDict
+
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+runs = [r for r in rows if "events_per_s" in r]
+idle = [r for r in rows if "per_stream_kib" in r]
+
+NAMES = OrderedDict([
+    ("direct", "direct (floor)"),
+    ("nginx", "nginx"),
+    ("sluice-0", "sluice, 0 plugins"),
+    ("sluice-1pass", "sluice, 1 pass-through"),
+    ("sluice-1redact", "sluice, 1 redactor"),
+    ("sluice-3pass", "sluice, 3 pass-through"),
+    ("sluice-3redact", "sluice, pass + redactor + pass"),
+])
+# What each configuration must reach, as a fraction of nginx (issue 8).
+TARGET = {"sluice-0": 1.0, "sluice-1pass": 0.8, "sluice-1redact": 0.8,
+          "sluice-3pass": 0.6, "sluice-3redact": 0.6}
+
+
+def size_name(size):
+    return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
+
+
+def fmt_rate(x):
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e3:
+        return f"{x / 1e3:.0f} k"
+    return f"{x:.0f}"
+
+
+throughput = [r for r in runs if r["rate"] == 0 and r["label"] in NAMES]
+cells = OrderedDict()
+for r in throughput:
+    cells.setdefault((r["size"], r["streams"]), {})[r["label"]] = r
+
+met, missed = [], []
+print("### Throughput (events/s; ratio to direct and to nginx; proxy CPU in % of one core)\n")
+for (size, streams), by in cells.items():
+    direct = by.get("direct", {}).get("events_per_s")
+    nginx = by.get("nginx", {}).get("events_per_s")
+    print(f"**{streams} stream{'s' if streams > 1 else ''} of {size_name(size)} events**\n")
+    print("| path | events/s | MB/s | × direct | × nginx | proxy CPU | proxy RSS | faults |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, name in NAMES.items():
+        r = by.get(label)
+        if not r:
+            continue
+        eps = r["events_per_s"]
+        xd = f"{eps / direct:.2f}" if direct else "-"
+        xn = f"{eps / nginx:.2f}" if nginx and label != "direct" else "-"
+        cpu = f"{r['proxy_cpu_pct']:.0f}%" if r.get("proxy_cpu_pct") is not None else "-"
+        rss = f"{r['proxy_rss_mib']:.0f} MiB" if r.get("proxy_rss_mib") is not None else "-"
+        faults = r["lost"] + r["reordered"] + r["foreign"] + r["errors"]
+        print(f"| {name} | {fmt_rate(eps)} | {r['mb_per_s']:.0f} | {xd} | {xn} | {cpu} | {rss} | {faults} |")
+        if label in TARGET and nginx:
+            ratio = eps / nginx
+            line = f"{name}, {streams} × {size_name(size)}: {ratio:.2f}× nginx (target {TARGET[label]}×)"
+            (met if ratio >= TARGET[label] else missed).append(line)
+    print()
+
+lat = [r for r in runs if r["rate"] > 0]
+if lat:
+    print("### Latency at half of each proxy's peak (100 streams × 256 B; µs)\n")
+    print("| path | load (events/s) | p50 | p99 | p99.9 | direct p99 at that load | added p99 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    direct_at = {r["label"].split("@", 1)[1]: r for r in lat if r["label"].startswith("direct@")}
+    for r in lat:
+        if r["label"].startswith("direct@"):
+            continue
+        d = direct_at.get(r["label"])
+        added = r["p99_us"] - d["p99_us"] if d else None
+        load = r["rate"] * r["streams"]
+        print(f"| {NAMES.get(r['label'], r['label'])} | {fmt_rate(load)} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | "
+              f"{r['p999_us']:.0f} | {d['p99_us']:.0f} | {added:+.0f} |" if d else "| - |")
+        if added is not None and r["label"].startswith("sluice"):
+            line = f"{NAMES.get(r['label'], r['label'])}: added p99 {added:+.0f} µs at {fmt_rate(load)} events/s (target ≤ 100 µs)"
+            (met if added <= 100 else missed).append(line)
+    print()
+
+rec = [r for r in runs if r["label"].startswith("record-")]
+if rec:
+    print("### Recording (`--record`), sluice with the pass-through, 256 B events\n")
+    print("| streams | off (events/s) | on (events/s) | change |")
+    print("|---:|---:|---:|---:|")
+    by = {}
+    for r in rec:
+        by.setdefault(r["streams"], {})[r["label"]] = r["events_per_s"]
+    for streams, v in by.items():
+        off, on = v.get("record-off"), v.get("record-on")
+        if off and on:
+            print(f"| {streams} | {fmt_rate(off)} | {fmt_rate(on)} | {(on / off - 1) * 100:+.1f}% |")
+    print()
+
+if idle:
+    print("### Memory with idle streams (one plugin instance per stream)\n")
+    print("| plugin | streams open | RSS before | RSS held | per stream | RSS after closing |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in idle:
+        print(f"| {r['label'].removeprefix('idle-')} | {r['opened']} of {r['streams']} | {r['rss_before_mib']:.0f} MiB | "
+              f"{r['rss_held_mib']:.0f} MiB | {r['per_stream_kib']:.0f} KiB | {r['rss_after_mib']:.0f} MiB |")
+        if r["streams"] >= 10000:
+            line = f"{r['streams']} idle streams, {r['label']}: {r['rss_held_mib']:.0f} MiB (target ≤ 1024 MiB)"
+            (met if r["rss_held_mib"] <= 1024 and r["opened"] == r["streams"] else missed).append(line)
+    print()
+
+print("### Targets\n")
+for line in met:
+    print(f"- met: {line}")
+for line in missed:
+    print(f"- **not met**: {line}")
