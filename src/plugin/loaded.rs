@@ -34,8 +34,10 @@ pub enum FailurePolicy {
 /// The sandbox of one plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// Wall-clock budget of one call (`init`, `on-event`, ...), enforced by epoch
-    /// interruption.
+    /// Time budget of one call (`init`, `on-event`, ...), enforced by epoch
+    /// interruption: once it has passed, the call is cut when it has also used half of
+    /// it again in CPU time, so a call waiting for a core on a busy machine is not cut
+    /// (`plugin::deadline`).
     pub deadline: Duration,
     /// Largest linear memory one instance may grow to.
     pub memory_bytes: usize,
@@ -335,7 +337,8 @@ impl Plugin {
         }
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state);
-        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_callback(|mut ctx| ctx.data_mut().deadline.decide());
+        arm_deadline(&mut store, ticks);
         store
             .set_fuel(self.fuel)
             .expect("the engine consumes fuel (Runtime::with_cache)");
@@ -364,7 +367,7 @@ impl Plugin {
                 .get_typed_func::<(), ()>(&mut store, &exports.end)
                 .map_err(contract)?
                 .func();
-            store.set_epoch_deadline(ticks);
+            arm_deadline(&mut store, ticks);
             store
                 .set_fuel(self.fuel)
                 .expect("the engine consumes fuel (Runtime::with_cache)");
@@ -400,6 +403,13 @@ impl Plugin {
             wasi: self.grants.is_some(),
         })
     }
+}
+
+/// Starts a call's deadline: `ticks` epochs until the store's callback first looks at
+/// how much CPU the call used (see `plugin::deadline`).
+fn arm_deadline(store: &mut Store<PluginState>, ticks: u64) {
+    let ticks = store.data_mut().deadline.arm(ticks);
+    store.set_epoch_deadline(ticks);
 }
 
 /// One live instance of a plugin, owned by one stream.
@@ -458,7 +468,7 @@ impl Instance {
     fn run<R: Send>(&mut self, call: impl FnOnce(&mut Store<PluginState>) -> R + Send) -> R {
         let (ticks, fuel) = (self.deadline_ticks, self.fuel);
         let armed = move |store: &mut Store<PluginState>| {
-            store.set_epoch_deadline(ticks);
+            arm_deadline(store, ticks);
             store
                 .set_fuel(fuel)
                 .expect("the engine consumes fuel (Runtime::with_cache)");

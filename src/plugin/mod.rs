@@ -10,6 +10,7 @@ mod cache;
 mod capabilities;
 mod chain;
 mod convert;
+mod deadline;
 mod error;
 mod loaded;
 mod runtime;

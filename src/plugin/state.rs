@@ -5,6 +5,7 @@ use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 
 use super::bindings::{self, Level};
+use super::deadline::CpuDeadline;
 use super::wasi::WasiState;
 
 /// Longest log line a plugin may write; longer messages are cut so that a plugin cannot
@@ -20,6 +21,8 @@ pub(crate) struct PluginState {
     /// Set when the instance asked for more memory than its cap, so that the trap that
     /// usually follows is reported as "out of memory" rather than as a plain trap.
     pub(crate) memory_denied: bool,
+    /// The running call's deadline, consulted by the store's epoch callback.
+    pub(crate) deadline: CpuDeadline,
     /// WASI context and resource table, only for plugins granted a capability (boxed:
     /// the common store stays small and never builds a `WasiCtx`).
     pub(crate) wasi: Option<Box<WasiState>>,
@@ -33,6 +36,7 @@ impl PluginState {
             memory_cap,
             table_cap: 100_000,
             memory_denied: false,
+            deadline: CpuDeadline::default(),
             wasi: None,
         }
     }
