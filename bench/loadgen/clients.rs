@@ -186,8 +186,12 @@ pub async fn run(target: &Target, streams: u64, template: &Ask) -> RunOutcome {
                 stream,
                 ..template.clone()
             };
-            let (target, connecting, ready, stop) =
-                (target.clone(), connecting.clone(), ready.clone(), stop.clone());
+            let (target, connecting, ready, stop) = (
+                target.clone(),
+                connecting.clone(),
+                ready.clone(),
+                stop.clone(),
+            );
             tokio::spawn(async move { one_stream(&target, ask, &connecting, &ready, stop).await })
         })
         .collect();
@@ -234,8 +238,12 @@ pub async fn idle(
                 tick_ms: 0,
                 idle: true,
             };
-            let (target, connecting, ready, stop) =
-                (target.clone(), connecting.clone(), ready.clone(), stop.clone());
+            let (target, connecting, ready, stop) = (
+                target.clone(),
+                connecting.clone(),
+                ready.clone(),
+                stop.clone(),
+            );
             tokio::spawn(async move { one_stream(&target, ask, &connecting, &ready, stop).await })
         })
         .collect();

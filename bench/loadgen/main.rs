@@ -33,7 +33,10 @@ use stats::Latencies;
 use wire::Ask;
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice-loadgen", about = "SSE load generator for sluice benchmarks")]
+#[command(
+    name = "sluice-loadgen",
+    about = "SSE load generator for sluice benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -253,8 +256,8 @@ async fn idle(common: &Common, streams: u64, settle: Duration) -> bool {
     }
     let procs = Procs::start(common.pids.clone());
     let outcome = clients::idle(&target, streams, common.size, || procs.rss_bytes(), settle).await;
-    let per_stream = outcome.rss_held.saturating_sub(outcome.rss_before) as f64
-        / outcome.opened.max(1) as f64;
+    let per_stream =
+        outcome.rss_held.saturating_sub(outcome.rss_before) as f64 / outcome.opened.max(1) as f64;
     let report = json!({
         "label": common.label,
         "streams": streams,

@@ -25,7 +25,6 @@ use crate::wire::{self, Ask};
 /// event, if bigger), as a busy server's writes would.
 pub const FRAME_BYTES: usize = 64 << 10;
 
-
 /// Nanoseconds since the Unix epoch: the clock both processes share.
 pub fn now_ns() -> u64 {
     SystemTime::now()

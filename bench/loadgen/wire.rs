@@ -149,7 +149,10 @@ fn data_of(block: &[u8]) -> Option<&[u8]> {
 fn number_after(data: &[u8], name: &[u8]) -> Option<u64> {
     let at = memmem::find(data, name)? + name.len();
     let digits = data[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&data[at..at + digits]).ok()?.parse().ok()
+    std::str::from_utf8(&data[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Cuts a byte stream into SSE blocks, whatever the read sizes. Blocks end at a blank

@@ -92,13 +92,23 @@ async fn every_event_arrives_in_order_directly_and_through_sluice() {
     let (ok, report) = run(
         through.clone(),
         &[
-            "--streams", "5", "--rate", "200", "--duration-ms", "300", "--tick-ms", "5",
+            "--streams",
+            "5",
+            "--rate",
+            "200",
+            "--duration-ms",
+            "300",
+            "--tick-ms",
+            "5",
         ],
     )
     .await;
     assert!(ok, "{report}");
     let sent = report["sent"].as_u64().unwrap();
-    assert!((5 * 40..=5 * 80).contains(&sent), "about 60 per stream: {report}");
+    assert!(
+        (5 * 40..=5 * 80).contains(&sent),
+        "about 60 per stream: {report}"
+    );
     assert_eq!(report["received"], sent, "{report}");
     assert!(report["p99_us"].as_f64().unwrap() > 0.0, "{report}");
     sluice.stop().await;
