@@ -332,6 +332,13 @@ impl PluginMetrics {
         self.pass.inc();
     }
 
+    /// `n` passes at once (the verdicts of a batch call).
+    pub(crate) fn pass_many(&self, n: u64) {
+        if n > 0 {
+            self.pass.inc_by(n);
+        }
+    }
+
     pub(crate) fn drop_(&self) {
         self.drop.inc();
     }

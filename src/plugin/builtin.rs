@@ -12,6 +12,8 @@
 //! - `DEMO` (interceptor): the plugin behind `sluice demo`. Drops MCP progress
 //!   notifications, stars out `sk-…` tokens, passes everything else.
 //! - `PASS` (filter): always passes.
+//! - `BATCHSHORT` (batch-filter): `on-event` passes, `on-events` answers too few
+//!   verdicts (batch fallback tests).
 //! - `TRAP` (filter): traps on every event.
 //! - `LOOP` (filter): never returns from `on-event` (deadline tests).
 //! - `GROW` (filter): grows its memory until it fails (memory-cap tests).

@@ -6,6 +6,8 @@
 //! was asked when it sees the answer, and nothing it remembers reaches another
 //! exchange.
 
+mod batch;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -67,6 +67,17 @@ impl StreamMeta {
     }
 }
 
+/// An event with nothing in it (and nothing allocated): a placeholder while the real
+/// one is lent to a batch call.
+pub(crate) fn empty_event() -> SseEvent {
+    SseEvent {
+        id: None,
+        event: None,
+        data: String::new(),
+        retry: None,
+    }
+}
+
 /// An event on its way through the chain, in WIT form.
 pub(crate) struct InFlight {
     pub(crate) event: SseEvent,

@@ -106,6 +106,8 @@ impl World {
 /// Export indices resolved once per component so that instances skip name lookups.
 struct Exports {
     on_event: ComponentExportIndex,
+    /// The optional batch call of the `batch-*` worlds.
+    on_events: Option<ComponentExportIndex>,
     lifecycle: Option<Lifecycle>,
 }
 
@@ -278,6 +280,12 @@ impl Plugin {
         self.world
     }
 
+    /// True when the plugin exports `on-events` (a `batch-*` world): the chain then
+    /// hands it events that arrived together in one call.
+    pub fn batches(&self) -> bool {
+        self.exports.on_events.is_some()
+    }
+
     /// The sandbox the plugin runs in.
     pub fn limits(&self) -> PluginLimits {
         self.limits
@@ -354,6 +362,15 @@ impl Plugin {
             .get_typed_func::<(&SseEvent,), (Verdict,)>(&mut store, &self.exports.on_event)
             .map_err(contract)?
             .func();
+        let on_events = match &self.exports.on_events {
+            Some(index) => Some(
+                *instance
+                    .get_typed_func::<(&[SseEvent],), (Vec<Verdict>,)>(&mut store, index)
+                    .map_err(contract)?
+                    .func(),
+            ),
+            None => None,
+        };
         let mut lifecycle = None;
         if let Some(exports) = &self.exports.lifecycle {
             let init = instance
@@ -397,6 +414,7 @@ impl Plugin {
         Ok(Instance {
             store,
             on_event,
+            on_events,
             lifecycle,
             deadline_ticks: self.deadline_ticks,
             fuel: self.fuel,
@@ -416,6 +434,7 @@ fn arm_deadline(store: &mut Store<PluginState>, ticks: u64) {
 pub(crate) struct Instance {
     store: Store<PluginState>,
     on_event: Func,
+    on_events: Option<Func>,
     lifecycle: Option<InstanceLifecycle>,
     deadline_ticks: u64,
     fuel: u64,
@@ -466,7 +485,16 @@ impl Instance {
     /// context (see `wasi::outside_async`). The budgets are set on the thread that
     /// makes the call, so starting that thread is not charged to the plugin.
     fn run<R: Send>(&mut self, call: impl FnOnce(&mut Store<PluginState>) -> R + Send) -> R {
-        let (ticks, fuel) = (self.deadline_ticks, self.fuel);
+        self.run_for(1, call)
+    }
+
+    /// [`Instance::run`] with the deadline of `events` calls (a batch).
+    fn run_for<R: Send>(
+        &mut self,
+        events: u64,
+        call: impl FnOnce(&mut Store<PluginState>) -> R + Send,
+    ) -> R {
+        let (ticks, fuel) = (self.deadline_ticks.saturating_mul(events.max(1)), self.fuel);
         let armed = move |store: &mut Store<PluginState>| {
             arm_deadline(store, ticks);
             store
@@ -494,6 +522,33 @@ impl Instance {
             Ok((verdict,)) => Ok(verdict),
             Err(e) => Err(CallFailure::from_call(&e, self.store.data())),
         }
+    }
+
+    /// Calls `on-events` (the `batch-*` worlds) on `events`; `None` when the plugin does
+    /// not export it. A result with another number of verdicts than events is a
+    /// failure of the call (kind `trap`): the contract says one verdict per event.
+    pub(crate) fn on_events(
+        &mut self,
+        events: &[SseEvent],
+    ) -> Option<Result<Vec<Verdict>, CallFailure>> {
+        let func = self.on_events?;
+        // SAFETY: as in `on_event`: `func` was type-checked as exactly this signature
+        // by `get_typed_func` when the instance was created.
+        let typed = unsafe { TypedFunc::<(&[SseEvent],), (Vec<Verdict>,)>::new_unchecked(func) };
+        let n = events.len();
+        Some(
+            match self.run_for(n as u64, |store| typed.call(store, (events,))) {
+                Ok((verdicts,)) if verdicts.len() == n => Ok(verdicts),
+                Ok((verdicts,)) => Err(CallFailure {
+                    kind: FailureKind::Trap,
+                    message: format!(
+                        "on-events returned {} verdicts for {n} events (one per event, in order)",
+                        verdicts.len()
+                    ),
+                }),
+                Err(e) => Err(CallFailure::from_call(&e, self.store.data())),
+            },
+        )
     }
 
     /// Fuel the last call consumed (the budget is reset before every call).
@@ -569,8 +624,10 @@ fn resolve_exports(component: &Component, name: &str) -> Result<Exports, PluginE
             )));
         }
     };
+    let on_events = component.get_export_index(None, "on-events");
     Ok(Exports {
         on_event,
+        on_events,
         lifecycle,
     })
 }

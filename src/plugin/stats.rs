@@ -38,6 +38,7 @@ impl FailureKind {
 #[derive(Debug, Default)]
 pub struct PluginStats {
     calls: AtomicU64,
+    batch_calls: AtomicU64,
     passed: AtomicU64,
     dropped: AtomicU64,
     modified: AtomicU64,
@@ -53,8 +54,11 @@ pub struct PluginStats {
 /// A copy of [`PluginStats`] at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    /// `on-event` calls made.
+    /// Events handed to the plugin: one per `on-event` call, one per event of an
+    /// `on-events` call.
     pub calls: u64,
+    /// `on-events` calls made (plugins of the `batch-*` worlds).
+    pub batch_calls: u64,
     /// Calls that answered `pass`.
     pub passed: u64,
     /// Calls that answered `drop`.
@@ -96,6 +100,16 @@ impl PluginStats {
     pub(crate) fn passed(&self) {
         self.passed.fetch_add(1, Ordering::Relaxed);
     }
+    /// One `on-events` call with `n` events: counted as `n` calls, and as a batch.
+    pub(crate) fn batch_call(&self, n: u64) {
+        self.calls.fetch_add(n, Ordering::Relaxed);
+        self.batch_calls.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn passed_many(&self, n: u64) {
+        if n > 0 {
+            self.passed.fetch_add(n, Ordering::Relaxed);
+        }
+    }
     pub(crate) fn dropped(&self) {
         self.dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -122,6 +136,7 @@ impl PluginStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
             calls: get(&self.calls),
+            batch_calls: get(&self.batch_calls),
             passed: get(&self.passed),
             dropped: get(&self.dropped),
             modified: get(&self.modified),

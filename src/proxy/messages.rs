@@ -98,13 +98,8 @@ pub fn to_client(
         ..Event::default()
     };
     let Some(items) = batch_items(event.data_str()) else {
-        return match one_to_client(session, event, unanswered) {
-            Some(sent) => Some(Event {
-                id: cursor.id,
-                ..sent
-            }),
-            None => cursor_only(cursor),
-        };
+        let outcome = session.on_event(event);
+        return with_cursor(cursor, after_chain(session, outcome, unanswered));
     };
     let mut kept = Vec::new();
     for item in items {
@@ -113,7 +108,8 @@ pub fn to_client(
             event: event.event.clone(),
             ..cursor.clone()
         };
-        kept.extend(one_to_client(session, message, unanswered).and_then(|e| e.data));
+        let outcome = session.on_event(message);
+        kept.extend(after_chain(session, outcome, unanswered).and_then(|e| e.data));
     }
     if kept.is_empty() {
         return cursor_only(cursor);
@@ -124,14 +120,55 @@ pub fn to_client(
     })
 }
 
-/// One message to the client: the event after the chain, a replacement error for a
-/// dropped response, or `None` for a dropped notification or request.
-fn one_to_client(
+/// True for an event that [`to_client`] hands to the chain as one message: it has data
+/// and the data is not a JSON array (a batch). [`to_client_run`] takes only these.
+pub fn is_single_message(event: &Event) -> bool {
+    event
+        .data
+        .as_deref()
+        .is_some_and(|d| !d.is_empty() && !d.trim_start().starts_with('['))
+}
+
+/// Several events that each are one message ([`is_single_message`]), in stream order,
+/// through the chain together (`Session::on_events`): for each, what [`to_client`]
+/// would give.
+pub fn to_client_run(
     session: &mut Session,
-    event: Event,
+    events: Vec<Event>,
     unanswered: &mut Vec<Value>,
-) -> Option<Event> {
-    match session.on_event(event) {
+) -> Vec<Option<Event>> {
+    let cursors: Vec<Event> = events
+        .iter()
+        .map(|event| Event {
+            id: event.id.clone(),
+            retry: event.retry,
+            ..Event::default()
+        })
+        .collect();
+    let outcomes = session.on_events(events);
+    outcomes
+        .into_iter()
+        .zip(cursors)
+        .map(|(outcome, cursor)| with_cursor(cursor, after_chain(session, outcome, unanswered)))
+        .collect()
+}
+
+/// The upstream's cursor (`id`) on what the chain let through, or the cursor alone
+/// when nothing was.
+fn with_cursor(cursor: Event, sent: Option<Event>) -> Option<Event> {
+    match sent {
+        Some(sent) => Some(Event {
+            id: cursor.id,
+            ..sent
+        }),
+        None => cursor_only(cursor),
+    }
+}
+
+/// One message to the client after the chain: the event, a replacement error for a
+/// dropped response, or `None` for a dropped notification or request.
+fn after_chain(session: &Session, outcome: Outcome, unanswered: &mut Vec<Value>) -> Option<Event> {
+    match outcome {
         Outcome::Forward(event) => {
             note_answered(event.data_str(), unanswered);
             Some(event)
@@ -238,6 +275,18 @@ mod tests {
         assert_eq!(batch_items(r#"{"jsonrpc":"2.0"}"#), None);
         assert_eq!(batch_items("[not json"), None);
         assert_eq!(batch_items("plain text"), None);
+    }
+
+    #[test]
+    fn only_events_with_one_message_are_single_messages() {
+        assert!(is_single_message(&Event::message(r#"{"jsonrpc":"2.0"}"#)));
+        assert!(is_single_message(&Event::message("plain text")));
+        assert!(!is_single_message(&Event::message(r#" [{"a":1}]"#)));
+        assert!(!is_single_message(&Event::message("")));
+        assert!(!is_single_message(&Event {
+            id: Some("1".into()),
+            ..Event::default()
+        }));
     }
 
     #[test]

@@ -32,6 +32,9 @@ use crate::upstream::SseEvents;
 /// The most bytes of already-delivered events sent to the client in one frame.
 const BATCH_BYTES: usize = 64 << 10;
 
+/// The most upstream frames taken through the chain together (`Session::on_events`).
+const GATHER: usize = 64;
+
 /// How the upstream's stream ended.
 enum Ending {
     /// It broke (connection, oversized event, idle timeout): the reason.
@@ -180,6 +183,63 @@ impl InterceptedSse {
         }
     }
 
+    /// Frames the upstream delivered together, through the chain together: runs of
+    /// events that each are one message go to `Session::on_events` as one batch (one
+    /// call per batch-capable plugin), everything else as in [`Self::on_frame`]. A
+    /// recorded stream goes frame by frame: its tape times each call.
+    fn on_frames(&mut self, frames: Vec<sse::Frame>, out: &mut BytesMut) {
+        if self.tape.is_some() || frames.len() == 1 {
+            for frame in frames {
+                self.on_frame(frame, out);
+            }
+            return;
+        }
+        let mut run: Vec<Event> = Vec::new();
+        for frame in frames {
+            match frame {
+                sse::Frame::Event(mut event) => {
+                    if let Some(counted) = &self.counted {
+                        counted.event_in();
+                    }
+                    if let Some(endpoint) = &self.endpoint {
+                        endpoint.apply(&mut event);
+                    }
+                    if messages::is_single_message(&event) {
+                        run.push(event);
+                        continue;
+                    }
+                    self.flush_run(&mut run, out);
+                    let sent = messages::to_client(&mut self.session, event, &mut self.unanswered);
+                    self.emit(sent, out);
+                }
+                comment @ sse::Frame::Comment(_) => {
+                    self.flush_run(&mut run, out);
+                    self.on_frame(comment, out);
+                }
+            }
+        }
+        self.flush_run(&mut run, out);
+    }
+
+    fn flush_run(&mut self, run: &mut Vec<Event>, out: &mut BytesMut) {
+        if run.is_empty() {
+            return;
+        }
+        let events = std::mem::take(run);
+        for sent in messages::to_client_run(&mut self.session, events, &mut self.unanswered) {
+            self.emit(sent, out);
+        }
+    }
+
+    fn emit(&mut self, sent: Option<Event>, out: &mut BytesMut) {
+        if let Some(event) = sent {
+            if let Some(counted) = &self.counted {
+                counted.event_out();
+            }
+            sse::encode_event(&event, out);
+        }
+    }
+
     /// The end of the upstream's stream: what is left to send (errors for waiting
     /// requests when it broke), `None` for nothing.
     fn finish(&mut self, ending: Ending) -> Option<Bytes> {
@@ -265,28 +325,38 @@ impl Body for InterceptedSse {
         // Every event the upstream has already delivered goes out in one frame (one
         // write to the client); nothing waits for more to arrive. Bounded, so a fast
         // upstream cannot build a large buffer here.
+        // Frames are gathered first so that events delivered together also pass the
+        // chain together (see `on_frames`).
         let mut out = BytesMut::new();
-        loop {
-            let polled = this.events.poll_next(cx);
-            let ending = match polled {
-                Poll::Pending if out.is_empty() => return Poll::Pending,
-                Poll::Pending => break,
+        let mut gathered: Vec<sse::Frame> = Vec::new();
+        let ending = loop {
+            match this.events.poll_next(cx) {
+                Poll::Pending => break None,
                 Poll::Ready(Some(Ok(frame))) => {
-                    this.on_frame(frame, &mut out);
-                    if out.len() >= BATCH_BYTES {
-                        break;
+                    gathered.push(frame);
+                    if gathered.len() >= GATHER {
+                        this.on_frames(std::mem::take(&mut gathered), &mut out);
+                        if out.len() >= BATCH_BYTES {
+                            break None;
+                        }
                     }
-                    continue;
                 }
-                Poll::Ready(Some(Err(e))) => Ending::Broken(e.to_string()),
-                Poll::Ready(None) => Ending::Complete,
-            };
-            if out.is_empty() {
+                Poll::Ready(Some(Err(e))) => break Some(Ending::Broken(e.to_string())),
+                Poll::Ready(None) => break Some(Ending::Complete),
+            }
+        };
+        if !gathered.is_empty() {
+            this.on_frames(gathered, &mut out);
+        }
+        match ending {
+            // Pending (the upstream's waker is registered) with nothing to send.
+            None if out.is_empty() => return Poll::Pending,
+            None => {}
+            Some(ending) if out.is_empty() => {
                 return Poll::Ready(this.finish(ending).map(|b| Ok(Frame::data(b))));
             }
             // Send what came before the end first.
-            this.ending = Some(ending);
-            break;
+            Some(ending) => this.ending = Some(ending),
         }
         Poll::Ready(Some(Ok(Frame::data(out.freeze()))))
     }

@@ -1,3 +1,4 @@
+mod batch;
 mod chain;
 mod config_file;
 mod conformance;

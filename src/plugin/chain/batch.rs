@@ -1,0 +1,230 @@
+//! Events that arrived together, through the chain together.
+//!
+//! One call into a component costs about as much as a small plugin's work on an event
+//! (BENCHMARKS.md), so on a fast stream the calls, not the plugins, set the pace. A
+//! plugin that exports `on-events` (the `batch-*` worlds) gets every event of a batch
+//! in one call. The result is the same as event by event: each plugin still sees each
+//! surviving event once, in stream order, and plugins cannot see each other, so running
+//! plugin A over events 1..n before plugin B is indistinguishable from interleaving.
+//!
+//! Where batching could change an outcome, it is not used: tracing sessions (a tape,
+//! `plugin test`) record each call's time and fuel, so they go event by event; a
+//! plugin without `on-events` is called per event; and a batch call that fails (trap,
+//! deadline, memory, a wrong number of verdicts) is counted and logged once, its
+//! instance replaced, and its events retried one by one on the fresh instance, so the
+//! failure policy applies to the event that causes the failure and not to its
+//! neighbours.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Outcome, Session, TIMING_SAMPLE, applies, within_limit};
+use crate::plugin::bindings::{SseEvent, Verdict};
+use crate::plugin::convert::{self, InFlight};
+use crate::plugin::loaded::{CallFailure, Plugin};
+use crate::plugin::stats::FailureKind;
+use crate::sse::Event;
+
+/// The most events handed over in one `on-events` call: bounds the memory a batch
+/// takes in the guest and the time one call holds a worker thread.
+pub const MAX_BATCH: usize = 64;
+
+/// Why an event left the chain early.
+struct Dropped {
+    plugin: Arc<str>,
+    failure: Option<FailureKind>,
+}
+
+impl Session {
+    /// Runs several events, in stream order, through the chain; one outcome per event,
+    /// as [`Session::on_event`] would give for each in turn.
+    pub fn on_events(&mut self, events: Vec<Event>) -> Vec<Outcome> {
+        let batching = events.len() > 1
+            && self.steps.is_none()
+            && self.chain.plugins.iter().any(|p| p.batches());
+        let Some((direction, _)) = &self.phase else {
+            return events.into_iter().map(Outcome::Forward).collect();
+        };
+        if !batching {
+            return events.into_iter().map(|e| self.on_event(e)).collect();
+        }
+        let direction = *direction;
+        let mut flights: Vec<InFlight> = events.into_iter().map(InFlight::new).collect();
+        let mut dropped: Vec<Option<Dropped>> = flights.iter().map(|_| None).collect();
+        for index in 0..self.slots.len() {
+            let plugin = self.chain.plugins[index].clone();
+            if !applies(&plugin, direction) {
+                continue;
+            }
+            let live: Vec<usize> = (0..flights.len())
+                .filter(|&i| dropped[i].is_none())
+                .collect();
+            if live.is_empty() {
+                break;
+            }
+            let mut single: Vec<usize> = Vec::new();
+            if plugin.batches() && live.len() > 1 {
+                for part in live.chunks(MAX_BATCH) {
+                    if !self.batch_call(index, &plugin, part, &mut flights, &mut dropped) {
+                        single.extend_from_slice(part);
+                    }
+                }
+            } else {
+                single = live;
+            }
+            for i in single {
+                let verdict = self.single_call(index, &plugin, &flights[i]);
+                self.apply(index, &plugin, verdict, &mut flights[i], &mut dropped[i]);
+            }
+        }
+        flights
+            .into_iter()
+            .zip(dropped)
+            .map(|(flight, dropped)| match dropped {
+                None => Outcome::Forward(flight.into_event()),
+                Some(Dropped { plugin, failure }) => Outcome::Dropped {
+                    plugin,
+                    failure,
+                    event: flight.into_event(),
+                },
+            })
+            .collect()
+    }
+
+    /// One `on-events` call for the events at `part`, its verdicts applied. False when
+    /// the call failed (counted, logged, instance gone): the caller retries those events
+    /// one at a time.
+    fn batch_call(
+        &mut self,
+        index: usize,
+        plugin: &Arc<Plugin>,
+        part: &[usize],
+        flights: &mut [InFlight],
+        dropped: &mut [Option<Dropped>],
+    ) -> bool {
+        let sampled = self.calls.is_multiple_of(TIMING_SAMPLE);
+        self.calls = self.calls.wrapping_add(1);
+        let Ok(instance) = self.ensure_instance(index) else {
+            // Counted and logged where it failed; one by one, each event tries again.
+            return false;
+        };
+        // Moved out for the call (no copy) and back in after it, whatever it answered.
+        let events: Vec<SseEvent> = part
+            .iter()
+            .map(|&i| std::mem::replace(&mut flights[i].event, convert::empty_event()))
+            .collect();
+        let started = sampled.then(Instant::now);
+        let result = instance.on_events(&events);
+        let elapsed = started.map(|s| s.elapsed());
+        for (&i, event) in part.iter().zip(events) {
+            flights[i].event = event;
+        }
+        let Some(result) = result else {
+            return false;
+        };
+        plugin.counters().batch_call(part.len() as u64);
+        let verdicts = match result {
+            Ok(verdicts) => verdicts,
+            Err(failure) => {
+                self.discard(index);
+                plugin.counters().failure(failure.kind);
+                self.chain.metrics[index].failure(failure.kind);
+                self.log_failure(
+                    plugin,
+                    &failure,
+                    "on-events (retrying its events one at a time)",
+                );
+                return false;
+            }
+        };
+        if let Some(elapsed) = elapsed {
+            // The latency histogram is per event: a batch call counts as its average.
+            self.chain.metrics[index].call(elapsed / part.len() as u32);
+        }
+        let limit = self.max_event_bytes;
+        let mut passed = 0;
+        for (&i, verdict) in part.iter().zip(verdicts) {
+            if matches!(verdict, Verdict::Pass) {
+                passed += 1;
+                continue;
+            }
+            let verdict = within_limit(verdict, limit);
+            self.apply(index, plugin, verdict, &mut flights[i], &mut dropped[i]);
+        }
+        plugin.counters().passed_many(passed);
+        self.chain.metrics[index].pass_many(passed);
+        true
+    }
+
+    /// One `on-event` call for one event of a batch (a plugin without `on-events`, or
+    /// a retry after a failed batch call).
+    fn single_call(
+        &mut self,
+        index: usize,
+        plugin: &Plugin,
+        flight: &InFlight,
+    ) -> Result<Verdict, CallFailure> {
+        let sampled = self.calls.is_multiple_of(TIMING_SAMPLE);
+        self.calls = self.calls.wrapping_add(1);
+        let limit = self.max_event_bytes;
+        let instance = self.ensure_instance(index)?;
+        plugin.counters().call();
+        let started = sampled.then(Instant::now);
+        let verdict = instance.on_event(&flight.event);
+        if let Some(started) = started {
+            self.chain.metrics[index].call(started.elapsed());
+        }
+        verdict.and_then(|v| within_limit(v, limit))
+    }
+
+    /// What a verdict (or a failure) does to one event, counted as `on_event` counts.
+    fn apply(
+        &mut self,
+        index: usize,
+        plugin: &Plugin,
+        verdict: Result<Verdict, CallFailure>,
+        flight: &mut InFlight,
+        dropped: &mut Option<Dropped>,
+    ) {
+        match verdict {
+            Ok(Verdict::Pass) => {
+                plugin.counters().passed();
+                self.chain.metrics[index].pass();
+            }
+            Ok(Verdict::Drop) => {
+                plugin.counters().dropped();
+                self.chain.metrics[index].drop_();
+                tracing::debug!(
+                    plugin = plugin.name(),
+                    stream = self.meta.stream_id,
+                    "event dropped"
+                );
+                *dropped = Some(Dropped {
+                    plugin: plugin.name_arc().clone(),
+                    failure: None,
+                });
+            }
+            Ok(Verdict::Modify(new)) => {
+                plugin.counters().modified();
+                self.chain.metrics[index].modify();
+                if convert::has_unsafe_field(&new) {
+                    tracing::warn!(
+                        plugin = plugin.name(),
+                        stream = self.meta.stream_id,
+                        "plugin returned a line break in `id` or `event`; removed before encoding"
+                    );
+                }
+                flight.event = new;
+            }
+            Err(failure) => {
+                self.discard(index);
+                if self.fail(index, plugin, &failure) {
+                    *dropped = Some(Dropped {
+                        plugin: plugin.name_arc().clone(),
+                        failure: Some(failure.kind),
+                    });
+                }
+            }
+        }
+    }
+}
