@@ -5,7 +5,28 @@ import sys
 from collections import OrderedDict
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-runs = [r for r in rows if "events_per_s" in r]
+
+
+def medians(runs):
+    """One row per (label, streams, size, rate): the run with the median events/s
+    (bench/run.sh repeats cells because 3 processes share 2 cores)."""
+    groups = OrderedDict()
+    for r in runs:
+        groups.setdefault((r["label"], r["streams"], r["size"], r["rate"]), []).append(r)
+    out = []
+    for group in groups.values():
+        group.sort(key=lambda r: r["events_per_s"])
+        median = dict(group[len(group) // 2])
+        median["runs"] = len(group)
+        median["spread"] = (group[0]["events_per_s"], group[-1]["events_per_s"])
+        # A fault in any run counts.
+        for k in ("lost", "reordered", "foreign", "errors"):
+            median[k] = sum(r[k] for r in group)
+        out.append(median)
+    return out
+
+
+runs = medians([r for r in rows if "events_per_s" in r])
 idle = [r for r in rows if "per_stream_kib" in r]
 
 NAMES = OrderedDict([
@@ -45,8 +66,8 @@ for (size, streams), by in cells.items():
     direct = by.get("direct", {}).get("events_per_s")
     nginx = by.get("nginx", {}).get("events_per_s")
     print(f"**{streams} stream{'s' if streams > 1 else ''} of {size_name(size)} events**\n")
-    print("| path | events/s | MB/s | × direct | × nginx | proxy CPU | proxy RSS | faults |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| path | events/s (median) | range of runs | MB/s | × direct | × nginx | proxy CPU | proxy RSS | faults |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, name in NAMES.items():
         r = by.get(label)
         if not r:
@@ -57,7 +78,9 @@ for (size, streams), by in cells.items():
         cpu = f"{r['proxy_cpu_pct']:.0f}%" if r.get("proxy_cpu_pct") is not None else "-"
         rss = f"{r['proxy_rss_mib']:.0f} MiB" if r.get("proxy_rss_mib") is not None else "-"
         faults = r["lost"] + r["reordered"] + r["foreign"] + r["errors"]
-        print(f"| {name} | {fmt_rate(eps)} | {r['mb_per_s']:.0f} | {xd} | {xn} | {cpu} | {rss} | {faults} |")
+        lo, hi = r["spread"]
+        spread = f"{fmt_rate(lo)}–{fmt_rate(hi)}" if r["runs"] > 1 else "-"
+        print(f"| {name} | {fmt_rate(eps)} | {spread} | {r['mb_per_s']:.0f} | {xd} | {xn} | {cpu} | {rss} | {faults} |")
         if label in TARGET and nginx:
             ratio = eps / nginx
             line = f"{name}, {streams} × {size_name(size)}: {ratio:.2f}× nginx (target {TARGET[label]}×)"
