@@ -137,7 +137,8 @@ async fn a_stalled_upstream_is_cut_at_the_idle_timeout() {
             .contains("sent nothing for 300ms"),
         "{error}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // A hang guard, not a timing test: the message above says which timeout fired.
+    assert!(started.elapsed() < Duration::from_secs(60));
 }
 
 #[tokio::test]

@@ -142,16 +142,13 @@ async fn a_fuel_limit_stops_an_endless_on_event_before_its_deadline() {
         },
         ..proxy::wat("loop", builtin::LOOP)
     };
-    let started = Instant::now();
     let (a, b, stats) = misbehave(spec, Default::default()).await;
     assert_unchanged(&a);
     assert_unchanged(&b);
+    // Fuel, not the 5 s deadline, stopped every call (the counters say which limit
+    // cut a call; no timing needed, so a loaded machine cannot fail this test).
     assert_eq!(stats.out_of_fuel, ALL, "{stats:?}");
     assert_eq!(stats.deadlines, 0, "{stats:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "fuel, not the 5 s deadline, stopped the calls"
-    );
 }
 
 #[tokio::test]
