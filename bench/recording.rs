@@ -3,6 +3,12 @@
 //! pre-encoded body, the client reads the whole response; both on 127.0.0.1.
 //!
 //! Run: `cargo bench --bench recording` (numbers and machine in BENCHMARKS.md).
+//!
+//! On a shared machine the two criterion groups (ten seconds each, one after the other)
+//! can see different loads. `SLUICE_BENCH_ALTERNATE=N cargo bench --bench recording`
+//! instead runs N rounds of one stream off, one stream on, and prints the median wall
+//! time and the median CPU time of the process (all threads, from
+//! `/proc/self/task/*/schedstat`) per stream for each, and the ratios.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -98,6 +104,21 @@ fn recording(c: &mut Criterion) {
         (proxy(up, None).await, proxy(up, Some(dir.clone())).await)
     });
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    if let Some(rounds) = std::env::var("SLUICE_BENCH_ALTERNATE")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        alternate(&runtime, &client, [&off, &on], bytes, rounds);
+        if let Some(recorder) = on.proxy().recorder() {
+            println!(
+                "recorder: {} records written, {} dropped",
+                recorder.written(),
+                recorder.dropped()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let mut group = c.benchmark_group("stream_20k_events_256B_one_plugin");
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.sample_size(10);
@@ -130,6 +151,72 @@ fn recording(c: &mut Criterion) {
         on.stop().await;
     });
     let _ = std::fs::remove_dir_all(dir);
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+async fn one_stream(client: &HttpClient, url: &str, bytes: usize) {
+    let request = Request::post(url)
+        .header("accept", "text/event-stream")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let got = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(got.len() >= bytes / 2, "the stream arrived");
+}
+
+/// CPU time of this process so far (all threads), nanoseconds.
+fn cpu_ns() -> u64 {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|task| {
+                    let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+                    stat.split_whitespace().next()?.parse::<u64>().ok()
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// `rounds` x (one stream off, one stream on): medians of wall and CPU time.
+fn alternate(
+    runtime: &tokio::runtime::Runtime,
+    client: &HttpClient,
+    proxies: [&Running; 2],
+    bytes: usize,
+    rounds: usize,
+) {
+    let urls = proxies.map(|p| format!("{}/mcp", p.url()));
+    let mut wall = [Vec::new(), Vec::new()];
+    let mut cpu = [Vec::new(), Vec::new()];
+    for round in 0..rounds + 3 {
+        for (which, url) in urls.iter().enumerate() {
+            let (t, c) = (std::time::Instant::now(), cpu_ns());
+            runtime.block_on(one_stream(client, url, bytes));
+            // The first rounds warm up (compiled code, page cache, connections).
+            if round >= 3 {
+                wall[which].push(t.elapsed().as_secs_f64() * 1e3);
+                cpu[which].push((cpu_ns() - c) as f64 / 1e6);
+            }
+        }
+    }
+    let [wall_off, wall_on] = wall.map(median);
+    let [cpu_off, cpu_on] = cpu.map(median);
+    let per_event = |ms: f64| ms * 1e3 / EVENTS as f64;
+    println!(
+        "{rounds} rounds of {EVENTS} events: wall off {wall_off:.2} ms, on {wall_on:.2} ms ({:+.1}%); \
+         cpu off {cpu_off:.2} ms ({:.3} us/event), on {cpu_on:.2} ms ({:.3} us/event, {:+.1}%)",
+        (wall_on / wall_off - 1.0) * 100.0,
+        per_event(cpu_off),
+        per_event(cpu_on),
+        (cpu_on / cpu_off - 1.0) * 100.0,
+    );
 }
 
 criterion_group!(benches, recording);

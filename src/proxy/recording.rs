@@ -1,86 +1,41 @@
 //! The proxy's side of `--record`: one [`TapeStream`] per exchange turns what happens
-//! into tape lines. Only built when recording is on.
+//! into tape records. Only built when recording is on.
 //!
-//! Cost matters here (recording must not slow the proxy much), so records are
-//! serialised where they happen, into the exchange's own buffer, and handed to the
-//! recorder in chunks (see `tape::Recorder`). An event's `received` part is written
-//! *before* the chain runs, so the event is never copied for the tape; `steps` and
-//! `sent` follow once the chain has answered.
+//! Cost matters here (recording must not slow the proxy much), so an event's record is
+//! not serialised here: its parts are copied into the exchange's [`Chunk`] and the
+//! recorder's thread writes the JSON (see `tape::chunk`). Chunks go to the recorder when
+//! full or old. An event's `received` part is copied *before* the chain runs, so the
+//! event is never cloned for the tape; `steps` and `sent` follow once the chain has
+//! answered.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use serde::Serialize;
 
 use crate::plugin::{Step, StepVerdict, StreamMeta};
 use crate::sse::Event;
+use crate::tape::chunk::Chunk;
 use crate::tape::format::{self, REQUEST_HEADERS, RESPONSE_HEADERS};
-use crate::tape::{Record, Recorder, TapeStep, recorder};
+use crate::tape::{Record, Recorder, TapeStep};
 
-/// A chunk goes to the recorder once it is this big...
+/// A chunk goes to the recorder once it holds this many bytes...
 const CHUNK_BYTES: usize = 32 << 10;
-/// ...or this old (ms), so a tape can be followed while a slow stream runs.
+/// ...in a buffer with room for the record that crosses the line, so that record does
+/// not make the buffer grow (a copy of the whole chunk).
+const CHUNK_ROOM: usize = CHUNK_BYTES + (8 << 10);
+/// ...or is this old (ms), so a tape can be followed while a slow stream runs.
 const CHUNK_AGE_MS: u64 = 100;
 
 /// Records one exchange.
 pub(crate) struct TapeStream {
     recorder: Arc<Recorder>,
     stream: u64,
-    buf: Vec<u8>,
-    records: u64,
-    /// `t_ms` of the last record, and when the buffer was last handed over: the age
+    chunk: Chunk,
+    /// `t_ms` of the last record, and when the chunk was last handed over: the age
     /// check reuses the clock read each record makes anyway.
     last_ms: u64,
     flushed_ms: u64,
-}
-
-/// An event as the tape writes it, borrowed (same shape as `tape::TapeEvent`).
-#[derive(Serialize)]
-struct EventRef<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry: Option<u64>,
-}
-
-impl<'a> From<&'a Event> for EventRef<'a> {
-    fn from(e: &'a Event) -> Self {
-        Self {
-            id: e.id.as_deref(),
-            event: e.event.as_deref(),
-            data: e.data.as_deref(),
-            retry: e.retry,
-        }
-    }
-}
-
-/// A step as the tape writes it, borrowed (same shape as `tape::TapeStep`).
-#[derive(Serialize)]
-struct StepRef<'a> {
-    plugin: &'a str,
-    verdict: &'static str,
-    micros: u64,
-    fuel: u64,
-}
-
-impl<'a> From<&'a Step> for StepRef<'a> {
-    fn from(s: &'a Step) -> Self {
-        Self {
-            plugin: &s.plugin,
-            verdict: s.verdict.as_str(),
-            micros: u64::try_from(s.elapsed.as_micros()).unwrap_or(u64::MAX),
-            fuel: s.fuel,
-        }
-    }
-}
-
-fn json(out: &mut Vec<u8>, value: &impl Serialize) {
-    serde_json::to_writer(&mut *out, value).expect("tape values always serialise");
 }
 
 impl TapeStream {
@@ -88,8 +43,7 @@ impl TapeStream {
         Self {
             recorder,
             stream,
-            buf: Vec::new(),
-            records: 0,
+            chunk: Chunk::default(),
             last_ms: 0,
             flushed_ms: 0,
         }
@@ -102,13 +56,12 @@ impl TapeStream {
     }
 
     fn push(&mut self, record: &Record) {
-        recorder::append(&mut self.buf, record);
-        self.line_done();
+        self.chunk.record(record);
+        self.record_done();
     }
 
-    fn line_done(&mut self) {
-        self.records += 1;
-        if self.buf.len() >= CHUNK_BYTES
+    fn record_done(&mut self) {
+        if self.chunk.len() >= CHUNK_BYTES
             || self.last_ms.saturating_sub(self.flushed_ms) >= CHUNK_AGE_MS
         {
             self.flush();
@@ -117,10 +70,8 @@ impl TapeStream {
 
     /// Hands what is buffered to the recorder.
     fn flush(&mut self) {
-        if self.records > 0 {
-            let lines = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-            self.recorder.write_lines(lines, self.records);
-            self.records = 0;
+        if !self.chunk.is_empty() {
+            self.recorder.write_chunk(self.chunk.take(CHUNK_ROOM));
         }
         self.flushed_ms = self.last_ms;
     }
@@ -168,13 +119,7 @@ impl TapeStream {
     /// chain runs, then [`TapeStream::event_end`] exactly once.
     pub(crate) fn event_start(&mut self, received: &Event) {
         let t_ms = self.now_ms();
-        let buf = &mut self.buf;
-        buf.extend_from_slice(br#"{"type":"event","stream":"#);
-        json(buf, &self.stream);
-        buf.extend_from_slice(br#","t_ms":"#);
-        json(buf, &t_ms);
-        buf.extend_from_slice(br#","received":"#);
-        json(buf, &EventRef::from(received));
+        self.chunk.event_start(self.stream, t_ms, received);
     }
 
     /// The second half: each plugin's step and what the client got. `rewritten`: the
@@ -186,29 +131,13 @@ impl TapeStream {
         sent: Option<&Event>,
         rewritten: bool,
     ) {
-        let buf = &mut self.buf;
-        buf.extend_from_slice(br#","steps":["#);
-        for (i, step) in chain_steps.iter().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            json(buf, &StepRef::from(step));
-        }
-        buf.push(b']');
         // Every plugin passed (or there was none) and a message went out: it is the
         // event as received, except for the transport's own rewrite.
         let unchanged = !rewritten
             && sent.is_some_and(|e| e.data.is_some())
             && chain_steps.iter().all(|s| s.verdict == StepVerdict::Pass);
-        if unchanged {
-            buf.extend_from_slice(br#","sent":null,"unchanged":true}"#);
-        } else {
-            buf.extend_from_slice(br#","sent":"#);
-            json(buf, &sent.map(EventRef::from));
-            buf.push(b'}');
-        }
-        buf.push(b'\n');
-        self.line_done();
+        self.chunk.event_end(chain_steps, sent, unchanged);
+        self.record_done();
     }
 
     /// A comment (keep-alive), passed as it was.

@@ -2,8 +2,10 @@
 //! serve` plays one back as an upstream ([`serve`]), and `sluice plugin test` runs
 //! plugins over one offline. The format is [`format`], documented in `docs/tapes.md`.
 
+pub(crate) mod chunk;
 pub mod format;
 pub mod harness;
+pub(crate) mod json;
 pub mod recorder;
 pub mod serve;
 

@@ -1,18 +1,20 @@
 //! `--record DIR`: writes a tape while the proxy runs, off the hot path.
 //!
-//! Each exchange serialises its records on the proxy's own thread into a buffer of its
-//! own (no per-record allocation or copy of event data) and hands the buffer over in
-//! chunks; one thread drains the bounded queue of chunks every couple of milliseconds
-//! and writes them. If that thread falls behind (a slow disk), records are dropped and
-//! counted: recording never slows or breaks a proxied stream.
+//! Each exchange copies its records on the proxy's own thread into a [`Chunk`] of its
+//! own (the event's fields as they are: no JSON escaping there) and hands it over when
+//! it is full or old; one thread drains the bounded queue of chunks every couple of
+//! milliseconds, turns them into JSON lines and writes them. If that thread falls
+//! behind (a slow disk), records are dropped and counted: recording never slows or
+//! breaks a proxied stream.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::chunk::{self, Chunk};
 use super::format::{FORMAT, Record, VERSION};
 
 /// How many chunks (each up to `tape` flush size, typically many records) may wait for
@@ -20,8 +22,8 @@ use super::format::{FORMAT, Record, VERSION};
 pub const QUEUE: usize = 4 * 1024;
 
 enum Message {
-    /// Whole lines (records), and how many.
-    Chunk(Vec<u8>, u64),
+    /// Records of one exchange.
+    Chunk(Chunk),
     /// Answered once everything sent before it is written and flushed.
     Sync(mpsc::Sender<()>),
 }
@@ -73,7 +75,7 @@ impl Recorder {
         let ticking = (clock.clone(), Instant::now());
         std::thread::Builder::new()
             .name("sluice-recorder".into())
-            .spawn(move || write_loop(BufWriter::new(file), rx, &counter, &name, &ticking))
+            .spawn(move || write_loop(file, rx, &counter, &name, &ticking))
             .map_err(failed)?;
         let recorder = Self {
             tx,
@@ -103,17 +105,17 @@ impl Recorder {
         self.clock.load(Ordering::Relaxed)
     }
 
-    /// Queues one record; never blocks (see [`Recorder::write_lines`]).
+    /// Queues one record; never blocks (see [`Recorder::write_chunk`]).
     pub fn record(&self, record: Record) {
-        let mut line = Vec::with_capacity(256);
-        append(&mut line, &record);
-        self.write_lines(line, 1);
+        let mut chunk = Chunk::default();
+        chunk.record(&record);
+        self.write_chunk(chunk);
     }
 
-    /// Queues `records` whole JSON lines, serialised by the caller; never blocks. A full
-    /// queue drops them and counts them.
-    pub fn write_lines(&self, lines: Vec<u8>, records: u64) {
-        match self.tx.try_send(Message::Chunk(lines, records)) {
+    /// Queues a chunk of records; never blocks. A full queue drops them and counts them.
+    pub(crate) fn write_chunk(&self, chunk: Chunk) {
+        let records = chunk.records();
+        match self.tx.try_send(Message::Chunk(chunk)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 if self.dropped.fetch_add(records, Ordering::Relaxed) == 0 {
@@ -151,61 +153,67 @@ impl Recorder {
 /// timer costs the proxy only the queue push.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// The writer's buffer: chunks are rendered into it and it is written out when it
+/// holds this much (or the queue ran empty). Large writes, few system calls.
+const WRITE_BYTES: usize = 1 << 20;
+
 fn write_loop(
-    mut out: BufWriter<File>,
+    mut file: File,
     rx: Receiver<Message>,
     written: &AtomicU64,
     name: &str,
     (clock, started): &(std::sync::Arc<AtomicU64>, Instant),
 ) {
+    let mut out = Vec::with_capacity(WRITE_BYTES + (64 << 10));
+    let mut pending = 0;
     let mut failed = false;
+    let mut write = |out: &mut Vec<u8>, pending: &mut u64| {
+        if !failed && !out.is_empty() {
+            if let Err(e) = file.write_all(out) {
+                failed = true;
+                tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
+            } else {
+                written.fetch_add(*pending, Ordering::Relaxed);
+            }
+        }
+        out.clear();
+        *pending = 0;
+    };
     loop {
         let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         clock.store(now, Ordering::Relaxed);
-        let mut wrote = false;
         loop {
             let message = match rx.try_recv() {
                 Ok(message) => message,
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    let _ = out.flush();
+                    write(&mut out, &mut pending);
                     return;
                 }
             };
             match message {
-                Message::Chunk(lines, records) if !failed => match out.write_all(&lines) {
-                    Ok(()) => {
-                        wrote = true;
-                        written.fetch_add(records, Ordering::Relaxed);
+                Message::Chunk(chunk) => {
+                    if !chunk::render(chunk.bytes(), &mut out) {
+                        tracing::error!(
+                            tape = name,
+                            "malformed tape chunk (a bug); part of it dropped"
+                        );
                     }
-                    Err(e) => {
-                        failed = true;
-                        tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
+                    pending += chunk.records();
+                    if out.len() >= WRITE_BYTES {
+                        write(&mut out, &mut pending);
                     }
-                },
-                Message::Chunk(..) => {}
+                }
                 Message::Sync(done) => {
-                    let _ = out.flush();
+                    write(&mut out, &mut pending);
                     let _ = done.send(());
                 }
             }
         }
-        // The queue ran empty: make what was written readable, then wait.
-        if wrote
-            && !failed
-            && let Err(e) = out.flush()
-        {
-            failed = true;
-            tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
-        }
+        // The queue ran empty: make what was rendered readable, then wait.
+        write(&mut out, &mut pending);
         std::thread::sleep(DRAIN_EVERY);
     }
-}
-
-/// Appends `record` as one JSON line.
-pub fn append(out: &mut Vec<u8>, record: &Record) {
-    serde_json::to_writer(&mut *out, record).expect("a record always serialises");
-    out.push(b'\n');
 }
 
 #[cfg(test)]
