@@ -260,18 +260,27 @@ impl Session {
             }
             // Clock reads cost about a tenth of a small plugin's call: time every call
             // only when tracing, otherwise one call in `TIMING_SAMPLE` for the latency
-            // histogram.
-            let timed = self.steps.is_some() || self.calls.is_multiple_of(TIMING_SAMPLE);
+            // histogram (which samples the same calls when tracing). Two reads per
+            // timed call; a third only when the call had to create the instance.
+            let sampled = self.calls.is_multiple_of(TIMING_SAMPLE);
+            let timed = sampled || self.steps.is_some();
             self.calls = self.calls.wrapping_add(1);
             let started = timed.then(Instant::now);
+            let created = self.slots[index].is_none();
             let mut fuel = 0;
+            let mut ended = None;
             let mut call_time = None;
             let verdict = match self.ensure_instance(index) {
                 Ok(instance) => {
                     plugin.counters().call();
-                    let called = timed.then(Instant::now);
+                    let called = if created {
+                        timed.then(Instant::now)
+                    } else {
+                        started
+                    };
                     let verdict = instance.on_event(&flight.event);
-                    call_time = called.map(|called| called.elapsed());
+                    ended = timed.then(Instant::now);
+                    call_time = called.zip(ended).map(|(called, ended)| ended - called);
                     if timed {
                         fuel = instance.fuel_used();
                     }
@@ -279,7 +288,7 @@ impl Session {
                 }
                 Err(failure) => Err(failure),
             };
-            if let Some(elapsed) = call_time {
+            if sampled && let Some(elapsed) = call_time {
                 self.chain.metrics[index].call(elapsed);
             }
             if let Some(steps) = &mut self.steps {
@@ -291,7 +300,11 @@ impl Session {
                         Ok(Verdict::Modify(_)) => StepVerdict::Modify,
                         Err(failure) => StepVerdict::Failed(failure.kind),
                     },
-                    elapsed: started.map_or(Duration::ZERO, |s| s.elapsed()),
+                    elapsed: match (started, ended) {
+                        (Some(started), Some(ended)) => ended - started,
+                        (Some(started), None) => started.elapsed(),
+                        _ => Duration::ZERO,
+                    },
                     fuel,
                 });
             }
