@@ -122,10 +122,10 @@ if rec:
 
 if idle:
     print("### Memory with idle streams (one plugin instance per stream)\n")
-    print("| plugin | streams open | RSS before | RSS held | per stream | RSS after closing |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| plugin | streams open | clients | RSS before | RSS held | per stream | RSS after closing |")
+    print("|---|---:|---|---:|---:|---:|---:|")
     for r in idle:
-        print(f"| {r['label'].removeprefix('idle-')} | {r['opened']} of {r['streams']} | {r['rss_before_mib']:.0f} MiB | "
+        print(f"| {r['label'].removeprefix('idle-')} | {r['opened']} of {r['streams']} | {r.get('client_transport', 'http/1.1')} | {r['rss_before_mib']:.0f} MiB | "
               f"{r['rss_held_mib']:.0f} MiB | {r['per_stream_kib']:.0f} KiB | {r['rss_after_mib']:.0f} MiB |")
         if r["streams"] >= 10000:
             line = f"{r['streams']} idle streams, {r['label']}: {r['rss_held_mib']:.0f} MiB (target ≤ 1024 MiB)"

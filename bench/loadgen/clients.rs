@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 
@@ -23,6 +23,59 @@ use crate::wire::{self, Ask, Block, Checker, Splitter};
 pub struct Target {
     pub addr: SocketAddr,
     pub path: String,
+    /// HTTP/2 (cleartext, prior knowledge) with this many streams per connection;
+    /// `None`: HTTP/1.1, one connection per stream, as MCP clients do. HTTP/2 lets one
+    /// process hold 10 000 streams under a 20 000 open-file limit.
+    pub h2_streams_per_connection: Option<usize>,
+}
+
+type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+/// The HTTP/2 connections of a run (none for HTTP/1.1), and their tasks.
+struct H2Pool {
+    senders: Vec<H2Sender>,
+    per_connection: usize,
+    _tasks: Vec<AbortOnDrop>,
+}
+
+impl H2Pool {
+    async fn open(target: &Target, streams: u64) -> Result<Self, String> {
+        let Some(per_connection) = target.h2_streams_per_connection else {
+            return Ok(Self {
+                senders: Vec::new(),
+                per_connection: 1,
+                _tasks: Vec::new(),
+            });
+        };
+        let per_connection = per_connection.max(1);
+        let count = (streams as usize).div_ceil(per_connection);
+        let (mut senders, mut tasks) = (Vec::new(), Vec::new());
+        for _ in 0..count {
+            let tcp = TcpStream::connect(target.addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            let (sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                    .await
+                    .map_err(|e| format!("h2 handshake: {e}"))?;
+            tasks.push(AbortOnDrop(tokio::spawn(async move {
+                let _ = connection.await;
+            })));
+            senders.push(sender);
+        }
+        Ok(Self {
+            senders,
+            per_connection,
+            _tasks: tasks,
+        })
+    }
+
+    fn sender_for(&self, stream: u64) -> Option<H2Sender> {
+        self.senders
+            .get(stream as usize / self.per_connection)
+            .cloned()
+    }
 }
 
 impl Target {
@@ -38,6 +91,7 @@ impl Target {
         Ok(Self {
             addr,
             path: path.to_string(),
+            h2_streams_per_connection: None,
         })
     }
 }
@@ -68,6 +122,7 @@ impl Drop for AbortOnDrop {
 /// an idle stream then waits for `stop` instead of reading on.
 async fn one_stream(
     target: &Target,
+    h2: Option<H2Sender>,
     ask: Ask,
     connecting: &Semaphore,
     ready: &AtomicU64,
@@ -77,7 +132,7 @@ async fn one_stream(
         checker: Checker::new(ask.stream),
         ..StreamOutcome::default()
     };
-    if let Err(e) = drive(target, &ask, connecting, ready, &mut stop, &mut out).await {
+    if let Err(e) = drive(target, h2, &ask, connecting, ready, &mut stop, &mut out).await {
         out.error = Some(format!("stream {}: {e}", ask.stream));
     }
     out
@@ -85,6 +140,7 @@ async fn one_stream(
 
 async fn drive(
     target: &Target,
+    h2: Option<H2Sender>,
     ask: &Ask,
     connecting: &Semaphore,
     ready: &AtomicU64,
@@ -92,18 +148,12 @@ async fn drive(
     out: &mut StreamOutcome,
 ) -> Result<(), String> {
     let permit = connecting.acquire().await.map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect(target.addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    // Aborting the connection task closes the socket: how a client leaves.
-    let _connection = AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
-    let request = Request::post(target.path.as_str())
+    // HTTP/2 wants the absolute form (:scheme, :authority); HTTP/1.1 the path.
+    let uri = match h2 {
+        Some(_) => format!("http://{}{}", target.addr, target.path),
+        None => target.path.clone(),
+    };
+    let request = Request::post(uri)
         .header(HOST, target.addr.to_string())
         .header(CONTENT_TYPE, "application/json")
         .header("accept", "application/json, text/event-stream")
@@ -111,10 +161,29 @@ async fn drive(
         .header("mcp-session-id", format!("loadgen-{}", ask.stream))
         .body(Full::new(Bytes::from(wire::request_body(ask))))
         .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("request: {e}"))?;
+    // Dropping the connection task (HTTP/1.1) closes the socket, dropping the body
+    // (HTTP/2) resets the stream: how a client leaves.
+    let mut _connection = None;
+    let response = match h2 {
+        Some(mut sender) => {
+            sender.ready().await.map_err(|e| format!("h2: {e}"))?;
+            sender.send_request(request).await
+        }
+        None => {
+            let tcp = TcpStream::connect(target.addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            _connection = Some(AbortOnDrop(tokio::spawn(async move {
+                let _ = connection.await;
+            })));
+            sender.send_request(request).await
+        }
+    }
+    .map_err(|e| format!("request: {e}"))?;
     drop(permit);
     if response.status() != StatusCode::OK {
         return Err(format!("status {}", response.status()));
@@ -176,10 +245,22 @@ pub struct RunOutcome {
 /// Opens `streams` streams asking for `template` (with their own stream numbers) and
 /// waits for all of them to end.
 pub async fn run(target: &Target, streams: u64, template: &Ask) -> RunOutcome {
+    let started = Instant::now();
+    let pool = match H2Pool::open(target, streams).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            return RunOutcome {
+                streams: vec![StreamOutcome {
+                    error: Some(e),
+                    ..StreamOutcome::default()
+                }],
+                elapsed: started.elapsed(),
+            };
+        }
+    };
     let (_stop_tx, stop) = watch::channel(false);
     let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let ready = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
     let tasks: Vec<_> = (0..streams)
         .map(|stream| {
             let ask = Ask {
@@ -192,7 +273,10 @@ pub async fn run(target: &Target, streams: u64, template: &Ask) -> RunOutcome {
                 ready.clone(),
                 stop.clone(),
             );
-            tokio::spawn(async move { one_stream(&target, ask, &connecting, &ready, stop).await })
+            let h2 = pool.sender_for(stream);
+            tokio::spawn(
+                async move { one_stream(&target, h2, ask, &connecting, &ready, stop).await },
+            )
         })
         .collect();
     let mut outcomes = Vec::with_capacity(tasks.len());
@@ -224,6 +308,18 @@ pub async fn idle(
     settle: Duration,
 ) -> IdleOutcome {
     let rss_before = rss();
+    let pool = match H2Pool::open(target, streams).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            return IdleOutcome {
+                opened: 0,
+                errors: vec![e],
+                rss_before,
+                rss_held: rss(),
+                rss_after: rss(),
+            };
+        }
+    };
     let (stop_tx, stop) = watch::channel(false);
     let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let ready = Arc::new(AtomicU64::new(0));
@@ -244,7 +340,10 @@ pub async fn idle(
                 ready.clone(),
                 stop.clone(),
             );
-            tokio::spawn(async move { one_stream(&target, ask, &connecting, &ready, stop).await })
+            let h2 = pool.sender_for(stream);
+            tokio::spawn(
+                async move { one_stream(&target, h2, ask, &connecting, &ready, stop).await },
+            )
         })
         .collect();
     // Every stream either gets its first event or fails (and its task ends).
