@@ -1,7 +1,10 @@
 //! Just enough JSON-RPC to answer for a plugin's decision: which messages a body holds,
 //! and the error responses the proxy sends in the upstream's place.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
+use memchr::memmem::Finder;
 use serde_json::{Value, json};
 
 /// A plugin dropped a client's request.
@@ -82,7 +85,12 @@ fn request_id(message: &Value) -> Option<Value> {
 /// The id of a response (a message with `id` and `result` or `error`, no `method`),
 /// if `data` is one. Cheap for other events: no parse unless the text could match.
 pub fn response_id(data: &str) -> Option<Value> {
-    if !(data.contains("\"result\"") || data.contains("\"error\"")) {
+    // Runs on every event of a stream whose request is still waiting: memchr's SIMD
+    // search, several times faster than `str::contains` on a few hundred bytes.
+    static RESULT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"result\""));
+    static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
+    let bytes = data.as_bytes();
+    if RESULT.find(bytes).is_none() && ERROR.find(bytes).is_none() {
         return None;
     }
     let value: Value = serde_json::from_str(data).ok()?;

@@ -186,6 +186,14 @@ fn after_chain(session: &Session, outcome: Outcome, unanswered: &mut Vec<Value>)
     }
 }
 
+/// What [`to_client`] gives for a single-message event ([`is_single_message`]) when
+/// no plugin sees it (`Session::passes_everything`): the event itself, struck off the
+/// waiting requests if it answers one.
+pub fn passed_through(event: Event, unanswered: &mut Vec<Value>) -> Event {
+    note_answered(event.data_str(), unanswered);
+    event
+}
+
 /// Strikes the response(s) in `data` off the list of requests still waiting.
 fn note_answered(data: &str, unanswered: &mut Vec<Value>) {
     if unanswered.is_empty() {

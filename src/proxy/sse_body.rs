@@ -194,6 +194,8 @@ impl InterceptedSse {
             }
             return;
         }
+        // No plugin sees these events: skip the chain (same result, no conversions).
+        let bypass = self.session.passes_everything();
         let mut run: Vec<Event> = Vec::new();
         for frame in frames {
             match frame {
@@ -205,7 +207,12 @@ impl InterceptedSse {
                         endpoint.apply(&mut event);
                     }
                     if messages::is_single_message(&event) {
-                        run.push(event);
+                        if bypass {
+                            let sent = messages::passed_through(event, &mut self.unanswered);
+                            self.emit(Some(sent), out);
+                        } else {
+                            run.push(event);
+                        }
                         continue;
                     }
                     self.flush_run(&mut run, out);

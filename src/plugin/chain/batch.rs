@@ -36,6 +36,16 @@ struct Dropped {
 }
 
 impl Session {
+    /// True when no plugin of the chain sees events of the current phase (an empty
+    /// chain, or only filters on the to-server side): every event would come out of
+    /// [`Session::on_event`] as it went in, so the caller may skip the chain.
+    pub fn passes_everything(&self) -> bool {
+        match &self.phase {
+            None => true,
+            Some((direction, _)) => !self.chain.plugins.iter().any(|p| applies(p, *direction)),
+        }
+    }
+
     /// Runs several events, in stream order, through the chain; one outcome per event,
     /// as [`Session::on_event`] would give for each in turn.
     pub fn on_events(&mut self, events: Vec<Event>) -> Vec<Outcome> {
