@@ -12,7 +12,8 @@
 # Knobs: DURATION_MS (3000), REPEAT (3: each throughput cell runs this often and the
 # table shows the median, because 3 processes share 2 cores and single runs vary),
 # SIZES ("256 16384"), STREAMS ("1 100 1000"),
-# CONFIGS (see below), IDLE ("1000 10000"), OUT (target/bench-run/<time>).
+# CONFIGS (see below), IDLE ("1000 10000"), OUT (target/bench-run/<time>),
+# SECTIONS ("throughput latency recording memory"; latency needs throughput's peaks).
 # Results: $OUT/results.jsonl (one line per cell) and $OUT/table.md (the tables that go
 # into BENCHMARKS.md). Every cell checks its events: a lost or reordered event fails it.
 set -euo pipefail
@@ -27,6 +28,8 @@ STREAMS=${STREAMS:-"1 100 1000"}
 CONFIGS=${CONFIGS:-"direct nginx sluice-0 sluice-1pass sluice-1redact sluice-3pass sluice-3redact"}
 IDLE=${IDLE:-$([ "$QUICK" = 1 ] && echo 1000 || echo "1000 10000")}
 OUT=${OUT:-target/bench-run/$(date -u +%Y%m%dT%H%M%SZ)}
+SECTIONS=${SECTIONS:-"throughput latency recording memory"}
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 UP_PORT=18000 NGINX_PORT=18001 SLUICE_PORT=18002
 # The redactor's pattern: the shape of a live API key; the generated events hold none,
 # so every event is scanned in full and passed (the common case for a redactor).
@@ -147,6 +150,7 @@ cell() { # cell LABEL URL-AND-PIDS LOADGEN-ARGS...: one measured run, appended t
 }
 
 FAILED=0
+section throughput && {
 echo "== throughput: ${DURATION_MS} ms per cell, $REPEAT runs each, as fast as each path goes"
 for config in $CONFIGS; do
     case $config in direct | nginx) ;; *) start_sluice "$config" $(chain_of "$config") ;; esac
@@ -160,6 +164,7 @@ for config in $CONFIGS; do
     done
 done
 stop_sluice
+}
 
 peak_of() { # peak_of LABEL STREAMS SIZE: events/s of that throughput cell
     python3 - "$RESULTS" "$@" <<'PY'
@@ -172,20 +177,36 @@ print(int(rates[len(rates) // 2]) if rates else 0)
 PY
 }
 
-LAT_STREAMS=100 LAT_SIZE=256
-echo "== latency: $LAT_STREAMS streams x $LAT_SIZE B at half of each proxy's peak, direct at the same rate"
+section latency && {
+LAT_STREAMS=100 LAT_SIZE=256 LAT_TICK_MS=${LAT_TICK_MS:-1} LAT_LIGHT=${LAT_LIGHT:-10000}
+echo "== latency: $LAT_STREAMS streams x $LAT_SIZE B, paced (every ${LAT_TICK_MS} ms per stream, phases spread), at half of each path's paced peak; direct at the same rate"
 for config in $CONFIGS; do
     [ "$config" = direct ] && continue
     peak=$(peak_of "$config" $LAT_STREAMS $LAT_SIZE)
     [ "$peak" -gt 0 ] || continue
-    rate=$((peak / 2 / LAT_STREAMS))
-    [ "$rate" -gt 0 ] || rate=1
     case $config in nginx) ;; *) start_sluice "$config" $(chain_of "$config") ;; esac
-    cell "direct@$config" "$(endpoint direct)" --streams $LAT_STREAMS --size $LAT_SIZE --duration-ms "$DURATION_MS" --rate "$rate"
-    cell "$config" "$(endpoint "$config")" --streams $LAT_STREAMS --size $LAT_SIZE --duration-ms "$DURATION_MS" --rate "$rate"
+    # Paced events go out in small frames, which cost more per event than the 64 KiB
+    # frames of the throughput runs: ask for the throughput peak and see what arrives.
+    cell "probe@$config" "$(endpoint "$config")" --streams $LAT_STREAMS --size $LAT_SIZE \
+        --duration-ms "$DURATION_MS" --rate $((peak / LAT_STREAMS)) --tick-ms "$LAT_TICK_MS"
+    paced=$(tail -n 1 "$RESULTS" | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["events_per_s"]))')
+    rate=$((paced / 2 / LAT_STREAMS))
+    [ "$rate" -gt 0 ] || rate=1
+    cell "direct@$config" "$(endpoint direct)" --streams $LAT_STREAMS --size $LAT_SIZE \
+        --duration-ms "$DURATION_MS" --rate "$rate" --tick-ms "$LAT_TICK_MS"
+    cell "$config" "$(endpoint "$config")" --streams $LAT_STREAMS --size $LAT_SIZE \
+        --duration-ms "$DURATION_MS" --rate "$rate" --tick-ms "$LAT_TICK_MS"
+    # And a light load (LAT_LIGHT events/s in all), where the machine is mostly idle.
+    light=$((LAT_LIGHT / LAT_STREAMS))
+    cell "light-direct@$config" "$(endpoint direct)" --streams $LAT_STREAMS --size $LAT_SIZE \
+        --duration-ms "$DURATION_MS" --rate "$light" --tick-ms "$LAT_TICK_MS"
+    cell "light@$config" "$(endpoint "$config")" --streams $LAT_STREAMS --size $LAT_SIZE \
+        --duration-ms "$DURATION_MS" --rate "$light" --tick-ms "$LAT_TICK_MS"
 done
 stop_sluice
+}
 
+section recording && {
 echo "== recording (issue 7): sluice with the pass-through, --record off and on"
 for streams in 1 100; do
     for _ in $(seq 1 "$REPEAT"); do
@@ -198,7 +219,9 @@ for streams in 1 100; do
 done
 stop_sluice
 rm -rf "$OUT/tapes"
+}
 
+section memory && {
 echo "== memory: idle streams (one event each, then quiet) through sluice with one plugin"
 for plugin in pass redact; do
     case $plugin in
@@ -220,6 +243,7 @@ for plugin in pass redact; do
     done
 done
 stop_sluice
+}
 
 python3 bench/table.py "$RESULTS" >"$OUT/table.md"
 cat "$OUT/table.md"

@@ -74,7 +74,11 @@ async fn reply(request: Request<Incoming>) -> Result<Response<Body>, Infallible>
     let tick = (ask.rate > 0).then(|| {
         let period = (Duration::from_secs(1) / u32::try_from(ask.rate).unwrap_or(u32::MAX))
             .max(Duration::from_millis(ask.tick_ms.max(1)));
-        let mut tick = tokio::time::interval(period);
+        // Each stream ticks at its own phase, so N streams make an even load rather
+        // than N bursts at the same instant (which would measure the burst, not the
+        // path: the last event of a burst waits for all the others).
+        let phase = period.mul_f64((ask.stream.wrapping_mul(7919) % 1000) as f64 / 1000.0);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick
     });
