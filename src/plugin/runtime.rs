@@ -96,7 +96,12 @@ impl Runtime {
         self.cache.as_ref()
     }
 
-    pub(crate) fn engine(&self) -> &Engine {
+    /// The engine every plugin is compiled for and instantiated on. Public so that
+    /// `bench/micro.rs` can measure wasmtime's own floor (an empty component call) on
+    /// exactly this engine configuration (epoch interruption, fuel, component model)
+    /// next to sluice's plugin calls; sluice itself needs nothing from it outside the
+    /// crate.
+    pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
