@@ -8,13 +8,13 @@
 //! breaks a proxied stream.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::chunk::{self, Chunk};
+use super::file::TapeFile;
 use super::format::{FORMAT, Record, VERSION};
 
 /// How many chunks (each up to `tape` flush size, typically many records) may wait for
@@ -73,6 +73,8 @@ impl Recorder {
         let name = path.display().to_string();
         let clock = std::sync::Arc::new(AtomicU64::new(0));
         let ticking = (clock.clone(), Instant::now());
+        let file = TapeFile::new(file, &path, WRITE_BYTES + (64 << 10));
+        let direct = file.is_direct();
         std::thread::Builder::new()
             .name("sluice-recorder".into())
             .spawn(move || write_loop(file, rx, &counter, &name, &ticking))
@@ -90,7 +92,7 @@ impl Recorder {
             upstream: upstream.to_string(),
             started_unix,
         });
-        tracing::info!(tape = %recorder.path.display(), "recording traffic");
+        tracing::info!(tape = %recorder.path.display(), direct, "recording traffic");
         Ok(recorder)
     }
 
@@ -153,31 +155,38 @@ impl Recorder {
 /// timer costs the proxy only the queue push.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// The writer's buffer: chunks are rendered into it and it is written out when it
-/// holds this much (or the queue ran empty). Large writes, few system calls.
-const WRITE_BYTES: usize = 1 << 20;
+/// The writer's staging buffer: chunks are rendered into it and it is written out when
+/// it holds this much (or the queue ran empty). Large writes, few system calls.
+const WRITE_BYTES: usize = 256 << 10;
 
 fn write_loop(
-    mut file: File,
+    mut file: TapeFile,
     rx: Receiver<Message>,
     written: &AtomicU64,
     name: &str,
     (clock, started): &(std::sync::Arc<AtomicU64>, Instant),
 ) {
-    let mut out = Vec::with_capacity(WRITE_BYTES + (64 << 10));
     let mut pending = 0;
-    let mut failed = false;
-    let mut write = |out: &mut Vec<u8>, pending: &mut u64| {
-        if !failed && !out.is_empty() {
-            if let Err(e) = file.write_all(out) {
-                failed = true;
-                tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
-            } else {
+    let failed = std::cell::Cell::new(false);
+    // `tail`: also the partial last block (direct mode), `Some(true)` only when due.
+    let write = |file: &mut TapeFile, pending: &mut u64, tail: Option<bool>| {
+        if failed.get() {
+            return;
+        }
+        let result = match tail {
+            None => file.write_blocks(),
+            Some(due_only) => file.write_tail(due_only),
+        };
+        match result {
+            Ok(()) => {
                 written.fetch_add(*pending, Ordering::Relaxed);
+                *pending = 0;
+            }
+            Err(e) => {
+                failed.set(true);
+                tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
             }
         }
-        out.clear();
-        *pending = 0;
     };
     loop {
         let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -187,31 +196,33 @@ fn write_loop(
                 Ok(message) => message,
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    write(&mut out, &mut pending);
+                    write(&mut file, &mut pending, Some(false));
                     return;
                 }
             };
             match message {
+                Message::Chunk(_) if failed.get() => {}
                 Message::Chunk(chunk) => {
-                    if !chunk::render(chunk.bytes(), &mut out) {
+                    if !chunk::render(chunk.bytes(), file.buffer()) {
                         tracing::error!(
                             tape = name,
                             "malformed tape chunk (a bug); part of it dropped"
                         );
                     }
                     pending += chunk.records();
-                    if out.len() >= WRITE_BYTES {
-                        write(&mut out, &mut pending);
+                    if file.staged() >= WRITE_BYTES {
+                        write(&mut file, &mut pending, None);
                     }
                 }
                 Message::Sync(done) => {
-                    write(&mut out, &mut pending);
+                    write(&mut file, &mut pending, Some(false));
                     let _ = done.send(());
                 }
             }
         }
-        // The queue ran empty: make what was rendered readable, then wait.
-        write(&mut out, &mut pending);
+        // The queue ran empty: write what was rendered (the partial last block every
+        // `TAIL_EVERY`), then wait.
+        write(&mut file, &mut pending, Some(true));
         std::thread::sleep(DRAIN_EVERY);
     }
 }
