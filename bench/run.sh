@@ -44,7 +44,7 @@ RESULTS=$OUT/results.jsonl
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [ -f "$OUT/nginx/nginx.pid" ] && kill "$(cat "$OUT/nginx/nginx.pid")" 2>/dev/null || true
+    [ -n "${NGINX_MASTER:-}" ] && kill "$NGINX_MASTER" 2>/dev/null || true
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -87,11 +87,22 @@ sed -e "s|@PREFIX@|$OUT/nginx|g" -e "s|@LISTEN@|127.0.0.1:$NGINX_PORT|g" \
     -e "s|@UPSTREAM@|127.0.0.1:$UP_PORT|g" bench/nginx.conf.template >"$OUT/nginx/nginx.conf"
 # Workers as nobody (the master is root here): give them the prefix.
 chown -R nobody:nogroup "$OUT/nginx" 2>/dev/null || true
-"$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" -g 'daemon off;' &
-PIDS+=($!)
-NGINX_MASTER=$!
-wait_port $NGINX_PORT
-NGINX_WORKERS=$(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')
+NGINX_MASTER=
+start_nginx() { # a fresh nginx, like a fresh sluice per run (see the throughput loop)
+    stop_nginx
+    "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" -g 'daemon off;' &
+    NGINX_MASTER=$!
+    wait_port $NGINX_PORT
+    NGINX_WORKERS=$(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')
+}
+stop_nginx() {
+    if [ -n "$NGINX_MASTER" ]; then
+        kill -QUIT "$NGINX_MASTER" 2>/dev/null || true
+        wait "$NGINX_MASTER" 2>/dev/null || true
+        NGINX_MASTER=
+    fi
+}
+start_nginx
 
 SLUICE_PID=
 start_sluice() { # start_sluice NAME EXTRA-ARGS...: one sluice on SLUICE_PORT
@@ -136,9 +147,21 @@ endpoint() {
     esac
 }
 
+# settle: wait (at most 60 s) until the kernel's TCP buffers are drained. A run of 1 000
+# fast streams leaves gigabytes in socket buffers and drives the kernel into TCP memory
+# pressure (it then drops segments and retransmits after 200 ms+ timeouts); the next
+# cell must not pay for that.
+settle() {
+    for _ in $(seq 1 600); do
+        [ "$(awk '/^TCP:/ {print $NF}' /proc/net/sockstat)" -lt 2000 ] && return 0
+        sleep 0.1
+    done
+}
+
 cell() { # cell LABEL URL-AND-PIDS LOADGEN-ARGS...: one measured run, appended to results
     local label=$1 target=$2
     shift 2
+    settle
     local url=${target%% *} pids=
     [ "$url" != "$target" ] && pids=${target#* }
     # shellcheck disable=SC2086
@@ -153,12 +176,18 @@ FAILED=0
 section throughput && {
 echo "== throughput: ${DURATION_MS} ms per cell, $REPEAT runs each, as fast as each path goes"
 for config in $CONFIGS; do
-    case $config in direct | nginx) ;; *) start_sluice "$config" $(chain_of "$config") ;; esac
-    target=$(endpoint "$config")
     for size in $SIZES; do
         for streams in $STREAMS; do
             for _ in $(seq 1 "$REPEAT"); do
-                cell "$config" "$target" --streams "$streams" --size "$size" --duration-ms "$DURATION_MS"
+                # A fresh sluice per run: no pooled upstream connection carries a
+                # window the kernel shrank under the previous run's memory pressure.
+                settle
+                case $config in
+                direct) ;;
+                nginx) start_nginx ;;
+                *) start_sluice "$config" $(chain_of "$config") ;;
+                esac
+                cell "$config" "$(endpoint "$config")" --streams "$streams" --size "$size" --duration-ms "$DURATION_MS"
             done
         done
     done
@@ -184,7 +213,8 @@ for config in $CONFIGS; do
     [ "$config" = direct ] && continue
     peak=$(peak_of "$config" $LAT_STREAMS $LAT_SIZE)
     [ "$peak" -gt 0 ] || continue
-    case $config in nginx) ;; *) start_sluice "$config" $(chain_of "$config") ;; esac
+    settle
+    case $config in nginx) start_nginx ;; *) start_sluice "$config" $(chain_of "$config") ;; esac
     # Paced events go out in small frames, which cost more per event than the 64 KiB
     # frames of the throughput runs: ask for the throughput peak and see what arrives.
     cell "probe@$config" "$(endpoint "$config")" --streams $LAT_STREAMS --size $LAT_SIZE \
