@@ -8,7 +8,10 @@
 //! can see different loads. `SLUICE_BENCH_ALTERNATE=N cargo bench --bench recording`
 //! instead runs N rounds of one stream off, one stream on, and prints the median wall
 //! time and the median CPU time of the process (all threads, from
-//! `/proc/self/task/*/schedstat`) per stream for each, and the ratios.
+//! `/proc/self/task/*/schedstat`) per stream for each, and the ratios. With
+//! `SLUICE_BENCH_ONLY=off` (or `on`) only that side runs: `perf stat -e instructions`
+//! of each, less sensitive to other load than time, gives the instructions recording
+//! adds per event.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -204,11 +207,18 @@ fn alternate(
     rounds: usize,
 ) {
     let urls = proxies.map(|p| format!("{}/mcp", p.url()));
+    // `SLUICE_BENCH_ONLY=off|on`: one side only (for `perf stat` of each).
+    let only = std::env::var("SLUICE_BENCH_ONLY")
+        .ok()
+        .map(|side| usize::from(side == "on"));
     let mut wall = [Vec::new(), Vec::new()];
     let mut cpu = [Vec::new(), Vec::new()];
     let mut writer = Vec::new();
     for round in 0..rounds + 3 {
         for (which, url) in urls.iter().enumerate() {
+            if only.is_some_and(|only| only != which) {
+                continue;
+            }
             let (t, (c, w)) = (std::time::Instant::now(), cpu_ns("sluice-recorder"));
             runtime.block_on(one_stream(client, url, bytes));
             // The first rounds warm up (compiled code, page cache, connections).
@@ -221,6 +231,14 @@ fn alternate(
                 }
             }
         }
+    }
+    if only.is_some() {
+        let times = wall.into_iter().chain(cpu).filter(|t| !t.is_empty());
+        let [wall, cpu]: [f64; 2] = times.map(median).collect::<Vec<_>>().try_into().unwrap();
+        println!(
+            "{rounds} rounds of {EVENTS} events, one side: wall {wall:.2} ms, cpu {cpu:.2} ms"
+        );
+        return;
     }
     let [wall_off, wall_on] = wall.map(median);
     let [cpu_off, cpu_on] = cpu.map(median);

@@ -157,7 +157,7 @@ const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The writer's staging buffer: chunks are rendered into it and it is written out when
 /// it holds this much (or the queue ran empty). Large writes, few system calls.
-const WRITE_BYTES: usize = 256 << 10;
+const WRITE_BYTES: usize = 1 << 20;
 
 fn write_loop(
     mut file: TapeFile,
@@ -250,6 +250,79 @@ mod tests {
         assert!(matches!(&records[0], Record::Header { upstream, .. } if upstream == "http://up"));
         let streams: Vec<_> = records.iter().filter_map(Record::stream).collect();
         assert_eq!(streams, vec![1, 2, 3]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+/// The writer thread's own cost, apart from the proxy: `cargo test --release --lib
+/// writer_cpu_per_event -- --ignored --nocapture`. Chunks of the recording bench's events
+/// (256 B of JSON data, one step) at about a million events a second; prints the
+/// writer's CPU time per event. Writes about 1 GB to the temporary directory.
+#[cfg(test)]
+mod writer_cost {
+    use super::*;
+    use crate::plugin::{Step, StepVerdict};
+    use crate::sse::Event;
+
+    fn recorder_cpu_ns() -> u64 {
+        let mut ns = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == "sluice-recorder" {
+                let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap();
+                ns += stat
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap();
+            }
+        }
+        ns
+    }
+
+    #[test]
+    #[ignore = "a measurement: run on its own, in release"]
+    fn writer_cpu_per_event() {
+        let dir = std::env::temp_dir().join(format!("sluice-wcost-{}", std::process::id()));
+        let recorder = Recorder::create(&dir, "http://up").unwrap();
+        let data = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"{}"}}}}"#,
+            "x".repeat(256 - 78)
+        );
+        let step = Step {
+            plugin: "pass".into(),
+            verdict: StepVerdict::Pass,
+            elapsed: std::time::Duration::from_micros(1),
+            fuel: 1234,
+        };
+        let events = 2_000_000u64;
+        let before = recorder_cpu_ns();
+        let t = Instant::now();
+        let mut chunk = Chunk::with_capacity(40 << 10);
+        for i in 0..events {
+            let event = Event {
+                id: Some(i.to_string()),
+                ..Event::message(data.clone())
+            };
+            chunk.event_start(1, i / 1000, &event);
+            chunk.event_end(std::slice::from_ref(&step), Some(&event), true);
+            if chunk.len() >= 32 << 10 {
+                recorder.write_chunk(chunk.take(40 << 10));
+                while t.elapsed().as_nanos() < u128::from(i) * 1000 {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        recorder.write_chunk(chunk.take(0));
+        recorder.sync();
+        let cpu = recorder_cpu_ns() - before;
+        eprintln!(
+            "writer: {:.3} us/event over {events} events ({} dropped), {:.2} s",
+            cpu as f64 / 1e3 / events as f64,
+            recorder.dropped(),
+            t.elapsed().as_secs_f64()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
