@@ -1,12 +1,11 @@
 //! The proxy's side of `--record`: one [`TapeStream`] per exchange turns what happens
 //! into tape records. Only built when recording is on.
 //!
-//! Cost matters here (recording must not slow the proxy much), so an event's record is
-//! not serialised here: its parts are copied into the exchange's [`Chunk`] and the
-//! recorder's thread writes the JSON (see `tape::chunk`). Chunks go to the recorder when
-//! full or old. An event's `received` part is copied *before* the chain runs, so the
-//! event is never cloned for the tape; `steps` and `sent` follow once the chain has
-//! answered.
+//! Cost matters here (recording must not slow the proxy much), so records are written
+//! where they happen, as JSON lines, into the exchange's own [`Chunk`] (an event's by
+//! hand: see `tape::chunk`), which goes to the recorder when full or old. An event's
+//! `received` part is written *before* the chain runs, so the event is never cloned for
+//! the tape; `steps` and `sent` follow once the chain has answered.
 
 use std::sync::Arc;
 
@@ -71,7 +70,8 @@ impl TapeStream {
     /// Hands what is buffered to the recorder.
     fn flush(&mut self) {
         if !self.chunk.is_empty() {
-            self.recorder.write_chunk(self.chunk.take(CHUNK_ROOM));
+            let full = self.chunk.take_from(self.recorder.pool(), CHUNK_ROOM);
+            self.recorder.write_chunk(full);
         }
         self.flushed_ms = self.last_ms;
     }

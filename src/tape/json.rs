@@ -191,7 +191,11 @@ pub fn uint(out: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[at..]);
+    // Byte by byte: the numbers are short, and a copy of a variable length is a
+    // `memcpy` call.
+    for &digit in &digits[at..] {
+        out.push(digit);
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! `--record DIR`: writes a tape while the proxy runs, off the hot path.
 //!
-//! Each exchange copies its records on the proxy's own thread into a [`Chunk`] of its
-//! own (the event's fields as they are: no JSON escaping there) and hands it over when
-//! it is full or old; one thread drains the bounded queue of chunks every couple of
-//! milliseconds, turns them into JSON lines and writes them. If that thread falls
-//! behind (a slow disk), records are dropped and counted: recording never slows or
-//! breaks a proxied stream.
+//! Each exchange writes its records as JSON lines on the proxy's own thread into a
+//! [`Chunk`] of its own and hands it over when it is full or old; one thread drains the
+//! bounded queue of chunks every couple of milliseconds and writes them (full chunks
+//! as they are, without a copy: see `tape::file`). If that thread falls behind (a slow
+//! disk), records are dropped and counted: recording never slows or breaks a proxied
+//! stream.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::chunk::{self, Chunk};
+use super::chunk::{Chunk, Pool};
 use super::file::TapeFile;
 use super::format::{FORMAT, Record, VERSION};
 
@@ -37,6 +37,8 @@ pub struct Recorder {
     path: PathBuf,
     dropped: AtomicU64,
     written: std::sync::Arc<AtomicU64>,
+    /// Chunk buffers the writer is done with.
+    pool: std::sync::Arc<Pool>,
 }
 
 /// Why recording cannot start.
@@ -73,7 +75,8 @@ impl Recorder {
         let name = path.display().to_string();
         let clock = std::sync::Arc::new(AtomicU64::new(0));
         let ticking = (clock.clone(), Instant::now());
-        let file = TapeFile::new(file, &path, WRITE_BYTES + (64 << 10));
+        let pool = std::sync::Arc::new(Pool::default());
+        let file = TapeFile::new(file, &path, WRITE_BYTES + (64 << 10), pool.clone());
         let direct = file.is_direct();
         std::thread::Builder::new()
             .name("sluice-recorder".into())
@@ -85,6 +88,7 @@ impl Recorder {
             path,
             dropped: AtomicU64::new(0),
             written,
+            pool,
         };
         recorder.record(Record::Header {
             format: FORMAT.into(),
@@ -105,6 +109,11 @@ impl Recorder {
     /// writer's tick, 2 ms).
     pub fn t_ms(&self) -> u64 {
         self.clock.load(Ordering::Relaxed)
+    }
+
+    /// Where a full chunk's next buffer comes from (`Chunk::take_from`).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// Queues one record; never blocks (see [`Recorder::write_chunk`]).
@@ -155,74 +164,87 @@ impl Recorder {
 /// timer costs the proxy only the queue push.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// The writer's staging buffer: chunks are rendered into it and it is written out when
-/// it holds this much (or the queue ran empty). Large writes, few system calls.
+/// The writer writes once this much is staged or held (or when the queue ran empty).
+/// Large writes, few system calls.
 const WRITE_BYTES: usize = 1 << 20;
 
+/// The writer thread's side of the file: failures stop it for good.
+struct Writer<'a> {
+    file: TapeFile,
+    name: &'a str,
+    failed: bool,
+    /// Records handed to the file since `written` was last counted up.
+    pending: u64,
+    written: &'a AtomicU64,
+}
+
+impl Writer<'_> {
+    /// Runs `op` unless writing has failed; counts the records so far written when it
+    /// succeeds and `counts`.
+    fn run(&mut self, counts: bool, op: impl FnOnce(&mut TapeFile) -> std::io::Result<()>) {
+        if self.failed {
+            return;
+        }
+        match op(&mut self.file) {
+            Ok(()) if counts => {
+                self.written.fetch_add(self.pending, Ordering::Relaxed);
+                self.pending = 0;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                self.failed = true;
+                tracing::error!(tape = self.name, error = %e, "cannot write the tape; recording stopped");
+            }
+        }
+    }
+
+    fn chunk(&mut self, chunk: Chunk) {
+        if self.failed {
+            return;
+        }
+        self.pending += chunk.records();
+        let (bytes, start) = chunk.into_parts();
+        self.run(false, |file| file.append_chunk(bytes, start));
+        if self.file.staged() >= WRITE_BYTES {
+            self.run(true, TapeFile::write_blocks);
+        }
+    }
+}
+
 fn write_loop(
-    mut file: TapeFile,
+    file: TapeFile,
     rx: Receiver<Message>,
     written: &AtomicU64,
     name: &str,
     (clock, started): &(std::sync::Arc<AtomicU64>, Instant),
 ) {
-    let mut pending = 0;
-    let failed = std::cell::Cell::new(false);
-    // `tail`: also the partial last block (direct mode), `Some(true)` only when due.
-    let write = |file: &mut TapeFile, pending: &mut u64, tail: Option<bool>| {
-        if failed.get() {
-            return;
-        }
-        let result = match tail {
-            None => file.write_blocks(),
-            Some(due_only) => file.write_tail(due_only),
-        };
-        match result {
-            Ok(()) => {
-                written.fetch_add(*pending, Ordering::Relaxed);
-                *pending = 0;
-            }
-            Err(e) => {
-                failed.set(true);
-                tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
-            }
-        }
+    let mut writer = Writer {
+        file,
+        name,
+        failed: false,
+        pending: 0,
+        written,
     };
     loop {
         let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         clock.store(now, Ordering::Relaxed);
         loop {
-            let message = match rx.try_recv() {
-                Ok(message) => message,
+            match rx.try_recv() {
+                Ok(Message::Chunk(chunk)) => writer.chunk(chunk),
+                Ok(Message::Sync(done)) => {
+                    writer.run(true, |file| file.write_tail(false));
+                    let _ = done.send(());
+                }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    write(&mut file, &mut pending, Some(false));
+                    writer.run(true, |file| file.write_tail(false));
                     return;
-                }
-            };
-            match message {
-                Message::Chunk(_) if failed.get() => {}
-                Message::Chunk(chunk) => {
-                    if !chunk::render(chunk.bytes(), file.buffer()) {
-                        tracing::error!(
-                            tape = name,
-                            "malformed tape chunk (a bug); part of it dropped"
-                        );
-                    }
-                    pending += chunk.records();
-                    if file.staged() >= WRITE_BYTES {
-                        write(&mut file, &mut pending, None);
-                    }
-                }
-                Message::Sync(done) => {
-                    write(&mut file, &mut pending, Some(false));
-                    let _ = done.send(());
                 }
             }
         }
-        // The queue ran empty: write what was rendered (the partial last block every
+        // The queue ran empty: write what there is (the partial last block every
         // `TAIL_EVERY`), then wait.
-        write(&mut file, &mut pending, Some(true));
+        writer.run(true, |file| file.write_tail(true));
         std::thread::sleep(DRAIN_EVERY);
     }
 }
@@ -299,7 +321,7 @@ mod writer_cost {
         let events = 2_000_000u64;
         let before = recorder_cpu_ns();
         let t = Instant::now();
-        let mut chunk = Chunk::with_capacity(40 << 10);
+        let mut chunk = Chunk::aligned(40 << 10);
         for i in 0..events {
             let event = Event {
                 id: Some(i.to_string()),
@@ -308,13 +330,13 @@ mod writer_cost {
             chunk.event_start(1, i / 1000, &event);
             chunk.event_end(std::slice::from_ref(&step), Some(&event), true);
             if chunk.len() >= 32 << 10 {
-                recorder.write_chunk(chunk.take(40 << 10));
+                recorder.write_chunk(chunk.take_from(recorder.pool(), 40 << 10));
                 while t.elapsed().as_nanos() < u128::from(i) * 1000 {
                     std::hint::spin_loop();
                 }
             }
         }
-        recorder.write_chunk(chunk.take(0));
+        recorder.write_chunk(chunk);
         recorder.sync();
         let cpu = recorder_cpu_ns() - before;
         eprintln!(
