@@ -282,9 +282,11 @@ impl Session {
                     };
                     let verdict = instance.on_event(&flight.event);
                     ended = timed.then(clock::now);
-                    call_time = called
-                        .zip(ended)
-                        .map(|(called, ended)| clock::between(called, ended));
+                    if sampled {
+                        call_time = called
+                            .zip(ended)
+                            .map(|(called, ended)| clock::between(called, ended));
+                    }
                     if timed {
                         fuel = instance.fuel_used();
                     }
@@ -292,7 +294,7 @@ impl Session {
                 }
                 Err(failure) => Err(failure),
             };
-            if sampled && let Some(elapsed) = call_time {
+            if let Some(elapsed) = call_time {
                 self.chain.metrics[index].call(elapsed);
             }
             if let Some(steps) = &mut self.steps {
