@@ -179,17 +179,36 @@ fn escape_bytewise(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// "00" to "99", for [`uint`].
+static PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
 /// Appends `n` in decimal.
 pub fn uint(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    // Two digits per division.
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        digits[at] = b'0' + n as u8;
     }
     // Byte by byte: the numbers are short, and a copy of a variable length is a
     // `memcpy` call.
@@ -241,7 +260,21 @@ mod tests {
 
     #[test]
     fn integers() {
-        for n in [0, 7, 10, 99, 100, 12345, u64::MAX] {
+        for n in [
+            0,
+            7,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12345,
+            123456,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             uint(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
