@@ -19,6 +19,12 @@ use super::stats::FailureKind;
 use crate::metrics::{Metrics, PluginMetrics};
 use crate::sse::Event;
 
+/// Why an event left the chain early.
+struct Dropped {
+    plugin: Arc<str>,
+    failure: Option<FailureKind>,
+}
+
 /// The plugins in the order the operator gave them.
 #[derive(Debug, Default)]
 pub struct Chain {
@@ -314,50 +320,70 @@ impl Session {
                     fuel,
                 });
             }
-            match verdict {
-                Ok(Verdict::Pass) => {
-                    plugin.counters().passed();
-                    self.chain.metrics[index].pass();
-                }
-                Ok(Verdict::Drop) => {
-                    plugin.counters().dropped();
-                    self.chain.metrics[index].drop_();
-                    tracing::debug!(
-                        plugin = plugin.name(),
-                        stream = self.meta.stream_id,
-                        "event dropped"
-                    );
-                    return Outcome::Dropped {
-                        plugin: plugin.name_arc().clone(),
-                        failure: None,
-                        event: flight.into_event(),
-                    };
-                }
-                Ok(Verdict::Modify(new)) => {
-                    plugin.counters().modified();
-                    self.chain.metrics[index].modify();
-                    if convert::has_unsafe_field(&new) {
-                        tracing::warn!(
-                            plugin = plugin.name(),
-                            stream = self.meta.stream_id,
-                            "plugin returned a line break in `id` or `event`; removed before encoding"
-                        );
-                    }
-                    flight.event = new;
-                }
-                Err(failure) => {
-                    self.discard(index);
-                    if self.fail(index, &plugin, &failure) {
-                        return Outcome::Dropped {
-                            plugin: plugin.name_arc().clone(),
-                            failure: Some(failure.kind),
-                            event: flight.into_event(),
-                        };
-                    }
-                }
+            let mut dropped = None;
+            self.apply(index, &plugin, verdict, &mut flight, &mut dropped);
+            if let Some(Dropped { plugin, failure }) = dropped {
+                return Outcome::Dropped {
+                    plugin,
+                    failure,
+                    event: flight.into_event(),
+                };
             }
         }
         Outcome::Forward(flight.into_event())
+    }
+
+    /// What a verdict (or a failure) does to one event: counted, logged, the event
+    /// replaced (`modify`) or marked as dropped. One place for `on_event` and the
+    /// batch path (`batch`), so both count alike.
+    fn apply(
+        &mut self,
+        index: usize,
+        plugin: &Plugin,
+        verdict: Result<Verdict, CallFailure>,
+        flight: &mut InFlight,
+        dropped: &mut Option<Dropped>,
+    ) {
+        match verdict {
+            Ok(Verdict::Pass) => {
+                plugin.counters().passed();
+                self.chain.metrics[index].pass();
+            }
+            Ok(Verdict::Drop) => {
+                plugin.counters().dropped();
+                self.chain.metrics[index].drop_();
+                tracing::debug!(
+                    plugin = plugin.name(),
+                    stream = self.meta.stream_id,
+                    "event dropped"
+                );
+                *dropped = Some(Dropped {
+                    plugin: plugin.name_arc().clone(),
+                    failure: None,
+                });
+            }
+            Ok(Verdict::Modify(new)) => {
+                plugin.counters().modified();
+                self.chain.metrics[index].modify();
+                if convert::has_unsafe_field(&new) {
+                    tracing::warn!(
+                        plugin = plugin.name(),
+                        stream = self.meta.stream_id,
+                        "plugin returned a line break in `id` or `event`; removed before encoding"
+                    );
+                }
+                flight.event = new;
+            }
+            Err(failure) => {
+                self.discard(index);
+                if self.fail(index, plugin, &failure) {
+                    *dropped = Some(Dropped {
+                        plugin: plugin.name_arc().clone(),
+                        failure: Some(failure.kind),
+                    });
+                }
+            }
+        }
     }
 
     /// Ends the current phase: `on-stream-end` on every live instance that saw it.

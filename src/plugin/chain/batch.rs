@@ -18,22 +18,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Outcome, Session, TIMING_SAMPLE, applies, within_limit};
+use super::{Dropped, Outcome, Session, TIMING_SAMPLE, applies, within_limit};
 use crate::plugin::bindings::{SseEvent, Verdict};
 use crate::plugin::convert::{self, InFlight};
 use crate::plugin::loaded::{CallFailure, Plugin};
-use crate::plugin::stats::FailureKind;
 use crate::sse::Event;
 
 /// The most events handed over in one `on-events` call: bounds the memory a batch
 /// takes in the guest and the time one call holds a worker thread.
 pub const MAX_BATCH: usize = 64;
-
-/// Why an event left the chain early.
-struct Dropped {
-    plugin: Arc<str>,
-    failure: Option<FailureKind>,
-}
 
 impl Session {
     /// True when no plugin of the chain sees events of the current phase (an empty
@@ -185,56 +178,5 @@ impl Session {
             self.chain.metrics[index].call(started.elapsed());
         }
         verdict.and_then(|v| within_limit(v, limit))
-    }
-
-    /// What a verdict (or a failure) does to one event, counted as `on_event` counts.
-    fn apply(
-        &mut self,
-        index: usize,
-        plugin: &Plugin,
-        verdict: Result<Verdict, CallFailure>,
-        flight: &mut InFlight,
-        dropped: &mut Option<Dropped>,
-    ) {
-        match verdict {
-            Ok(Verdict::Pass) => {
-                plugin.counters().passed();
-                self.chain.metrics[index].pass();
-            }
-            Ok(Verdict::Drop) => {
-                plugin.counters().dropped();
-                self.chain.metrics[index].drop_();
-                tracing::debug!(
-                    plugin = plugin.name(),
-                    stream = self.meta.stream_id,
-                    "event dropped"
-                );
-                *dropped = Some(Dropped {
-                    plugin: plugin.name_arc().clone(),
-                    failure: None,
-                });
-            }
-            Ok(Verdict::Modify(new)) => {
-                plugin.counters().modified();
-                self.chain.metrics[index].modify();
-                if convert::has_unsafe_field(&new) {
-                    tracing::warn!(
-                        plugin = plugin.name(),
-                        stream = self.meta.stream_id,
-                        "plugin returned a line break in `id` or `event`; removed before encoding"
-                    );
-                }
-                flight.event = new;
-            }
-            Err(failure) => {
-                self.discard(index);
-                if self.fail(index, plugin, &failure) {
-                    *dropped = Some(Dropped {
-                        plugin: plugin.name_arc().clone(),
-                        failure: Some(failure.kind),
-                    });
-                }
-            }
-        }
     }
 }
