@@ -236,6 +236,37 @@ async fn drive(
     }
 }
 
+/// Starts `streams` stream tasks asking for `template`, each with its own stream
+/// number (and its HTTP/2 connection from `pool`, if any).
+fn spawn_streams(
+    target: &Target,
+    pool: &H2Pool,
+    streams: u64,
+    template: &Ask,
+    ready: &Arc<AtomicU64>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<StreamOutcome>> {
+    let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    (0..streams)
+        .map(|stream| {
+            let ask = Ask {
+                stream,
+                ..template.clone()
+            };
+            let (target, connecting, ready, stop) = (
+                target.clone(),
+                connecting.clone(),
+                ready.clone(),
+                stop.clone(),
+            );
+            let h2 = pool.sender_for(stream);
+            tokio::spawn(
+                async move { one_stream(&target, h2, ask, &connecting, &ready, stop).await },
+            )
+        })
+        .collect()
+}
+
 /// Everything a run of N streams saw.
 pub struct RunOutcome {
     pub streams: Vec<StreamOutcome>,
@@ -259,26 +290,8 @@ pub async fn run(target: &Target, streams: u64, template: &Ask) -> RunOutcome {
         }
     };
     let (_stop_tx, stop) = watch::channel(false);
-    let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let ready = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..streams)
-        .map(|stream| {
-            let ask = Ask {
-                stream,
-                ..template.clone()
-            };
-            let (target, connecting, ready, stop) = (
-                target.clone(),
-                connecting.clone(),
-                ready.clone(),
-                stop.clone(),
-            );
-            let h2 = pool.sender_for(stream);
-            tokio::spawn(
-                async move { one_stream(&target, h2, ask, &connecting, &ready, stop).await },
-            )
-        })
-        .collect();
+    let tasks = spawn_streams(target, &pool, streams, template, &ready, &stop);
     let mut outcomes = Vec::with_capacity(tasks.len());
     for task in tasks {
         outcomes.push(task.await.expect("a stream task does not panic"));
@@ -321,31 +334,17 @@ pub async fn idle(
         }
     };
     let (stop_tx, stop) = watch::channel(false);
-    let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let ready = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..streams)
-        .map(|stream| {
-            let ask = Ask {
-                stream,
-                size,
-                events: 0,
-                duration_ms: 0,
-                rate: 0,
-                tick_ms: 0,
-                idle: true,
-            };
-            let (target, connecting, ready, stop) = (
-                target.clone(),
-                connecting.clone(),
-                ready.clone(),
-                stop.clone(),
-            );
-            let h2 = pool.sender_for(stream);
-            tokio::spawn(
-                async move { one_stream(&target, h2, ask, &connecting, &ready, stop).await },
-            )
-        })
-        .collect();
+    let template = Ask {
+        stream: 0,
+        size,
+        events: 0,
+        duration_ms: 0,
+        rate: 0,
+        tick_ms: 0,
+        idle: true,
+    };
+    let tasks = spawn_streams(target, &pool, streams, &template, &ready, &stop);
     // Every stream either gets its first event or fails (and its task ends).
     loop {
         let finished = tasks.iter().filter(|t| t.is_finished()).count() as u64;
