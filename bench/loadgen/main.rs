@@ -96,7 +96,8 @@ struct Common {
     pids: Vec<u32>,
     /// Speak HTTP/2 (cleartext) with this many streams per connection instead of one
     /// HTTP/1.1 connection per stream: 10 000 idle streams through a proxy need 20 000
-    /// sockets with HTTP/1.1, past this machine's open-file limit.
+    /// sockets with HTTP/1.1, past this machine's open-file limit. The target must
+    /// speak cleartext HTTP/2 (sluice does; this tool's upstream does not).
     #[arg(long, value_name = "STREAMS_PER_CONNECTION")]
     h2: Option<usize>,
     /// A name for the report line.
