@@ -308,6 +308,18 @@ impl InterceptedSse {
     }
 }
 
+/// About what a frame takes once encoded (its text fields).
+fn frame_bytes(frame: &sse::Frame) -> usize {
+    match frame {
+        sse::Frame::Comment(text) => text.len(),
+        sse::Frame::Event(event) => {
+            event.data.as_ref().map_or(0, String::len)
+                + event.id.as_ref().map_or(0, String::len)
+                + event.event.as_ref().map_or(0, String::len)
+        }
+    }
+}
+
 impl Body for InterceptedSse {
     type Data = Bytes;
     type Error = std::convert::Infallible;
@@ -336,12 +348,17 @@ impl Body for InterceptedSse {
         // chain together (see `on_frames`).
         let mut out = BytesMut::new();
         let mut gathered: Vec<sse::Frame> = Vec::new();
+        // Bytes gathered, so that large events are not held 64 at a time: the output
+        // of one poll stays near BATCH_BYTES, whatever the event size.
+        let mut gathered_bytes = 0;
         let ending = loop {
             match this.events.poll_next(cx) {
                 Poll::Pending => break None,
                 Poll::Ready(Some(Ok(frame))) => {
+                    gathered_bytes += frame_bytes(&frame);
                     gathered.push(frame);
-                    if gathered.len() >= GATHER {
+                    if gathered.len() >= GATHER || out.len() + gathered_bytes >= BATCH_BYTES {
+                        gathered_bytes = 0;
                         this.on_frames(std::mem::take(&mut gathered), &mut out);
                         if out.len() >= BATCH_BYTES {
                             break None;
