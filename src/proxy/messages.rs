@@ -92,11 +92,7 @@ pub fn to_client(
     if event.data.as_deref().is_none_or(str::is_empty) {
         return Some(event);
     }
-    let cursor = Event {
-        id: event.id.clone(),
-        retry: event.retry,
-        ..Event::default()
-    };
+    let cursor = cursor_of(&event);
     let Some(items) = batch_items(event.data_str()) else {
         let outcome = session.on_event(event);
         return with_cursor(cursor, after_chain(session, outcome, unanswered));
@@ -137,20 +133,23 @@ pub fn to_client_run(
     events: Vec<Event>,
     unanswered: &mut Vec<Value>,
 ) -> Vec<Option<Event>> {
-    let cursors: Vec<Event> = events
-        .iter()
-        .map(|event| Event {
-            id: event.id.clone(),
-            retry: event.retry,
-            ..Event::default()
-        })
-        .collect();
+    let cursors: Vec<Event> = events.iter().map(cursor_of).collect();
     let outcomes = session.on_events(events);
     outcomes
         .into_iter()
         .zip(cursors)
         .map(|(outcome, cursor)| with_cursor(cursor, after_chain(session, outcome, unanswered)))
         .collect()
+}
+
+/// The part of an event that is the client's cursor (`id`, `retry`), kept aside before
+/// the chain runs.
+fn cursor_of(event: &Event) -> Event {
+    Event {
+        id: event.id.clone(),
+        retry: event.retry,
+        ..Event::default()
+    }
 }
 
 /// The upstream's cursor (`id`) on what the chain let through, or the cursor alone
