@@ -95,6 +95,7 @@ impl Chain {
             phase: None,
             max_event_bytes: usize::MAX,
             steps: None,
+            event_steps: Vec::new(),
             calls: 0,
         }
     }
@@ -150,6 +151,16 @@ pub enum StepVerdict {
 }
 
 impl StepVerdict {
+    /// The step a call's result makes (after the event-size limit).
+    fn of(result: &Result<Verdict, CallFailure>) -> Self {
+        match result {
+            Ok(Verdict::Pass) => StepVerdict::Pass,
+            Ok(Verdict::Drop) => StepVerdict::Drop,
+            Ok(Verdict::Modify(_)) => StepVerdict::Modify,
+            Err(failure) => StepVerdict::Failed(failure.kind),
+        }
+    }
+
     /// `pass`, `drop`, `modify`, or the failure kind (`trap`, `deadline`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -171,6 +182,9 @@ pub struct Session {
     max_event_bytes: usize,
     /// `Some` when tracing: the steps of the events since the last `take_steps`.
     steps: Option<Vec<Step>>,
+    /// When tracing, each event's steps of the last [`Session::on_events`] call, in
+    /// its order (the inner buffers are kept from call to call).
+    event_steps: Vec<Vec<Step>>,
     /// Plugin calls so far, for sampling the latency histogram.
     calls: u32,
 }
@@ -202,6 +216,12 @@ impl Session {
     /// the buffer (the recorder's per-event path: no allocation per event).
     pub fn steps(&self) -> &[Step] {
         self.steps.as_deref().unwrap_or_default()
+    }
+
+    /// When tracing, the steps of each event of the last [`Session::on_events`] call,
+    /// in the order of its events (empty when not tracing).
+    pub fn event_steps(&self) -> &[Vec<Step>] {
+        &self.event_steps
     }
 
     /// Forgets the recorded steps, keeping the buffer.
@@ -306,12 +326,7 @@ impl Session {
             if let Some(steps) = &mut self.steps {
                 steps.push(Step {
                     plugin: plugin.name_arc().clone(),
-                    verdict: match &verdict {
-                        Ok(Verdict::Pass) => StepVerdict::Pass,
-                        Ok(Verdict::Drop) => StepVerdict::Drop,
-                        Ok(Verdict::Modify(_)) => StepVerdict::Modify,
-                        Err(failure) => StepVerdict::Failed(failure.kind),
-                    },
+                    verdict: StepVerdict::of(&verdict),
                     elapsed: match (started, ended) {
                         (Some(started), Some(ended)) => clock::between(started, ended),
                         (Some(started), None) => clock::between(started, clock::now()),

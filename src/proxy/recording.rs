@@ -14,7 +14,7 @@ use http::HeaderMap;
 
 use crate::plugin::{Step, StepVerdict, StreamMeta};
 use crate::sse::Event;
-use crate::tape::chunk::Chunk;
+use crate::tape::chunk::{self, Chunk};
 use crate::tape::format::{self, REQUEST_HEADERS, RESPONSE_HEADERS};
 use crate::tape::{Record, Recorder, TapeStep};
 
@@ -35,6 +35,10 @@ pub(crate) struct TapeStream {
     /// check reuses the clock read each record makes anyway.
     last_ms: u64,
     flushed_ms: u64,
+    /// The first halves of a batch's `event` records ([`TapeStream::batch_start`]),
+    /// one after the other, and where each starts.
+    batch: Vec<u8>,
+    batch_at: Vec<usize>,
 }
 
 impl TapeStream {
@@ -45,6 +49,8 @@ impl TapeStream {
             chunk: Chunk::default(),
             last_ms: 0,
             flushed_ms: 0,
+            batch: Vec::new(),
+            batch_at: Vec::new(),
         }
     }
 
@@ -138,6 +144,28 @@ impl TapeStream {
             && chain_steps.iter().all(|s| s.verdict == StepVerdict::Pass);
         self.chunk.event_end(chain_steps, sent, unchanged);
         self.record_done();
+    }
+
+    /// [`TapeStream::event_start`] for the next event of a batch: the events of a batch
+    /// go through the chain together, so their first halves wait here (a copy of a few
+    /// hundred bytes each) until [`TapeStream::batch_end`] writes each record whole.
+    pub(crate) fn batch_start(&mut self, received: &Event) {
+        let t_ms = self.now_ms();
+        self.batch_at.push(self.batch.len());
+        chunk::write_event_start(&mut self.batch, self.stream, t_ms, received);
+    }
+
+    /// [`TapeStream::event_end`] for the batch's event `i` (in `batch_start` order).
+    pub(crate) fn batch_end(&mut self, i: usize, chain_steps: &[Step], sent: Option<&Event>) {
+        let end = self.batch_at.get(i + 1).copied().unwrap_or(self.batch.len());
+        self.chunk.event_start_from(&self.batch[self.batch_at[i]..end]);
+        self.event_end(chain_steps, sent, false);
+    }
+
+    /// The batch is written: the next `batch_start` begins another.
+    pub(crate) fn batch_done(&mut self) {
+        self.batch.clear();
+        self.batch_at.clear();
     }
 
     /// A comment (keep-alive), passed as it was.

@@ -186,9 +186,10 @@ impl InterceptedSse {
     /// Frames the upstream delivered together, through the chain together: runs of
     /// events that each are one message go to `Session::on_events` as one batch (one
     /// call per batch-capable plugin), everything else as in [`Self::on_frame`]. A
-    /// recorded stream goes frame by frame: its tape times each call.
+    /// recorded stream batches too (its tape gets each event's steps); only a recorded
+    /// legacy stream, whose `endpoint` event the proxy rewrites, goes frame by frame.
     fn on_frames(&mut self, frames: Vec<sse::Frame>, out: &mut BytesMut) {
-        if self.tape.is_some() || frames.len() == 1 {
+        if frames.len() == 1 || (self.tape.is_some() && self.endpoint.is_some()) {
             for frame in frames {
                 self.on_frame(frame, out);
             }
@@ -198,31 +199,40 @@ impl InterceptedSse {
         let bypass = self.session.passes_everything();
         let mut run: Vec<Event> = Vec::new();
         for frame in frames {
-            match frame {
-                sse::Frame::Event(mut event) => {
-                    if let Some(counted) = &self.counted {
-                        counted.event_in();
-                    }
-                    if let Some(endpoint) = &self.endpoint {
-                        endpoint.apply(&mut event);
-                    }
-                    if messages::is_single_message(&event) {
-                        if bypass {
-                            let sent = messages::passed_through(event, &mut self.unanswered);
-                            self.emit(Some(sent), out);
-                        } else {
-                            run.push(event);
-                        }
-                        continue;
-                    }
-                    self.flush_run(&mut run, out);
-                    let sent = messages::to_client(&mut self.session, event, &mut self.unanswered);
-                    self.emit(sent, out);
-                }
+            let mut event = match frame {
+                sse::Frame::Event(event) => event,
                 comment @ sse::Frame::Comment(_) => {
                     self.flush_run(&mut run, out);
                     self.on_frame(comment, out);
+                    continue;
                 }
+            };
+            if !messages::is_single_message(&event) {
+                self.flush_run(&mut run, out);
+                self.on_frame(sse::Frame::Event(event), out);
+                continue;
+            }
+            if let Some(counted) = &self.counted {
+                counted.event_in();
+            }
+            // Never with a tape (above), so nothing records the event before this.
+            if let Some(endpoint) = &self.endpoint {
+                endpoint.apply(&mut event);
+            }
+            if bypass {
+                if let Some(tape) = &mut self.tape {
+                    tape.event_start(&event);
+                }
+                let sent = messages::passed_through(event, &mut self.unanswered);
+                if let Some(tape) = &mut self.tape {
+                    tape.event_end(&[], Some(&sent), false);
+                }
+                self.emit(Some(sent), out);
+            } else {
+                if let Some(tape) = &mut self.tape {
+                    tape.batch_start(&event);
+                }
+                run.push(event);
             }
         }
         self.flush_run(&mut run, out);
@@ -233,8 +243,16 @@ impl InterceptedSse {
             return;
         }
         let events = std::mem::take(run);
-        for sent in messages::to_client_run(&mut self.session, events, &mut self.unanswered) {
+        let sent = messages::to_client_run(&mut self.session, events, &mut self.unanswered);
+        for (i, sent) in sent.into_iter().enumerate() {
+            if let Some(tape) = &mut self.tape {
+                let steps = self.session.event_steps().get(i).map_or(&[][..], Vec::as_slice);
+                tape.batch_end(i, steps, sent.as_ref());
+            }
             self.emit(sent, out);
+        }
+        if let Some(tape) = &mut self.tape {
+            tape.batch_done();
         }
     }
 

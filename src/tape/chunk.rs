@@ -87,13 +87,14 @@ impl Chunk {
     /// The first half of an `event` record: where, when, and the event as received.
     /// [`Chunk::event_end`] must follow before anything else.
     pub fn event_start(&mut self, stream: u64, t_ms: u64, received: &Event) {
-        let out = &mut self.bytes;
-        out.extend_from_slice(br#"{"type":"event","stream":"#);
-        json::uint(out, stream);
-        out.extend_from_slice(br#","t_ms":"#);
-        json::uint(out, t_ms);
-        out.extend_from_slice(br#","received":"#);
-        event(out, received);
+        write_event_start(&mut self.bytes, stream, t_ms, received);
+    }
+
+    /// A first half written earlier with [`write_event_start`] (the events of a batch
+    /// are written down before the chain runs, their ends after); then as
+    /// [`Chunk::event_start`].
+    pub fn event_start_from(&mut self, first_half: &[u8]) {
+        self.bytes.extend_from_slice(first_half);
     }
 
     /// The second half: the steps, and what the client got (`unchanged`: exactly the
@@ -164,6 +165,16 @@ impl Pool {
             free.push(bytes);
         }
     }
+}
+
+/// The first half of an `event` record (see [`Chunk::event_start`]), into `out`.
+pub fn write_event_start(out: &mut Vec<u8>, stream: u64, t_ms: u64, received: &Event) {
+    out.extend_from_slice(br#"{"type":"event","stream":"#);
+    json::uint(out, stream);
+    out.extend_from_slice(br#","t_ms":"#);
+    json::uint(out, t_ms);
+    out.extend_from_slice(br#","received":"#);
+    event(out, received);
 }
 
 /// An SSE event as `format::TapeEvent` serialises.

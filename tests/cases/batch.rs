@@ -147,3 +147,83 @@ async fn a_batch_call_that_breaks_the_contract_is_retried_event_by_event() {
     );
     sluice.stop().await;
 }
+
+#[tokio::test]
+async fn a_recorded_stream_batches_and_its_tape_has_each_events_steps() {
+    let upstream = raw::serve(script()).await;
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("tapes")
+        .join(format!("batch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sluice = sluice::app::start(sluice::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: upstream.url(),
+        plugins: vec![
+            proxy::rust("redact", r#"{"patterns":["sk-live-[a-z0-9]+"]}"#),
+            proxy::rust("dropper", r#"{"methods":["notifications/progress"]}"#),
+            proxy::rust("passthrough", ""),
+        ],
+        proxy: Default::default(),
+        cache_dir: None,
+        record_dir: Some(dir.clone()),
+    })
+    .await
+    .expect("sluice starts");
+    let events =
+        client::events(client::post(&format!("{}/mcp", sluice.url()), REQUEST).await).await;
+    assert_eq!(events, expected(), "recording changes nothing the client sees");
+    let redact = proxy::stats(&sluice, 0);
+    assert!(
+        redact.batch_calls >= 1 && redact.batch_calls < redact.calls,
+        "a recorded stream still batches: {redact:?}"
+    );
+    sluice.stop().await;
+
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("a tape file");
+    let records = sluice::tape::format::read(&file).expect("a readable tape");
+    let recorded: Vec<(Option<String>, Vec<(String, String)>, Option<Event>)> = records
+        .iter()
+        .filter(|r| matches!(r, sluice::tape::Record::Event { .. }))
+        .map(|r| {
+            let sluice::tape::Record::Event { received, steps, .. } = r else {
+                unreachable!()
+            };
+            let steps = steps
+                .iter()
+                .map(|s| (s.plugin.clone(), s.verdict.clone()))
+                .collect();
+            (received.id.clone(), steps, r.sent_event().map(Event::from))
+        })
+        .collect();
+    assert_eq!(recorded.len(), 40, "one record per event: {recorded:#?}");
+    let step = |plugin: &str, verdict: &str| (plugin.to_string(), verdict.to_string());
+    for (i, ((id, steps, sent), expected)) in recorded.iter().zip(expected()).enumerate() {
+        assert_eq!(id.as_deref(), Some(i.to_string().as_str()));
+        assert_eq!(sent.as_ref(), Some(&expected), "event {i} as the client got it");
+        let want = if i == 20 {
+            // A JSON-RPC batch: its two messages one after the other.
+            vec![
+                step("redact", "modify"),
+                step("dropper", "pass"),
+                step("passthrough", "pass"),
+                step("redact", "pass"),
+                step("dropper", "drop"),
+            ]
+        } else if i % 7 == 3 {
+            vec![step("redact", "pass"), step("dropper", "drop")]
+        } else {
+            let redact = if i % 5 == 1 { "modify" } else { "pass" };
+            vec![
+                step("redact", redact),
+                step("dropper", "pass"),
+                step("passthrough", "pass"),
+            ]
+        };
+        assert_eq!(steps, &want, "steps of event {i}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

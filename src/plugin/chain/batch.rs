@@ -7,18 +7,21 @@
 //! surviving event once, in stream order, and plugins cannot see each other, so running
 //! plugin A over events 1..n before plugin B is indistinguishable from interleaving.
 //!
-//! Where batching could change an outcome, it is not used: tracing sessions (a tape,
-//! `plugin test`) record each call's time and fuel, so they go event by event; a
-//! plugin without `on-events` is called per event; and a batch call that fails (trap,
+//! Tracing sessions (a tape) batch too: each event of a batch call gets a step with the
+//! plugin's verdict for it and an equal share of the call's time and fuel (a batch call
+//! cannot tell which event took how long). Where batching could change an outcome, it
+//! is not used: a plugin without `on-events` is called per event; and a batch call that fails (trap,
 //! deadline, memory, a wrong number of verdicts) is counted and logged once, its
 //! instance replaced, and its events retried one by one on the fresh instance, so the
 //! failure policy applies to the event that causes the failure and not to its
 //! neighbours.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use super::{Dropped, Outcome, Session, TIMING_SAMPLE, applies, within_limit};
+use super::{
+    Dropped, Outcome, Session, Step, StepVerdict, TIMING_SAMPLE, applies, clock, within_limit,
+};
 use crate::plugin::bindings::{SseEvent, Verdict};
 use crate::plugin::convert::{self, InFlight};
 use crate::plugin::loaded::{CallFailure, Plugin};
@@ -40,16 +43,28 @@ impl Session {
     }
 
     /// Runs several events, in stream order, through the chain; one outcome per event,
-    /// as [`Session::on_event`] would give for each in turn.
+    /// as [`Session::on_event`] would give for each in turn. When tracing, each event's
+    /// steps are in [`Session::event_steps`] afterwards.
     pub fn on_events(&mut self, events: Vec<Event>) -> Vec<Outcome> {
-        let batching = events.len() > 1
-            && self.steps.is_none()
-            && self.chain.plugins.iter().any(|p| p.batches());
+        let batching = events.len() > 1 && self.chain.plugins.iter().any(|p| p.batches());
+        if self.steps.is_some() {
+            // One (kept) buffer per event, empty.
+            self.event_steps.truncate(events.len());
+            self.event_steps.iter_mut().for_each(Vec::clear);
+            self.event_steps.resize_with(events.len(), Vec::new);
+        }
         let Some((direction, _)) = &self.phase else {
             return events.into_iter().map(Outcome::Forward).collect();
         };
         if !batching {
-            return events.into_iter().map(|e| self.on_event(e)).collect();
+            let mut outcomes = Vec::with_capacity(events.len());
+            for (i, event) in events.into_iter().enumerate() {
+                outcomes.push(self.on_event(event));
+                if let Some(steps) = &mut self.steps {
+                    std::mem::swap(steps, &mut self.event_steps[i]);
+                }
+            }
+            return outcomes;
         }
         let direction = *direction;
         let mut flights: Vec<InFlight> = events.into_iter().map(InFlight::new).collect();
@@ -76,7 +91,7 @@ impl Session {
                 single = live;
             }
             for i in single {
-                let verdict = self.single_call(index, &plugin, &flights[i]);
+                let verdict = self.single_call(index, &plugin, i, &flights[i]);
                 self.apply(index, &plugin, verdict, &mut flights[i], &mut dropped[i]);
             }
         }
@@ -106,6 +121,7 @@ impl Session {
         dropped: &mut [Option<Dropped>],
     ) -> bool {
         let sampled = self.calls.is_multiple_of(TIMING_SAMPLE);
+        let traced = self.steps.is_some();
         self.calls = self.calls.wrapping_add(1);
         let Ok(instance) = self.ensure_instance(index) else {
             // Counted and logged where it failed; one by one, each event tries again.
@@ -116,9 +132,10 @@ impl Session {
             .iter()
             .map(|&i| std::mem::replace(&mut flights[i].event, convert::empty_event()))
             .collect();
-        let started = sampled.then(Instant::now);
+        let started = (sampled || traced).then(clock::now);
         let result = instance.on_events(&events);
-        let elapsed = started.map(|s| s.elapsed());
+        let elapsed = started.map(|s| clock::between(s, clock::now()));
+        let fuel = if traced { instance.fuel_used() } else { 0 };
         for (&i, event) in part.iter().zip(events) {
             flights[i].event = event;
         }
@@ -140,18 +157,31 @@ impl Session {
                 return false;
             }
         };
-        if let Some(elapsed) = elapsed {
-            // The latency histogram is per event: a batch call counts as its average.
-            self.chain.metrics[index].call(elapsed / part.len() as u32);
+        // Per event, a batch call counts as its share (the latency histogram, steps).
+        let share = elapsed.map(|e| e / part.len() as u32);
+        if sampled && let Some(share) = share {
+            self.chain.metrics[index].call(share);
         }
+        let step = |verdict: StepVerdict| Step {
+            plugin: plugin.name_arc().clone(),
+            verdict,
+            elapsed: share.unwrap_or(Duration::ZERO),
+            fuel: fuel / part.len() as u64,
+        };
         let limit = self.max_event_bytes;
         let mut passed = 0;
         for (&i, verdict) in part.iter().zip(verdicts) {
             if matches!(verdict, Verdict::Pass) {
+                if traced {
+                    self.event_steps[i].push(step(StepVerdict::Pass));
+                }
                 passed += 1;
                 continue;
             }
             let verdict = within_limit(verdict, limit);
+            if traced {
+                self.event_steps[i].push(step(StepVerdict::of(&verdict)));
+            }
             self.apply(index, plugin, verdict, &mut flights[i], &mut dropped[i]);
         }
         plugin.counters().passed_many(passed);
@@ -159,24 +189,46 @@ impl Session {
         true
     }
 
-    /// One `on-event` call for one event of a batch (a plugin without `on-events`, or
-    /// a retry after a failed batch call).
+    /// One `on-event` call for event `i` of a batch (a plugin without `on-events`, or
+    /// a retry after a failed batch call); its step recorded when tracing.
     fn single_call(
         &mut self,
         index: usize,
         plugin: &Plugin,
+        i: usize,
         flight: &InFlight,
     ) -> Result<Verdict, CallFailure> {
         let sampled = self.calls.is_multiple_of(TIMING_SAMPLE);
+        let traced = self.steps.is_some();
         self.calls = self.calls.wrapping_add(1);
         let limit = self.max_event_bytes;
-        let instance = self.ensure_instance(index)?;
-        plugin.counters().call();
-        let started = sampled.then(Instant::now);
-        let verdict = instance.on_event(&flight.event);
-        if let Some(started) = started {
-            self.chain.metrics[index].call(started.elapsed());
+        // As in `on_event`: the step includes creating the instance, the histogram not.
+        let started = traced.then(clock::now);
+        let (mut fuel, mut call_time) = (0, None);
+        let verdict = match self.ensure_instance(index) {
+            Ok(instance) => {
+                plugin.counters().call();
+                let called = sampled.then(clock::now);
+                let verdict = instance.on_event(&flight.event);
+                call_time = called.map(|called| clock::between(called, clock::now()));
+                if traced {
+                    fuel = instance.fuel_used();
+                }
+                verdict.and_then(|v| within_limit(v, limit))
+            }
+            Err(failure) => Err(failure),
+        };
+        if let Some(elapsed) = call_time {
+            self.chain.metrics[index].call(elapsed);
         }
-        verdict.and_then(|v| within_limit(v, limit))
+        if let Some(started) = started {
+            self.event_steps[i].push(Step {
+                plugin: plugin.name_arc().clone(),
+                verdict: StepVerdict::of(&verdict),
+                elapsed: clock::between(started, clock::now()),
+                fuel,
+            });
+        }
+        verdict
     }
 }
