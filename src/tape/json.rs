@@ -160,9 +160,14 @@ pub fn string(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-/// The plain escaper (no quotes): a byte at a time.
+/// The plain escaper (no quotes): a byte at a time, after a look for the common case
+/// (a name, an id, an event type: nothing to escape), which is one copy.
 fn escape_bytewise(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    if bytes.iter().all(|&byte| ESCAPE[usize::from(byte)] == 0) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     for &byte in bytes {
         match ESCAPE[usize::from(byte)] {
             0 => out.push(byte),
