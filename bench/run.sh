@@ -13,7 +13,8 @@
 # table shows the median, because 3 processes share 2 cores and single runs vary),
 # SIZES ("256 16384"), STREAMS ("1 100 1000"),
 # CONFIGS (see below), IDLE ("1000 10000"), OUT (target/bench-run/<time>),
-# SECTIONS ("throughput latency recording memory"; latency needs throughput's peaks).
+# SECTIONS ("throughput latency recording memory"; latency needs throughput's peaks),
+# REC_SIZES (event sizes of the recording section, "256 16384").
 # Results: $OUT/results.jsonl (one line per cell) and $OUT/table.md (the tables that go
 # into BENCHMARKS.md). Every cell checks its events: a lost or reordered event fails it.
 set -euo pipefail
@@ -238,13 +239,15 @@ stop_sluice
 
 section recording && {
 echo "== recording (issue 7): sluice with the pass-through, --record off and on"
-for streams in 1 100; do
-    for _ in $(seq 1 "$REPEAT"); do
-        start_sluice rec-off --plugin "$PASS"
-        cell "record-off" "$(endpoint sluice)" --streams $streams --size 256 --duration-ms "$DURATION_MS"
-        rm -rf "$OUT/tapes"
-        start_sluice rec-on --plugin "$PASS" --record "$OUT/tapes"
-        cell "record-on" "$(endpoint sluice)" --streams $streams --size 256 --duration-ms "$DURATION_MS"
+for size in ${REC_SIZES:-256 16384}; do
+    for streams in 1 100; do
+        for _ in $(seq 1 "$REPEAT"); do
+            start_sluice rec-off --plugin "$PASS"
+            cell "record-off" "$(endpoint sluice)" --streams $streams --size "$size" --duration-ms "$DURATION_MS"
+            rm -rf "$OUT/tapes"
+            start_sluice rec-on --plugin "$PASS" --record "$OUT/tapes"
+            cell "record-on" "$(endpoint sluice)" --streams $streams --size "$size" --duration-ms "$DURATION_MS"
+        done
     done
 done
 stop_sluice

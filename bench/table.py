@@ -131,16 +131,20 @@ if light:
 
 rec = [r for r in runs if r["label"].startswith("record-")]
 if rec:
-    print("### Recording (`--record`), sluice with the pass-through, 256 B events\n")
-    print("| streams | off (events/s) | on (events/s) | change |")
-    print("|---:|---:|---:|---:|")
+    print("### Recording (`--record`), sluice with the pass-through\n")
+    print("| event size | streams | off (events/s, median) | on (events/s, median) | change | ranges (off; on) |")
+    print("|---:|---:|---:|---:|---:|---|")
     by = {}
     for r in rec:
-        by.setdefault(r["streams"], {})[r["label"]] = r["events_per_s"]
-    for streams, v in by.items():
+        by.setdefault((r["size"], r["streams"]), {})[r["label"]] = r
+    for (size, streams), v in sorted(by.items()):
         off, on = v.get("record-off"), v.get("record-on")
         if off and on:
-            print(f"| {streams} | {fmt_rate(off)} | {fmt_rate(on)} | {(on / off - 1) * 100:+.1f}% |")
+            change = (on["events_per_s"] / off["events_per_s"] - 1) * 100
+            ranges = "; ".join(f"{fmt_rate(x['spread'][0])}-{fmt_rate(x['spread'][1])}" for x in (off, on))
+            print(f"| {size_name(size)} | {streams} | {fmt_rate(off['events_per_s'])} | {fmt_rate(on['events_per_s'])} | {change:+.1f}% | {ranges} |")
+            line = f"recording, {streams} x {size_name(size)}: {change:+.1f}% events/s (target: less than 10% change)"
+            (met if abs(change) < 10 else missed).append(line)
     print()
 
 if idle:
