@@ -15,7 +15,7 @@ pub mod jsonrpc;
 pub mod legacy;
 pub mod messages;
 pub mod origin;
-mod recording;
+pub(crate) mod recording;
 mod server;
 mod sse_body;
 

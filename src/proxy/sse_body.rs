@@ -246,7 +246,11 @@ impl InterceptedSse {
         let sent = messages::to_client_run(&mut self.session, events, &mut self.unanswered);
         for (i, sent) in sent.into_iter().enumerate() {
             if let Some(tape) = &mut self.tape {
-                let steps = self.session.event_steps().get(i).map_or(&[][..], Vec::as_slice);
+                let steps = self
+                    .session
+                    .event_steps()
+                    .get(i)
+                    .map_or(&[][..], Vec::as_slice);
                 tape.batch_end(i, steps, sent.as_ref());
             }
             self.emit(sent, out);

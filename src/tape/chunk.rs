@@ -1,14 +1,17 @@
 //! How records travel from an exchange to the tape writer: a chunk of finished JSON
-//! lines, serialised on the proxy's thread where they happen.
+//! lines, serialised on the proxy's thread where they happen, and the raw event data
+//! those lines refer to.
 //!
 //! An `event` record happens once per proxied event, so it is written by hand (no
 //! `serde`, no allocation): [`Chunk::event_start`] before the chain runs (the event is
-//! never cloned for the tape), [`Chunk::event_end`] after. Its event data is escaped
-//! there, while it is still in the proxy's cache: measured, escaping on the writer's
-//! thread instead (a binary chunk it turned into JSON) cost that thread two to three
-//! times as much, reading data another core had written, and on two cores that time
-//! is the proxy's as well. Rare records (request, response, comment, end, header) go
-//! through `serde`.
+//! never cloned for the tape), [`Chunk::event_end`] after. Event data is not escaped
+//! into the line: it is copied as it is into the chunk's data buffer, and the line
+//! says where it will be in the tape's data file (`"data_at":[offset,length]`, see
+//! `docs/tapes.md`). Escaping MCP's JSON (a `"` every dozen bytes) cost more than the
+//! rest of a record together, and four times a copy. The data's place in the file is
+//! only known when the chunk is handed over, so each reference leaves room for its
+//! offset and [`Chunk::seal`] writes it in. Rare records (request, response, comment,
+//! end, header) go through `serde`, their text inline.
 
 use crate::plugin::Step;
 use crate::sse::Event;
@@ -17,38 +20,101 @@ use super::file::BLOCK;
 use super::format::Record;
 use super::json;
 
+/// Room left in a line for a data offset, written in by [`Chunk::seal`]: any `u64`,
+/// right-aligned after spaces (valid JSON).
+const OFFSET_WIDTH: usize = 20;
+
+/// Where a data reference's offset goes: `at` in the lines, for the data at `offset`
+/// in the chunk's data buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Patch {
+    at: usize,
+    offset: usize,
+}
+
 /// One exchange's records on their way to the writer: whole JSON lines, in
-/// `bytes[start..]`.
+/// `bytes[start..]`, and the event data they refer to, in `data[data_start..]`.
 #[derive(Debug, Default)]
 pub struct Chunk {
     bytes: Vec<u8>,
     start: usize,
     records: u64,
+    data: Vec<u8>,
+    data_start: usize,
+    patches: Vec<Patch>,
+    /// Set by [`Chunk::seal`]: the data file offset of `data[data_start..]`, and whether
+    /// the data was padded to whole blocks for a direct write.
+    data_at: u64,
+    data_direct: bool,
+}
+
+/// What the writer gets of a chunk.
+pub struct Parts {
+    /// The lines: `lines.0[lines.1..]`.
+    pub lines: (Vec<u8>, usize),
+    /// The data, if any: `buffer[start..]` goes at `at` in the data file; `direct`: it
+    /// is whole blocks, block-aligned in memory and in the file.
+    pub data: Option<DataParts>,
+}
+
+/// A chunk's event data on its way to the data file.
+pub struct DataParts {
+    pub buffer: Vec<u8>,
+    pub start: usize,
+    pub at: u64,
+    pub direct: bool,
+}
+
+/// A buffer of `capacity` bytes from `start` on, `start` on a block boundary in
+/// memory (direct writes need it), reusing `bytes`' allocation.
+fn aligned(mut bytes: Vec<u8>, capacity: usize) -> (Vec<u8>, usize) {
+    bytes.clear();
+    bytes.reserve(capacity + BLOCK);
+    let start = bytes.as_ptr().align_offset(BLOCK);
+    bytes.resize(start, 0);
+    (bytes, start)
 }
 
 impl Chunk {
-    /// An empty chunk with room for `capacity` bytes, its lines starting on a block
+    /// An empty chunk with room for `capacity` bytes of lines, starting on a block
     /// boundary in memory, so that the writer can hand a full chunk to the disk as it
-    /// is (`TapeFile::append_chunk`).
+    /// is (`TapeFile::append_chunk`); the proxy's come from a [`Pool`].
+    #[cfg(test)]
     pub fn aligned(capacity: usize) -> Self {
-        Self::reusing(Vec::with_capacity(capacity + BLOCK))
-    }
-
-    /// An empty chunk in `bytes`' allocation, aligned as [`Chunk::aligned`].
-    fn reusing(mut bytes: Vec<u8>) -> Self {
-        bytes.clear();
-        let start = bytes.as_ptr().align_offset(BLOCK);
-        bytes.resize(start, 0);
+        let (bytes, start) = aligned(Vec::new(), capacity);
         Self {
             bytes,
             start,
-            records: 0,
+            ..Self::default()
         }
     }
 
-    /// Bytes buffered.
+    /// True until the chunk has a lines buffer (a fresh chunk gets one from the pool
+    /// when its first record comes: an idle exchange holds no buffer).
+    pub fn has_buffers(&self) -> bool {
+        self.bytes.capacity() != 0
+    }
+
+    /// Gives an empty chunk its buffers from the pools.
+    pub fn fill_from(
+        &mut self,
+        lines: &Pool,
+        lines_capacity: usize,
+        data: &Pool,
+        data_capacity: usize,
+    ) {
+        (self.bytes, self.start) = lines.take(lines_capacity);
+        (self.data, self.data_start) = data.take(data_capacity);
+    }
+
+    /// Bytes of lines buffered.
     pub fn len(&self) -> usize {
         self.bytes.len() - self.start
+    }
+
+    /// Bytes of event data buffered.
+    pub fn data_len(&self) -> usize {
+        self.data.len().saturating_sub(self.data_start)
     }
 
     /// No records.
@@ -67,14 +133,56 @@ impl Chunk {
         &self.bytes[self.start..]
     }
 
-    /// The buffer, and where the lines start in it.
-    pub fn into_parts(self) -> (Vec<u8>, usize) {
-        (self.bytes, self.start)
+    /// The chunk's event data.
+    #[cfg(test)]
+    pub fn data(&self) -> &[u8] {
+        &self.data[self.data_start..]
     }
 
-    /// Takes the chunk's contents, leaving it empty in a buffer from `pool`.
-    pub fn take_from(&mut self, pool: &Pool, capacity: usize) -> Chunk {
-        std::mem::replace(self, pool.chunk(capacity))
+    /// Whether the data can go to the disk as it is, padded to whole blocks: it
+    /// starts on a block boundary in memory (a buffer that grew, for a large event, was
+    /// moved) and the padding fits without moving it again.
+    pub fn data_aligned(&self) -> bool {
+        let padded = self.data_start + self.data_len().next_multiple_of(BLOCK);
+        (self.data.as_ptr() as usize + self.data_start).is_multiple_of(BLOCK)
+            && self.data.capacity() >= padded
+    }
+
+    /// Writes the data file offset of every data reference: the chunk's data goes at
+    /// `at`. `direct`: pads the data to whole blocks (with zeros, which nothing refers
+    /// to) for a direct write; `at` must then be block-aligned.
+    pub fn seal(&mut self, at: u64, direct: bool) {
+        for patch in self.patches.drain(..) {
+            let field = &mut self.bytes[patch.at..patch.at + OFFSET_WIDTH];
+            let mut n = at + patch.offset as u64;
+            for digit in field.iter_mut().rev() {
+                *digit = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        if direct {
+            let len = self.data_len().next_multiple_of(BLOCK);
+            self.data.resize(self.data_start + len, 0);
+        }
+        self.data_at = at;
+        self.data_direct = direct;
+    }
+
+    /// What the writer needs (after [`Chunk::seal`], when there is data).
+    pub fn into_parts(self) -> Parts {
+        let data = (self.data_len() > 0).then_some(DataParts {
+            buffer: self.data,
+            start: self.data_start,
+            at: self.data_at,
+            direct: self.data_direct,
+        });
+        Parts {
+            lines: (self.bytes, self.start),
+            data,
+        }
     }
 
     /// A whole record, serialised now.
@@ -87,19 +195,57 @@ impl Chunk {
     /// The first half of an `event` record: where, when, and the event as received.
     /// [`Chunk::event_end`] must follow before anything else.
     pub fn event_start(&mut self, stream: u64, t_ms: u64, received: &Event) {
-        write_event_start(&mut self.bytes, stream, t_ms, received);
+        let patch = self.event_start_into_text(None, stream, t_ms, received);
+        self.patches.extend(patch);
     }
 
-    /// A first half written earlier with [`write_event_start`] (the events of a batch
-    /// are written down before the chain runs, their ends after); then as
+    /// The first half of an `event` record into `text` (the events of a batch are
+    /// written down before the chain runs, their ends after), its data into this
+    /// chunk; returns where its data offset goes in the first half, for
+    /// [`Chunk::event_start_from`]. The chunk must not be sealed in between.
+    pub fn event_start_elsewhere(
+        &mut self,
+        text: &mut Vec<u8>,
+        stream: u64,
+        t_ms: u64,
+        received: &Event,
+    ) -> Option<Patch> {
+        let first_half = text.len();
+        let patch = self.event_start_into_text(Some(text), stream, t_ms, received);
+        // Where it goes in the first half.
+        patch.map(|p| Patch {
+            at: p.at - first_half,
+            ..p
+        })
+    }
+
+    fn event_start_into_text(
+        &mut self,
+        text: Option<&mut Vec<u8>>,
+        stream: u64,
+        t_ms: u64,
+        received: &Event,
+    ) -> Option<Patch> {
+        let out = text.unwrap_or(&mut self.bytes);
+        out.extend_from_slice(br#"{"type":"event","stream":"#);
+        json::uint(out, stream);
+        out.extend_from_slice(br#","t_ms":"#);
+        json::uint(out, t_ms);
+        out.extend_from_slice(br#","received":"#);
+        event(out, &mut self.data, self.data_start, received)
+    }
+
+    /// A first half written with [`Chunk::event_start_elsewhere`]; then as
     /// [`Chunk::event_start`].
-    pub fn event_start_from(&mut self, first_half: &[u8]) {
+    pub fn event_start_from(&mut self, first_half: &[u8], patch: Option<Patch>) {
+        let at = self.bytes.len();
         self.bytes.extend_from_slice(first_half);
+        self.patches
+            .extend(patch.map(|p| Patch { at: at + p.at, ..p }));
     }
 
     /// The second half: the steps, and what the client got (`unchanged`: exactly the
     /// event as received; `sent` is then left out, which readers take as `null`).
-    /// Byte for byte what `serde_json` writes for `Record::Event`, but for that.
     pub fn event_end(&mut self, steps: &[Step], sent: Option<&Event>, unchanged: bool) {
         let out = &mut self.bytes;
         out.extend_from_slice(br#","steps":["#);
@@ -127,11 +273,12 @@ impl Chunk {
             None => out.extend_from_slice(br#","sent":null}"#),
             Some(sent) => {
                 out.extend_from_slice(br#","sent":"#);
-                event(out, sent);
-                out.push(b'}');
+                let patch = event(out, &mut self.data, self.data_start, sent);
+                self.patches.extend(patch);
+                self.bytes.push(b'}');
             }
         }
-        out.push(b'\n');
+        self.bytes.push(b'\n');
         self.records += 1;
     }
 }
@@ -148,12 +295,13 @@ pub struct Pool {
 const POOL: usize = 64;
 
 impl Pool {
-    /// An empty chunk with room for `capacity` bytes, in a kept buffer if there is one.
-    pub fn chunk(&self, capacity: usize) -> Chunk {
+    /// An empty buffer with room for `capacity` bytes from a block boundary on (its
+    /// `start`), a kept one if there is one.
+    pub fn take(&self, capacity: usize) -> (Vec<u8>, usize) {
         let kept = self.free.lock().ok().and_then(|mut free| free.pop());
         match kept {
-            Some(bytes) if bytes.capacity() >= capacity + BLOCK => Chunk::reusing(bytes),
-            _ => Chunk::aligned(capacity),
+            Some(bytes) if bytes.capacity() >= capacity + BLOCK => aligned(bytes, capacity),
+            _ => aligned(Vec::new(), capacity),
         }
     }
 
@@ -167,42 +315,53 @@ impl Pool {
     }
 }
 
-/// The first half of an `event` record (see [`Chunk::event_start`]), into `out`.
-pub fn write_event_start(out: &mut Vec<u8>, stream: u64, t_ms: u64, received: &Event) {
-    out.extend_from_slice(br#"{"type":"event","stream":"#);
-    json::uint(out, stream);
-    out.extend_from_slice(br#","t_ms":"#);
-    json::uint(out, t_ms);
-    out.extend_from_slice(br#","received":"#);
-    event(out, received);
-}
-
-/// An SSE event as `format::TapeEvent` serialises.
-fn event(out: &mut Vec<u8>, e: &Event) {
+/// An SSE event as a tape event: `id`, `event` and `retry` inline, the data (when it
+/// is not empty) appended to `data` as it is and referred to as `data_at`, its offset
+/// left blank for [`Chunk::seal`] (the returned patch).
+fn event(out: &mut Vec<u8>, data: &mut Vec<u8>, data_start: usize, e: &Event) -> Option<Patch> {
     out.push(b'{');
     let mut first = true;
-    for (name, text) in [
-        (&br#""id":"#[..], &e.id),
-        (br#""event":"#, &e.event),
-        (br#""data":"#, &e.data),
-    ] {
+    let mut comma = |out: &mut Vec<u8>| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+    };
+    for (name, text) in [(&br#""id":"#[..], &e.id), (br#""event":"#, &e.event)] {
         if let Some(text) = text {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
+            comma(out);
             out.extend_from_slice(name);
             json::string(out, text.as_bytes());
         }
     }
-    if let Some(retry) = e.retry {
-        if !first {
-            out.push(b',');
+    let mut patch = None;
+    match e.data.as_deref() {
+        None => {}
+        Some("") => {
+            comma(out);
+            out.extend_from_slice(br#""data":"""#);
         }
+        Some(text) => {
+            comma(out);
+            out.extend_from_slice(br#""data_at":["#);
+            patch = Some(Patch {
+                at: out.len(),
+                offset: data.len() - data_start,
+            });
+            out.extend_from_slice(&[b' '; OFFSET_WIDTH]);
+            out.push(b',');
+            json::uint(out, text.len() as u64);
+            out.push(b']');
+            data.extend_from_slice(text.as_bytes());
+        }
+    }
+    if let Some(retry) = e.retry {
+        comma(out);
         out.extend_from_slice(br#""retry":"#);
         json::uint(out, retry);
     }
     out.push(b'}');
+    patch
 }
 
 #[cfg(test)]
@@ -225,8 +384,32 @@ mod tests {
         String::from_utf8(chunk.bytes().to_vec()).unwrap()
     }
 
+    /// The records of a sealed chunk's lines, their `data_at` read from `file`, a data
+    /// file that holds the chunk's data at `at`.
+    fn read_back(chunk: &Chunk, at: u64) -> Vec<Record> {
+        let mut file = vec![0u8; at as usize];
+        file.extend_from_slice(chunk.data());
+        let resolve = |e: &mut TapeEvent| {
+            if let Some((offset, len)) = e.data_at.take() {
+                let bytes = &file[offset as usize..(offset + len) as usize];
+                e.data = Some(String::from_utf8(bytes.to_vec()).unwrap());
+            }
+        };
+        rendered(chunk)
+            .lines()
+            .map(|line| {
+                let mut record: Record = serde_json::from_str(line).unwrap();
+                if let Record::Event { received, sent, .. } = &mut record {
+                    resolve(received);
+                    sent.as_mut().map(resolve);
+                }
+                record
+            })
+            .collect()
+    }
+
     #[test]
-    fn events_render_as_serde_writes_the_record() {
+    fn events_read_back_as_the_records_they_describe() {
         let received = Event {
             id: Some("7".into()),
             event: Some("message".into()),
@@ -237,7 +420,7 @@ mod tests {
             retry: None,
             ..Event::message("changed é")
         };
-        let cases: [(Vec<Step>, Option<&Event>, bool); 4] = [
+        let cases: [(Vec<Step>, Option<&Event>, bool); 5] = [
             (vec![step(StepVerdict::Pass)], Some(&received), true),
             (
                 vec![step(StepVerdict::Modify), step(StepVerdict::Pass)],
@@ -253,30 +436,63 @@ mod tests {
                 }),
                 false,
             ),
+            (vec![], Some(&Event::message("")), false),
         ];
-        for (steps, out, unchanged) in cases {
+        for (at, direct) in [(0, false), (12_345, false), (8 * BLOCK as u64, true)] {
             let mut chunk = Chunk::default();
-            chunk.event_start(3, 1234, &received);
-            chunk.event_end(&steps, out, unchanged);
-            assert_eq!(chunk.records(), 1);
-            let record = Record::Event {
-                stream: 3,
-                t_ms: 1234,
-                received: TapeEvent::from(&received),
-                steps: steps.iter().map(TapeStep::from).collect(),
-                sent: if unchanged {
-                    None
-                } else {
-                    out.map(TapeEvent::from)
-                },
-                unchanged,
-            };
-            let line = rendered(&chunk);
-            let serde = serde_json::to_string(&record).unwrap();
-            let serde = serde.replace(r#""sent":null,"unchanged""#, r#""unchanged""#);
-            assert_eq!(line, format!("{serde}\n"));
-            assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), record);
+            let mut expected = Vec::new();
+            for (steps, out, unchanged) in &cases {
+                chunk.event_start(3, 1234, &received);
+                chunk.event_end(steps, *out, *unchanged);
+                expected.push(Record::Event {
+                    stream: 3,
+                    t_ms: 1234,
+                    received: TapeEvent::from(&received),
+                    steps: steps.iter().map(TapeStep::from).collect(),
+                    sent: if *unchanged {
+                        None
+                    } else {
+                        out.map(TapeEvent::from)
+                    },
+                    unchanged: *unchanged,
+                });
+            }
+            assert_eq!(chunk.records(), cases.len() as u64);
+            chunk.seal(at, direct);
+            if direct {
+                assert!(chunk.data_len().is_multiple_of(BLOCK), "padded to blocks");
+            }
+            let text = rendered(&chunk);
+            assert!(!text.contains("line\\nbreak"), "data is not inline: {text}");
+            assert_eq!(read_back(&chunk, at), expected, "{text}");
         }
+    }
+
+    #[test]
+    fn a_batch_start_written_elsewhere_refers_to_the_right_data() {
+        let mut chunk = Chunk::default();
+        let mut text = Vec::new();
+        let events: Vec<Event> = (0..3).map(|i| Event::message(format!("m{i}"))).collect();
+        let mut starts = Vec::new();
+        for e in &events {
+            let at = text.len();
+            starts.push((at, chunk.event_start_elsewhere(&mut text, 1, 2, e)));
+        }
+        // Written in the order the chain answers, with a record between.
+        for (i, (start, patch)) in starts.iter().enumerate() {
+            let end = starts.get(i + 1).map_or(text.len(), |next| next.0);
+            chunk.event_start_from(&text[*start..end], *patch);
+            chunk.event_end(&[], Some(&events[i]), true);
+        }
+        chunk.seal(100, false);
+        let received: Vec<Option<String>> = read_back(&chunk, 100)
+            .into_iter()
+            .map(|r| match r {
+                Record::Event { received, .. } => received.data,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(received, ["m0", "m1", "m2"].map(|m| Some(m.to_string())));
     }
 
     #[test]
@@ -293,6 +509,7 @@ mod tests {
         chunk.event_end(&[], None, false);
         chunk.record(&end(3));
         assert_eq!(chunk.records(), 3);
+        chunk.seal(0, false);
         let text = rendered(&chunk);
         let streams: Vec<u64> = text
             .lines()

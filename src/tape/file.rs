@@ -10,7 +10,7 @@
 //!
 //! Direct I/O wants the buffer, the file offset and the length aligned to the block
 //! size, so only whole blocks go that way. A full chunk (at least [`WHOLE_AT_LEAST`]; its
-//! lines start on a block boundary, see `Chunk::aligned`) is padded to whole blocks with
+//! lines start on a block boundary, see `Pool::take`) is padded to whole blocks with
 //! a line of spaces and written from the chunk's own buffer, several in one vectored
 //! write: copying them into a staging buffer cost the writer about 100 ns an event on
 //! the recording bench (memory another core had just written). Small chunks are copied
@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::chunk::Pool;
+use super::chunk::{DataParts, Pool};
 
 /// Alignment and unit of direct writes (a multiple of every common logical block size).
 pub(crate) const BLOCK: usize = 4096;
@@ -73,6 +73,108 @@ const O_DIRECT: Option<i32> = None;
 /// `EINVAL`: what Linux answers a direct write it cannot do.
 const EINVAL: i32 = 22;
 
+/// A second, `O_DIRECT` handle on the file at `path`, where the system has one.
+fn open_direct(path: &Path) -> Option<File> {
+    O_DIRECT.and_then(|flag| {
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(flag)
+            .open(path)
+            .ok()
+    })
+}
+
+/// The tape's data file: each chunk's event data at the place its exchange reserved
+/// (`Recorder::reserve_data`), so chunks may arrive in any order. Data a chunk padded
+/// to whole blocks goes around the page cache, from the chunk's own buffer (about
+/// 32-100 KiB a write); smaller data (a slow stream's chunk, handed over when 100 ms
+/// old) through the page cache, exactly. Direct writes refused by the file system
+/// (`EINVAL`) go through the page cache, and so does everything after them.
+pub(crate) struct DataFile {
+    file: File,
+    direct: Option<File>,
+    pool: Arc<Pool>,
+}
+
+impl DataFile {
+    /// `file` was just created at `path`; written buffers go back to `pool`.
+    pub(crate) fn new(file: File, path: &Path, pool: Arc<Pool>) -> Self {
+        Self {
+            file,
+            direct: open_direct(path),
+            pool,
+        }
+    }
+
+    /// Whether padded data goes around the page cache.
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Writes chunks' data, each at its place: runs of direct parts that follow one
+    /// another in the file (chunks reserve in turn, so most do) in one vectored write
+    /// each, about a megabyte (a direct write of 64 KiB takes about as long as one of a
+    /// megabyte here: the disk's latency, not its bandwidth, set the pace).
+    pub(crate) fn write(&mut self, mut parts: Vec<DataParts>) -> io::Result<()> {
+        parts.sort_unstable_by_key(|p| p.at);
+        let mut rest = &parts[..];
+        while let Some(first) = rest.first() {
+            let mut end = first.at + (first.buffer.len() - first.start) as u64;
+            let mut run = 1;
+            while first.direct
+                && let Some(next) = rest.get(run)
+                && next.direct
+                && next.at == end
+            {
+                end += (next.buffer.len() - next.start) as u64;
+                run += 1;
+            }
+            let (now, later) = rest.split_at(run);
+            if !(first.direct && self.write_direct(now)?) {
+                for part in now {
+                    self.file
+                        .write_all_at(&part.buffer[part.start..], part.at)?;
+                }
+            }
+            rest = later;
+        }
+        for part in parts {
+            self.pool.put(part.buffer);
+        }
+        Ok(())
+    }
+
+    /// One vectored direct write of `run`, parts that follow one another from
+    /// `run[0].at`; false when direct writes are not possible (here, or any more).
+    fn write_direct(&mut self, run: &[DataParts]) -> io::Result<bool> {
+        let Some(direct) = &mut self.direct else {
+            return Ok(false);
+        };
+        let mut slices: Vec<IoSlice<'_>> = run
+            .iter()
+            .map(|p| IoSlice::new(&p.buffer[p.start..]))
+            .collect();
+        let mut slices = &mut slices[..];
+        direct.seek(SeekFrom::Start(run[0].at))?;
+        while !slices.is_empty() {
+            match direct.write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(EINVAL) && slices.len() == run.len() => {
+                    // Nothing written yet: the page cache, from now on.
+                    tracing::debug!(error = %e, "tape data: direct writes refused, writing through the page cache");
+                    self.direct = None;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
 pub(crate) struct TapeFile {
     /// Ordinary (page cache) handle: tails, and everything when direct I/O is off.
     file: File,
@@ -97,14 +199,7 @@ pub(crate) struct TapeFile {
 impl TapeFile {
     /// `file` was just created at `path` (empty); `capacity`: the staging buffer's size.
     pub(crate) fn new(file: File, path: &Path, capacity: usize, pool: Arc<Pool>) -> Self {
-        let direct = O_DIRECT.and_then(|flag| {
-            use std::os::unix::fs::OpenOptionsExt;
-            OpenOptions::new()
-                .write(true)
-                .custom_flags(flag)
-                .open(path)
-                .ok()
-        });
+        let direct = open_direct(path);
         let mut file = Self {
             file,
             direct,
@@ -135,7 +230,7 @@ impl TapeFile {
     }
 
     /// Appends a chunk of whole lines, `bytes[start..]`. In direct mode a large chunk
-    /// whose lines start on a block boundary in memory (see `Chunk::aligned`) is not
+    /// whose lines start on a block boundary in memory (see `Pool::take`) is not
     /// copied: it is padded to whole blocks with a line of spaces (readers skip blank
     /// lines) and handed to the disk as it is, and whatever was staged before it is
     /// padded the same way and written first. Anything else is staged.
@@ -375,7 +470,7 @@ mod tests {
                     .lines()
                     .map(str::to_string),
             );
-            let (bytes, start) = chunk.into_parts();
+            let (bytes, start) = chunk.into_parts().lines;
             tape.append_chunk(bytes, start).unwrap();
             if round % 4 == 0 {
                 tape.write_tail(false).unwrap();

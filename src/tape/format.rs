@@ -1,6 +1,9 @@
-//! The tape format, version 1: JSON Lines, one [`Record`] per line, written by
-//! `--record DIR` and read by `sluice tape serve` and `sluice plugin test`.
-//! `docs/tapes.md` documents it for people and other tools.
+//! The tape format, version 2: JSON Lines, one [`Record`] per line, and a data file
+//! beside it with the events' data as it was (lines refer to it by offset and length:
+//! escaping every event's data into JSON cost more than the rest of recording), written
+//! by `--record DIR` and read by `sluice tape serve` and `sluice plugin test`. Version 1
+//! tapes (data inline) still read. `docs/tapes.md` documents it for people and other
+//! tools.
 //!
 //! A tape is a log of streams (one per HTTP exchange), interleaved in the order things
 //! happened, each record naming its `stream`. Header allow-lists decide what is kept:
@@ -17,8 +20,10 @@ use crate::sse::Event;
 
 /// The value of [`Record::Header`]'s `format`.
 pub const FORMAT: &str = "sluice-tape";
-/// The version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this build writes.
+pub const VERSION: u32 = 2;
+/// The versions this build reads: 1 had every event's data inline.
+pub const READS: [u32; 2] = [1, 2];
 
 /// Request headers a tape keeps (lower case). Credentials are deliberately absent.
 pub const REQUEST_HEADERS: &[&str] = &[
@@ -54,6 +59,9 @@ pub enum Record {
         upstream: String,
         /// When recording started (seconds since the Unix epoch).
         started_unix: u64,
+        /// The data file that `data_at` refers to, beside the tape (version 2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_file: Option<String>,
     },
     /// A client request and what the chain did with its body.
     Request {
@@ -155,6 +163,10 @@ pub struct TapeEvent {
     pub event: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
+    /// Where the data is in the tape's data file: `[offset, length]` in bytes.
+    /// [`read`] replaces it with `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_at: Option<(u64, u64)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<u64>,
 }
@@ -165,6 +177,7 @@ impl From<&Event> for TapeEvent {
             id: e.id.clone(),
             event: e.event.clone(),
             data: e.data.clone(),
+            data_at: None,
             retry: e.retry,
         }
     }
@@ -176,6 +189,7 @@ impl From<Event> for TapeEvent {
             id: e.id,
             event: e.event,
             data: e.data,
+            data_at: None,
             retry: e.retry,
         }
     }
@@ -259,19 +273,77 @@ pub fn read(path: &Path) -> Result<Vec<Record>, TapeError> {
         })?;
         records.push(record);
     }
-    match records.first() {
+    let data_file = match records.first() {
         Some(Record::Header {
-            format, version, ..
-        }) if format == FORMAT && *version == VERSION => Ok(records),
-        Some(Record::Header { version, .. }) => Err(TapeError::Header {
-            path: name,
-            reason: format!("tape version {version}; this sluice reads version {VERSION}"),
-        }),
-        _ => Err(TapeError::Header {
-            path: name,
-            reason: "no tape header on the first line (is this a sluice tape?)".into(),
-        }),
+            format,
+            version,
+            data_file,
+            ..
+        }) if format == FORMAT && READS.contains(version) => data_file.clone(),
+        Some(Record::Header { version, .. }) => {
+            return Err(TapeError::Header {
+                path: name,
+                reason: format!(
+                    "tape version {version}; this sluice reads versions {}",
+                    READS.map(|v| v.to_string()).join(" and ")
+                ),
+            });
+        }
+        _ => {
+            return Err(TapeError::Header {
+                path: name,
+                reason: "no tape header on the first line (is this a sluice tape?)".into(),
+            });
+        }
+    };
+    let data = match data_file {
+        Some(file) => {
+            let data_path = path.with_file_name(file);
+            let opened = std::fs::File::open(&data_path).map_err(|source| TapeError::Io {
+                path: data_path.display().to_string(),
+                source,
+            })?;
+            Some((opened, data_path.display().to_string()))
+        }
+        None => None,
+    };
+    for record in &mut records {
+        if let Record::Event { received, sent, .. } = record {
+            for event in std::iter::once(received).chain(sent.as_mut()) {
+                resolve(event, data.as_ref(), &name)?;
+            }
+        }
     }
+    Ok(records)
+}
+
+/// Replaces `event`'s `data_at` with the data it points at in the tape's data file.
+fn resolve(
+    event: &mut TapeEvent,
+    data: Option<&(std::fs::File, String)>,
+    tape: &str,
+) -> Result<(), TapeError> {
+    use std::os::unix::fs::FileExt;
+    let Some((at, len)) = event.data_at.take() else {
+        return Ok(());
+    };
+    let Some((file, data_name)) = data else {
+        return Err(TapeError::Header {
+            path: tape.to_string(),
+            reason: "an event refers to a data file (data_at) but the header names none".into(),
+        });
+    };
+    let mut bytes = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut bytes, at)
+        .map_err(|source| TapeError::Io {
+            path: format!("{data_name} (bytes {at}..{})", at.saturating_add(len)),
+            source,
+        })?;
+    event.data = Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    });
+    Ok(())
 }
 
 /// The kept headers of `headers`, by allow-list.
@@ -319,5 +391,86 @@ mod tests {
         assert!(!line.contains('\n'));
         assert!(line.starts_with(r#"{"type":"event","stream":3"#), "{line}");
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), record);
+    }
+
+    fn tape_in(dir: &Path, lines: &[&str], data: Option<&[u8]>) -> std::path::PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join("t.jsonl");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        if let Some(data) = data {
+            std::fs::write(dir.join("t.data"), data).unwrap();
+        }
+        path
+    }
+
+    fn received_data(records: &[Record]) -> Vec<Option<String>> {
+        records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event { received, .. } => Some(received.data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_versions_read_and_data_at_is_resolved() {
+        let dir = std::env::temp_dir().join(format!("sluice-format-{}", std::process::id()));
+        let v1 = tape_in(
+            &dir,
+            &[
+                r#"{"type":"header","format":"sluice-tape","version":1,"upstream":"u","started_unix":0}"#,
+                r#"{"type":"event","stream":1,"t_ms":0,"received":{"data":"inline"},"steps":[],"unchanged":true}"#,
+            ],
+            None,
+        );
+        assert_eq!(received_data(&read(&v1).unwrap()), [Some("inline".into())]);
+        let v2 = tape_in(
+            &dir,
+            &[
+                r#"{"type":"header","format":"sluice-tape","version":2,"upstream":"u","started_unix":0,"data_file":"t.data"}"#,
+                r#"{"type":"event","stream":1,"t_ms":0,"received":{"data_at":[                   6,5]},"steps":[],"sent":{"data_at":[0,5]}}"#,
+                r#"{"type":"event","stream":1,"t_ms":0,"received":{"data":""},"steps":[],"unchanged":true}"#,
+            ],
+            Some(b"hello\0world"),
+        );
+        let records = read(&v2).unwrap();
+        assert_eq!(
+            received_data(&records),
+            [Some("world".into()), Some(String::new())]
+        );
+        assert_eq!(
+            records[1].sent_event().unwrap().data.as_deref(),
+            Some("hello")
+        );
+        assert!(
+            records
+                .iter()
+                .all(|r| !format!("{r:?}").contains("data_at: Some"))
+        );
+
+        // Data beyond the end of the data file: an error naming the file and the bytes.
+        let short = tape_in(
+            &dir,
+            &[
+                r#"{"type":"header","format":"sluice-tape","version":2,"upstream":"u","started_unix":0,"data_file":"t.data"}"#,
+                r#"{"type":"event","stream":1,"t_ms":0,"received":{"data_at":[8,100]},"steps":[],"unchanged":true}"#,
+            ],
+            Some(b"0123456789"),
+        );
+        let error = read(&short).unwrap_err().to_string();
+        assert!(error.contains("t.data (bytes 8..108)"), "{error}");
+        // A reference but no data file named.
+        let unnamed = tape_in(
+            &dir,
+            &[
+                r#"{"type":"header","format":"sluice-tape","version":2,"upstream":"u","started_unix":0}"#,
+                r#"{"type":"event","stream":1,"t_ms":0,"received":{"data_at":[0,1]},"steps":[],"unchanged":true}"#,
+            ],
+            None,
+        );
+        let error = read(&unnamed).unwrap_err().to_string();
+        assert!(error.contains("names none"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

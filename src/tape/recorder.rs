@@ -9,12 +9,13 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::chunk::{Chunk, Pool};
-use super::file::TapeFile;
+use super::chunk::{Chunk, DataParts, Pool};
+use super::file::{BLOCK, DataFile, TapeFile};
 use super::format::{FORMAT, Record, VERSION};
 
 /// How many chunks (each up to `tape` flush size, typically many records) may wait for
@@ -37,8 +38,14 @@ pub struct Recorder {
     path: PathBuf,
     dropped: AtomicU64,
     written: std::sync::Arc<AtomicU64>,
-    /// Chunk buffers the writer is done with.
-    pool: std::sync::Arc<Pool>,
+    /// Chunk buffers the writer is done with: lines, and event data.
+    pool: Arc<Pool>,
+    data_pool: Arc<Pool>,
+    /// The end of what is reserved in the data file (`reserve_data`).
+    data_end: AtomicU64,
+    /// Whether data may be written around the page cache (cleared by the writer when
+    /// the file system refuses it).
+    data_direct: Arc<AtomicBool>,
 }
 
 /// Why recording cannot start.
@@ -53,35 +60,40 @@ pub enum RecordError {
 }
 
 impl Recorder {
-    /// Creates `DIR/sluice-<unix seconds>-<pid>.jsonl` (and `DIR` if needed), writes the
-    /// header and starts the writer thread.
+    /// Creates `DIR/sluice-<unix seconds>-<pid>.jsonl` and its data file (`.data`;
+    /// and `DIR` if needed), writes the header and starts the writer thread.
     pub fn create(dir: &Path, upstream: &str) -> Result<Self, RecordError> {
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let path = dir.join(format!(
-            "sluice-{started_unix}-{}.jsonl",
-            std::process::id()
-        ));
-        let failed = |source| RecordError::Create {
-            path: path.display().to_string(),
-            source,
+        let stem = format!("sluice-{started_unix}-{}", std::process::id());
+        let path = dir.join(format!("{stem}.jsonl"));
+        let data_name = format!("{stem}.data");
+        let data_path = dir.join(&data_name);
+        let failed = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| RecordError::Create { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(failed)?;
-        let file = File::create(&path).map_err(failed)?;
+        std::fs::create_dir_all(dir).map_err(failed(dir))?;
+        let file = File::create(&path).map_err(failed(&path))?;
+        let data_file = File::create(&data_path).map_err(failed(&data_path))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let written = std::sync::Arc::new(AtomicU64::new(0));
         let counter = written.clone();
         let name = path.display().to_string();
         let clock = std::sync::Arc::new(AtomicU64::new(0));
         let ticking = (clock.clone(), Instant::now());
-        let pool = std::sync::Arc::new(Pool::default());
+        let pool = Arc::new(Pool::default());
+        let data_pool = Arc::new(Pool::default());
         let file = TapeFile::new(file, &path, WRITE_BYTES + (64 << 10), pool.clone());
+        let data = DataFile::new(data_file, &data_path, data_pool.clone());
         let direct = file.is_direct();
+        let data_direct = Arc::new(AtomicBool::new(data.is_direct()));
+        let files = (file, data, data_direct.clone());
         std::thread::Builder::new()
             .name("sluice-recorder".into())
-            .spawn(move || write_loop(file, rx, &counter, &name, &ticking))
-            .map_err(failed)?;
+            .spawn(move || write_loop(files, rx, &counter, &name, &ticking))
+            .map_err(failed(&path))?;
         let recorder = Self {
             tx,
             clock,
@@ -89,12 +101,16 @@ impl Recorder {
             dropped: AtomicU64::new(0),
             written,
             pool,
+            data_pool,
+            data_end: AtomicU64::new(0),
+            data_direct,
         };
         recorder.record(Record::Header {
             format: FORMAT.into(),
             version: VERSION,
             upstream: upstream.to_string(),
             started_unix,
+            data_file: Some(data_name),
         });
         tracing::info!(tape = %recorder.path.display(), direct, "recording traffic");
         Ok(recorder)
@@ -111,9 +127,35 @@ impl Recorder {
         self.clock.load(Ordering::Relaxed)
     }
 
-    /// Where a full chunk's next buffer comes from (`Chunk::take_from`).
-    pub(crate) fn pool(&self) -> &Pool {
-        &self.pool
+    /// Where a chunk's buffers come from (`Chunk::fill_from`): lines, event data.
+    pub(crate) fn pools(&self) -> (&Pool, &Pool) {
+        (&self.pool, &self.data_pool)
+    }
+
+    /// Whether a chunk's data may go around the page cache (then it must be reserved
+    /// `direct` and padded: `Chunk::seal`).
+    pub(crate) fn data_direct(&self) -> bool {
+        self.data_direct.load(Ordering::Relaxed)
+    }
+
+    /// Reserves `len` bytes of the data file for one chunk's event data and returns
+    /// where they start. `direct`: block-aligned and rounded up to whole blocks (the
+    /// gaps are zeros nothing refers to). Chunks reserve in the order they are handed
+    /// over and the writer writes each at its place, whatever order they arrive in.
+    pub(crate) fn reserve_data(&self, len: usize, direct: bool) -> u64 {
+        let (len, align) = if direct {
+            (len.next_multiple_of(BLOCK) as u64, BLOCK as u64)
+        } else {
+            (len as u64, 1)
+        };
+        let mut at = 0;
+        let _ = self
+            .data_end
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |end| {
+                at = end.next_multiple_of(align);
+                Some(at + len)
+            });
+        at
     }
 
     /// Queues one record; never blocks (see [`Recorder::write_chunk`]).
@@ -168,9 +210,15 @@ const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 /// Large writes, few system calls.
 const WRITE_BYTES: usize = 1 << 20;
 
-/// The writer thread's side of the file: failures stop it for good.
+/// The writer thread's side of the files: failures stop it for good.
 struct Writer<'a> {
     file: TapeFile,
+    data: DataFile,
+    data_direct: Arc<AtomicBool>,
+    /// Chunks received and not yet written: lines, data, their bytes in all.
+    held_lines: Vec<(Vec<u8>, usize)>,
+    held_data: Vec<DataParts>,
+    held_bytes: usize,
     name: &'a str,
     failed: bool,
     /// Records handed to the file since `written` was last counted up.
@@ -198,21 +246,59 @@ impl Writer<'_> {
         }
     }
 
+    /// Holds a chunk until [`WRITE_BYTES`] are held (or the queue runs empty).
     fn chunk(&mut self, chunk: Chunk) {
         if self.failed {
             return;
         }
         self.pending += chunk.records();
-        let (bytes, start) = chunk.into_parts();
-        self.run(false, |file| file.append_chunk(bytes, start));
+        let parts = chunk.into_parts();
+        if let Some(data) = parts.data {
+            self.held_bytes += data.buffer.len() - data.start;
+            self.held_data.push(data);
+        }
+        self.held_bytes += parts.lines.0.len() - parts.lines.1;
+        self.held_lines.push(parts.lines);
+        if self.held_bytes >= WRITE_BYTES {
+            self.release();
+        }
+    }
+
+    /// Writes the held chunks: their data first, so that a line on disk never refers to
+    /// data that is not, then their lines (as `TapeFile` does: large chunks whole, the
+    /// rest staged, whole blocks written once a megabyte is staged).
+    fn release(&mut self) {
+        self.held_bytes = 0;
+        let data = std::mem::take(&mut self.held_data);
+        if !self.failed && !data.is_empty() {
+            let result = self.data.write(data);
+            if !self.data.is_direct() {
+                // Refused by the file system: later chunks reserve unaligned.
+                self.data_direct.store(false, Ordering::Relaxed);
+            }
+            if let Err(e) = result {
+                self.failed = true;
+                tracing::error!(tape = self.name, error = %e, "cannot write the tape's data file; recording stopped");
+            }
+        }
+        for (bytes, start) in std::mem::take(&mut self.held_lines) {
+            self.run(false, |file| file.append_chunk(bytes, start));
+        }
         if self.file.staged() >= WRITE_BYTES {
             self.run(true, TapeFile::write_blocks);
         }
     }
+
+    /// Everything held and staged to the file, the partial last block included
+    /// (`due_only`: only when `TAIL_EVERY` has passed).
+    fn write_out(&mut self, due_only: bool) {
+        self.release();
+        self.run(true, |file| file.write_tail(due_only));
+    }
 }
 
 fn write_loop(
-    file: TapeFile,
+    (file, data, data_direct): (TapeFile, DataFile, Arc<AtomicBool>),
     rx: Receiver<Message>,
     written: &AtomicU64,
     name: &str,
@@ -220,6 +306,11 @@ fn write_loop(
 ) {
     let mut writer = Writer {
         file,
+        data,
+        data_direct,
+        held_lines: Vec::new(),
+        held_data: Vec::new(),
+        held_bytes: 0,
         name,
         failed: false,
         pending: 0,
@@ -232,19 +323,19 @@ fn write_loop(
             match rx.try_recv() {
                 Ok(Message::Chunk(chunk)) => writer.chunk(chunk),
                 Ok(Message::Sync(done)) => {
-                    writer.run(true, |file| file.write_tail(false));
+                    writer.write_out(false);
                     let _ = done.send(());
                 }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    writer.run(true, |file| file.write_tail(false));
+                    writer.write_out(false);
                     return;
                 }
             }
         }
         // The queue ran empty: write what there is (the partial last block every
         // `TAIL_EVERY`), then wait.
-        writer.run(true, |file| file.write_tail(true));
+        writer.write_out(true);
         std::thread::sleep(DRAIN_EVERY);
     }
 }
@@ -319,24 +410,24 @@ mod writer_cost {
             fuel: 1234,
         };
         let events = 2_000_000u64;
+        let recorder = Arc::new(recorder);
+        let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
         let before = recorder_cpu_ns();
         let t = Instant::now();
-        let mut chunk = Chunk::aligned(40 << 10);
         for i in 0..events {
             let event = Event {
                 id: Some(i.to_string()),
                 ..Event::message(data.clone())
             };
-            chunk.event_start(1, i / 1000, &event);
-            chunk.event_end(std::slice::from_ref(&step), Some(&event), true);
-            if chunk.len() >= 32 << 10 {
-                recorder.write_chunk(chunk.take_from(recorder.pool(), 40 << 10));
+            tape.event_start(&event);
+            tape.event_end(std::slice::from_ref(&step), Some(&event), false);
+            if i % 128 == 0 {
                 while t.elapsed().as_nanos() < u128::from(i) * 1000 {
                     std::hint::spin_loop();
                 }
             }
         }
-        recorder.write_chunk(chunk);
+        drop(tape);
         recorder.sync();
         let cpu = recorder_cpu_ns() - before;
         eprintln!(

@@ -171,7 +171,11 @@ async fn a_recorded_stream_batches_and_its_tape_has_each_events_steps() {
     .expect("sluice starts");
     let events =
         client::events(client::post(&format!("{}/mcp", sluice.url()), REQUEST).await).await;
-    assert_eq!(events, expected(), "recording changes nothing the client sees");
+    assert_eq!(
+        events,
+        expected(),
+        "recording changes nothing the client sees"
+    );
     let redact = proxy::stats(&sluice, 0);
     assert!(
         redact.batch_calls >= 1 && redact.batch_calls < redact.calls,
@@ -185,11 +189,16 @@ async fn a_recorded_stream_batches_and_its_tape_has_each_events_steps() {
         .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .expect("a tape file");
     let records = sluice::tape::format::read(&file).expect("a readable tape");
-    let recorded: Vec<(Option<String>, Vec<(String, String)>, Option<Event>)> = records
+    // Per event record: its id, its (plugin, verdict) steps, what the client got.
+    type Recorded = (Option<String>, Vec<(String, String)>, Option<Event>);
+    let recorded: Vec<Recorded> = records
         .iter()
         .filter(|r| matches!(r, sluice::tape::Record::Event { .. }))
         .map(|r| {
-            let sluice::tape::Record::Event { received, steps, .. } = r else {
+            let sluice::tape::Record::Event {
+                received, steps, ..
+            } = r
+            else {
                 unreachable!()
             };
             let steps = steps
@@ -203,7 +212,11 @@ async fn a_recorded_stream_batches_and_its_tape_has_each_events_steps() {
     let step = |plugin: &str, verdict: &str| (plugin.to_string(), verdict.to_string());
     for (i, ((id, steps, sent), expected)) in recorded.iter().zip(expected()).enumerate() {
         assert_eq!(id.as_deref(), Some(i.to_string().as_str()));
-        assert_eq!(sent.as_ref(), Some(&expected), "event {i} as the client got it");
+        assert_eq!(
+            sent.as_ref(),
+            Some(&expected),
+            "event {i} as the client got it"
+        );
         let want = if i == 20 {
             // A JSON-RPC batch: its two messages one after the other.
             vec![

@@ -36,6 +36,7 @@ fn event(id: &str, data: &str) -> TapeEvent {
         id: Some(id.into()),
         event: None,
         data: Some(data.into()),
+        data_at: None,
         retry: None,
     }
 }
@@ -68,6 +69,7 @@ fn records() -> Vec<Record> {
             version: VERSION,
             upstream: "http://127.0.0.1:9/mcp".into(),
             started_unix: 1_700_000_000,
+            data_file: None,
         },
         Record::Request {
             stream,
@@ -246,6 +248,7 @@ fn dropper_drops_the_progress_event_and_keeps_its_cursor() {
             id: Some("e1".into()),
             event: None,
             data: None,
+            data_at: None,
             retry: None
         }),
         "a dropped event still moves the client's last-event-id"
@@ -454,6 +457,7 @@ fn bad_input_exits_2_with_a_clear_message() {
         version: VERSION + 1,
         upstream: String::new(),
         started_unix: 0,
+        data_file: None,
     };
     let tape = write_tape(&future);
     let out = sluice(&[redact, "--tape", path(&tape), "--config", REDACT]);
@@ -572,6 +576,7 @@ fn event_of(data: &str) -> TapeEvent {
         id: None,
         event: None,
         data: Some(data.into()),
+        data_at: None,
         retry: None,
     }
 }

@@ -126,6 +126,7 @@ mod tests {
             id: Some("7".into()),
             event: None,
             data: Some(text.into()),
+            data_at: None,
             retry: None,
         }
     }
@@ -178,6 +179,7 @@ mod tests {
             id: Some("7".into()),
             event: Some("message".into()),
             data: None,
+            data_at: None,
             retry: Some(500),
         };
         assert_eq!(

@@ -231,6 +231,7 @@ mod tests {
                 id: None,
                 event: None,
                 data: Some(d.into()),
+                data_at: None,
                 retry: None,
             }),
         }

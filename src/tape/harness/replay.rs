@@ -234,6 +234,7 @@ pub(super) fn data_only(body: String) -> TapeEvent {
         id: None,
         event: None,
         data: Some(body),
+        data_at: None,
         retry: None,
     }
 }
@@ -287,6 +288,7 @@ mod tests {
                 id: None,
                 event: Some("endpoint".into()),
                 data: Some("/mcp/messages?s=1".into()),
+                data_at: None,
                 retry: None,
             },
             steps: Vec::new(),
