@@ -111,7 +111,7 @@ start_sluice() { # start_sluice NAME EXTRA-ARGS...: one sluice on SLUICE_PORT
     local name=$1
     shift
     "$SLUICE" --upstream "http://127.0.0.1:$UP_PORT" --listen "127.0.0.1:$SLUICE_PORT" \
-        --admin-listen 127.0.0.1:0 --no-watch "$@" >"$OUT/$name.log" 2>&1 &
+        --admin-listen "127.0.0.1:${ADMIN_PORT:-0}" --no-watch "$@" >"$OUT/$name.log" 2>&1 &
     SLUICE_PID=$!
     wait_port $SLUICE_PORT
 }
@@ -245,8 +245,13 @@ for size in ${REC_SIZES:-256 16384}; do
             start_sluice rec-off --plugin "$PASS"
             cell "record-off" "$(endpoint sluice)" --streams $streams --size "$size" --duration-ms "$DURATION_MS"
             rm -rf "$OUT/tapes"
-            start_sluice rec-on --plugin "$PASS" --record "$OUT/tapes"
+            ADMIN_PORT=18003 start_sluice rec-on --plugin "$PASS" --record "$OUT/tapes"
             cell "record-on" "$(endpoint sluice)" --streams $streams --size "$size" --duration-ms "$DURATION_MS"
+            # A tape that dropped records is not a recording at that rate: say so.
+            dropped=$(curl -s http://127.0.0.1:18003/metrics | awk '/^sluice_tape_records_dropped / {print $2}')
+            tape_bytes=$(du -cb "$OUT"/tapes/* | tail -n 1 | cut -f1)
+            echo "{\"label\":\"record-tape\",\"streams\":$streams,\"size\":$size,\"dropped\":${dropped:-null},\"tape_bytes\":$tape_bytes}" >>"$RESULTS"
+            echo "   tape: ${dropped:-?} records dropped, $tape_bytes bytes"
         done
     done
 done
