@@ -96,6 +96,7 @@ impl Chain {
             max_event_bytes: usize::MAX,
             steps: None,
             event_steps: Vec::new(),
+            step_names: Vec::new(),
             calls: 0,
         }
     }
@@ -185,6 +186,10 @@ pub struct Session {
     /// When tracing, each event's steps of the last [`Session::on_events`] call, in
     /// its order (the inner buffers are kept from call to call).
     event_steps: Vec<Vec<Step>>,
+    /// When tracing, the plugins' names for steps: this session's own copies, so that
+    /// a step's reference count is not a cache line every worker thread writes (two
+    /// atomic writes per step on a fast stream).
+    step_names: Vec<Arc<str>>,
     /// Plugin calls so far, for sampling the latency histogram.
     calls: u32,
 }
@@ -204,6 +209,12 @@ impl Session {
     /// `sluice plugin test`. Off by default: the hot path reads no clock.
     pub fn traced(mut self) -> Self {
         self.steps = Some(Vec::new());
+        self.step_names = self
+            .chain
+            .plugins
+            .iter()
+            .map(|p| Arc::from(p.name()))
+            .collect();
         self
     }
 
@@ -325,7 +336,7 @@ impl Session {
             }
             if let Some(steps) = &mut self.steps {
                 steps.push(Step {
-                    plugin: plugin.name_arc().clone(),
+                    plugin: self.step_names[index].clone(),
                     verdict: StepVerdict::of(&verdict),
                     elapsed: match (started, ended) {
                         (Some(started), Some(ended)) => clock::between(started, ended),

@@ -439,3 +439,57 @@ mod writer_cost {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+/// The proxy thread's own cost of recording an event (what `TapeStream` does per
+/// event, the writer apart): `cargo test --release --lib proxy_side_cost -- --ignored
+/// --nocapture`.
+#[cfg(test)]
+mod proxy_side_cost {
+    use super::*;
+    use crate::plugin::{Step, StepVerdict};
+    use crate::sse::Event;
+
+    #[test]
+    #[ignore = "a measurement: run on its own, in release"]
+    fn proxy_side_cost() {
+        let dir = std::env::temp_dir().join(format!("sluice-pcost-{}", std::process::id()));
+        let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
+        let data = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"{}"}}}}"#,
+            "x".repeat(256 - 78)
+        );
+        let step = Step {
+            plugin: "passthrough".into(),
+            verdict: StepVerdict::Pass,
+            elapsed: std::time::Duration::from_nanos(300),
+            fuel: 1055,
+        };
+        let events: Vec<Event> = (0..64)
+            .map(|i| Event {
+                id: Some(i.to_string()),
+                event: Some("message".into()),
+                ..Event::message(data.clone())
+            })
+            .collect();
+        let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
+        let rounds = 20_000u32;
+        let t = Instant::now();
+        for _ in 0..rounds {
+            for e in &events {
+                tape.batch_start(e);
+            }
+            for (i, e) in events.iter().enumerate() {
+                tape.batch_end(i, std::slice::from_ref(&step), Some(e));
+            }
+            tape.batch_done();
+        }
+        let per = t.elapsed().as_nanos() as f64 / f64::from(rounds) / events.len() as f64;
+        drop(tape);
+        recorder.sync();
+        eprintln!(
+            "proxy side: {per:.1} ns/event ({} dropped)",
+            recorder.dropped()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -162,8 +162,10 @@ impl Session {
         if sampled && let Some(share) = share {
             self.chain.metrics[index].call(share);
         }
+        // Only called when tracing.
+        let name = traced.then(|| self.step_names[index].clone());
         let step = |verdict: StepVerdict| Step {
-            plugin: plugin.name_arc().clone(),
+            plugin: name.clone().unwrap_or_default(),
             verdict,
             elapsed: share.unwrap_or(Duration::ZERO),
             fuel: fuel / part.len() as u64,
@@ -223,7 +225,7 @@ impl Session {
         }
         if let Some(started) = started {
             self.event_steps[i].push(Step {
-                plugin: plugin.name_arc().clone(),
+                plugin: self.step_names[index].clone(),
                 verdict: StepVerdict::of(&verdict),
                 elapsed: clock::between(started, clock::now()),
                 fuel,
