@@ -14,7 +14,7 @@ use http::HeaderMap;
 
 use crate::plugin::{Step, StepVerdict, StreamMeta};
 use crate::sse::Event;
-use crate::tape::chunk::{Chunk, Patch};
+use crate::tape::chunk::{self, Chunk, Patch};
 use crate::tape::format::{self, REQUEST_HEADERS, RESPONSE_HEADERS};
 use crate::tape::{Record, Recorder, TapeStep};
 
@@ -48,6 +48,9 @@ pub(crate) struct TapeStream {
     /// one after the other, where each starts and where its data offset goes.
     batch: Vec<u8>,
     batch_at: Vec<(usize, Option<Patch>)>,
+    /// The start of this stream's `event` records at `prefix_ms` (`chunk::event_prefix`).
+    prefix: Vec<u8>,
+    prefix_ms: Option<u64>,
 }
 
 impl TapeStream {
@@ -60,6 +63,8 @@ impl TapeStream {
             flushed_ms: 0,
             batch: Vec::new(),
             batch_at: Vec::new(),
+            prefix: Vec::new(),
+            prefix_ms: None,
         }
     }
 
@@ -67,6 +72,15 @@ impl TapeStream {
     fn now_ms(&mut self) -> u64 {
         self.last_ms = self.recorder.t_ms();
         self.last_ms
+    }
+
+    /// Takes the time and readies the start of an `event` record for it.
+    fn event_prefix(&mut self) {
+        let t_ms = self.now_ms();
+        if self.prefix_ms != Some(t_ms) {
+            chunk::event_prefix(&mut self.prefix, self.stream, t_ms);
+            self.prefix_ms = Some(t_ms);
+        }
     }
 
     fn push(&mut self, record: &Record) {
@@ -152,9 +166,9 @@ impl TapeStream {
     /// The first half of an `event` record: the event as received. Call before the
     /// chain runs, then [`TapeStream::event_end`] exactly once.
     pub(crate) fn event_start(&mut self, received: &Event) {
-        let t_ms = self.now_ms();
+        self.event_prefix();
         self.ready();
-        self.chunk.event_start(self.stream, t_ms, received);
+        self.chunk.event_start(&self.prefix, received);
     }
 
     /// The second half: each plugin's step and what the client got. `rewritten`: the
@@ -183,12 +197,12 @@ impl TapeStream {
     /// go through the chain together, so their first halves wait here (a copy of a few
     /// hundred bytes each) until [`TapeStream::batch_end`] writes each record whole.
     pub(crate) fn batch_start(&mut self, received: &Event) {
-        let t_ms = self.now_ms();
+        self.event_prefix();
         self.ready();
         let at = self.batch.len();
         let patch = self
             .chunk
-            .event_start_elsewhere(&mut self.batch, self.stream, t_ms, received);
+            .event_start_elsewhere(&mut self.batch, &self.prefix, received);
         self.batch_at.push((at, patch));
     }
 

@@ -192,10 +192,11 @@ impl Chunk {
         self.records += 1;
     }
 
-    /// The first half of an `event` record: where, when, and the event as received.
-    /// [`Chunk::event_end`] must follow before anything else.
-    pub fn event_start(&mut self, stream: u64, t_ms: u64, received: &Event) {
-        let patch = self.event_start_into_text(None, stream, t_ms, received);
+    /// The first half of an `event` record: where and when (`prefix`, from
+    /// [`event_prefix`]), and the event as received. [`Chunk::event_end`] must follow
+    /// before anything else.
+    pub fn event_start(&mut self, prefix: &[u8], received: &Event) {
+        let patch = self.event_start_into_text(None, prefix, received);
         self.patches.extend(patch);
     }
 
@@ -206,12 +207,11 @@ impl Chunk {
     pub fn event_start_elsewhere(
         &mut self,
         text: &mut Vec<u8>,
-        stream: u64,
-        t_ms: u64,
+        prefix: &[u8],
         received: &Event,
     ) -> Option<Patch> {
         let first_half = text.len();
-        let patch = self.event_start_into_text(Some(text), stream, t_ms, received);
+        let patch = self.event_start_into_text(Some(text), prefix, received);
         // Where it goes in the first half.
         patch.map(|p| Patch {
             at: p.at - first_half,
@@ -222,16 +222,11 @@ impl Chunk {
     fn event_start_into_text(
         &mut self,
         text: Option<&mut Vec<u8>>,
-        stream: u64,
-        t_ms: u64,
+        prefix: &[u8],
         received: &Event,
     ) -> Option<Patch> {
         let out = text.unwrap_or(&mut self.bytes);
-        out.extend_from_slice(br#"{"type":"event","stream":"#);
-        json::uint(out, stream);
-        out.extend_from_slice(br#","t_ms":"#);
-        json::uint(out, t_ms);
-        out.extend_from_slice(br#","received":"#);
+        out.extend_from_slice(prefix);
         event(out, &mut self.data, self.data_start, received)
     }
 
@@ -315,6 +310,18 @@ impl Pool {
     }
 }
 
+/// The start of an `event` record up to its `received` event, into `out` (cleared):
+/// the same for every event of a stream within a millisecond, so a stream's recorder
+/// keeps it and writes it again only when `t_ms` changes.
+pub fn event_prefix(out: &mut Vec<u8>, stream: u64, t_ms: u64) {
+    out.clear();
+    out.extend_from_slice(br#"{"type":"event","stream":"#);
+    json::uint(out, stream);
+    out.extend_from_slice(br#","t_ms":"#);
+    json::uint(out, t_ms);
+    out.extend_from_slice(br#","received":"#);
+}
+
 /// An SSE event as a tape event: `id`, `event` and `retry` inline, the data (when it
 /// is not empty) appended to `data` as it is and referred to as `data_at`, its offset
 /// left blank for [`Chunk::seal`] (the returned patch).
@@ -380,6 +387,12 @@ mod tests {
         }
     }
 
+    fn prefix(stream: u64, t_ms: u64) -> Vec<u8> {
+        let mut out = vec![b'x'];
+        event_prefix(&mut out, stream, t_ms);
+        out
+    }
+
     fn rendered(chunk: &Chunk) -> String {
         String::from_utf8(chunk.bytes().to_vec()).unwrap()
     }
@@ -442,7 +455,7 @@ mod tests {
             let mut chunk = Chunk::default();
             let mut expected = Vec::new();
             for (steps, out, unchanged) in &cases {
-                chunk.event_start(3, 1234, &received);
+                chunk.event_start(&prefix(3, 1234), &received);
                 chunk.event_end(steps, *out, *unchanged);
                 expected.push(Record::Event {
                     stream: 3,
@@ -476,7 +489,7 @@ mod tests {
         let mut starts = Vec::new();
         for e in &events {
             let at = text.len();
-            starts.push((at, chunk.event_start_elsewhere(&mut text, 1, 2, e)));
+            starts.push((at, chunk.event_start_elsewhere(&mut text, &prefix(1, 2), e)));
         }
         // Written in the order the chain answers, with a record between.
         for (i, (start, patch)) in starts.iter().enumerate() {
@@ -505,7 +518,7 @@ mod tests {
             error: None,
         };
         chunk.record(&end(1));
-        chunk.event_start(2, 0, &Event::message("x"));
+        chunk.event_start(&prefix(2, 0), &Event::message("x"));
         chunk.event_end(&[], None, false);
         chunk.record(&end(3));
         assert_eq!(chunk.records(), 3);

@@ -198,28 +198,31 @@ static PAIRS: [u8; 200] = {
 
 /// Appends `n` in decimal.
 pub fn uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
+    let len = n.checked_ilog10().unwrap_or(0) as usize + 1;
+    out.reserve(len);
+    // Straight into the vector's spare room, from the last digit back: no length
+    // check per digit, and no `memcpy` call (a copy of a variable length is one).
+    let digits = &mut out.spare_capacity_mut()[..len];
+    let mut at = len;
     // Two digits per division.
     while n >= 100 {
         let pair = (n % 100) as usize * 2;
         n /= 100;
         at -= 2;
-        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        digits[at].write(PAIRS[pair]);
+        digits[at + 1].write(PAIRS[pair + 1]);
     }
     if n >= 10 {
         let pair = n as usize * 2;
-        at -= 2;
-        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        digits[0].write(PAIRS[pair]);
+        digits[1].write(PAIRS[pair + 1]);
     } else {
-        at -= 1;
-        digits[at] = b'0' + n as u8;
+        digits[0].write(b'0' + n as u8);
     }
-    // Byte by byte: the numbers are short, and a copy of a variable length is a
-    // `memcpy` call.
-    for &digit in &digits[at..] {
-        out.push(digit);
-    }
+    // SAFETY: `len` is the number of decimal digits of `n`, so the loop and the last
+    // step above wrote every one of the `len` bytes after the old length (the last step
+    // the one or two left at the front), and `reserve` made room for them.
+    unsafe { out.set_len(out.len() + len) };
 }
 
 #[cfg(test)]
@@ -287,6 +290,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn uint_appends_any_number_as_display_writes_it(
+            before in proptest::collection::vec(any::<u8>(), 0..40),
+            n in any::<u64>(),
+        ) {
+            let mut out = before.clone();
+            uint(&mut out, n);
+            prop_assert_eq!(&out[..before.len()], &before[..]);
+            let expected = n.to_string();
+            prop_assert_eq!(&out[before.len()..], expected.as_bytes());
+        }
+
         #[test]
         fn both_masks_flag_exactly_the_bytes_to_escape(block in any::<[u8; 16]>()) {
             let expected = (0..16)
