@@ -297,6 +297,14 @@ pub fn read(path: &Path) -> Result<Vec<Record>, TapeError> {
         }
     };
     let data = match data_file {
+        // A file beside the tape, nothing else: a tape from elsewhere must not make
+        // `tape serve` read (and serve) any file it names.
+        Some(file) if file.contains(['/', '\\']) || file == ".." || file == "." => {
+            return Err(TapeError::Header {
+                path: name,
+                reason: format!("data_file {file:?} is not a file name beside the tape"),
+            });
+        }
         Some(file) => {
             let data_path = path.with_file_name(file);
             let opened = std::fs::File::open(&data_path).map_err(|source| TapeError::Io {
@@ -471,6 +479,16 @@ mod tests {
         );
         let error = read(&unnamed).unwrap_err().to_string();
         assert!(error.contains("names none"), "{error}");
+        // The data file must be beside the tape.
+        let elsewhere = tape_in(
+            &dir,
+            &[
+                r#"{"type":"header","format":"sluice-tape","version":2,"upstream":"u","started_unix":0,"data_file":"../t.data"}"#,
+            ],
+            None,
+        );
+        let error = read(&elsewhere).unwrap_err().to_string();
+        assert!(error.contains("not a file name beside the tape"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
