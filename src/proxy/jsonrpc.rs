@@ -1,11 +1,16 @@
 //! Just enough JSON-RPC to answer for a plugin's decision: which messages a body holds,
 //! and the error responses the proxy sends in the upstream's place.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
 use memchr::memmem::Finder;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A plugin dropped a client's request.
 pub const DROPPED_BY_PLUGIN: i64 = -32050;
@@ -14,6 +19,47 @@ pub const UPSTREAM_FAILED: i64 = -32051;
 /// The response stream ended (upstream failure, oversized event) before the answer.
 pub const STREAM_FAILED: i64 = -32052;
 
+/// A JSON-RPC id as the peer wrote it. The proxy's own answers carry it byte for byte:
+/// through `serde_json::Value` a number past 64 bits became a float (and serde_json's
+/// float parsing is not correctly rounded), which the client could not match to its
+/// request. Two ids are the same when both are strings with the same value, or else
+/// when their texts are the same.
+#[derive(Debug, Clone)]
+pub struct RequestId(Box<RawValue>);
+
+impl RequestId {
+    /// The id in `raw` (whatever its type: MCP wants a string or an integer, and the
+    /// proxy echoes what it got).
+    fn new(raw: &RawValue) -> Self {
+        Self(raw.to_owned())
+    }
+
+    /// The id as a `Value` (a number past 64 bits as the nearest float: for tools that
+    /// rewrite whole messages, like `tape serve`).
+    pub fn value(&self) -> Option<Value> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+
+    /// A string id's value (escapes decoded).
+    fn string(&self) -> Option<String> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+}
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+            || matches!((self.string(), other.string()), (Some(a), Some(b)) if a == b)
+    }
+}
+
+impl fmt::Display for RequestId {
+    /// The id's JSON text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
 /// What the proxy needs to know about a POST body.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
@@ -21,7 +67,7 @@ pub struct Summary {
     pub method: Option<String>,
     /// The ids of the requests in the body (notifications and responses have none), in
     /// order; a single request gives one.
-    pub request_ids: Vec<Value>,
+    pub request_ids: Vec<RequestId>,
     /// The body is a JSON array (a batch).
     pub batch: bool,
     /// For `initialize`: the protocol revision the client offers (`params.protocolVersion`).
@@ -34,10 +80,15 @@ impl Summary {
         let Ok(value) = serde_json::from_slice::<Value>(body) else {
             return Self::default();
         };
+        // The ids from the text itself (see `RequestId`), the rest from the `Value`.
         match value {
-            Value::Array(items) => Self {
+            Value::Array(_) => Self {
                 method: None,
-                request_ids: items.iter().filter_map(request_id).collect(),
+                request_ids: serde_json::from_slice::<Vec<&RawValue>>(body)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|item| request_id(item.get()))
+                    .collect(),
                 batch: true,
                 offered_protocol: None,
             },
@@ -46,7 +97,11 @@ impl Summary {
                     .get("method")
                     .and_then(Value::as_str)
                     .map(str::to_string),
-                request_ids: request_id(&item).into_iter().collect(),
+                request_ids: std::str::from_utf8(body)
+                    .ok()
+                    .and_then(request_id)
+                    .into_iter()
+                    .collect(),
                 batch: false,
                 offered_protocol: item
                     .pointer("/params/protocolVersion")
@@ -62,29 +117,35 @@ impl Summary {
         if self.request_ids.is_empty() {
             return None;
         }
-        let errors: Vec<Value> = self
+        let errors: Vec<Box<RawValue>> = self
             .request_ids
             .iter()
             .map(|id| error(id, code, message))
             .collect();
-        let value = if self.batch {
-            Value::Array(errors)
+        let text = if self.batch {
+            serde_json::to_string(&errors).expect("JSON texts always serialise")
         } else {
-            errors.into_iter().next()?
+            errors.into_iter().next()?.to_string()
         };
-        Some(Bytes::from(value.to_string()))
+        Some(Bytes::from(text))
     }
 }
 
-/// The id of a request (a message with both `method` and `id`).
-fn request_id(message: &Value) -> Option<Value> {
+/// A message's members, each as its text (`null` included, unlike `Option`).
+fn members(text: &str) -> Option<HashMap<Cow<'_, str>, &RawValue>> {
+    serde_json::from_str(text).ok()
+}
+
+/// The id of a request (a message with both `method` and `id`), if `text` is one.
+pub fn request_id(text: &str) -> Option<RequestId> {
+    let message = members(text)?;
     message.get("method")?;
-    message.get("id").cloned()
+    message.get("id").map(|id| RequestId::new(id))
 }
 
 /// The id of a response (a message with `id` and `result` or `error`, no `method`),
 /// if `data` is one. Cheap for other events: no parse unless the text could match.
-pub fn response_id(data: &str) -> Option<Value> {
+pub fn response_id(data: &str) -> Option<RequestId> {
     // Runs on every event of a stream whose request is still waiting: memchr's SIMD
     // search, several times faster than `str::contains` on a few hundred bytes.
     static RESULT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"result\""));
@@ -93,18 +154,35 @@ pub fn response_id(data: &str) -> Option<Value> {
     if RESULT.find(bytes).is_none() && ERROR.find(bytes).is_none() {
         return None;
     }
-    let value: Value = serde_json::from_str(data).ok()?;
-    if value.get("method").is_some()
-        || !(value.get("result").is_some() || value.get("error").is_some())
+    let message = members(data)?;
+    if message.contains_key("method")
+        || !(message.contains_key("result") || message.contains_key("error"))
     {
         return None;
     }
-    value.get("id").cloned()
+    message.get("id").map(|id| RequestId::new(id))
 }
 
-/// One JSON-RPC error response.
-pub fn error(id: &Value, code: i64, message: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+/// One JSON-RPC error response, as JSON text (its id as the peer wrote it).
+pub fn error(id: &RequestId, code: i64, message: &str) -> Box<RawValue> {
+    #[derive(Serialize)]
+    struct Response<'a> {
+        jsonrpc: &'static str,
+        id: &'a RawValue,
+        error: Error<'a>,
+    }
+    #[derive(Serialize)]
+    struct Error<'a> {
+        code: i64,
+        message: &'a str,
+    }
+    let text = serde_json::to_string(&Response {
+        jsonrpc: "2.0",
+        id: &id.0,
+        error: Error { code, message },
+    })
+    .expect("an error response always serialises");
+    RawValue::from_string(text).expect("serde_json writes JSON")
 }
 
 #[cfg(test)]
@@ -115,7 +193,8 @@ mod tests {
     fn a_request_gives_its_method_and_id() {
         let s = Summary::of(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}"#);
         assert_eq!(s.method.as_deref(), Some("tools/call"));
-        assert_eq!(s.request_ids, vec![json!(7)]);
+        assert_eq!(s.request_ids.len(), 1);
+        assert_eq!(s.request_ids[0].to_string(), "7");
         let body = s.error_body(DROPPED_BY_PLUGIN, "no").unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["id"], 7);
@@ -151,13 +230,18 @@ mod tests {
 
     #[test]
     fn responses_are_recognised_and_other_messages_are_not() {
+        let id = |text: &str| response_id(text).map(|id| id.to_string());
         assert_eq!(
-            response_id(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#),
-            Some(json!(3))
+            id(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#).as_deref(),
+            Some("3")
         );
         assert_eq!(
-            response_id(r#"{"jsonrpc":"2.0","id":3,"error":{"code":1,"message":""}}"#),
-            Some(json!(3))
+            id(r#"{"jsonrpc":"2.0","id":3,"error":{"code":1,"message":""}}"#).as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":"x","result":null}"#).as_deref(),
+            Some(r#""x""#)
         );
         assert_eq!(
             response_id(r#"{"jsonrpc":"2.0","method":"m","params":{"result":1}}"#),
@@ -169,5 +253,33 @@ mod tests {
     #[test]
     fn garbage_gives_an_empty_summary() {
         assert_eq!(Summary::of(b"\xff not json"), Summary::default());
+    }
+
+    #[test]
+    fn ids_are_echoed_as_sent_and_compared_by_value() {
+        // Past 64 bits (through an f64 this came back as 9.333300000033397e+29, which a
+        // client reads as another number), a float, and strings with escapes.
+        for id in [
+            "933330000003339607008678161066",
+            "18446744073709551617",
+            "-0",
+            "1.5e3",
+            r#""\u0061b""#,
+        ] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            let s = Summary::of(body.as_bytes());
+            let answer = s.error_body(DROPPED_BY_PLUGIN, "no").unwrap();
+            let text = std::str::from_utf8(&answer).unwrap();
+            assert!(text.contains(&format!(r#""id":{id},"#)), "{text}");
+            let back = response_id(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#));
+            assert_eq!(back.as_ref(), s.request_ids.first(), "{id}");
+        }
+        // A string id matches the same string written another way; numbers by their text.
+        let a = request_id(r#"{"id":"ab","method":"m"}"#).unwrap();
+        assert_eq!(Some(a), response_id(r#"{"id":"\u0061b","result":1}"#));
+        assert_ne!(
+            request_id(r#"{"id":1,"method":"m"}"#),
+            response_id(r#"{"id":"1","result":1}"#)
+        );
     }
 }

@@ -8,22 +8,27 @@
 //! same id, and a dropped event that carried an SSE `id` still moves the client's
 //! cursor (an id-only field block dispatches no message but sets the last event id).
 
-use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::jsonrpc;
+use super::jsonrpc::{self, RequestId};
 use crate::plugin::{Outcome, Session};
 use crate::sse::Event;
 
 /// What became of a client's POST body on its way to the server.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum ToServer {
     /// Send `body` upstream; `answered` holds the proxy's error responses for requests
     /// a plugin dropped from a batch, to be added to what the upstream answers.
-    Forward { body: String, answered: Vec<Value> },
+    Forward {
+        body: String,
+        answered: Vec<Box<RawValue>>,
+    },
     /// Nothing is left to send. `answered` holds the error responses for the dropped
     /// requests (none when only notifications or responses were dropped: 202).
-    Answer { answered: Vec<Value>, batch: bool },
+    Answer {
+        answered: Vec<Box<RawValue>>,
+        batch: bool,
+    },
 }
 
 /// Runs a client's message (or each message of a batch) through the chain, which must
@@ -87,7 +92,7 @@ pub fn to_server(session: &mut Session, body: String) -> ToServer {
 pub fn to_client(
     session: &mut Session,
     event: Event,
-    unanswered: &mut Vec<Value>,
+    unanswered: &mut Vec<RequestId>,
 ) -> Option<Event> {
     if event.data.as_deref().is_none_or(str::is_empty) {
         return Some(event);
@@ -131,7 +136,7 @@ pub fn is_single_message(event: &Event) -> bool {
 pub fn to_client_run(
     session: &mut Session,
     events: Vec<Event>,
-    unanswered: &mut Vec<Value>,
+    unanswered: &mut Vec<RequestId>,
 ) -> Vec<Option<Event>> {
     let cursors: Vec<Event> = events.iter().map(cursor_of).collect();
     let outcomes = session.on_events(events);
@@ -166,7 +171,11 @@ fn with_cursor(cursor: Event, sent: Option<Event>) -> Option<Event> {
 
 /// One message to the client after the chain: the event, a replacement error for a
 /// dropped response, or `None` for a dropped notification or request.
-fn after_chain(session: &Session, outcome: Outcome, unanswered: &mut Vec<Value>) -> Option<Event> {
+fn after_chain(
+    session: &Session,
+    outcome: Outcome,
+    unanswered: &mut Vec<RequestId>,
+) -> Option<Event> {
     match outcome {
         Outcome::Forward(event) => {
             note_answered(event.data_str(), unanswered);
@@ -188,13 +197,13 @@ fn after_chain(session: &Session, outcome: Outcome, unanswered: &mut Vec<Value>)
 /// What [`to_client`] gives for a single-message event ([`is_single_message`]) when
 /// no plugin sees it (`Session::passes_everything`): the event itself, struck off the
 /// waiting requests if it answers one.
-pub fn passed_through(event: Event, unanswered: &mut Vec<Value>) -> Event {
+pub fn passed_through(event: Event, unanswered: &mut Vec<RequestId>) -> Event {
     note_answered(event.data_str(), unanswered);
     event
 }
 
 /// Strikes the response(s) in `data` off the list of requests still waiting.
-fn note_answered(data: &str, unanswered: &mut Vec<Value>) {
+fn note_answered(data: &str, unanswered: &mut Vec<RequestId>) {
     if unanswered.is_empty() {
         return;
     }
@@ -239,13 +248,11 @@ pub fn join_batch(items: &[String]) -> String {
 }
 
 /// The id of a request (method and id), if `text` is one.
-fn request_id_of(text: &str) -> Option<Value> {
-    let value: Value = serde_json::from_str(text).ok()?;
-    value.get("method")?;
-    value.get("id").cloned()
+fn request_id_of(text: &str) -> Option<RequestId> {
+    jsonrpc::request_id(text)
 }
 
-fn dropped_request_error(id: &Value, plugin: &str) -> Value {
+fn dropped_request_error(id: &RequestId, plugin: &str) -> Box<RawValue> {
     let message = format!("sluice: the request was dropped by plugin {plugin}");
     jsonrpc::error(id, jsonrpc::DROPPED_BY_PLUGIN, &message)
 }
@@ -319,8 +326,8 @@ mod tests {
     #[test]
     fn request_ids_come_only_from_requests() {
         assert_eq!(
-            request_id_of(r#"{"jsonrpc":"2.0","id":"a","method":"m"}"#),
-            Some(Value::from("a"))
+            request_id_of(r#"{"jsonrpc":"2.0","id":"a","method":"m"}"#).map(|id| id.to_string()),
+            Some(r#""a""#.to_string())
         );
         assert_eq!(
             request_id_of(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#),

@@ -29,7 +29,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tracing::Instrument;
 
 pub use error::ProxyError;
@@ -101,7 +101,10 @@ pub struct Proxy {
 enum Forward {
     /// Send `body` upstream, and add `answered` (the proxy's errors for requests a
     /// plugin dropped from a batch) to what comes back.
-    Body { body: Bytes, answered: Vec<Value> },
+    Body {
+        body: Bytes,
+        answered: Vec<Box<RawValue>>,
+    },
     /// A plugin dropped everything; answer the client with this.
     Answer(Response<ProxyBody>),
 }
@@ -301,7 +304,7 @@ impl Proxy {
             }
             // The upstream took the notifications that were left; the dropped requests
             // still need their errors.
-            return Ok(json_response(StatusCode::OK, Value::Array(answered)));
+            return Ok(json_response(StatusCode::OK, &answered));
         }
         let sse = is_sse(&parts.headers);
         if parts.status == StatusCode::OK
@@ -407,12 +410,12 @@ impl Proxy {
                 Forward::Answer(empty_response(StatusCode::ACCEPTED))
             }
             ToServer::Answer { answered, batch } => {
-                let body = if batch {
-                    Value::Array(answered)
+                let response = if batch {
+                    json_response(StatusCode::OK, &answered)
                 } else {
-                    answered.into_iter().next().expect("not empty")
+                    json_response(StatusCode::OK, &answered[0])
                 };
-                Forward::Answer(json_response(StatusCode::OK, body))
+                Forward::Answer(response)
             }
         }
     }
@@ -424,7 +427,7 @@ impl Proxy {
         body: Incoming,
         mut session: Session,
         summary: Summary,
-        answered: Vec<Value>,
+        answered: Vec<Box<RawValue>>,
         mut tape: Option<TapeStream>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let unusable = |reason: String| {
@@ -465,7 +468,7 @@ impl Proxy {
                 let mut all: Vec<String> = sent
                     .map(|data| messages::batch_items(&data).unwrap_or_else(|| vec![data]))
                     .unwrap_or_default();
-                all.extend(answered.iter().map(Value::to_string));
+                all.extend(answered.iter().map(ToString::to_string));
                 messages::join_batch(&all)
             }
             (None, true) => {
@@ -494,11 +497,14 @@ fn unchanged(parts: http::response::Parts, body: Incoming) -> Response<ProxyBody
     Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
+/// A JSON body (the proxy's own answers keep their ids as the client wrote them:
+/// `RawValue`s serialise as they are).
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<ProxyBody> {
+    let text = serde_json::to_string(body).expect("JSON texts always serialise");
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(full(body.to_string()))
+        .body(full(text))
         .expect("static parts form a valid response")
 }
 

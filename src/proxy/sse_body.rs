@@ -10,11 +10,12 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
+use super::jsonrpc::{self, RequestId};
 use super::legacy::EndpointRewrite;
+use super::messages;
 use super::recording::TapeStream;
-use super::{jsonrpc, messages};
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, StreamGuard};
@@ -50,7 +51,7 @@ pub struct InterceptedSse {
     /// Requests of the POST that opened the stream still waiting for their response.
     /// If the stream breaks, the proxy answers them with errors so no client waits
     /// for ever.
-    unanswered: Vec<Value>,
+    unanswered: Vec<RequestId>,
     /// Set on a legacy HTTP+SSE stream: its `endpoint` event is pointed at the proxy.
     endpoint: Option<EndpointRewrite>,
     /// Sent before the first upstream event: the proxy's answers for requests a plugin
@@ -71,7 +72,7 @@ pub struct InterceptedSse {
 
 impl InterceptedSse {
     /// Wraps an upstream SSE body; `session` must have begun its to-client phase.
-    pub fn new(events: SseEvents<Incoming>, session: Session, unanswered: Vec<Value>) -> Self {
+    pub fn new(events: SseEvents<Incoming>, session: Session, unanswered: Vec<RequestId>) -> Self {
         Self {
             events,
             session,
@@ -133,7 +134,7 @@ impl InterceptedSse {
 
     /// Sends these messages (JSON-RPC errors for requests a plugin dropped from a
     /// batch) as events before anything from the upstream.
-    pub fn with_answers_first(mut self, answered: Vec<Value>) -> Self {
+    pub fn with_answers_first(mut self, answered: Vec<Box<RawValue>>) -> Self {
         if !answered.is_empty() {
             let mut out = BytesMut::new();
             for message in answered {

@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::format::Record;
-use crate::proxy::jsonrpc::Summary;
+use crate::proxy::jsonrpc::{RequestId, Summary};
 use crate::proxy::{Handler, ProxyBody, full};
 use crate::sse::{self, Event};
 use crate::upstream;
@@ -95,7 +95,7 @@ impl Replay {
                         *stream,
                         Building {
                             key: (method.clone(), path.clone(), summary.method.clone()),
-                            request_id: summary.request_ids.first().cloned(),
+                            request_id: summary.request_ids.first().and_then(RequestId::value),
                             progress_token: message
                                 .as_ref()
                                 .and_then(|m| m.pointer("/params/_meta/progressToken"))
@@ -221,7 +221,7 @@ impl Replay {
             id: exchange
                 .request_id
                 .clone()
-                .zip(summary.request_ids.first().cloned()),
+                .zip(summary.request_ids.first().and_then(RequestId::value)),
             token: exchange.progress_token.clone().zip(
                 message
                     .as_ref()

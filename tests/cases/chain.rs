@@ -245,3 +245,33 @@ fn plugins_that_cannot_work_are_refused_at_load_with_a_reason() {
     let demo = load("demo", PluginSource::Bytes(builtin::DEMO)).unwrap();
     assert_eq!(demo.world(), sluice::plugin::World::Interceptor);
 }
+
+#[tokio::test]
+async fn a_dropped_request_is_answered_with_its_id_as_the_client_wrote_it() {
+    // Never reached: the plugin drops every ping.
+    let upstream = raw::serve(raw::Script {
+        content_type: "application/json",
+        chunks: vec![br#"{"jsonrpc":"2.0","id":1,"result":{}}"#.to_vec()],
+        end: raw::End::Clean,
+        gate: None,
+    })
+    .await;
+    let sluice = proxy::start(
+        &upstream.url(),
+        vec![proxy::rust("dropper", r#"{"methods":["ping"]}"#)],
+    )
+    .await;
+    // Past 64 bits (through a float it came back as 9.333300000033397e+29, another
+    // number to the client), and a string with an escape.
+    for id in [
+        "933330000003339607008678161066",
+        "18446744073709551617",
+        r#""x\u0041""#,
+    ] {
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+        let text = client::text(client::post(&format!("{}/mcp", sluice.url()), &body).await).await;
+        assert!(text.contains(&format!(r#""id":{id},"#)), "{text}");
+        assert!(text.contains("-32050"), "{text}");
+    }
+    sluice.stop().await;
+}
