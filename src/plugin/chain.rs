@@ -96,6 +96,7 @@ impl Chain {
             max_event_bytes: usize::MAX,
             steps: None,
             event_steps: Vec::new(),
+            event_steps_len: 0,
             step_names: Vec::new(),
             calls: 0,
         }
@@ -184,8 +185,10 @@ pub struct Session {
     /// `Some` when tracing: the steps of the events since the last `take_steps`.
     steps: Option<Vec<Step>>,
     /// When tracing, each event's steps of the last [`Session::on_events`] call, in
-    /// its order (the inner buffers are kept from call to call).
+    /// its order: the first `event_steps_len` (the buffers are kept from call to call,
+    /// also beyond a shorter batch, so a stream's batches allocate none).
     event_steps: Vec<Vec<Step>>,
+    event_steps_len: usize,
     /// When tracing, the plugins' names for steps: this session's own copies, so that
     /// a step's reference count is not a cache line every worker thread writes (two
     /// atomic writes per step on a fast stream).
@@ -232,7 +235,7 @@ impl Session {
     /// When tracing, the steps of each event of the last [`Session::on_events`] call,
     /// in the order of its events (empty when not tracing).
     pub fn event_steps(&self) -> &[Vec<Step>] {
-        &self.event_steps
+        &self.event_steps[..self.event_steps_len]
     }
 
     /// Forgets the recorded steps, keeping the buffer.

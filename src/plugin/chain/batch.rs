@@ -49,9 +49,13 @@ impl Session {
         let batching = events.len() > 1 && self.chain.plugins.iter().any(|p| p.batches());
         if self.steps.is_some() {
             // One (kept) buffer per event, empty.
-            self.event_steps.truncate(events.len());
-            self.event_steps.iter_mut().for_each(Vec::clear);
-            self.event_steps.resize_with(events.len(), Vec::new);
+            if self.event_steps.len() < events.len() {
+                self.event_steps.resize_with(events.len(), Vec::new);
+            }
+            self.event_steps[..events.len()]
+                .iter_mut()
+                .for_each(Vec::clear);
+            self.event_steps_len = events.len();
         }
         let Some((direction, _)) = &self.phase else {
             return events.into_iter().map(Outcome::Forward).collect();
