@@ -51,6 +51,8 @@ pub(crate) struct TapeStream {
     /// The start of this stream's `event` records at `prefix_ms` (`chunk::event_prefix`).
     prefix: Vec<u8>,
     prefix_ms: Option<u64>,
+    /// The last chunk's reference list, empty, for the next chunk.
+    patches: Vec<Patch>,
 }
 
 impl TapeStream {
@@ -65,6 +67,7 @@ impl TapeStream {
             batch_at: Vec::new(),
             prefix: Vec::new(),
             prefix_ms: None,
+            patches: Vec::new(),
         }
     }
 
@@ -94,7 +97,9 @@ impl TapeStream {
     fn ready(&mut self) {
         if !self.chunk.has_buffers() {
             let (lines, data) = self.recorder.pools();
-            self.chunk.fill_from(lines, CHUNK_ROOM, data, DATA_ROOM);
+            let patches = std::mem::take(&mut self.patches);
+            self.chunk
+                .fill_from(lines, CHUNK_ROOM, data, DATA_ROOM, patches);
         }
     }
 
@@ -119,6 +124,7 @@ impl TapeStream {
                 let at = self.recorder.reserve_data(data, direct);
                 full.seal(at, direct);
             }
+            self.patches = full.take_patches();
             self.recorder.write_chunk(full);
         }
         self.flushed_ms = self.last_ms;

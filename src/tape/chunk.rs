@@ -95,16 +95,26 @@ impl Chunk {
         self.bytes.capacity() != 0
     }
 
-    /// Gives an empty chunk its buffers from the pools.
+    /// Gives an empty chunk its buffers from the pools, and `patches` (empty, kept
+    /// from the exchange's last chunk: [`Chunk::take_patches`]) for its references.
     pub fn fill_from(
         &mut self,
         lines: &Pool,
         lines_capacity: usize,
         data: &Pool,
         data_capacity: usize,
+        patches: Vec<Patch>,
     ) {
         (self.bytes, self.start) = lines.take(lines_capacity);
         (self.data, self.data_start) = data.take(data_capacity);
+        self.patches = patches;
+    }
+
+    /// The (sealed, so empty) list of references, to be reused by the next chunk: it
+    /// grows to a chunk's events once, not once per chunk.
+    pub fn take_patches(&mut self) -> Vec<Patch> {
+        debug_assert!(self.patches.is_empty(), "taken before `seal`");
+        std::mem::take(&mut self.patches)
     }
 
     /// Bytes of lines buffered.
