@@ -367,12 +367,11 @@ mod tests {
     }
 }
 
-/// The writer thread's own cost, apart from the proxy: `cargo test --release --lib
-/// writer_cpu_per_event -- --ignored --nocapture`. Chunks of the recording bench's events
-/// (256 B of JSON data, one step) at about a million events a second; prints the
-/// writer's CPU time per event. Writes about 1 GB to the temporary directory.
+/// Probes of recording's cost, run by hand in release (`-- --ignored --nocapture`), on
+/// the recording bench's events (256 B of JSON data, one step) at about a million events
+/// a second: the writer thread's CPU time per event, and the proxy side's time.
 #[cfg(test)]
-mod writer_cost {
+mod probes {
     use super::*;
     use crate::plugin::{Step, StepVerdict};
     use crate::sse::Event;
@@ -394,21 +393,30 @@ mod writer_cost {
         ns
     }
 
-    #[test]
-    #[ignore = "a measurement: run on its own, in release"]
-    fn writer_cpu_per_event() {
-        let dir = std::env::temp_dir().join(format!("sluice-wcost-{}", std::process::id()));
-        let recorder = Recorder::create(&dir, "http://up").unwrap();
+    /// The recording bench's event data (256 B of JSON-RPC) and one pass-through step.
+    fn bench_event() -> (String, Step) {
         let data = format!(
             r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"{}"}}}}"#,
             "x".repeat(256 - 78)
         );
         let step = Step {
-            plugin: "pass".into(),
+            plugin: "passthrough".into(),
             verdict: StepVerdict::Pass,
-            elapsed: std::time::Duration::from_micros(1),
-            fuel: 1234,
+            elapsed: std::time::Duration::from_nanos(300),
+            fuel: 1055,
         };
+        (data, step)
+    }
+
+    /// The writer thread's own cost, apart from the proxy: `cargo test --release --lib
+    /// writer_cpu_per_event -- --ignored --nocapture`. Writes about 1 GB to the
+    /// temporary directory.
+    #[test]
+    #[ignore = "a measurement: run on its own, in release"]
+    fn writer_cpu_per_event() {
+        let dir = std::env::temp_dir().join(format!("sluice-wcost-{}", std::process::id()));
+        let recorder = Recorder::create(&dir, "http://up").unwrap();
+        let (data, step) = bench_event();
         let events = 2_000_000u64;
         let recorder = Arc::new(recorder);
         let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
@@ -438,32 +446,16 @@ mod writer_cost {
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
-}
 
-/// The proxy thread's own cost of recording an event (what `TapeStream` does per
-/// event, the writer apart): `cargo test --release --lib proxy_side_cost -- --ignored
-/// --nocapture`.
-#[cfg(test)]
-mod proxy_side_cost {
-    use super::*;
-    use crate::plugin::{Step, StepVerdict};
-    use crate::sse::Event;
-
+    /// The proxy thread's own cost of recording an event (what `TapeStream` does per
+    /// event, the writer apart): `cargo test --release --lib proxy_side_cost --
+    /// --ignored --nocapture`.
     #[test]
     #[ignore = "a measurement: run on its own, in release"]
     fn proxy_side_cost() {
         let dir = std::env::temp_dir().join(format!("sluice-pcost-{}", std::process::id()));
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
-        let data = format!(
-            r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"{}"}}}}"#,
-            "x".repeat(256 - 78)
-        );
-        let step = Step {
-            plugin: "passthrough".into(),
-            verdict: StepVerdict::Pass,
-            elapsed: std::time::Duration::from_nanos(300),
-            fuel: 1055,
-        };
+        let (data, step) = bench_event();
         let events: Vec<Event> = (0..64)
             .map(|i| Event {
                 id: Some(i.to_string()),
