@@ -200,8 +200,8 @@ impl TapeStream {
     }
 
     /// [`TapeStream::event_start`] for the next event of a batch: the events of a batch
-    /// go through the chain together, so their first halves wait here (a copy of a few
-    /// hundred bytes each) until [`TapeStream::batch_end`] writes each record whole.
+    /// go through the chain together, so their first halves wait here (a copy of about
+    /// a hundred bytes each; the data goes to the chunk's data buffer now) until [`TapeStream::batch_end`] writes each record whole.
     pub(crate) fn batch_start(&mut self, received: &Event) {
         self.event_prefix();
         self.ready();

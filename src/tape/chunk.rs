@@ -59,9 +59,13 @@ pub struct Parts {
 
 /// A chunk's event data on its way to the data file.
 pub struct DataParts {
+    /// The buffer, back to the data pool once written.
     pub buffer: Vec<u8>,
+    /// Where the data starts in `buffer` (block-aligned in memory).
     pub start: usize,
+    /// Where it goes in the data file (reserved by the exchange).
     pub at: u64,
+    /// Padded to whole blocks and block-aligned: may go around the page cache.
     pub direct: bool,
 }
 
@@ -89,8 +93,8 @@ impl Chunk {
         }
     }
 
-    /// True until the chunk has a lines buffer (a fresh chunk gets one from the pool
-    /// when its first record comes: an idle exchange holds no buffer).
+    /// Whether the chunk has its buffers (a fresh one gets them from the pools when its
+    /// first record comes, so an idle exchange holds none).
     pub fn has_buffers(&self) -> bool {
         self.bytes.capacity() != 0
     }

@@ -87,9 +87,9 @@ fn open_direct(path: &Path) -> Option<File> {
 
 /// The tape's data file: each chunk's event data at the place its exchange reserved
 /// (`Recorder::reserve_data`), so chunks may arrive in any order. Data a chunk padded
-/// to whole blocks goes around the page cache, from the chunk's own buffer (about
-/// 32-100 KiB a write); smaller data (a slow stream's chunk, handed over when 100 ms
-/// old) through the page cache, exactly. Direct writes refused by the file system
+/// to whole blocks goes around the page cache, from the chunk's own buffer, the chunks
+/// the writer holds (about a megabyte) in few vectored writes; smaller data (a slow
+/// stream's chunk, handed over when 100 ms old) through the page cache, exactly. Direct writes refused by the file system
 /// (`EINVAL`) go through the page cache, and so does everything after them.
 pub(crate) struct DataFile {
     file: File,

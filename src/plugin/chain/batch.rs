@@ -10,11 +10,11 @@
 //! Tracing sessions (a tape) batch too: each event of a batch call gets a step with the
 //! plugin's verdict for it and an equal share of the call's time and fuel (a batch call
 //! cannot tell which event took how long). Where batching could change an outcome, it
-//! is not used: a plugin without `on-events` is called per event; and a batch call that fails (trap,
-//! deadline, memory, a wrong number of verdicts) is counted and logged once, its
-//! instance replaced, and its events retried one by one on the fresh instance, so the
-//! failure policy applies to the event that causes the failure and not to its
-//! neighbours.
+//! is not used: a plugin without `on-events` is called per event; and a batch call
+//! that fails (trap, deadline, memory, a wrong number of verdicts) is counted and
+//! logged once, its instance replaced, and its events retried one by one on the fresh
+//! instance, so the failure policy applies to the event that causes the failure and
+//! not to its neighbours.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +63,9 @@ impl Session {
         if !batching {
             let mut outcomes = Vec::with_capacity(events.len());
             for (i, event) in events.into_iter().enumerate() {
+                if let Some(steps) = &mut self.steps {
+                    steps.clear();
+                }
                 outcomes.push(self.on_event(event));
                 if let Some(steps) = &mut self.steps {
                     std::mem::swap(steps, &mut self.event_steps[i]);
