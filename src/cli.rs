@@ -64,7 +64,7 @@ pub enum TapeCommand {
 /// Flags of `sluice tape serve`.
 #[derive(Debug, clap::Args)]
 pub struct TapeServeArgs {
-    /// The tape (a .jsonl file written by --record).
+    /// The tape (a .jsonl file written by --record, its .data file beside it).
     #[arg(value_name = "TAPE")]
     pub tape: PathBuf,
     /// Where to listen.
@@ -335,9 +335,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
     pub cache_dir: Option<PathBuf>,
 
-    /// Record the traffic to a tape in DIR (one JSON-lines file per run; format in
-    /// docs/tapes.md): requests, upstream events, each plugin's verdict, what the client
-    /// got. Authorization and cookies are never recorded.
+    /// Record the traffic to a tape in DIR (one tape per run: a JSON-lines file and the
+    /// data file beside it; format in docs/tapes.md): requests, upstream events, each
+    /// plugin's verdict, what the client got. Authorization and cookies are never
+    /// recorded.
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
 
