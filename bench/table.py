@@ -134,7 +134,8 @@ tapes = {}
 for r in rows:
     if r.get("label") == "record-tape":
         t = tapes.setdefault((r["size"], r["streams"]), [0, 0])
-        t[0] += r["dropped"] or 0
+        # A run whose count could not be read makes the cell's count unknown.
+        t[0] = None if t[0] is None or r["dropped"] is None else t[0] + r["dropped"]
         t[1] += 1
 if rec:
     print("### Recording (`--record`), sluice with the pass-through\n")
