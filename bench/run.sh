@@ -248,9 +248,9 @@ for size in ${REC_SIZES:-256 16384}; do
             ADMIN_PORT=18003 start_sluice rec-on --plugin "$PASS" --record "$OUT/tapes"
             cell "record-on" "$(endpoint sluice)" --streams $streams --size "$size" --duration-ms "$DURATION_MS"
             # A tape that dropped records is not a recording at that rate: say so.
-            dropped=$(curl -s http://127.0.0.1:18003/metrics | awk '/^sluice_tape_records_dropped / {print $2}')
-            tape_bytes=$(du -cb "$OUT"/tapes/* | tail -n 1 | cut -f1)
-            echo "{\"label\":\"record-tape\",\"streams\":$streams,\"size\":$size,\"dropped\":${dropped:-null},\"tape_bytes\":$tape_bytes}" >>"$RESULTS"
+            dropped=$(curl -s http://127.0.0.1:18003/metrics | awk '/^sluice_tape_records_dropped / {print $2}' || true)
+            tape_bytes=$(du -cb "$OUT"/tapes/* 2>/dev/null | tail -n 1 | cut -f1 || true)
+            echo "{\"label\":\"record-tape\",\"streams\":$streams,\"size\":$size,\"dropped\":${dropped:-null},\"tape_bytes\":${tape_bytes:-null}}" >>"$RESULTS"
             echo "   tape: ${dropped:-?} records dropped, $tape_bytes bytes"
         done
     done
