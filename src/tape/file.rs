@@ -88,7 +88,7 @@ fn open_direct(path: &Path) -> Option<File> {
 /// The tape's data file: each chunk's event data at the place its exchange reserved
 /// (`Recorder::reserve_data`), so chunks may arrive in any order. Data a chunk padded
 /// to whole blocks goes around the page cache, from the chunk's own buffer, the chunks
-/// the writer holds (about a megabyte) in few vectored writes; smaller data (a slow
+/// the writer holds (a few megabytes) in few vectored writes; smaller data (a slow
 /// stream's chunk, handed over when 100 ms old) through the page cache, exactly. Direct writes refused by the file system
 /// (`EINVAL`) go through the page cache, and so does everything after them.
 pub(crate) struct DataFile {
@@ -114,8 +114,8 @@ impl DataFile {
 
     /// Writes chunks' data, each at its place: runs of direct parts that follow one
     /// another in the file (chunks reserve in turn, so most do) in one vectored write
-    /// each, about a megabyte (a direct write of 64 KiB takes about as long as one of a
-    /// megabyte here: the disk's latency, not its bandwidth, set the pace).
+    /// each, up to a few megabytes (a direct write of 64 KiB takes about as long as one
+    /// of a megabyte here: the disk's latency, not its bandwidth, sets the pace).
     pub(crate) fn write(&mut self, mut parts: Vec<DataParts>) -> io::Result<()> {
         parts.sort_unstable_by_key(|p| p.at);
         let mut rest = &parts[..];

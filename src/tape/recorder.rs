@@ -207,8 +207,10 @@ impl Recorder {
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The writer writes once this much is staged or held (or when the queue ran empty).
-/// Large writes, few system calls.
-const WRITE_BYTES: usize = 1 << 20;
+/// Large writes, few system calls: the writer probe (`writer_cpu_per_event`) costs
+/// 0.046-0.056 µs per event at 4 MiB against 0.065-0.066 at 1 MiB (three runs each);
+/// at most this much is held back from a tape's reader.
+const WRITE_BYTES: usize = 4 << 20;
 
 /// The writer thread's side of the files: failures stop it for good.
 struct Writer<'a> {
@@ -266,7 +268,7 @@ impl Writer<'_> {
 
     /// Writes the held chunks: their data first, so that a line on disk never refers to
     /// data that is not, then their lines (as `TapeFile` does: large chunks whole, the
-    /// rest staged, whole blocks written once a megabyte is staged).
+    /// rest staged, whole blocks written once `WRITE_BYTES` are staged).
     fn release(&mut self) {
         self.held_bytes = 0;
         let data = std::mem::take(&mut self.held_data);
