@@ -35,7 +35,7 @@ pub enum ToServer {
 /// have begun its to-server phase.
 pub fn to_server(session: &mut Session, body: String) -> ToServer {
     let Some(items) = batch_items(&body) else {
-        let request = request_id_of(&body);
+        let request = jsonrpc::request_id(&body);
         return match session.on_event(Event::message(body)) {
             Outcome::Forward(event) => ToServer::Forward {
                 body: event.data.unwrap_or_default(),
@@ -56,7 +56,7 @@ pub fn to_server(session: &mut Session, body: String) -> ToServer {
     let mut kept = Vec::new();
     let mut answered = Vec::new();
     for item in items {
-        let request = request_id_of(&item);
+        let request = jsonrpc::request_id(&item);
         match session.on_event(Event::message(item)) {
             Outcome::Forward(event) => kept.push(event.data.unwrap_or_default()),
             Outcome::Dropped { plugin, .. } => {
@@ -247,11 +247,6 @@ pub fn join_batch(items: &[String]) -> String {
     out
 }
 
-/// The id of a request (method and id), if `text` is one.
-fn request_id_of(text: &str) -> Option<RequestId> {
-    jsonrpc::request_id(text)
-}
-
 fn dropped_request_error(id: &RequestId, plugin: &str) -> Box<RawValue> {
     let message = format!("sluice: the request was dropped by plugin {plugin}");
     jsonrpc::error(id, jsonrpc::DROPPED_BY_PLUGIN, &message)
@@ -326,13 +321,17 @@ mod tests {
     #[test]
     fn request_ids_come_only_from_requests() {
         assert_eq!(
-            request_id_of(r#"{"jsonrpc":"2.0","id":"a","method":"m"}"#).map(|id| id.to_string()),
+            jsonrpc::request_id(r#"{"jsonrpc":"2.0","id":"a","method":"m"}"#)
+                .map(|id| id.to_string()),
             Some(r#""a""#.to_string())
         );
         assert_eq!(
-            request_id_of(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#),
+            jsonrpc::request_id(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#),
             None
         );
-        assert_eq!(request_id_of(r#"{"jsonrpc":"2.0","method":"n"}"#), None);
+        assert_eq!(
+            jsonrpc::request_id(r#"{"jsonrpc":"2.0","method":"n"}"#),
+            None
+        );
     }
 }
