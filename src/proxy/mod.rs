@@ -451,13 +451,11 @@ impl Proxy {
         session.begin(Direction::ToClient);
         let mut unanswered = summary.request_ids.clone();
         let received = Event::message(text);
-        if let Some(tape) = &mut tape {
-            tape.event_start(&received);
-        }
+        let recorded = tape.as_ref().map(|_| received.clone());
         let sent = messages::to_client(&mut session, received, &mut unanswered);
         session.end();
-        if let Some(tape) = &mut tape {
-            tape.event_end(&session.take_steps(), sent.as_ref(), false);
+        if let (Some(tape), Some(received)) = (&mut tape, recorded) {
+            tape.whole_event(&received, &session.take_steps(), sent.as_ref());
             tape.end("complete", None);
         }
         let data = match (sent.and_then(|e| e.data), answered.is_empty()) {

@@ -1,11 +1,14 @@
 //! The proxy's side of `--record`: one [`TapeStream`] per exchange turns what happens
 //! into tape records. Only built when recording is on.
 //!
-//! Cost matters here (recording must not slow the proxy much), so records are written
-//! where they happen, as JSON lines, into the exchange's own [`Chunk`] (an event's by
-//! hand: see `tape::chunk`), which goes to the recorder when full or old. An event's
-//! `received` part is written *before* the chain runs, so the event is never cloned for
-//! the tape; `steps` and `sent` follow once the chain has answered.
+//! Cost matters here (recording must not slow the proxy by more than a tenth), so
+//! nothing is written per passed event: the upstream's body goes on the tape as it was
+//! read (`raw` records, one per read), events are only counted (`seq`, in the order
+//! they decode, which is how the tape's reader numbers them again), and a run of events
+//! that every plugin passed and that went out unchanged becomes one `passed` record.
+//! Only an event a plugin dropped or changed (or the proxy rewrote) gets an `event`
+//! record of its own. Records go, as JSON lines, into the exchange's own [`Chunk`],
+//! which goes to the recorder when full or old.
 
 use std::sync::Arc;
 
@@ -14,18 +17,17 @@ use http::HeaderMap;
 
 use crate::plugin::{Step, StepVerdict, StreamMeta};
 use crate::sse::Event;
-use crate::tape::chunk::{self, Chunk, Patch};
+use crate::tape::chunk::{Chunk, Patch};
 use crate::tape::format::{self, REQUEST_HEADERS, RESPONSE_HEADERS};
-use crate::tape::{Record, Recorder, TapeStep};
+use crate::tape::{Record, Recorder, TapeEvent, TapeStep};
 
 /// A chunk goes to the recorder once it holds this many bytes of lines...
 const CHUNK_BYTES: usize = 32 << 10;
 /// ...in a buffer with room for the record that crosses the line, so that record does
 /// not make the buffer grow (a copy of the whole chunk)...
 const CHUNK_ROOM: usize = CHUNK_BYTES + (8 << 10);
-/// ...or this much event data, in a buffer with room for a batch on top (up to 64
-/// KiB of events, `sse_body`: a chunk is not handed over in the middle of one), so that
-/// it need not move, which would end its direct write...
+/// ...or this much raw data, in a buffer with room for an upstream read on top, so
+/// that it need not move, which would end its direct write...
 const DATA_BYTES: usize = 64 << 10;
 const DATA_ROOM: usize = 2 * DATA_BYTES + (16 << 10);
 /// ...or is this old (ms), so a tape can be followed while a slow stream runs.
@@ -44,15 +46,30 @@ pub(crate) struct TapeStream {
     /// check reuses the clock read each record makes anyway.
     last_ms: u64,
     flushed_ms: u64,
-    /// The first halves of a batch's `event` records ([`TapeStream::batch_start`]),
-    /// one after the other, where each starts and where its data offset goes.
-    batch: Vec<u8>,
-    batch_at: Vec<(usize, Option<Patch>)>,
-    /// The start of this stream's `event` records at `prefix_ms` (`chunk::event_prefix`).
-    prefix: Vec<u8>,
-    prefix_ms: Option<u64>,
+    /// The number the next upstream event gets (`seq`); the one between
+    /// [`TapeStream::event_start`] and `event_end`; the first of the current batch
+    /// ([`TapeStream::batch_start`]) and how many it has.
+    next_seq: u64,
+    current: u64,
+    batch_first: u64,
+    batch_len: u64,
+    /// Passed events not yet written: a run that one `passed` record will describe.
+    run: Option<Run>,
+    /// The recorder dropped a chunk of this stream: its raw bytes have a hole, so the
+    /// events after it cannot be read back. Nothing more is recorded but the end.
+    broken: bool,
+    /// The last run's step list, for the next run (no allocation per run).
+    spare_steps: Vec<Step>,
     /// The last chunk's reference list, empty, for the next chunk.
     patches: Vec<Patch>,
+}
+
+/// Events `first .. first + count`, all passed with the same `steps`.
+struct Run {
+    t_ms: u64,
+    first: u64,
+    count: u64,
+    steps: Vec<Step>,
 }
 
 impl TapeStream {
@@ -63,10 +80,13 @@ impl TapeStream {
             chunk: Chunk::default(),
             last_ms: 0,
             flushed_ms: 0,
-            batch: Vec::new(),
-            batch_at: Vec::new(),
-            prefix: Vec::new(),
-            prefix_ms: None,
+            next_seq: 0,
+            current: 0,
+            batch_first: 0,
+            batch_len: 0,
+            run: None,
+            broken: false,
+            spare_steps: Vec::new(),
             patches: Vec::new(),
         }
     }
@@ -77,16 +97,8 @@ impl TapeStream {
         self.last_ms
     }
 
-    /// Takes the time and readies the start of an `event` record for it.
-    fn event_prefix(&mut self) {
-        let t_ms = self.now_ms();
-        if self.prefix_ms != Some(t_ms) {
-            chunk::event_prefix(&mut self.prefix, self.stream, t_ms);
-            self.prefix_ms = Some(t_ms);
-        }
-    }
-
     fn push(&mut self, record: &Record) {
+        self.write_run();
         self.ready();
         self.chunk.record(record);
         self.record_done();
@@ -112,9 +124,21 @@ impl TapeStream {
         }
     }
 
+    /// Writes the pending run of passed events as one `passed` record.
+    fn write_run(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.ready();
+            self.chunk
+                .passed(self.stream, run.t_ms, run.first, run.count, &run.steps);
+            // Its step list, for the next run.
+            self.spare_steps = run.steps;
+        }
+    }
+
     /// Hands what is buffered to the recorder: reserves the data's place in the data
     /// file, writes it into the lines that refer to it, and queues the chunk.
     fn flush(&mut self) {
+        self.write_run();
         if !self.chunk.is_empty() {
             let mut full = std::mem::take(&mut self.chunk);
             let data = full.data_len();
@@ -125,7 +149,9 @@ impl TapeStream {
                 full.seal(at, direct);
             }
             self.patches = full.take_patches();
-            self.recorder.write_chunk(full);
+            if !self.recorder.write_chunk(full) {
+                self.broken = true;
+            }
         }
         self.flushed_ms = self.last_ms;
     }
@@ -169,66 +195,129 @@ impl TapeStream {
         self.push(&record);
     }
 
-    /// The first half of an `event` record: the event as received. Call before the
-    /// chain runs, then [`TapeStream::event_end`] exactly once.
-    pub(crate) fn event_start(&mut self, received: &Event) {
-        self.event_prefix();
+    /// Bytes of the upstream's body, as read: call with every read, before the chain
+    /// sees the events they complete.
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        if self.broken {
+            return;
+        }
+        let t_ms = self.now_ms();
         self.ready();
-        self.chunk.event_start(&self.prefix, received);
+        self.chunk.raw(self.stream, t_ms, bytes);
+        self.record_done();
     }
 
-    /// The second half: each plugin's step and what the client got. `rewritten`: the
-    /// proxy itself changed the event before the chain (a legacy `endpoint` event), so
-    /// an all-pass chain still did not send `received` unchanged.
+    /// The next upstream event is about to go through the chain. Call for every event
+    /// the upstream's body decodes to, in order, then [`TapeStream::event_end`].
+    pub(crate) fn event_start(&mut self) {
+        self.current = self.next_seq;
+        self.next_seq += 1;
+    }
+
+    /// Each plugin's step and what the client got. `rewritten`: the proxy itself
+    /// changed the event before the chain (a legacy `endpoint` event), so an all-pass
+    /// chain still did not send it unchanged.
     pub(crate) fn event_end(
         &mut self,
         chain_steps: &[Step],
         sent: Option<&Event>,
         rewritten: bool,
     ) {
-        self.event_record_end(chain_steps, sent, rewritten);
+        self.event_done(self.current, chain_steps, sent, rewritten);
         self.record_done();
     }
 
-    fn event_record_end(&mut self, chain_steps: &[Step], sent: Option<&Event>, rewritten: bool) {
-        // Every plugin passed (or there was none) and a message went out: it is the
-        // event as received, except for the transport's own rewrite.
+    /// An event's verdicts: a passed, unchanged event joins the run (or starts one), any
+    /// other gets an `event` record (its `received` is in the raw bytes).
+    fn event_done(
+        &mut self,
+        seq: u64,
+        chain_steps: &[Step],
+        sent: Option<&Event>,
+        rewritten: bool,
+    ) {
+        if self.broken {
+            self.recorder.count_dropped(1);
+            return;
+        }
         let unchanged = !rewritten
             && sent.is_some_and(|e| e.data.is_some())
             && chain_steps.iter().all(|s| s.verdict == StepVerdict::Pass);
-        self.chunk.event_end(chain_steps, sent, unchanged);
+        if unchanged {
+            if let Some(run) = &mut self.run
+                && run.first + run.count == seq
+                && run.steps == chain_steps
+            {
+                run.count += 1;
+                return;
+            }
+            self.write_run();
+            let mut steps = std::mem::take(&mut self.spare_steps);
+            steps.clear();
+            steps.extend_from_slice(chain_steps);
+            self.run = Some(Run {
+                t_ms: self.last_ms,
+                first: seq,
+                count: 1,
+                steps,
+            });
+            return;
+        }
+        let record = Record::Event {
+            stream: self.stream,
+            t_ms: self.now_ms(),
+            seq: Some(seq),
+            received: TapeEvent::default(),
+            steps: chain_steps.iter().map(TapeStep::from).collect(),
+            sent: sent.map(TapeEvent::from),
+            unchanged: false,
+        };
+        self.push(&record);
+    }
+
+    /// An event that did not come from an SSE body (a JSON response), recorded whole.
+    pub(crate) fn whole_event(
+        &mut self,
+        received: &Event,
+        chain_steps: &[Step],
+        sent: Option<&Event>,
+    ) {
+        let unchanged =
+            sent == Some(received) && chain_steps.iter().all(|s| s.verdict == StepVerdict::Pass);
+        let record = Record::Event {
+            stream: self.stream,
+            t_ms: self.now_ms(),
+            seq: None,
+            received: TapeEvent::from(received),
+            steps: chain_steps.iter().map(TapeStep::from).collect(),
+            sent: if unchanged {
+                None
+            } else {
+                sent.map(TapeEvent::from)
+            },
+            unchanged,
+        };
+        self.push(&record);
     }
 
     /// [`TapeStream::event_start`] for the next event of a batch: the events of a batch
-    /// go through the chain together, so their first halves wait here (a copy of about
-    /// a hundred bytes each; the data goes to the chunk's data buffer now) until [`TapeStream::batch_end`] writes each record whole.
-    pub(crate) fn batch_start(&mut self, received: &Event) {
-        self.event_prefix();
-        self.ready();
-        let at = self.batch.len();
-        let patch = self
-            .chunk
-            .event_start_elsewhere(&mut self.batch, &self.prefix, received);
-        self.batch_at.push((at, patch));
+    /// go through the chain together.
+    pub(crate) fn batch_start(&mut self) {
+        if self.batch_len == 0 {
+            self.batch_first = self.next_seq;
+        }
+        self.batch_len += 1;
+        self.next_seq += 1;
     }
 
     /// [`TapeStream::event_end`] for the batch's event `i` (in `batch_start` order).
-    /// The chunk is not handed over before [`TapeStream::batch_done`]: its data buffer
-    /// holds the data of the batch's events still to come.
     pub(crate) fn batch_end(&mut self, i: usize, chain_steps: &[Step], sent: Option<&Event>) {
-        let (start, patch) = self.batch_at[i];
-        let end = self
-            .batch_at
-            .get(i + 1)
-            .map_or(self.batch.len(), |next| next.0);
-        self.chunk.event_start_from(&self.batch[start..end], patch);
-        self.event_record_end(chain_steps, sent, false);
+        self.event_done(self.batch_first + i as u64, chain_steps, sent, false);
     }
 
-    /// The batch is written: the next `batch_start` begins another.
+    /// The batch is done: the next `batch_start` begins another.
     pub(crate) fn batch_done(&mut self) {
-        self.batch.clear();
-        self.batch_at.clear();
+        self.batch_len = 0;
         self.record_done();
     }
 
@@ -266,61 +355,84 @@ impl Drop for TapeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tape::TapeEvent;
+
+    fn encoded(events: &[Event]) -> Vec<u8> {
+        let mut out = bytes::BytesMut::new();
+        for e in events {
+            crate::sse::encode_event(e, &mut out);
+        }
+        out.to_vec()
+    }
 
     #[test]
-    fn a_split_event_record_reads_back_as_one_record() {
+    fn verdicts_pair_with_the_events_their_raw_bytes_decode_to() {
         let dir = std::env::temp_dir().join(format!("sluice-split-{}", std::process::id()));
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
         let mut tape = TapeStream::new(recorder.clone(), 9);
-        let received = Event {
-            id: Some("4".into()),
-            ..Event::message("{\"a\":\"x\\ny\"}")
-        };
+        let received: Vec<Event> = (0..4)
+            .map(|i| Event {
+                id: Some(i.to_string()),
+                ..Event::message(format!("{{\"a\":\"x\\ny{i}\"}}"))
+            })
+            .collect();
         let step = |verdict| Step {
             plugin: "p".into(),
             verdict,
             elapsed: std::time::Duration::from_micros(3),
             fuel: 10,
         };
-        tape.event_start(&received);
-        tape.event_end(&[step(StepVerdict::Pass)], Some(&received), false);
+        // The upstream's bytes arrive split in the middle of an event.
+        let wire = encoded(&received);
+        tape.raw(&wire[..30]);
+        tape.raw(&wire[30..]);
         let modified = Event::message("changed");
-        tape.event_start(&received);
-        tape.event_end(&[step(StepVerdict::Modify)], Some(&modified), false);
-        tape.event_start(&received);
-        tape.event_end(&[step(StepVerdict::Drop)], None, false);
+        let verdicts = [
+            (StepVerdict::Pass, Some(&received[0])),
+            (StepVerdict::Pass, Some(&received[1])),
+            (StepVerdict::Modify, Some(&modified)),
+            (StepVerdict::Drop, None),
+        ];
+        for (verdict, sent) in verdicts {
+            tape.event_start();
+            tape.event_end(&[step(verdict)], sent, false);
+        }
         drop(tape);
         recorder.sync();
         let records = format::read(recorder.path()).unwrap();
-        let sent: Vec<Option<TapeEvent>> = records[1..].iter().map(Record::sent_event).collect();
-        assert_eq!(
-            sent,
-            vec![
-                Some(TapeEvent::from(&received)),
-                Some(TapeEvent::from(&modified)),
-                None
-            ]
-        );
-        assert!(matches!(
-            &records[1],
-            Record::Event {
-                unchanged: true,
+        let events: Vec<&Record> = records
+            .iter()
+            .filter(|r| matches!(r, Record::Event { .. }))
+            .collect();
+        assert_eq!(events.len(), 4);
+        for (i, record) in events.iter().enumerate() {
+            let Record::Event {
                 stream: 9,
+                seq,
+                received: got,
+                steps,
                 ..
-            }
-        ));
-        assert!(matches!(&records[2], Record::Event { steps, .. } if steps[0].verdict == "modify"));
+            } = record
+            else {
+                panic!("{record:?}");
+            };
+            assert_eq!(*seq, Some(i as u64));
+            assert_eq!(*got, TapeEvent::from(&received[i]), "event {i} as received");
+            assert_eq!(steps[0].verdict, verdicts[i].0.as_str());
+            assert_eq!(record.sent_event(), verdicts[i].1.map(TapeEvent::from));
+        }
+        // The two passed events are one run.
+        let lines = std::fs::read_to_string(recorder.path()).unwrap();
+        assert_eq!(lines.matches(r#""type":"passed""#).count(), 1, "{lines}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn a_fast_streams_data_reads_back_byte_for_byte() {
+    fn a_fast_streams_events_read_back_byte_for_byte() {
         let dir = std::env::temp_dir().join(format!("sluice-fast-{}", std::process::id()));
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
         let mut tape = TapeStream::new(recorder.clone(), 1);
         // Sizes from a few bytes to past a chunk's data room (a buffer that must grow),
-        // some in batches, some one by one.
+        // some in batches, some one by one, read in pieces that split events anywhere.
         let events: Vec<Event> = (0..3000)
             .map(|i: usize| {
                 let len = match i {
@@ -337,10 +449,29 @@ mod tests {
                 }
             })
             .collect();
+        let wire = encoded(&events);
+        // Where each event ends on the wire.
+        let ends: Vec<usize> = events
+            .iter()
+            .scan(0, |end, e| {
+                *end += encoded(std::slice::from_ref(e)).len();
+                Some(*end)
+            })
+            .collect();
+        let mut read = 0;
+        let mut piece = 1;
         for (n, group) in events.chunks(7).enumerate() {
+            // At least this group's bytes have been read before its verdicts.
+            let needed = read.max(ends[n * 7 + group.len() - 1]);
+            while read < needed {
+                let end = (read + piece).min(wire.len());
+                tape.raw(&wire[read..end]);
+                read = end;
+                piece = piece * 7 % 50_021 + 1;
+            }
             if n % 2 == 0 {
-                for e in group {
-                    tape.batch_start(e);
+                for _ in group {
+                    tape.batch_start();
                 }
                 for (i, e) in group.iter().enumerate() {
                     tape.batch_end(i, &[], Some(e));
@@ -348,7 +479,7 @@ mod tests {
                 tape.batch_done();
             } else {
                 for e in group {
-                    tape.event_start(e);
+                    tape.event_start();
                     tape.event_end(&[], Some(e), false);
                 }
             }

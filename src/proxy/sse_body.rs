@@ -126,8 +126,10 @@ impl InterceptedSse {
         self
     }
 
-    /// Records every frame and the end of the stream on a tape.
+    /// Records the upstream's body, every event's verdicts and the end of the stream on
+    /// a tape.
     pub(crate) fn with_tape(mut self, tape: TapeStream) -> Self {
+        self.events.keep_raw();
         self.tape = Some(tape);
         self
     }
@@ -163,7 +165,7 @@ impl InterceptedSse {
                     counted.event_in();
                 }
                 if let Some(tape) = &mut self.tape {
-                    tape.event_start(&event);
+                    tape.event_start();
                 }
                 let rewritten = self
                     .endpoint
@@ -190,6 +192,7 @@ impl InterceptedSse {
     /// recorded stream batches too (its tape gets each event's steps); only a recorded
     /// legacy stream, whose `endpoint` event the proxy rewrites, goes frame by frame.
     fn on_frames(&mut self, frames: Vec<sse::Frame>, out: &mut BytesMut) {
+        self.record_raw();
         if frames.len() == 1 || (self.tape.is_some() && self.endpoint.is_some()) {
             for frame in frames {
                 self.on_frame(frame, out);
@@ -222,7 +225,7 @@ impl InterceptedSse {
             }
             if bypass {
                 if let Some(tape) = &mut self.tape {
-                    tape.event_start(&event);
+                    tape.event_start();
                 }
                 let sent = messages::passed_through(event, &mut self.unanswered);
                 if let Some(tape) = &mut self.tape {
@@ -231,7 +234,7 @@ impl InterceptedSse {
                 self.emit(Some(sent), out);
             } else {
                 if let Some(tape) = &mut self.tape {
-                    tape.batch_start(&event);
+                    tape.batch_start();
                 }
                 run.push(event);
             }
@@ -270,10 +273,21 @@ impl InterceptedSse {
         }
     }
 
+    /// Puts what the upstream's body delivered so far on the tape, before the chain
+    /// sees the events it completes (the tape's reader decodes the events again from it).
+    fn record_raw(&mut self) {
+        if let Some(tape) = &mut self.tape {
+            for bytes in self.events.take_raw() {
+                tape.raw(&bytes);
+            }
+        }
+    }
+
     /// The end of the upstream's stream: what is left to send (errors for waiting
     /// requests when it broke), `None` for nothing.
     fn finish(&mut self, ending: Ending) -> Option<Bytes> {
         self.done = true;
+        self.record_raw();
         match ending {
             Ending::Broken(reason) => {
                 let _span = self.span.clone().entered();

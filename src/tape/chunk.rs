@@ -1,20 +1,20 @@
 //! How records travel from an exchange to the tape writer: a chunk of finished JSON
-//! lines, serialised on the proxy's thread where they happen, and the raw event data
-//! those lines refer to.
+//! lines, serialised on the proxy's thread where they happen, and the raw bytes those
+//! lines refer to.
 //!
-//! An `event` record happens once per proxied event, so it is written by hand (no
-//! `serde`, no allocation): [`Chunk::event_start`] before the chain runs (the event is
-//! never cloned for the tape), [`Chunk::event_end`] after. Event data is not escaped
-//! into the line: it is copied as it is into the chunk's data buffer, and the line
-//! says where it will be in the tape's data file (`"data_at":[offset,length]`, see
-//! `docs/tapes.md`). Escaping MCP's JSON (a `"` every dozen bytes) cost more than the
-//! rest of a record together, and four times a copy. The data's place in the file is
-//! only known when the chunk is handed over, so each reference leaves room for its
-//! offset and [`Chunk::seal`] writes it in. Rare records (request, response, comment,
-//! end, header) go through `serde`, their text inline.
+//! The records that come often are written by hand (no `serde`, no allocation): a
+//! `raw` record per upstream read ([`Chunk::raw`]: the bytes go as they are into the
+//! chunk's data buffer, one copy of the whole read, and the line says where they will
+//! be in the tape's data file, `"data_at":[offset,length]`, see `docs/tapes.md`), and a
+//! `passed` record per run of passed events ([`Chunk::passed`]). Nothing is written per
+//! passed event: escaping MCP's JSON into a line per event (version 1) and then a line
+//! per event (version 2) each cost more than the tenth of the proxy's time recording
+//! may take. The data's place in the file is only known when the chunk is handed over,
+//! so each reference leaves room for its offset and [`Chunk::seal`] writes it in. Rare
+//! records (request, response, events a plugin changed, comment, end, header) go
+//! through `serde`, their text inline.
 
 use crate::plugin::Step;
-use crate::sse::Event;
 
 use super::file::BLOCK;
 use super::format::Record;
@@ -206,57 +206,41 @@ impl Chunk {
         self.records += 1;
     }
 
-    /// The first half of an `event` record: where and when (`prefix`, from
-    /// [`event_prefix`]), and the event as received. [`Chunk::event_end`] must follow
-    /// before anything else.
-    pub fn event_start(&mut self, prefix: &[u8], received: &Event) {
-        let patch = self.event_start_into_text(None, prefix, received);
-        self.patches.extend(patch);
-    }
-
-    /// The first half of an `event` record into `text` (the events of a batch are
-    /// written down before the chain runs, their ends after), its data into this
-    /// chunk; returns where its data offset goes in the first half, for
-    /// [`Chunk::event_start_from`]. The chunk must not be sealed in between.
-    pub fn event_start_elsewhere(
-        &mut self,
-        text: &mut Vec<u8>,
-        prefix: &[u8],
-        received: &Event,
-    ) -> Option<Patch> {
-        let first_half = text.len();
-        let patch = self.event_start_into_text(Some(text), prefix, received);
-        // Where it goes in the first half.
-        patch.map(|p| Patch {
-            at: p.at - first_half,
-            ..p
-        })
-    }
-
-    fn event_start_into_text(
-        &mut self,
-        text: Option<&mut Vec<u8>>,
-        prefix: &[u8],
-        received: &Event,
-    ) -> Option<Patch> {
-        let out = text.unwrap_or(&mut self.bytes);
-        out.extend_from_slice(prefix);
-        event(out, &mut self.data, self.data_start, received)
-    }
-
-    /// A first half written with [`Chunk::event_start_elsewhere`]; then as
-    /// [`Chunk::event_start`].
-    pub fn event_start_from(&mut self, first_half: &[u8], patch: Option<Patch>) {
-        let at = self.bytes.len();
-        self.bytes.extend_from_slice(first_half);
-        self.patches
-            .extend(patch.map(|p| Patch { at: at + p.at, ..p }));
-    }
-
-    /// The second half: the steps, and what the client got (`unchanged`: exactly the
-    /// event as received; `sent` is then left out, which readers take as `null`).
-    pub fn event_end(&mut self, steps: &[Step], sent: Option<&Event>, unchanged: bool) {
+    /// A `raw` record: `bytes` of the stream's upstream body, copied as they are into
+    /// the data buffer (one copy per upstream read, not per event), the line referring
+    /// to them with its offset left blank for [`Chunk::seal`].
+    pub fn raw(&mut self, stream: u64, t_ms: u64, bytes: &[u8]) {
         let out = &mut self.bytes;
+        out.extend_from_slice(br#"{"type":"raw","stream":"#);
+        json::uint(out, stream);
+        out.extend_from_slice(br#","t_ms":"#);
+        json::uint(out, t_ms);
+        out.extend_from_slice(br#","data_at":["#);
+        self.patches.push(Patch {
+            at: out.len(),
+            offset: self.data.len() - self.data_start,
+        });
+        out.extend_from_slice(&[b' '; OFFSET_WIDTH]);
+        out.push(b',');
+        json::uint(out, bytes.len() as u64);
+        out.extend_from_slice(b"]}\n");
+        self.data.extend_from_slice(bytes);
+        self.records += 1;
+    }
+
+    /// A `passed` record: events `first .. first + count` of `stream` each went through
+    /// `steps` (all `pass`) and out unchanged. Counts as `count` records (what a tape
+    /// with a record per event would hold), so drops count events.
+    pub fn passed(&mut self, stream: u64, t_ms: u64, first: u64, count: u64, steps: &[Step]) {
+        let out = &mut self.bytes;
+        out.extend_from_slice(br#"{"type":"passed","stream":"#);
+        json::uint(out, stream);
+        out.extend_from_slice(br#","t_ms":"#);
+        json::uint(out, t_ms);
+        out.extend_from_slice(br#","first":"#);
+        json::uint(out, first);
+        out.extend_from_slice(br#","count":"#);
+        json::uint(out, count);
         out.extend_from_slice(br#","steps":["#);
         for (i, step) in steps.iter().enumerate() {
             if i > 0 {
@@ -276,19 +260,8 @@ impl Chunk {
             json::uint(out, step.fuel);
             out.push(b'}');
         }
-        out.push(b']');
-        match sent {
-            _ if unchanged => out.extend_from_slice(br#","unchanged":true}"#),
-            None => out.extend_from_slice(br#","sent":null}"#),
-            Some(sent) => {
-                out.extend_from_slice(br#","sent":"#);
-                let patch = event(out, &mut self.data, self.data_start, sent);
-                self.patches.extend(patch);
-                self.bytes.push(b'}');
-            }
-        }
-        self.bytes.push(b'\n');
-        self.records += 1;
+        out.extend_from_slice(b"]}\n");
+        self.records += count;
     }
 }
 
@@ -324,72 +297,11 @@ impl Pool {
     }
 }
 
-/// The start of an `event` record up to its `received` event, into `out` (cleared):
-/// the same for every event of a stream within a millisecond, so a stream's recorder
-/// keeps it and writes it again only when `t_ms` changes.
-pub fn event_prefix(out: &mut Vec<u8>, stream: u64, t_ms: u64) {
-    out.clear();
-    out.extend_from_slice(br#"{"type":"event","stream":"#);
-    json::uint(out, stream);
-    out.extend_from_slice(br#","t_ms":"#);
-    json::uint(out, t_ms);
-    out.extend_from_slice(br#","received":"#);
-}
-
-/// An SSE event as a tape event: `id`, `event` and `retry` inline, the data (when it
-/// is not empty) appended to `data` as it is and referred to as `data_at`, its offset
-/// left blank for [`Chunk::seal`] (the returned patch).
-fn event(out: &mut Vec<u8>, data: &mut Vec<u8>, data_start: usize, e: &Event) -> Option<Patch> {
-    out.push(b'{');
-    let mut first = true;
-    let mut comma = |out: &mut Vec<u8>| {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-    };
-    for (name, text) in [(&br#""id":"#[..], &e.id), (br#""event":"#, &e.event)] {
-        if let Some(text) = text {
-            comma(out);
-            out.extend_from_slice(name);
-            json::string(out, text.as_bytes());
-        }
-    }
-    let mut patch = None;
-    match e.data.as_deref() {
-        None => {}
-        Some("") => {
-            comma(out);
-            out.extend_from_slice(br#""data":"""#);
-        }
-        Some(text) => {
-            comma(out);
-            out.extend_from_slice(br#""data_at":["#);
-            patch = Some(Patch {
-                at: out.len(),
-                offset: data.len() - data_start,
-            });
-            out.extend_from_slice(&[b' '; OFFSET_WIDTH]);
-            out.push(b',');
-            json::uint(out, text.len() as u64);
-            out.push(b']');
-            data.extend_from_slice(text.as_bytes());
-        }
-    }
-    if let Some(retry) = e.retry {
-        comma(out);
-        out.extend_from_slice(br#""retry":"#);
-        json::uint(out, retry);
-    }
-    out.push(b'}');
-    patch
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plugin::StepVerdict;
-    use crate::tape::{TapeEvent, TapeStep};
+    use crate::tape::TapeStep;
     use std::time::Duration;
 
     fn step(verdict: StepVerdict) -> Step {
@@ -401,129 +313,59 @@ mod tests {
         }
     }
 
-    fn prefix(stream: u64, t_ms: u64) -> Vec<u8> {
-        let mut out = vec![b'x'];
-        event_prefix(&mut out, stream, t_ms);
-        out
-    }
-
     fn rendered(chunk: &Chunk) -> String {
         String::from_utf8(chunk.bytes().to_vec()).unwrap()
     }
 
-    /// The records of a sealed chunk's lines, their `data_at` read from `file`, a data
-    /// file that holds the chunk's data at `at`.
-    fn read_back(chunk: &Chunk, at: u64) -> Vec<Record> {
-        let mut file = vec![0u8; at as usize];
-        file.extend_from_slice(chunk.data());
-        let resolve = |e: &mut TapeEvent| {
-            if let Some((offset, len)) = e.data_at.take() {
-                let bytes = &file[offset as usize..(offset + len) as usize];
-                e.data = Some(String::from_utf8(bytes.to_vec()).unwrap());
-            }
-        };
-        rendered(chunk)
-            .lines()
-            .map(|line| {
-                let mut record: Record = serde_json::from_str(line).unwrap();
-                if let Record::Event { received, sent, .. } = &mut record {
-                    resolve(received);
-                    sent.as_mut().map(resolve);
-                }
-                record
-            })
-            .collect()
-    }
-
     #[test]
-    fn events_read_back_as_the_records_they_describe() {
-        let received = Event {
-            id: Some("7".into()),
-            event: Some("message".into()),
-            data: Some("{\"a\":\"line\nbreak\\\u{1}\"}".into()),
-            retry: Some(1500),
-        };
-        let sent = Event {
-            retry: None,
-            ..Event::message("changed é")
-        };
-        let cases: [(Vec<Step>, Option<&Event>, bool); 5] = [
-            (vec![step(StepVerdict::Pass)], Some(&received), true),
-            (
-                vec![step(StepVerdict::Modify), step(StepVerdict::Pass)],
-                Some(&sent),
-                false,
-            ),
-            (vec![step(StepVerdict::Drop)], None, false),
-            (
-                vec![],
-                Some(&Event {
-                    id: Some("7".into()),
-                    ..Event::default()
-                }),
-                false,
-            ),
-            (vec![], Some(&Event::message("")), false),
-        ];
+    fn raw_bytes_and_passed_runs_read_back_as_written() {
+        let reads: [&[u8]; 3] = [b"data: {\"a\":1}\n\n", b"", b"event: x\ndata: \xff\"\\\n\n"];
         for (at, direct) in [(0, false), (12_345, false), (8 * BLOCK as u64, true)] {
             let mut chunk = Chunk::default();
-            let mut expected = Vec::new();
-            for (steps, out, unchanged) in &cases {
-                chunk.event_start(&prefix(3, 1234), &received);
-                chunk.event_end(steps, *out, *unchanged);
-                expected.push(Record::Event {
-                    stream: 3,
-                    t_ms: 1234,
-                    received: TapeEvent::from(&received),
-                    steps: steps.iter().map(TapeStep::from).collect(),
-                    sent: if *unchanged {
-                        None
-                    } else {
-                        out.map(TapeEvent::from)
-                    },
-                    unchanged: *unchanged,
-                });
+            for (i, bytes) in reads.iter().enumerate() {
+                chunk.raw(4, 10 + i as u64, bytes);
             }
-            assert_eq!(chunk.records(), cases.len() as u64);
+            let steps = [step(StepVerdict::Pass), step(StepVerdict::Pass)];
+            chunk.passed(4, 99, 7, 30, &steps);
+            assert_eq!(chunk.records(), 3 + 30, "a run counts its events");
             chunk.seal(at, direct);
             if direct {
                 assert!(chunk.data_len().is_multiple_of(BLOCK), "padded to blocks");
             }
+            let mut file = vec![0u8; at as usize];
+            file.extend_from_slice(chunk.data());
             let text = rendered(&chunk);
-            assert!(!text.contains("line\\nbreak"), "data is not inline: {text}");
-            assert_eq!(read_back(&chunk, at), expected, "{text}");
+            let records: Vec<Record> = text
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect();
+            for (i, bytes) in reads.iter().enumerate() {
+                let Record::Raw {
+                    stream: 4,
+                    t_ms,
+                    data_at: (offset, len),
+                } = records[i]
+                else {
+                    panic!("not a raw record: {text}");
+                };
+                assert_eq!(t_ms, 10 + i as u64);
+                assert_eq!(&file[offset as usize..(offset + len) as usize], *bytes);
+            }
+            assert_eq!(
+                records[3],
+                Record::Passed {
+                    stream: 4,
+                    t_ms: 99,
+                    first: 7,
+                    count: 30,
+                    steps: steps.iter().map(TapeStep::from).collect(),
+                }
+            );
         }
     }
 
     #[test]
-    fn a_batch_start_written_elsewhere_refers_to_the_right_data() {
-        let mut chunk = Chunk::default();
-        let mut text = Vec::new();
-        let events: Vec<Event> = (0..3).map(|i| Event::message(format!("m{i}"))).collect();
-        let mut starts = Vec::new();
-        for e in &events {
-            let at = text.len();
-            starts.push((at, chunk.event_start_elsewhere(&mut text, &prefix(1, 2), e)));
-        }
-        // Written in the order the chain answers, with a record between.
-        for (i, (start, patch)) in starts.iter().enumerate() {
-            let end = starts.get(i + 1).map_or(text.len(), |next| next.0);
-            chunk.event_start_from(&text[*start..end], *patch);
-            chunk.event_end(&[], Some(&events[i]), true);
-        }
-        chunk.seal(100, false);
-        let received: Vec<Option<String>> = read_back(&chunk, 100)
-            .into_iter()
-            .map(|r| match r {
-                Record::Event { received, .. } => received.data,
-                _ => None,
-            })
-            .collect();
-        assert_eq!(received, ["m0", "m1", "m2"].map(|m| Some(m.to_string())));
-    }
-
-    #[test]
-    fn lines_and_events_keep_their_order() {
+    fn lines_keep_their_order() {
         let mut chunk = Chunk::default();
         let end = |stream| Record::End {
             stream,
@@ -532,16 +374,16 @@ mod tests {
             error: None,
         };
         chunk.record(&end(1));
-        chunk.event_start(&prefix(2, 0), &Event::message("x"));
-        chunk.event_end(&[], None, false);
-        chunk.record(&end(3));
-        assert_eq!(chunk.records(), 3);
+        chunk.raw(2, 0, b"data: x\n\n");
+        chunk.passed(3, 0, 0, 1, &[]);
+        chunk.record(&end(4));
+        assert_eq!(chunk.records(), 4);
         chunk.seal(0, false);
         let text = rendered(&chunk);
         let streams: Vec<u64> = text
             .lines()
             .map(|l| serde_json::from_str::<Record>(l).unwrap().stream().unwrap())
             .collect();
-        assert_eq!(streams, vec![1, 2, 3]);
+        assert_eq!(streams, vec![1, 2, 3, 4]);
     }
 }

@@ -1,9 +1,12 @@
-//! The tape format, version 2: JSON Lines, one [`Record`] per line, and a data file
-//! beside it with the events' data as it was (lines refer to it by offset and length:
-//! escaping every event's data into JSON cost more than the rest of recording), written
-//! by `--record DIR` and read by `sluice tape serve` and `sluice plugin test`. Version 1
-//! tapes (data inline) still read. `docs/tapes.md` documents it for people and other
-//! tools.
+//! The tape format, version 3: JSON Lines, one [`Record`] per line, and a data file
+//! beside it with each stream's upstream body as it was received (`raw` records refer
+//! to it by offset and length), written by `--record DIR` and read by `sluice tape
+//! serve` and `sluice plugin test`. Events are not written one by one: [`read`] decodes
+//! them again from the raw bytes, and a `passed` record gives the verdicts of a run of
+//! events that every plugin passed; only the other events get an `event` record of
+//! their own. A line per event cost more than proxying the event (issue 7's budget is
+//! a tenth). Versions 1 (data inline) and 2 (each event's data in the data file) still
+//! read. `docs/tapes.md` documents it for people and other tools.
 //!
 //! A tape is a log of streams (one per HTTP exchange), interleaved in the order things
 //! happened, each record naming its `stream`. Header allow-lists decide what is kept:
@@ -21,9 +24,10 @@ use crate::sse::Event;
 /// The value of [`Record::Header`]'s `format`.
 pub const FORMAT: &str = "sluice-tape";
 /// The version this build writes.
-pub const VERSION: u32 = 2;
-/// The versions this build reads: 1 had every event's data inline.
-pub const READS: [u32; 2] = [1, 2];
+pub const VERSION: u32 = 3;
+/// The versions this build reads: 1 had every event's data inline, 2 every event's data
+/// in the data file and an `event` record for every event.
+pub const READS: [u32; 3] = [1, 2, 3];
 
 /// Request headers a tape keeps (lower case). Credentials are deliberately absent.
 pub const REQUEST_HEADERS: &[&str] = &[
@@ -94,7 +98,12 @@ pub enum Record {
     Event {
         stream: u64,
         t_ms: u64,
-        /// As received from the upstream.
+        /// The event's number in its stream's `raw` bytes (version 3; counted from 0 in
+        /// the order they decode). [`read`] fills `received` from them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+        /// As received from the upstream (left out when `seq` gives it).
+        #[serde(default, skip_serializing_if = "TapeEvent::is_empty")]
         received: TapeEvent,
         steps: Vec<TapeStep>,
         /// As sent to the client; `None` when nothing was sent, or when `unchanged`.
@@ -103,6 +112,25 @@ pub enum Record {
         /// size of a tape of mostly passed events). See [`Record::sent_event`].
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         unchanged: bool,
+    },
+    /// Bytes of a stream's upstream body as received, in order (version 3): the
+    /// stream's `raw` records together are its body as far as the proxy read it.
+    /// [`read`] decodes them and leaves no `raw` record in what it returns.
+    Raw {
+        stream: u64,
+        t_ms: u64,
+        /// `[offset, length]` in the data file.
+        data_at: (u64, u64),
+    },
+    /// Events `first .. first + count` of a stream (numbered as for `seq`), each passed
+    /// by every plugin and sent unchanged, each with these `steps` (version 3). [`read`]
+    /// turns it into one `event` record per event.
+    Passed {
+        stream: u64,
+        t_ms: u64,
+        first: u64,
+        count: u64,
+        steps: Vec<TapeStep>,
     },
     /// An SSE comment (keep-alive), passed as it was.
     Comment {
@@ -149,13 +177,15 @@ impl Record {
             | Record::Response { stream, .. }
             | Record::Event { stream, .. }
             | Record::Comment { stream, .. }
+            | Record::Raw { stream, .. }
+            | Record::Passed { stream, .. }
             | Record::End { stream, .. } => Some(*stream),
         }
     }
 }
 
 /// An SSE event (or a JSON body, as `data`) on a tape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapeEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -169,6 +199,13 @@ pub struct TapeEvent {
     pub data_at: Option<(u64, u64)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<u64>,
+}
+
+impl TapeEvent {
+    /// No field at all: an `event` record of version 3 leaves `received` out.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl From<&Event> for TapeEvent {
@@ -322,23 +359,149 @@ pub fn read(path: &Path) -> Result<Vec<Record>, TapeError> {
             }
         }
     }
+    let raw = records
+        .iter()
+        .any(|r| matches!(r, Record::Raw { .. } | Record::Passed { .. }));
+    if raw {
+        records = expand_raw(records, data.as_ref(), &name)?;
+    }
     Ok(records)
 }
 
-/// Replaces `event`'s `data_at` with the data it points at in the tape's data file.
-fn resolve(
-    event: &mut TapeEvent,
+/// One stream's events decoded from its `raw` records and not yet claimed by a
+/// `passed` or `event` record: `(seq, t_ms, event)`.
+#[derive(Default)]
+struct Decoded {
+    decoder: Option<crate::sse::Decoder>,
+    next_seq: u64,
+    events: std::collections::VecDeque<(u64, u64, Event)>,
+}
+
+impl Decoded {
+    fn feed(&mut self, bytes: &[u8], t_ms: u64) {
+        let decoder = self
+            .decoder
+            .get_or_insert_with(|| crate::sse::Decoder::new(usize::MAX));
+        let mut frames = std::collections::VecDeque::new();
+        // The proxy's own decoder refused what it refused (an event over its limit) and
+        // ended the stream there; nothing after that point has a verdict to pair with.
+        let _ = decoder.decode(bytes, &mut frames);
+        for frame in frames {
+            // Comments have records of their own.
+            if let crate::sse::Frame::Event(event) = frame {
+                self.events.push_back((self.next_seq, t_ms, event));
+                self.next_seq += 1;
+            }
+        }
+    }
+
+    /// Event `seq` and when it arrived; events before it that nothing claimed are
+    /// skipped (a stream the recorder dropped records of).
+    fn take(&mut self, seq: u64) -> Option<(u64, Event)> {
+        while let Some((front, ..)) = self.events.front() {
+            if *front > seq {
+                return None;
+            }
+            let (front, t_ms, event) = self.events.pop_front()?;
+            if front == seq {
+                return Some((t_ms, event));
+            }
+        }
+        None
+    }
+}
+
+/// Version 3: decodes each stream's `raw` bytes into events and gives every event its
+/// own `event` record (one per event of a `passed` run, `received` filled in for the
+/// others), so that readers see the same records as from a version 2 tape.
+fn expand_raw(
+    records: Vec<Record>,
     data: Option<&(std::fs::File, String)>,
     tape: &str,
-) -> Result<(), TapeError> {
+) -> Result<Vec<Record>, TapeError> {
+    let mut streams: std::collections::HashMap<u64, Decoded> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(records.len());
+    let mut missing = 0u64;
+    for record in records {
+        match record {
+            Record::Raw {
+                stream,
+                t_ms,
+                data_at,
+            } => {
+                let bytes = read_data(data_at, data, tape)?;
+                streams.entry(stream).or_default().feed(&bytes, t_ms);
+            }
+            Record::Passed {
+                stream,
+                first,
+                count,
+                steps,
+                ..
+            } => {
+                let decoded = streams.entry(stream).or_default();
+                for seq in first..first.saturating_add(count) {
+                    match decoded.take(seq) {
+                        Some((t_ms, received)) => out.push(Record::Event {
+                            stream,
+                            t_ms,
+                            seq: Some(seq),
+                            received: received.into(),
+                            steps: steps.clone(),
+                            sent: None,
+                            unchanged: true,
+                        }),
+                        None => missing += 1,
+                    }
+                }
+            }
+            Record::Event {
+                stream,
+                seq: Some(seq),
+                steps,
+                sent,
+                unchanged,
+                ..
+            } => match streams.entry(stream).or_default().take(seq) {
+                Some((t_ms, received)) => out.push(Record::Event {
+                    stream,
+                    t_ms,
+                    seq: Some(seq),
+                    received: received.into(),
+                    steps,
+                    sent,
+                    unchanged,
+                }),
+                None => missing += 1,
+            },
+            end @ Record::End { stream, .. } => {
+                streams.remove(&stream);
+                out.push(end);
+            }
+            other => out.push(other),
+        }
+    }
+    if missing > 0 {
+        tracing::warn!(
+            tape,
+            missing,
+            "events with verdicts but no raw bytes (the recorder dropped records): left out"
+        );
+    }
+    Ok(out)
+}
+
+/// The bytes at `[offset, length]` in the tape's data file.
+fn read_data(
+    (at, len): (u64, u64),
+    data: Option<&(std::fs::File, String)>,
+    tape: &str,
+) -> Result<Vec<u8>, TapeError> {
     use std::os::unix::fs::FileExt;
-    let Some((at, len)) = event.data_at.take() else {
-        return Ok(());
-    };
     let Some((file, data_name)) = data else {
         return Err(TapeError::Header {
             path: tape.to_string(),
-            reason: "an event refers to a data file (data_at) but the header names none".into(),
+            reason: "a record refers to a data file (data_at) but the header names none".into(),
         });
     };
     let mut bytes = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
@@ -347,6 +510,19 @@ fn resolve(
             path: format!("{data_name} (bytes {at}..{})", at.saturating_add(len)),
             source,
         })?;
+    Ok(bytes)
+}
+
+/// Replaces `event`'s `data_at` with the data it points at in the tape's data file.
+fn resolve(
+    event: &mut TapeEvent,
+    data: Option<&(std::fs::File, String)>,
+    tape: &str,
+) -> Result<(), TapeError> {
+    let Some(at) = event.data_at.take() else {
+        return Ok(());
+    };
+    let bytes = read_data(at, data, tape)?;
     event.data = Some(match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -384,6 +560,7 @@ mod tests {
         let record = Record::Event {
             stream: 3,
             t_ms: 12,
+            seq: None,
             received: TapeEvent::from(&Event::message("a\nb")),
             steps: vec![TapeStep {
                 plugin: "p".into(),
@@ -489,6 +666,70 @@ mod tests {
         );
         let error = read(&elsewhere).unwrap_err().to_string();
         assert!(error.contains("not a file name beside the tape"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn version_3_decodes_raw_bytes_and_pairs_them_with_verdicts() {
+        let dir = std::env::temp_dir().join(format!("sluice-format3-{}", std::process::id()));
+        let wire = b"id: 0\ndata: a\n\n: keep\n\nid: 1\ndata: b\n\nid: 2\nda";
+        let rest = b"ta: c\n\nid: 3\ndata: d\n\n";
+        let mut data = wire.to_vec();
+        data.extend_from_slice(rest);
+        let (w, r) = (wire.len(), rest.len());
+        let header = r#"{"type":"header","format":"sluice-tape","version":3,"upstream":"u","started_unix":0,"data_file":"t.data"}"#;
+        let raw1 = format!(r#"{{"type":"raw","stream":1,"t_ms":4,"data_at":[0,{w}]}}"#);
+        let raw2 = format!(r#"{{"type":"raw","stream":1,"t_ms":6,"data_at":[{w},{r}]}}"#);
+        let passed = r#"{"type":"passed","stream":1,"t_ms":5,"first":0,"count":2,"steps":[{"plugin":"p","verdict":"pass","micros":1,"fuel":2}]}"#;
+        let modified = r#"{"type":"event","stream":1,"t_ms":7,"seq":2,"steps":[{"plugin":"p","verdict":"modify","micros":1,"fuel":2}],"sent":{"data":"C"}}"#;
+        let dropped = r#"{"type":"event","stream":1,"t_ms":7,"seq":3,"steps":[{"plugin":"p","verdict":"drop","micros":1,"fuel":2}],"sent":null}"#;
+        let end = r#"{"type":"end","stream":1,"t_ms":8,"outcome":"complete","error":null}"#;
+        let tape = tape_in(
+            &dir,
+            &[header, &raw1, passed, &raw2, modified, dropped, end],
+            Some(&data),
+        );
+        let records = read(&tape).unwrap();
+        assert!(
+            !records
+                .iter()
+                .any(|r| matches!(r, Record::Raw { .. } | Record::Passed { .. })),
+            "{records:?}"
+        );
+        let received: Vec<Option<String>> = received_data(&records);
+        assert_eq!(received, ["a", "b", "c", "d"].map(|d| Some(d.to_string())));
+        let ids: Vec<Option<String>> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event { received, .. } => Some(received.id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids, ["0", "1", "2", "3"].map(|d| Some(d.to_string())));
+        let sent: Vec<Option<String>> = records[1..5]
+            .iter()
+            .map(|r| r.sent_event().and_then(|e| e.data))
+            .collect();
+        assert_eq!(
+            sent,
+            [Some("a".into()), Some("b".into()), Some("C".into()), None]
+        );
+        // An event's time is when its last byte arrived.
+        let times: Vec<u64> = records[1..5]
+            .iter()
+            .map(|r| match r {
+                Record::Event { t_ms, .. } => *t_ms,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(times, [4, 4, 6, 6]);
+        assert!(matches!(records.last(), Some(Record::End { .. })));
+
+        // Verdicts whose raw bytes were lost (the recorder dropped them) are left out:
+        // nothing pairs with the wrong event.
+        let lost = tape_in(&dir, &[header, passed, &raw2, modified, end], Some(&data));
+        let records = read(&lost).unwrap();
+        assert_eq!(records.len(), 2, "{records:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

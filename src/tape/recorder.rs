@@ -165,19 +165,27 @@ impl Recorder {
         self.write_chunk(chunk);
     }
 
-    /// Queues a chunk of records; never blocks. A full queue drops them and counts them.
-    pub(crate) fn write_chunk(&self, chunk: Chunk) {
+    /// Queues a chunk of records; never blocks. A full queue drops them and counts them
+    /// (`false`: dropped).
+    pub(crate) fn write_chunk(&self, chunk: Chunk) -> bool {
         let records = chunk.records();
         match self.tx.try_send(Message::Chunk(chunk)) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(TrySendError::Full(_)) => {
-                if self.dropped.fetch_add(records, Ordering::Relaxed) == 0 {
-                    tracing::warn!(tape = %self.path.display(), "recorder falling behind: dropping records (counted)");
-                }
+                self.count_dropped(records);
+                false
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(records, Ordering::Relaxed);
+                false
             }
+        }
+    }
+
+    /// Counts records lost (the writer fell behind), warning on the first.
+    pub(crate) fn count_dropped(&self, records: u64) {
+        if self.dropped.fetch_add(records, Ordering::Relaxed) == 0 {
+            tracing::warn!(tape = %self.path.display(), "recorder falling behind: dropping records (counted)");
         }
     }
 
@@ -410,6 +418,20 @@ mod probes {
         (data, step)
     }
 
+    /// 64 of the bench's events as an upstream sends them (one read's worth).
+    fn bench_batch(data: &str) -> bytes::Bytes {
+        let mut out = bytes::BytesMut::new();
+        for i in 0..64 {
+            let event = Event {
+                id: Some(i.to_string()),
+                event: Some("message".into()),
+                ..Event::message(data)
+            };
+            crate::sse::encode_event(&event, &mut out);
+        }
+        out.freeze()
+    }
+
     /// The writer thread's own cost, apart from the proxy: `cargo test --release --lib
     /// writer_cpu_per_event -- --ignored --nocapture`. Writes about 1 GB to the
     /// temporary directory.
@@ -422,19 +444,21 @@ mod probes {
         let events = 2_000_000u64;
         let recorder = Arc::new(recorder);
         let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
+        let batch = bench_batch(&data);
+        let sent = Event::message(data.clone());
         let before = recorder_cpu_ns();
         let t = Instant::now();
-        for i in 0..events {
-            let event = Event {
-                id: Some(i.to_string()),
-                ..Event::message(data.clone())
-            };
-            tape.event_start(&event);
-            tape.event_end(std::slice::from_ref(&step), Some(&event), false);
-            if i % 128 == 0 {
-                while t.elapsed().as_nanos() < u128::from(i) * 1000 {
-                    std::hint::spin_loop();
-                }
+        for round in 0..events / 64 {
+            tape.raw(&batch);
+            for _ in 0..64 {
+                tape.batch_start();
+            }
+            for i in 0..64 {
+                tape.batch_end(i, std::slice::from_ref(&step), Some(&sent));
+            }
+            tape.batch_done();
+            while t.elapsed().as_micros() < u128::from(round) * 64 {
+                std::hint::spin_loop();
             }
         }
         drop(tape);
@@ -458,13 +482,8 @@ mod probes {
         let dir = std::env::temp_dir().join(format!("sluice-pcost-{}", std::process::id()));
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
         let (data, step) = bench_event();
-        let events: Vec<Event> = (0..64)
-            .map(|i| Event {
-                id: Some(i.to_string()),
-                event: Some("message".into()),
-                ..Event::message(data.clone())
-            })
-            .collect();
+        let batch = bench_batch(&data);
+        let sent: Vec<Event> = (0..64).map(|_| Event::message(data.clone())).collect();
         let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
         // Batches of 64 at a million events a second (the writer keeps up, and chunk
         // buffers come back to the pool, as in the proxy); only the recording is timed.
@@ -473,10 +492,11 @@ mod probes {
         let mut busy = std::time::Duration::ZERO;
         for round in 0..rounds {
             let started = Instant::now();
-            for e in &events {
-                tape.batch_start(e);
+            tape.raw(&batch);
+            for _ in &sent {
+                tape.batch_start();
             }
-            for (i, e) in events.iter().enumerate() {
+            for (i, e) in sent.iter().enumerate() {
                 tape.batch_end(i, std::slice::from_ref(&step), Some(e));
             }
             tape.batch_done();
@@ -485,7 +505,7 @@ mod probes {
                 std::hint::spin_loop();
             }
         }
-        let per = busy.as_nanos() as f64 / f64::from(rounds) / events.len() as f64;
+        let per = busy.as_nanos() as f64 / f64::from(rounds) / sent.len() as f64;
         drop(tape);
         recorder.sync();
         eprintln!(

@@ -138,7 +138,11 @@ impl Replay {
                         b.frames.push((at, sse::Frame::Comment(text.clone())));
                     }
                 }
-                Record::Header { .. } | Record::End { .. } => {}
+                // `read` leaves no `raw` or `passed` record.
+                Record::Header { .. }
+                | Record::End { .. }
+                | Record::Raw { .. }
+                | Record::Passed { .. } => {}
             }
         }
         let mut queues: HashMap<Key, VecDeque<Exchange>> = HashMap::new();

@@ -49,6 +49,8 @@ pub struct SseEvents<B> {
     /// reaches the client.
     failed: Option<StreamError>,
     idle: Option<Idle>,
+    /// With [`SseEvents::keep_raw`]: the body's bytes as read, until taken.
+    raw: Option<Vec<Bytes>>,
 }
 
 impl<B> SseEvents<B>
@@ -65,7 +67,20 @@ where
             finished: false,
             failed: None,
             idle: None,
+            raw: None,
         }
+    }
+
+    /// Keeps every read of the body (a reference, not a copy) for
+    /// [`SseEvents::take_raw`]: a recorded stream's tape holds the body as it was.
+    pub fn keep_raw(&mut self) {
+        self.raw.get_or_insert_with(Vec::new);
+    }
+
+    /// The reads kept since the last call, in order. Every frame given out so far
+    /// came from them or earlier ones.
+    pub fn take_raw(&mut self) -> std::vec::Drain<'_, Bytes> {
+        self.raw.get_or_insert_with(Vec::new).drain(..)
     }
 
     /// Ends the stream with [`StreamError::Idle`] when the upstream sends nothing (not
@@ -130,7 +145,12 @@ where
                 Some(Ok(frame)) => {
                     // Trailers carry no events.
                     if let Ok(data) = frame.into_data()
-                        && let Err(e) = self.decoder.decode(&data, &mut self.buffered)
+                        && let Err(e) = {
+                            if let Some(raw) = &mut self.raw {
+                                raw.push(data.clone());
+                            }
+                            self.decoder.decode(&data, &mut self.buffered)
+                        }
                     {
                         // The frames completed before the error still go out first.
                         self.finished = true;

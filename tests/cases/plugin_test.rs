@@ -96,6 +96,7 @@ fn records() -> Vec<Record> {
         Record::Event {
             stream,
             t_ms: 3,
+            seq: None,
             received: event("e0", ""),
             steps: Vec::new(),
             sent: None,
@@ -104,6 +105,7 @@ fn records() -> Vec<Record> {
         Record::Event {
             stream,
             t_ms: 5,
+            seq: None,
             received: event("e1", PROGRESS),
             steps: live("pass"),
             sent: None,
@@ -117,6 +119,7 @@ fn records() -> Vec<Record> {
         Record::Event {
             stream,
             t_ms: 8,
+            seq: None,
             received: event("e2", SECRET_RESULT),
             steps: live("modify"),
             sent: Some(event("e2", &redacted)),

@@ -284,6 +284,7 @@ mod tests {
         let endpoint = Record::Event {
             stream: 4,
             t_ms: 1,
+            seq: None,
             received: TapeEvent {
                 id: None,
                 event: Some("endpoint".into()),
