@@ -26,8 +26,10 @@ const CHUNK_BYTES: usize = 32 << 10;
 /// ...in a buffer with room for the record that crosses the line, so that record does
 /// not make the buffer grow (a copy of the whole chunk)...
 const CHUNK_ROOM: usize = CHUNK_BYTES + (8 << 10);
-/// ...or refers to this much raw data...
+/// ...or this much raw data, in a buffer with room for an upstream read on top, so
+/// that it need not move, which would end its direct write...
 const DATA_BYTES: usize = 64 << 10;
+const DATA_ROOM: usize = 2 * DATA_BYTES + (16 << 10);
 /// ...or is this old (ms), so a tape can be followed while a slow stream runs.
 const CHUNK_AGE_MS: u64 = 100;
 /// Chunks with at least this much data write it around the page cache when the file
@@ -58,8 +60,8 @@ pub(crate) struct TapeStream {
     broken: bool,
     /// The last run's step list, for the next run (no allocation per run).
     spare_steps: Vec<Step>,
-    /// The last chunk's lists, empty, for the next chunk.
-    lists: (Vec<Patch>, Vec<Bytes>),
+    /// The last chunk's reference list, empty, for the next chunk.
+    patches: Vec<Patch>,
 }
 
 /// Events `first .. first + count`, all passed with the same `steps`.
@@ -85,7 +87,7 @@ impl TapeStream {
             run: None,
             broken: false,
             spare_steps: Vec::new(),
-            lists: Default::default(),
+            patches: Vec::new(),
         }
     }
 
@@ -106,9 +108,10 @@ impl TapeStream {
     /// them up with each flush, so an idle exchange holds none).
     fn ready(&mut self) {
         if !self.chunk.has_buffers() {
-            let lists = std::mem::take(&mut self.lists);
+            let (lines, data) = self.recorder.pools();
+            let patches = std::mem::take(&mut self.patches);
             self.chunk
-                .fill_from(self.recorder.lines_pool(), CHUNK_ROOM, lists);
+                .fill_from(lines, CHUNK_ROOM, data, DATA_ROOM, patches);
         }
     }
 
@@ -140,11 +143,12 @@ impl TapeStream {
             let mut full = std::mem::take(&mut self.chunk);
             let data = full.data_len();
             if data > 0 {
-                let direct = data >= DIRECT_DATA && self.recorder.data_direct();
+                let direct =
+                    data >= DIRECT_DATA && self.recorder.data_direct() && full.data_aligned();
                 let at = self.recorder.reserve_data(data, direct);
                 full.seal(at, direct);
             }
-            self.lists = full.take_lists();
+            self.patches = full.take_patches();
             if !self.recorder.write_chunk(full) {
                 self.broken = true;
             }
@@ -193,7 +197,7 @@ impl TapeStream {
 
     /// Bytes of the upstream's body, as read: call with every read, before the chain
     /// sees the events they complete.
-    pub(crate) fn raw(&mut self, bytes: &Bytes) {
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
         if self.broken {
             return;
         }
@@ -378,9 +382,9 @@ mod tests {
             fuel: 10,
         };
         // The upstream's bytes arrive split in the middle of an event.
-        let wire = Bytes::from(encoded(&received));
-        tape.raw(&wire.slice(..30));
-        tape.raw(&wire.slice(30..));
+        let wire = encoded(&received);
+        tape.raw(&wire[..30]);
+        tape.raw(&wire[30..]);
         let modified = Event::message("changed");
         let verdicts = [
             (StepVerdict::Pass, Some(&received[0])),
@@ -445,7 +449,7 @@ mod tests {
                 }
             })
             .collect();
-        let wire = Bytes::from(encoded(&events));
+        let wire = encoded(&events);
         // Where each event ends on the wire.
         let ends: Vec<usize> = events
             .iter()
@@ -461,7 +465,7 @@ mod tests {
             let needed = read.max(ends[n * 7 + group.len() - 1]);
             while read < needed {
                 let end = (read + piece).min(wire.len());
-                tape.raw(&wire.slice(read..end));
+                tape.raw(&wire[read..end]);
                 read = end;
                 piece = piece * 7 % 50_021 + 1;
             }

@@ -3,9 +3,9 @@
 //! lines refer to.
 //!
 //! The records that come often are written by hand (no `serde`, no allocation): a
-//! `raw` record per upstream read ([`Chunk::raw`]: the read itself is kept, by
-//! reference, and the line says where its bytes will be in the tape's data file,
-//! `"data_at":[offset,length]`, see `docs/tapes.md`), and a
+//! `raw` record per upstream read ([`Chunk::raw`]: the bytes go as they are into the
+//! chunk's data buffer, one copy of the whole read, and the line says where they will
+//! be in the tape's data file, `"data_at":[offset,length]`, see `docs/tapes.md`), and a
 //! `passed` record per run of passed events ([`Chunk::passed`]). Nothing is written per
 //! passed event: escaping MCP's JSON into a line per event (version 1) and then a line
 //! per event (version 2) each cost more than the tenth of the proxy's time recording
@@ -13,8 +13,6 @@
 //! so each reference leaves room for its offset and [`Chunk::seal`] writes it in. Rare
 //! records (request, response, events a plugin changed, comment, end, header) go
 //! through `serde`, their text inline.
-
-use bytes::Bytes;
 
 use crate::plugin::Step;
 
@@ -26,8 +24,8 @@ use super::json;
 /// right-aligned after spaces (valid JSON).
 const OFFSET_WIDTH: usize = 20;
 
-/// Where a data reference's offset goes: `at` in the lines, for the data `offset`
-/// bytes into the chunk's data.
+/// Where a data reference's offset goes: `at` in the lines, for the data at `offset`
+/// in the chunk's data buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct Patch {
     at: usize,
@@ -35,20 +33,17 @@ pub struct Patch {
 }
 
 /// One exchange's records on their way to the writer: whole JSON lines, in
-/// `bytes[start..]`, and the raw bytes they refer to, `pieces` one after the other:
-/// references to the upstream's reads, not copies. The writer copies them into a
-/// block-aligned buffer ([`Chunk::into_parts`]), on its own thread: a copy on the
-/// proxy's thread was the largest part of what recording cost it.
+/// `bytes[start..]`, and the event data they refer to, in `data[data_start..]`.
 #[derive(Debug, Default)]
 pub struct Chunk {
     bytes: Vec<u8>,
     start: usize,
     records: u64,
-    pieces: Vec<Bytes>,
-    data_len: usize,
+    data: Vec<u8>,
+    data_start: usize,
     patches: Vec<Patch>,
-    /// Set by [`Chunk::seal`]: the data file offset of the data, and whether it is to
-    /// be padded to whole blocks for a direct write.
+    /// Set by [`Chunk::seal`]: the data file offset of `data[data_start..]`, and whether
+    /// the data was padded to whole blocks for a direct write.
     data_at: u64,
     data_direct: bool,
 }
@@ -104,28 +99,26 @@ impl Chunk {
         self.bytes.capacity() != 0
     }
 
-    /// Gives an empty chunk its lines buffer from the pool, and `patches` and `pieces`
-    /// (empty, kept from the exchange's last chunk: [`Chunk::take_lists`]) for its
-    /// references.
+    /// Gives an empty chunk its buffers from the pools, and `patches` (empty, kept
+    /// from the exchange's last chunk: [`Chunk::take_patches`]) for its references.
     pub fn fill_from(
         &mut self,
         lines: &Pool,
         lines_capacity: usize,
-        (patches, pieces): (Vec<Patch>, Vec<Bytes>),
+        data: &Pool,
+        data_capacity: usize,
+        patches: Vec<Patch>,
     ) {
         (self.bytes, self.start) = lines.take(lines_capacity);
+        (self.data, self.data_start) = data.take(data_capacity);
         self.patches = patches;
-        self.pieces = pieces;
     }
 
-    /// The (sealed, so empty) list of references, and an empty list for pieces, to be
-    /// reused by the next chunk: they grow to a chunk's size once, not once per chunk.
-    pub fn take_lists(&mut self) -> (Vec<Patch>, Vec<Bytes>) {
+    /// The (sealed, so empty) list of references, to be reused by the next chunk: it
+    /// grows to a chunk's events once, not once per chunk.
+    pub fn take_patches(&mut self) -> Vec<Patch> {
         debug_assert!(self.patches.is_empty(), "taken before `seal`");
-        (
-            std::mem::take(&mut self.patches),
-            Vec::with_capacity(self.pieces.capacity()),
-        )
+        std::mem::take(&mut self.patches)
     }
 
     /// Bytes of lines buffered.
@@ -133,9 +126,9 @@ impl Chunk {
         self.bytes.len() - self.start
     }
 
-    /// Bytes of raw data referred to.
+    /// Bytes of event data buffered.
     pub fn data_len(&self) -> usize {
-        self.data_len
+        self.data.len().saturating_sub(self.data_start)
     }
 
     /// No records.
@@ -154,15 +147,24 @@ impl Chunk {
         &self.bytes[self.start..]
     }
 
-    /// The chunk's raw data, one piece after the other.
+    /// The chunk's event data.
     #[cfg(test)]
-    pub fn data(&self) -> Vec<u8> {
-        self.pieces.concat()
+    pub fn data(&self) -> &[u8] {
+        &self.data[self.data_start..]
+    }
+
+    /// Whether the data can go to the disk as it is, padded to whole blocks: it
+    /// starts on a block boundary in memory (a buffer that grew, for a large event, was
+    /// moved) and the padding fits without moving it again.
+    pub fn data_aligned(&self) -> bool {
+        let padded = self.data_start + self.data_len().next_multiple_of(BLOCK);
+        (self.data.as_ptr() as usize + self.data_start).is_multiple_of(BLOCK)
+            && self.data.capacity() >= padded
     }
 
     /// Writes the data file offset of every data reference: the chunk's data goes at
-    /// `at`. `direct`: the data is to be padded to whole blocks (with zeros, which
-    /// nothing refers to) for a direct write; `at` must then be block-aligned.
+    /// `at`. `direct`: pads the data to whole blocks (with zeros, which nothing refers
+    /// to) for a direct write; `at` must then be block-aligned.
     pub fn seal(&mut self, at: u64, direct: bool) {
         for patch in self.patches.drain(..) {
             let field = &mut self.bytes[patch.at..patch.at + OFFSET_WIDTH];
@@ -175,30 +177,21 @@ impl Chunk {
                 }
             }
         }
+        if direct {
+            let len = self.data_len().next_multiple_of(BLOCK);
+            self.data.resize(self.data_start + len, 0);
+        }
         self.data_at = at;
         self.data_direct = direct;
     }
 
-    /// What the writer needs (after [`Chunk::seal`], when there is data): the data
-    /// copied into a block-aligned buffer from `data_pool`, padded when direct.
-    pub fn into_parts(self, data_pool: &Pool) -> Parts {
-        let data = (self.data_len > 0).then(|| {
-            let padded = if self.data_direct {
-                self.data_len.next_multiple_of(BLOCK)
-            } else {
-                self.data_len
-            };
-            let (mut buffer, start) = data_pool.take(padded);
-            for piece in &self.pieces {
-                buffer.extend_from_slice(piece);
-            }
-            buffer.resize(start + padded, 0);
-            DataParts {
-                buffer,
-                start,
-                at: self.data_at,
-                direct: self.data_direct,
-            }
+    /// What the writer needs (after [`Chunk::seal`], when there is data).
+    pub fn into_parts(self) -> Parts {
+        let data = (self.data_len() > 0).then_some(DataParts {
+            buffer: self.data,
+            start: self.data_start,
+            at: self.data_at,
+            direct: self.data_direct,
         });
         Parts {
             lines: (self.bytes, self.start),
@@ -213,10 +206,10 @@ impl Chunk {
         self.records += 1;
     }
 
-    /// A `raw` record: `bytes` of the stream's upstream body (kept by reference, see
-    /// [`Chunk`]), the line referring to them with its offset left blank for
-    /// [`Chunk::seal`].
-    pub fn raw(&mut self, stream: u64, t_ms: u64, bytes: &Bytes) {
+    /// A `raw` record: `bytes` of the stream's upstream body, copied as they are into
+    /// the data buffer (one copy per upstream read, not per event), the line referring
+    /// to them with its offset left blank for [`Chunk::seal`].
+    pub fn raw(&mut self, stream: u64, t_ms: u64, bytes: &[u8]) {
         let out = &mut self.bytes;
         out.extend_from_slice(br#"{"type":"raw","stream":"#);
         json::uint(out, stream);
@@ -225,14 +218,13 @@ impl Chunk {
         out.extend_from_slice(br#","data_at":["#);
         self.patches.push(Patch {
             at: out.len(),
-            offset: self.data_len,
+            offset: self.data.len() - self.data_start,
         });
         out.extend_from_slice(&[b' '; OFFSET_WIDTH]);
         out.push(b',');
         json::uint(out, bytes.len() as u64);
         out.extend_from_slice(b"]}\n");
-        self.pieces.push(bytes.clone());
-        self.data_len += bytes.len();
+        self.data.extend_from_slice(bytes);
         self.records += 1;
     }
 
@@ -331,30 +323,22 @@ mod tests {
         for (at, direct) in [(0, false), (12_345, false), (8 * BLOCK as u64, true)] {
             let mut chunk = Chunk::default();
             for (i, bytes) in reads.iter().enumerate() {
-                chunk.raw(4, 10 + i as u64, &Bytes::from_static(bytes));
+                chunk.raw(4, 10 + i as u64, bytes);
             }
             let steps = [step(StepVerdict::Pass), step(StepVerdict::Pass)];
             chunk.passed(4, 99, 7, 30, &steps);
             assert_eq!(chunk.records(), 3 + 30, "a run counts its events");
             chunk.seal(at, direct);
+            if direct {
+                assert!(chunk.data_len().is_multiple_of(BLOCK), "padded to blocks");
+            }
             let mut file = vec![0u8; at as usize];
-            file.extend_from_slice(&chunk.data());
+            file.extend_from_slice(chunk.data());
             let text = rendered(&chunk);
             let records: Vec<Record> = text
                 .lines()
                 .map(|line| serde_json::from_str(line).unwrap())
                 .collect();
-            let written = chunk.data();
-            let data = chunk.into_parts(&Pool::default()).data.unwrap();
-            let copied = &data.buffer[data.start..];
-            assert_eq!(&copied[..written.len()], written, "copied as referred to");
-            assert!(copied[written.len()..].iter().all(|b| *b == 0));
-            if direct {
-                assert!(copied.len().is_multiple_of(BLOCK), "padded to blocks");
-                assert!((copied.as_ptr() as usize).is_multiple_of(BLOCK), "aligned");
-            } else {
-                assert_eq!(copied.len(), written.len());
-            }
             for (i, bytes) in reads.iter().enumerate() {
                 let Record::Raw {
                     stream: 4,
@@ -390,7 +374,7 @@ mod tests {
             error: None,
         };
         chunk.record(&end(1));
-        chunk.raw(2, 0, &Bytes::from_static(b"data: x\n\n"));
+        chunk.raw(2, 0, b"data: x\n\n");
         chunk.passed(3, 0, 0, 1, &[]);
         chunk.record(&end(4));
         assert_eq!(chunk.records(), 4);

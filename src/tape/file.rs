@@ -470,7 +470,7 @@ mod tests {
                     .lines()
                     .map(str::to_string),
             );
-            let (bytes, start) = chunk.into_parts(&Pool::default()).lines;
+            let (bytes, start) = chunk.into_parts().lines;
             tape.append_chunk(bytes, start).unwrap();
             if round % 4 == 0 {
                 tape.write_tail(false).unwrap();

@@ -38,8 +38,9 @@ pub struct Recorder {
     path: PathBuf,
     dropped: AtomicU64,
     written: std::sync::Arc<AtomicU64>,
-    /// Lines buffers the writer is done with.
+    /// Chunk buffers the writer is done with: lines, and event data.
     pool: Arc<Pool>,
+    data_pool: Arc<Pool>,
     /// The end of what is reserved in the data file (`reserve_data`).
     data_end: AtomicU64,
     /// Whether data may be written around the page cache (cleared by the writer when
@@ -88,7 +89,7 @@ impl Recorder {
         let data = DataFile::new(data_file, &data_path, data_pool.clone());
         let direct = file.is_direct();
         let data_direct = Arc::new(AtomicBool::new(data.is_direct()));
-        let files = (file, data, data_direct.clone(), data_pool);
+        let files = (file, data, data_direct.clone());
         std::thread::Builder::new()
             .name("sluice-recorder".into())
             .spawn(move || write_loop(files, rx, &counter, &name, &ticking))
@@ -100,6 +101,7 @@ impl Recorder {
             dropped: AtomicU64::new(0),
             written,
             pool,
+            data_pool,
             data_end: AtomicU64::new(0),
             data_direct,
         };
@@ -125,9 +127,9 @@ impl Recorder {
         self.clock.load(Ordering::Relaxed)
     }
 
-    /// Where a chunk's lines buffer comes from (`Chunk::fill_from`).
-    pub(crate) fn lines_pool(&self) -> &Pool {
-        &self.pool
+    /// Where a chunk's buffers come from (`Chunk::fill_from`): lines, event data.
+    pub(crate) fn pools(&self) -> (&Pool, &Pool) {
+        (&self.pool, &self.data_pool)
     }
 
     /// Whether a chunk's data may go around the page cache (then it must be reserved
@@ -223,8 +225,6 @@ struct Writer<'a> {
     file: TapeFile,
     data: DataFile,
     data_direct: Arc<AtomicBool>,
-    /// Buffers for chunks' data (the writer copies it out of the upstream's reads).
-    data_pool: Arc<Pool>,
     /// Chunks received and not yet written: lines, data, their bytes in all.
     held_lines: Vec<(Vec<u8>, usize)>,
     held_data: Vec<DataParts>,
@@ -262,7 +262,7 @@ impl Writer<'_> {
             return;
         }
         self.pending += chunk.records();
-        let parts = chunk.into_parts(&self.data_pool);
+        let parts = chunk.into_parts();
         if let Some(data) = parts.data {
             self.held_bytes += data.buffer.len() - data.start;
             self.held_data.push(data);
@@ -308,7 +308,7 @@ impl Writer<'_> {
 }
 
 fn write_loop(
-    (file, data, data_direct, data_pool): (TapeFile, DataFile, Arc<AtomicBool>, Arc<Pool>),
+    (file, data, data_direct): (TapeFile, DataFile, Arc<AtomicBool>),
     rx: Receiver<Message>,
     written: &AtomicU64,
     name: &str,
@@ -318,7 +318,6 @@ fn write_loop(
         file,
         data,
         data_direct,
-        data_pool,
         held_lines: Vec::new(),
         held_data: Vec::new(),
         held_bytes: 0,
