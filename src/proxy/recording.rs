@@ -64,12 +64,35 @@ pub(crate) struct TapeStream {
     patches: Vec<Patch>,
 }
 
-/// Events `first .. first + count`, all passed with the same `steps`.
+/// Events `first .. first + count`, all passed by the same plugins in the same order;
+/// `steps` holds each plugin's time and fuel summed over the run (a reader gives each
+/// event an equal share, as for a batch call): a run per event, just because each
+/// call took its own time, would be a line per event again.
 struct Run {
     t_ms: u64,
     first: u64,
     count: u64,
     steps: Vec<Step>,
+}
+
+impl Run {
+    /// Adds the next event to the run if the same plugins passed it.
+    fn extend(&mut self, steps: &[Step]) -> bool {
+        let same = self.steps.len() == steps.len()
+            && self
+                .steps
+                .iter()
+                .zip(steps)
+                .all(|(a, b)| a.verdict == b.verdict && a.plugin == b.plugin);
+        if same {
+            for (total, step) in self.steps.iter_mut().zip(steps) {
+                total.elapsed += step.elapsed;
+                total.fuel = total.fuel.saturating_add(step.fuel);
+            }
+            self.count += 1;
+        }
+        same
+    }
 }
 
 impl TapeStream {
@@ -107,11 +130,22 @@ impl TapeStream {
     /// Buffers for the chunk, from the recorder's pools, when it has none (it gives
     /// them up with each flush, so an idle exchange holds none).
     fn ready(&mut self) {
+        self.ready_for(0);
+    }
+
+    /// [`TapeStream::ready`], with a data buffer that takes `data` more bytes as it is:
+    /// a buffer that grows is copied whole and moved (then no longer block-aligned
+    /// for a direct write). A chunk that holds data already and has no room left for
+    /// `data` is handed over first.
+    fn ready_for(&mut self, data: usize) {
+        if self.chunk.has_buffers() && self.chunk.data_len() > 0 && !self.chunk.data_room(data) {
+            self.flush();
+        }
         if !self.chunk.has_buffers() {
-            let (lines, data) = self.recorder.pools();
+            let (lines, pool) = self.recorder.pools();
             let patches = std::mem::take(&mut self.patches);
-            self.chunk
-                .fill_from(lines, CHUNK_ROOM, data, DATA_ROOM, patches);
+            let room = DATA_ROOM.max(data + DATA_BYTES);
+            self.chunk.fill_from(lines, CHUNK_ROOM, pool, room, patches);
         }
     }
 
@@ -202,7 +236,7 @@ impl TapeStream {
             return;
         }
         let t_ms = self.now_ms();
-        self.ready();
+        self.ready_for(bytes.len());
         self.chunk.raw(self.stream, t_ms, bytes);
         self.record_done();
     }
@@ -246,9 +280,8 @@ impl TapeStream {
         if unchanged {
             if let Some(run) = &mut self.run
                 && run.first + run.count == seq
-                && run.steps == chain_steps
+                && run.extend(chain_steps)
             {
-                run.count += 1;
                 return;
             }
             self.write_run();
@@ -392,9 +425,15 @@ mod tests {
             (StepVerdict::Modify, Some(&modified)),
             (StepVerdict::Drop, None),
         ];
-        for (verdict, sent) in verdicts {
+        for (i, (verdict, sent)) in verdicts.into_iter().enumerate() {
+            // The two passed calls took different time and fuel: still one run.
+            let mut step = step(verdict);
+            if i == 1 {
+                step.elapsed = std::time::Duration::from_micros(5);
+                step.fuel = 30;
+            }
             tape.event_start();
-            tape.event_end(&[step(verdict)], sent, false);
+            tape.event_end(&[step], sent, false);
         }
         drop(tape);
         recorder.sync();
@@ -419,6 +458,10 @@ mod tests {
             assert_eq!(*got, TapeEvent::from(&received[i]), "event {i} as received");
             assert_eq!(steps[0].verdict, verdicts[i].0.as_str());
             assert_eq!(record.sent_event(), verdicts[i].1.map(TapeEvent::from));
+            if i < 2 {
+                // Each event of the run gets an equal share of its time and fuel.
+                assert_eq!((steps[0].micros, steps[0].fuel), (4, 20), "event {i}");
+            }
         }
         // The two passed events are one run.
         let lines = std::fs::read_to_string(recorder.path()).unwrap();

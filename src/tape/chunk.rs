@@ -153,6 +153,13 @@ impl Chunk {
         &self.data[self.data_start..]
     }
 
+    /// Whether `more` bytes of data (and the padding of a direct write) fit in the
+    /// data buffer without it growing.
+    pub fn data_room(&self, more: usize) -> bool {
+        let padded = (self.data_len() + more).next_multiple_of(BLOCK);
+        self.data.capacity() >= self.data_start + padded
+    }
+
     /// Whether the data can go to the disk as it is, padded to whole blocks: it
     /// starts on a block boundary in memory (a buffer that grew, for a large event, was
     /// moved) and the padding fits without moving it again.
@@ -229,7 +236,8 @@ impl Chunk {
     }
 
     /// A `passed` record: events `first .. first + count` of `stream` each went through
-    /// `steps` (all `pass`) and out unchanged. Counts as `count` records (what a tape
+    /// the plugins of `steps` (all `pass`; their time and fuel summed over the events)
+    /// and out unchanged. Counts as `count` records (what a tape
     /// with a record per event would hold), so drops count events.
     pub fn passed(&mut self, stream: u64, t_ms: u64, first: u64, count: u64, steps: &[Step]) {
         let out = &mut self.bytes;

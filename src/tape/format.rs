@@ -123,8 +123,9 @@ pub enum Record {
         data_at: (u64, u64),
     },
     /// Events `first .. first + count` of a stream (numbered as for `seq`), each passed
-    /// by every plugin and sent unchanged, each with these `steps` (version 3). [`read`]
-    /// turns it into one `event` record per event.
+    /// by every plugin and sent unchanged (version 3). `steps`: the plugins, each with
+    /// its time and fuel summed over the events. [`read`] turns it into one `event`
+    /// record per event, each step with an equal share.
     Passed {
         stream: u64,
         t_ms: u64,
@@ -440,6 +441,15 @@ fn expand_raw(
                 ..
             } => {
                 let decoded = streams.entry(stream).or_default();
+                let share = |total: u64| total / count.max(1);
+                let steps: Vec<TapeStep> = steps
+                    .into_iter()
+                    .map(|s| TapeStep {
+                        micros: share(s.micros),
+                        fuel: share(s.fuel),
+                        ..s
+                    })
+                    .collect();
                 for seq in first..first.saturating_add(count) {
                     match decoded.take(seq) {
                         Some((t_ms, received)) => out.push(Record::Event {
@@ -680,7 +690,7 @@ mod tests {
         let header = r#"{"type":"header","format":"sluice-tape","version":3,"upstream":"u","started_unix":0,"data_file":"t.data"}"#;
         let raw1 = format!(r#"{{"type":"raw","stream":1,"t_ms":4,"data_at":[0,{w}]}}"#);
         let raw2 = format!(r#"{{"type":"raw","stream":1,"t_ms":6,"data_at":[{w},{r}]}}"#);
-        let passed = r#"{"type":"passed","stream":1,"t_ms":5,"first":0,"count":2,"steps":[{"plugin":"p","verdict":"pass","micros":1,"fuel":2}]}"#;
+        let passed = r#"{"type":"passed","stream":1,"t_ms":5,"first":0,"count":2,"steps":[{"plugin":"p","verdict":"pass","micros":3,"fuel":2000}]}"#;
         let modified = r#"{"type":"event","stream":1,"t_ms":7,"seq":2,"steps":[{"plugin":"p","verdict":"modify","micros":1,"fuel":2}],"sent":{"data":"C"}}"#;
         let dropped = r#"{"type":"event","stream":1,"t_ms":7,"seq":3,"steps":[{"plugin":"p","verdict":"drop","micros":1,"fuel":2}],"sent":null}"#;
         let end = r#"{"type":"end","stream":1,"t_ms":8,"outcome":"complete","error":null}"#;
@@ -724,6 +734,13 @@ mod tests {
             .collect();
         assert_eq!(times, [4, 4, 6, 6]);
         assert!(matches!(records.last(), Some(Record::End { .. })));
+        // A run's time and fuel are totals: each of its events gets an equal share.
+        for record in &records[1..3] {
+            let Record::Event { steps, .. } = record else {
+                panic!("{record:?}");
+            };
+            assert_eq!((steps[0].micros, steps[0].fuel), (1, 1000));
+        }
 
         // Verdicts whose raw bytes were lost (the recorder dropped them) are left out:
         // nothing pairs with the wrong event.
