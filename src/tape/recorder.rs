@@ -63,6 +63,16 @@ impl Recorder {
     /// Creates `DIR/sluice-<unix seconds>-<pid>.jsonl` and its data file (`.data`;
     /// and `DIR` if needed), writes the header and starts the writer thread.
     pub fn create(dir: &Path, upstream: &str) -> Result<Self, RecordError> {
+        Self::with_queue(dir, upstream, QUEUE)
+    }
+
+    /// [`Recorder::create`] with a queue of `queue` chunks (tests make the writer fall
+    /// behind with a short one).
+    pub(crate) fn with_queue(
+        dir: &Path,
+        upstream: &str,
+        queue: usize,
+    ) -> Result<Self, RecordError> {
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -77,7 +87,7 @@ impl Recorder {
         std::fs::create_dir_all(dir).map_err(failed(dir))?;
         let file = File::create(&path).map_err(failed(&path))?;
         let data_file = File::create(&data_path).map_err(failed(&data_path))?;
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (tx, rx) = mpsc::sync_channel(queue);
         let written = std::sync::Arc::new(AtomicU64::new(0));
         let counter = written.clone();
         let name = path.display().to_string();
