@@ -79,8 +79,8 @@ where
 
     /// The reads kept since the last call, in order. Every frame given out so far
     /// came from them or earlier ones.
-    pub fn take_raw(&mut self) -> std::vec::Drain<'_, Bytes> {
-        self.raw.get_or_insert_with(Vec::new).drain(..)
+    pub fn take_raw(&mut self) -> impl Iterator<Item = Bytes> + '_ {
+        self.raw.iter_mut().flat_map(|raw| raw.drain(..))
     }
 
     /// Ends the stream with [`StreamError::Idle`] when the upstream sends nothing (not
