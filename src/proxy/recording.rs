@@ -46,11 +46,10 @@ pub(crate) struct TapeStream {
     /// check reuses the clock read each record makes anyway.
     last_ms: u64,
     flushed_ms: u64,
-    /// The number the next upstream event gets (`seq`); the one between
-    /// [`TapeStream::event_start`] and `event_end`; the first of the current batch
-    /// ([`TapeStream::batch_start`]) and how many it has.
+    /// The number the next upstream event gets (`seq`; the one between
+    /// [`TapeStream::event_start`] and `event_end` is the one before), the first of the
+    /// current batch ([`TapeStream::batch_start`]) and how many it has.
     next_seq: u64,
-    current: u64,
     batch_first: u64,
     batch_len: u64,
     /// Passed events not yet written: a run that one `passed` record will describe.
@@ -104,7 +103,6 @@ impl TapeStream {
             last_ms: 0,
             flushed_ms: 0,
             next_seq: 0,
-            current: 0,
             batch_first: 0,
             batch_len: 0,
             run: None,
@@ -242,9 +240,9 @@ impl TapeStream {
     }
 
     /// The next upstream event is about to go through the chain. Call for every event
-    /// the upstream's body decodes to, in order, then [`TapeStream::event_end`].
+    /// the upstream's body decodes to, in order, then [`TapeStream::event_end`] (with
+    /// no other event in between: a batch is done before the next single event).
     pub(crate) fn event_start(&mut self) {
-        self.current = self.next_seq;
         self.next_seq += 1;
     }
 
@@ -257,7 +255,7 @@ impl TapeStream {
         sent: Option<&Event>,
         rewritten: bool,
     ) {
-        self.event_done(self.current, chain_steps, sent, rewritten);
+        self.event_done(self.next_seq - 1, chain_steps, sent, rewritten);
         self.record_done();
     }
 
@@ -274,10 +272,7 @@ impl TapeStream {
             self.recorder.count_dropped(1);
             return;
         }
-        let unchanged = !rewritten
-            && sent.is_some_and(|e| e.data.is_some())
-            && chain_steps.iter().all(|s| s.verdict == StepVerdict::Pass);
-        if unchanged {
+        if !rewritten && all_passed(chain_steps, sent) {
             if let Some(run) = &mut self.run
                 && run.first + run.count == seq
                 && run.extend(chain_steps)
@@ -315,8 +310,7 @@ impl TapeStream {
         chain_steps: &[Step],
         sent: Option<&Event>,
     ) {
-        let unchanged =
-            sent == Some(received) && chain_steps.iter().all(|s| s.verdict == StepVerdict::Pass);
+        let unchanged = all_passed(chain_steps, sent);
         let record = Record::Event {
             stream: self.stream,
             t_ms: self.now_ms(),
@@ -377,6 +371,13 @@ impl TapeStream {
         self.push(&record);
         self.flush();
     }
+}
+
+/// Every plugin passed (or there was none) and a message went out: the client got
+/// the event as received (unless the proxy itself rewrote it).
+fn all_passed(chain_steps: &[Step], sent: Option<&Event>) -> bool {
+    sent.is_some_and(|e| e.data.is_some())
+        && chain_steps.iter().all(|s| s.verdict == StepVerdict::Pass)
 }
 
 impl Drop for TapeStream {
@@ -474,7 +475,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-fast-{}", std::process::id()));
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
         let mut tape = TapeStream::new(recorder.clone(), 1);
-        // Sizes from a few bytes to past a chunk's data room (a buffer that must grow),
+        // Sizes from a few bytes to past a chunk's data room (a read that needs a chunk
+        // of its own),
         // some in batches, some one by one, read in pieces that split events anywhere.
         let events: Vec<Event> = (0..3000)
             .map(|i: usize| {

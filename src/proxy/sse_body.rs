@@ -219,7 +219,7 @@ impl InterceptedSse {
             if let Some(counted) = &self.counted {
                 counted.event_in();
             }
-            // Never with a tape (above), so nothing records the event before this.
+            // Never with a tape (above): a tape must know which event was rewritten.
             if let Some(endpoint) = &self.endpoint {
                 endpoint.apply(&mut event);
             }
