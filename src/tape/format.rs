@@ -384,8 +384,9 @@ impl Decoded {
             .decoder
             .get_or_insert_with(|| crate::sse::Decoder::new(usize::MAX));
         let mut frames = std::collections::VecDeque::new();
-        // The proxy's own decoder refused what it refused (an event over its limit) and
-        // ended the stream there; nothing after that point has a verdict to pair with.
+        // No size limit here, so no error: the proxy's own decoder refused what it
+        // refused (an event over its limit) and ended the stream there, and what decodes
+        // past that point has no verdict to pair with.
         let _ = decoder.decode(bytes, &mut frames);
         for frame in frames {
             // Comments have records of their own.
