@@ -3,6 +3,7 @@
 //! and a final result saying how many were sent. Also how a client reads them back
 //! without a JSON parser, so the clients stay cheaper than the proxy they measure.
 
+use bytes::BytesMut;
 use memchr::memmem;
 use serde_json::{Value, json};
 
@@ -57,7 +58,7 @@ const NOTE_TAIL: &[u8] = b"\"}}}";
 
 /// Appends one event whose `data` is `size` bytes of JSON (more only when `size` is
 /// smaller than the message without padding).
-pub fn push_event(buf: &mut Vec<u8>, stream: u64, seq: u64, ts_ns: u64, size: usize) {
+pub fn push_event(buf: &mut BytesMut, stream: u64, seq: u64, ts_ns: u64, size: usize) {
     buf.extend_from_slice(EVENT_HEAD);
     let data_start = buf.len();
     buf.extend_from_slice(NOTE_HEAD);
@@ -74,7 +75,7 @@ pub fn push_event(buf: &mut Vec<u8>, stream: u64, seq: u64, ts_ns: u64, size: us
 }
 
 /// Appends the stream's last event: the `tools/call` result with the count sent.
-pub fn push_result(buf: &mut Vec<u8>, id: &Value, sent: u64) {
+pub fn push_result(buf: &mut BytesMut, id: &Value, sent: u64) {
     let result = json!({"jsonrpc":"2.0","id":id,"result":{
         "content":[{"type":"text","text":format!("sent {sent}")}],
         "structuredContent":{"sent":sent}}});
@@ -83,7 +84,7 @@ pub fn push_result(buf: &mut Vec<u8>, id: &Value, sent: u64) {
     buf.extend_from_slice(b"\n\n");
 }
 
-fn push_u64(buf: &mut Vec<u8>, mut n: u64) {
+fn push_u64(buf: &mut BytesMut, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -240,7 +241,7 @@ mod tests {
 
     #[test]
     fn an_event_has_the_asked_size_and_reads_back() {
-        let mut buf = Vec::new();
+        let mut buf = BytesMut::new();
         push_event(&mut buf, 7, 42, 1_700_000_000_123_456_789, 256);
         let text = std::str::from_utf8(&buf).unwrap();
         let data = text
@@ -263,7 +264,7 @@ mod tests {
 
     #[test]
     fn results_errors_and_other_blocks_are_told_apart() {
-        let mut buf = Vec::new();
+        let mut buf = BytesMut::new();
         push_result(&mut buf, &json!(3), 1234);
         assert_eq!(
             parse_block(&buf[..buf.len() - 2]),
@@ -286,7 +287,7 @@ mod tests {
 
     #[test]
     fn the_splitter_finds_every_block_whatever_the_read_sizes() {
-        let mut wire = Vec::new();
+        let mut wire = BytesMut::new();
         for seq in 0..50 {
             push_event(&mut wire, 1, seq, seq * 10, 100 + seq as usize);
         }
