@@ -1,4 +1,5 @@
-//! What `--record` costs: one SSE stream of 20 000 events (256 B of data each) through
+//! What `--record` costs: one SSE stream of 20 000 events (256 B of data each, or
+//! `SLUICE_BENCH_EVENT_BYTES`, as many events as make the same 5 MB, at least 2 000) through
 //! sluice with one plugin, recording off and on. The upstream is a hyper server sending a
 //! pre-encoded body, the client reads the whole response; both on 127.0.0.1.
 //!
@@ -28,15 +29,28 @@ use sluice::config::Config;
 use sluice::plugin::{PluginLimits, PluginSource, PluginSpec, builtin};
 use sluice::sse::{Event, encode_event};
 
-const EVENTS: usize = 20_000;
+/// Bytes of data per event: 256 unless `SLUICE_BENCH_EVENT_BYTES` says otherwise (at
+/// least 100); a stream carries about 5 MB of data (20 000 events of 256 B), and at
+/// least 2 000 events.
+fn event_bytes() -> usize {
+    std::env::var("SLUICE_BENCH_EVENT_BYTES")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(256)
+        .max(100)
+}
+
+fn events() -> usize {
+    (256 * 20_000 / event_bytes()).max(2_000)
+}
 
 fn stream_body() -> Bytes {
     let data = format!(
         r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"{}"}}}}"#,
-        "x".repeat(256 - 78)
+        "x".repeat(event_bytes() - 78)
     );
     let mut out = BytesMut::new();
-    for i in 0..EVENTS {
+    for i in 0..events() {
         let event = Event {
             id: Some(i.to_string()),
             ..Event::message(data.clone())
@@ -122,8 +136,12 @@ fn recording(c: &mut Criterion) {
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }
-    let mut group = c.benchmark_group("stream_20k_events_256B_one_plugin");
-    group.throughput(Throughput::Elements(EVENTS as u64));
+    let mut group = c.benchmark_group(format!(
+        "stream_{}_events_{}B_one_plugin",
+        events(),
+        event_bytes()
+    ));
+    group.throughput(Throughput::Elements(events() as u64));
     group.sample_size(10);
     for (name, running) in [("recording_off", &off), ("recording_on", &on)] {
         let url = format!("{}/mcp", running.url());
@@ -236,18 +254,21 @@ fn alternate(
         let times = wall.into_iter().chain(cpu).filter(|t| !t.is_empty());
         let [wall, cpu]: [f64; 2] = times.map(median).collect::<Vec<_>>().try_into().unwrap();
         println!(
-            "{rounds} rounds of {EVENTS} events, one side: wall {wall:.2} ms, cpu {cpu:.2} ms"
+            "{rounds} rounds of {} events, one side: wall {wall:.2} ms, cpu {cpu:.2} ms",
+            events()
         );
         return;
     }
     let [wall_off, wall_on] = wall.map(median);
     let [cpu_off, cpu_on] = cpu.map(median);
     let writer = median(writer);
-    let per_event = |ms: f64| ms * 1e3 / EVENTS as f64;
+    let per_event = |ms: f64| ms * 1e3 / events() as f64;
     println!(
-        "{rounds} rounds of {EVENTS} events: wall off {wall_off:.2} ms, on {wall_on:.2} ms ({:+.1}%); \
+        "{rounds} rounds of {} events of {} B: wall off {wall_off:.2} ms, on {wall_on:.2} ms ({:+.1}%); \
          cpu off {cpu_off:.2} ms ({:.3} us/event), on {cpu_on:.2} ms ({:.3} us/event, {:+.1}%), \
          of which the tape writer thread {writer:.2} ms ({:.3} us/event)",
+        events(),
+        event_bytes(),
         (wall_on / wall_off - 1.0) * 100.0,
         per_event(cpu_off),
         per_event(cpu_on),
