@@ -127,16 +127,71 @@ pub const TIMING_SAMPLE: u32 = 8;
 /// One plugin's part in one event's walk through the chain: what tapes record and
 /// `sluice plugin test` prints. Collected only when a session traces (it costs a clock
 /// read per call).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     /// The plugin's name.
-    pub plugin: Arc<str>,
+    pub plugin: PluginName,
     /// What it answered.
     pub verdict: StepVerdict,
     /// Wall time of the call (instantiation included when it happened in this call).
     pub elapsed: Duration,
     /// Fuel (wasm instructions, roughly) the `on-event` call consumed.
     pub fuel: u64,
+}
+
+/// A plugin's name in a [`Step`], interned: a traced batch makes a step per event and
+/// plugin, and a name that is a reference count (`Arc<str>`) cost an atomic increment
+/// and decrement for each. Each distinct name is kept for the life of the process (a
+/// handful per configuration; reloads find theirs again).
+#[derive(Clone, Copy, Debug, Default, Eq)]
+pub struct PluginName(&'static str);
+
+impl PluginName {
+    /// The interned `name`.
+    pub fn new(name: &str) -> Self {
+        static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+            std::sync::Mutex::new(std::collections::BTreeSet::new());
+        let mut names = NAMES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&kept) = names.get(name) {
+            return Self(kept);
+        }
+        let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        names.insert(kept);
+        Self(kept)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl PartialEq for PluginName {
+    fn eq(&self, other: &Self) -> bool {
+        // Interned: the same name is the same pointer, the text decides otherwise.
+        std::ptr::eq(self.0, other.0) || self.0 == other.0
+    }
+}
+
+impl std::ops::Deref for PluginName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl std::fmt::Display for PluginName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl From<&str> for PluginName {
+    fn from(name: &str) -> Self {
+        Self::new(name)
+    }
 }
 
 /// A plugin's answer as a tape records it.
@@ -192,7 +247,7 @@ pub struct Session {
     /// When tracing, the plugins' names for steps: this session's own copies, so that
     /// a step's reference count is not a cache line every worker thread writes (two
     /// atomic writes per step on a fast stream).
-    step_names: Vec<Arc<str>>,
+    step_names: Vec<PluginName>,
     /// Plugin calls so far, for sampling the latency histogram.
     calls: u32,
 }
@@ -216,7 +271,7 @@ impl Session {
             .chain
             .plugins
             .iter()
-            .map(|p| Arc::from(p.name()))
+            .map(|p| PluginName::new(p.name()))
             .collect();
         self
     }
@@ -339,7 +394,7 @@ impl Session {
             }
             if let Some(steps) = &mut self.steps {
                 steps.push(Step {
-                    plugin: self.step_names[index].clone(),
+                    plugin: self.step_names[index],
                     verdict: StepVerdict::of(&verdict),
                     elapsed: match (started, ended) {
                         (Some(started), Some(ended)) => clock::between(started, ended),
@@ -526,4 +581,21 @@ fn within_limit(verdict: Verdict, limit: usize) -> Result<Verdict, CallFailure> 
 /// A `filter` sees only events going to the client.
 fn applies(plugin: &Plugin, direction: Direction) -> bool {
     plugin.world() == World::Interceptor || direction == Direction::ToClient
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PluginName;
+
+    #[test]
+    fn a_plugin_name_is_interned_once_and_compares_by_its_text() {
+        let a = PluginName::new("redact");
+        let b = PluginName::from(String::from("redact").as_str());
+        assert!(std::ptr::eq(a.as_str(), b.as_str()), "one copy per name");
+        assert_eq!(a, b);
+        assert_ne!(a, PluginName::new("redact2"));
+        assert_eq!(&*a, "redact");
+        assert_eq!(PluginName::default().as_str(), "");
+        assert_eq!(a.to_string(), "redact");
+    }
 }

@@ -170,9 +170,9 @@ impl Session {
             self.chain.metrics[index].call(share);
         }
         // Only called when tracing.
-        let name = traced.then(|| self.step_names[index].clone());
+        let name = traced.then(|| self.step_names[index]);
         let step = |verdict: StepVerdict| Step {
-            plugin: name.clone().unwrap_or_default(),
+            plugin: name.unwrap_or_default(),
             verdict,
             elapsed: share.unwrap_or(Duration::ZERO),
             fuel: fuel / part.len() as u64,
@@ -232,7 +232,7 @@ impl Session {
         }
         if let Some(started) = started {
             self.event_steps[i].push(Step {
-                plugin: self.step_names[index].clone(),
+                plugin: self.step_names[index],
                 verdict: StepVerdict::of(&verdict),
                 elapsed: clock::between(started, clock::now()),
                 fuel,
