@@ -244,9 +244,8 @@ pub struct Session {
     /// also beyond a shorter batch, so a stream's batches allocate none).
     event_steps: Vec<Vec<Step>>,
     event_steps_len: usize,
-    /// When tracing, the plugins' names for steps: this session's own copies, so that
-    /// a step's reference count is not a cache line every worker thread writes (two
-    /// atomic writes per step on a fast stream).
+    /// When tracing, the plugins' names for steps, interned once (a step is `Copy`:
+    /// no reference count per step on a fast stream).
     step_names: Vec<PluginName>,
     /// Plugin calls so far, for sampling the latency histogram.
     calls: u32,

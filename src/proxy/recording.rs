@@ -19,6 +19,7 @@ use crate::plugin::{Step, StepVerdict, StreamMeta};
 use crate::sse::Event;
 use crate::tape::chunk::{Chunk, Patch};
 use crate::tape::format::{self, REQUEST_HEADERS, RESPONSE_HEADERS};
+use crate::tape::recorder::DATA_SLOT;
 use crate::tape::{Record, Recorder, TapeEvent, TapeStep};
 
 /// A chunk goes to the recorder once it holds this many bytes of lines...
@@ -29,7 +30,8 @@ const CHUNK_ROOM: usize = CHUNK_BYTES + (8 << 10);
 /// ...or this much raw data, in a buffer with room for an upstream read on top, so
 /// that it need not move, which would end its direct write...
 const DATA_BYTES: usize = 64 << 10;
-const DATA_ROOM: usize = 2 * DATA_BYTES + (16 << 10);
+const DATA_ROOM: usize = DATA_SLOT;
+const _: () = assert!(DATA_ROOM >= 2 * DATA_BYTES + (16 << 10));
 /// ...or is this old (ms), so a tape can be followed while a slow stream runs.
 const CHUNK_AGE_MS: u64 = 100;
 /// Chunks with at least this much data write it around the page cache when the file

@@ -16,6 +16,9 @@
 
 use crate::plugin::Step;
 
+use std::sync::Arc;
+
+use super::data_buf::{Arena, DataBuf};
 use super::file::BLOCK;
 use super::format::Record;
 use super::json;
@@ -33,16 +36,15 @@ pub struct Patch {
 }
 
 /// One exchange's records on their way to the writer: whole JSON lines, in
-/// `bytes[start..]`, and the event data they refer to, in `data[data_start..]`.
+/// `bytes[start..]`, and the raw bytes they refer to, in `data`.
 #[derive(Debug, Default)]
 pub struct Chunk {
     bytes: Vec<u8>,
     start: usize,
     records: u64,
-    data: Vec<u8>,
-    data_start: usize,
+    data: Option<DataBuf>,
     patches: Vec<Patch>,
-    /// Set by [`Chunk::seal`]: the data file offset of `data[data_start..]`, and whether
+    /// Set by [`Chunk::seal`]: the data file offset of `data`, and whether
     /// the data was padded to whole blocks for a direct write.
     data_at: u64,
     data_direct: bool,
@@ -57,12 +59,10 @@ pub struct Parts {
     pub data: Option<DataParts>,
 }
 
-/// A chunk's event data on its way to the data file.
+/// A chunk's raw bytes on their way to the data file.
 pub struct DataParts {
-    /// The buffer, back to the data pool once written.
-    pub buffer: Vec<u8>,
-    /// Where the data starts in `buffer` (block-aligned in memory).
-    pub start: usize,
+    /// The bytes (block-aligned in memory), back to their arena once written.
+    pub buffer: DataBuf,
     /// Where it goes in the data file (reserved by the exchange).
     pub at: u64,
     /// Padded to whole blocks and block-aligned: may go around the page cache.
@@ -105,12 +105,12 @@ impl Chunk {
         &mut self,
         lines: &Pool,
         lines_capacity: usize,
-        data: &Pool,
+        data: &Arc<Arena>,
         data_capacity: usize,
         patches: Vec<Patch>,
     ) {
         (self.bytes, self.start) = lines.take(lines_capacity);
-        (self.data, self.data_start) = data.take(data_capacity);
+        self.data = Some(data.take(data_capacity));
         self.patches = patches;
     }
 
@@ -128,7 +128,7 @@ impl Chunk {
 
     /// Bytes of event data buffered.
     pub fn data_len(&self) -> usize {
-        self.data.len().saturating_sub(self.data_start)
+        self.data.as_ref().map_or(0, DataBuf::len)
     }
 
     /// No records.
@@ -150,23 +150,20 @@ impl Chunk {
     /// The chunk's event data.
     #[cfg(test)]
     pub fn data(&self) -> &[u8] {
-        &self.data[self.data_start..]
+        self.data.as_ref().map_or(&[], DataBuf::as_slice)
     }
 
     /// Whether `more` bytes of data (and the padding of a direct write) fit in the
     /// data buffer without it growing.
     pub fn data_room(&self, more: usize) -> bool {
         let padded = (self.data_len() + more).next_multiple_of(BLOCK);
-        self.data.capacity() >= self.data_start + padded
+        self.data.as_ref().is_some_and(|d| d.capacity() >= padded)
     }
 
-    /// Whether the data can go to the disk as it is, padded to whole blocks: it
-    /// starts on a block boundary in memory (a buffer that grew, for a large event, was
-    /// moved) and the padding fits without moving it again.
+    /// Whether the data can go to the disk as it is, padded to whole blocks (data
+    /// buffers are block-aligned; the padding must fit).
     pub fn data_aligned(&self) -> bool {
-        let padded = self.data_start + self.data_len().next_multiple_of(BLOCK);
-        (self.data.as_ptr() as usize + self.data_start).is_multiple_of(BLOCK)
-            && self.data.capacity() >= padded
+        self.data_room(0)
     }
 
     /// Writes the data file offset of every data reference: the chunk's data goes at
@@ -184,9 +181,9 @@ impl Chunk {
                 }
             }
         }
-        if direct {
-            let len = self.data_len().next_multiple_of(BLOCK);
-            self.data.resize(self.data_start + len, 0);
+        if direct && let Some(data) = &mut self.data {
+            let padded = data.pad_to_block();
+            debug_assert!(padded, "sealed direct without room for the padding");
         }
         self.data_at = at;
         self.data_direct = direct;
@@ -194,9 +191,8 @@ impl Chunk {
 
     /// What the writer needs (after [`Chunk::seal`], when there is data).
     pub fn into_parts(self) -> Parts {
-        let data = (self.data_len() > 0).then_some(DataParts {
-            buffer: self.data,
-            start: self.data_start,
+        let data = self.data.filter(|d| !d.is_empty()).map(|buffer| DataParts {
+            buffer,
             at: self.data_at,
             direct: self.data_direct,
         });
@@ -225,13 +221,15 @@ impl Chunk {
         out.extend_from_slice(br#","data_at":["#);
         self.patches.push(Patch {
             at: out.len(),
-            offset: self.data.len() - self.data_start,
+            offset: self.data.as_ref().map_or(0, DataBuf::len),
         });
         out.extend_from_slice(&[b' '; OFFSET_WIDTH]);
         out.push(b',');
         json::uint(out, bytes.len() as u64);
         out.extend_from_slice(b"]}\n");
-        append_uncached(&mut self.data, bytes);
+        self.data
+            .get_or_insert_with(|| DataBuf::heap(bytes.len()))
+            .append(bytes);
         self.records += 1;
     }
 
@@ -273,57 +271,6 @@ impl Chunk {
     }
 }
 
-/// Reads shorter than this are copied as usual: the setup of a streaming copy and its
-/// fence would cost more than the cache lines it spares.
-const UNCACHED_MIN: usize = 1024;
-
-/// Appends `src` to `dst` with non-temporal stores where the CPU has them, so that the
-/// copy neither reads the destination's cache lines first (a chunk's data buffer was
-/// last touched a whole gather ago, so every line would come from memory) nor evicts
-/// the proxy's own working set to keep bytes that only the disk will read.
-pub(crate) fn append_uncached(dst: &mut Vec<u8>, src: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if src.len() >= UNCACHED_MIN {
-        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
-        dst.reserve(src.len());
-        let start = dst.len();
-        // SAFETY: `reserve` made room for `src.len()` bytes after `start`; every byte
-        // in `start..start + src.len()` is written below (head, 16-byte blocks, tail)
-        // before `set_len` exposes it. `_mm_stream_si128` gets 16-byte aligned
-        // addresses (`head` aligns `out + head`); unaligned loads take any address.
-        // SSE2 is part of x86_64. The fence orders the streaming stores before the
-        // chunk is handed to the writer's thread (a channel's release does not order
-        // non-temporal stores).
-        unsafe {
-            let out = dst.as_mut_ptr().add(start);
-            let head = out.align_offset(16).min(src.len());
-            std::ptr::copy_nonoverlapping(src.as_ptr(), out, head);
-            let mut at = head;
-            while at + 64 <= src.len() {
-                let from = src.as_ptr().add(at).cast::<__m128i>();
-                let to = out.add(at).cast::<__m128i>();
-                let (a, b) = (_mm_loadu_si128(from), _mm_loadu_si128(from.add(1)));
-                let (c, d) = (_mm_loadu_si128(from.add(2)), _mm_loadu_si128(from.add(3)));
-                _mm_stream_si128(to, a);
-                _mm_stream_si128(to.add(1), b);
-                _mm_stream_si128(to.add(2), c);
-                _mm_stream_si128(to.add(3), d);
-                at += 64;
-            }
-            while at + 16 <= src.len() {
-                let block = _mm_loadu_si128(src.as_ptr().add(at).cast::<__m128i>());
-                _mm_stream_si128(out.add(at).cast::<__m128i>(), block);
-                at += 16;
-            }
-            std::ptr::copy_nonoverlapping(src.as_ptr().add(at), out.add(at), src.len() - at);
-            _mm_sfence();
-            dst.set_len(start + src.len());
-        }
-        return;
-    }
-    dst.extend_from_slice(src);
-}
-
 /// Buffers the writer is done with, for the next chunks: reused memory is already
 /// mapped (a new allocation of this size faults its pages in again) and no allocator
 /// work crosses threads.
@@ -361,27 +308,7 @@ mod tests {
     use super::*;
     use crate::plugin::StepVerdict;
     use crate::tape::TapeStep;
-    use proptest::prelude::*;
     use std::time::Duration;
-
-    proptest! {
-        /// The streaming copy appends exactly what `extend_from_slice` would, wherever
-        /// the destination's end falls against the 16-byte blocks and whatever the
-        /// length (short copies, a head, whole blocks, blocks of 64, a tail).
-        #[test]
-        fn an_uncached_append_is_an_append(
-            before in proptest::collection::vec(any::<u8>(), 0..80),
-            src in proptest::collection::vec(any::<u8>(), 0..5000),
-            skip in 0usize..16,
-        ) {
-            let src = &src[skip.min(src.len())..];
-            let mut uncached = before.clone();
-            append_uncached(&mut uncached, src);
-            let mut plain = before.clone();
-            plain.extend_from_slice(src);
-            prop_assert_eq!(uncached, plain);
-        }
-    }
 
     fn step(verdict: StepVerdict) -> Step {
         Step {

@@ -94,16 +94,14 @@ fn open_direct(path: &Path) -> Option<File> {
 pub(crate) struct DataFile {
     file: File,
     direct: Option<File>,
-    pool: Arc<Pool>,
 }
 
 impl DataFile {
-    /// `file` was just created at `path`; written buffers go back to `pool`.
-    pub(crate) fn new(file: File, path: &Path, pool: Arc<Pool>) -> Self {
+    /// `file` was just created at `path`.
+    pub(crate) fn new(file: File, path: &Path) -> Self {
         Self {
             file,
             direct: open_direct(path),
-            pool,
         }
     }
 
@@ -120,28 +118,25 @@ impl DataFile {
         parts.sort_unstable_by_key(|p| p.at);
         let mut rest = &parts[..];
         while let Some(first) = rest.first() {
-            let mut end = first.at + (first.buffer.len() - first.start) as u64;
+            let mut end = first.at + first.buffer.len() as u64;
             let mut run = 1;
             while first.direct
                 && let Some(next) = rest.get(run)
                 && next.direct
                 && next.at == end
             {
-                end += (next.buffer.len() - next.start) as u64;
+                end += next.buffer.len() as u64;
                 run += 1;
             }
             let (now, later) = rest.split_at(run);
             if !(first.direct && self.write_direct(now)?) {
                 for part in now {
-                    self.file
-                        .write_all_at(&part.buffer[part.start..], part.at)?;
+                    self.file.write_all_at(part.buffer.as_slice(), part.at)?;
                 }
             }
             rest = later;
         }
-        for part in parts {
-            self.pool.put(part.buffer);
-        }
+        // The buffers go back to their arena as `parts` drops.
         Ok(())
     }
 
@@ -153,7 +148,7 @@ impl DataFile {
         };
         let mut slices: Vec<IoSlice<'_>> = run
             .iter()
-            .map(|p| IoSlice::new(&p.buffer[p.start..]))
+            .map(|p| IoSlice::new(p.buffer.as_slice()))
             .collect();
         let mut slices = &mut slices[..];
         direct.seek(SeekFrom::Start(run[0].at))?;

@@ -3,6 +3,7 @@
 //! plugins over one offline. The format is [`format`], documented in `docs/tapes.md`.
 
 pub(crate) mod chunk;
+pub(crate) mod data_buf;
 pub(crate) mod file;
 pub mod format;
 pub mod harness;

@@ -15,6 +15,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::chunk::{Chunk, DataParts, Pool};
+use super::data_buf::Arena;
 use super::file::{BLOCK, DataFile, TapeFile};
 use super::format::{FORMAT, Record, VERSION};
 
@@ -38,9 +39,9 @@ pub struct Recorder {
     path: PathBuf,
     dropped: AtomicU64,
     written: std::sync::Arc<AtomicU64>,
-    /// Chunk buffers the writer is done with: lines, and event data.
+    /// Chunk buffers the writer is done with (lines), and where raw bytes wait.
     pool: Arc<Pool>,
-    data_pool: Arc<Pool>,
+    data_arena: Arc<Arena>,
     /// The end of what is reserved in the data file (`reserve_data`).
     data_end: AtomicU64,
     /// Whether data may be written around the page cache (cleared by the writer when
@@ -94,9 +95,9 @@ impl Recorder {
         let clock = std::sync::Arc::new(AtomicU64::new(0));
         let ticking = (clock.clone(), Instant::now());
         let pool = Arc::new(Pool::default());
-        let data_pool = Arc::new(Pool::default());
+        let data_arena = Arena::new(DATA_SLOT);
         let file = TapeFile::new(file, &path, WRITE_BYTES + (64 << 10), pool.clone());
-        let data = DataFile::new(data_file, &data_path, data_pool.clone());
+        let data = DataFile::new(data_file, &data_path);
         let direct = file.is_direct();
         let data_direct = Arc::new(AtomicBool::new(data.is_direct()));
         let files = (file, data, data_direct.clone());
@@ -111,7 +112,7 @@ impl Recorder {
             dropped: AtomicU64::new(0),
             written,
             pool,
-            data_pool,
+            data_arena,
             data_end: AtomicU64::new(0),
             data_direct,
         };
@@ -138,8 +139,8 @@ impl Recorder {
     }
 
     /// Where a chunk's buffers come from (`Chunk::fill_from`): lines, event data.
-    pub(crate) fn pools(&self) -> (&Pool, &Pool) {
-        (&self.pool, &self.data_pool)
+    pub(crate) fn pools(&self) -> (&Pool, &Arc<Arena>) {
+        (&self.pool, &self.data_arena)
     }
 
     /// Whether a chunk's data may go around the page cache (then it must be reserved
@@ -230,6 +231,22 @@ const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 /// at most this much is held back from a tape's reader.
 const WRITE_BYTES: usize = 4 << 20;
 
+/// When the queue runs empty, held chunks wait for more (up to [`WRITE_BYTES`], or
+/// [`HELD_CHUNKS`]) for at most this long. Writing whatever two milliseconds brought
+/// made writes of about 500 KiB at 100 streams of small events, a thousand a second:
+/// each a system call, block requests and their completion interrupts, which wake the
+/// writer on a core the proxy is using.
+const HOLD: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// At most this many chunks are held: many streams' small chunks each hold a whole
+/// buffer (a slot of the data arena), which goes back once written.
+const HELD_CHUNKS: usize = 64;
+
+/// The size of a chunk's buffer for raw bytes, a slot of the recorder's [`Arena`]
+/// (`proxy::recording` hands a chunk over at 64 KiB of raw bytes, and wants room for an
+/// upstream read on top; a larger read gets a buffer of its own from the heap).
+pub(crate) const DATA_SLOT: usize = 144 << 10;
+
 /// The writer thread's side of the files: failures stop it for good.
 struct Writer<'a> {
     file: TapeFile,
@@ -239,6 +256,8 @@ struct Writer<'a> {
     held_lines: Vec<(Vec<u8>, usize)>,
     held_data: Vec<DataParts>,
     held_bytes: usize,
+    /// When the first of the held chunks came.
+    held_since: Instant,
     name: &'a str,
     failed: bool,
     /// Records handed to the file since `written` was last counted up.
@@ -266,20 +285,24 @@ impl Writer<'_> {
         }
     }
 
-    /// Holds a chunk until [`WRITE_BYTES`] are held (or the queue runs empty).
+    /// Holds a chunk until [`WRITE_BYTES`] or [`HELD_CHUNKS`] are held (or [`HOLD`] has
+    /// passed).
     fn chunk(&mut self, chunk: Chunk) {
         if self.failed {
             return;
         }
         self.pending += chunk.records();
+        if self.held_lines.is_empty() {
+            self.held_since = Instant::now();
+        }
         let parts = chunk.into_parts();
         if let Some(data) = parts.data {
-            self.held_bytes += data.buffer.len() - data.start;
+            self.held_bytes += data.buffer.len();
             self.held_data.push(data);
         }
         self.held_bytes += parts.lines.0.len() - parts.lines.1;
         self.held_lines.push(parts.lines);
-        if self.held_bytes >= WRITE_BYTES {
+        if self.held_bytes >= WRITE_BYTES || self.held_lines.len() >= HELD_CHUNKS {
             self.release();
         }
     }
@@ -309,11 +332,19 @@ impl Writer<'_> {
         }
     }
 
-    /// Everything held and staged to the file, the partial last block included
-    /// (`due_only`: only when `TAIL_EVERY` has passed).
-    fn write_out(&mut self, due_only: bool) {
+    /// Everything held and staged to the file, the partial last block included.
+    fn write_out(&mut self) {
         self.release();
-        self.run(true, |file| file.write_tail(due_only));
+        self.run(true, |file| file.write_tail(false));
+    }
+
+    /// The queue ran empty: held chunks are written once they have waited [`HOLD`],
+    /// the partial last block of lines every `TAIL_EVERY`.
+    fn idle(&mut self) {
+        if !self.held_lines.is_empty() && self.held_since.elapsed() >= HOLD {
+            self.release();
+        }
+        self.run(true, |file| file.write_tail(true));
     }
 }
 
@@ -331,6 +362,7 @@ fn write_loop(
         held_lines: Vec::new(),
         held_data: Vec::new(),
         held_bytes: 0,
+        held_since: Instant::now(),
         name,
         failed: false,
         pending: 0,
@@ -343,19 +375,17 @@ fn write_loop(
             match rx.try_recv() {
                 Ok(Message::Chunk(chunk)) => writer.chunk(chunk),
                 Ok(Message::Sync(done)) => {
-                    writer.write_out(false);
+                    writer.write_out();
                     let _ = done.send(());
                 }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    writer.write_out(false);
+                    writer.write_out();
                     return;
                 }
             }
         }
-        // The queue ran empty: write what there is (the partial last block every
-        // `TAIL_EVERY`), then wait.
-        writer.write_out(true);
+        writer.idle();
         std::thread::sleep(DRAIN_EVERY);
     }
 }
