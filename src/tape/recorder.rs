@@ -2,10 +2,10 @@
 //!
 //! Each exchange writes its records as JSON lines on the proxy's own thread into a
 //! [`Chunk`] of its own and hands it over when it is full or old; one thread drains the
-//! bounded queue of chunks every couple of milliseconds and writes them (full chunks
-//! as they are, without a copy: see `tape::file`). If that thread falls behind (a slow
-//! disk), records are dropped and counted: recording never slows or breaks a proxied
-//! stream.
+//! bounded queue of chunks every couple of milliseconds and writes them in batches of
+//! up to 4 MiB (full chunks as they are, without a copy: see `tape::file`). If that
+//! thread falls behind (a slow disk), records are dropped and counted: recording never
+//! slows or breaks a proxied stream.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
