@@ -214,10 +214,6 @@ struct State {
     end: usize,
 }
 
-fn region_layout() -> Layout {
-    Layout::from_size_align(REGION, HUGE_PAGE).expect("a constant layout")
-}
-
 impl Arena {
     /// An arena of `slot`-byte buffers (rounded up to whole blocks; at most a region).
     pub fn new(slot: usize) -> Arc<Self> {
@@ -267,30 +263,63 @@ impl Arena {
     }
 }
 
-/// A region, asked to be backed by huge pages before anything touches it (the kernel
-/// backs a range with a huge page at its first fault, if asked by then).
+/// A region of fresh memory, 2 MiB-aligned and asked to be backed by huge pages before
+/// anything touches it (the kernel backs a range with a huge page at its first fault,
+/// if asked by then). Mapped directly, not from the allocator: heap memory may have
+/// been touched already, in 4 KiB pages.
+#[cfg(target_os = "linux")]
 fn new_region() -> Option<usize> {
-    // SAFETY: the layout has a non-zero size.
-    let ptr = unsafe { std::alloc::alloc(region_layout()) };
-    if ptr.is_null() {
+    let span = REGION + HUGE_PAGE;
+    // SAFETY: a new private anonymous mapping; nothing else refers to it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
         return None;
     }
-    #[cfg(target_os = "linux")]
-    // SAFETY: `ptr..ptr + REGION` is ours; advice changes no contents. Refused advice
-    // (huge pages off) leaves ordinary pages, which work as well, only slower.
+    let base = base as usize;
+    let start = base.next_multiple_of(HUGE_PAGE);
+    // SAFETY: the slop before `start` and after `start + REGION` is ours and unused;
+    // advice changes no contents, and refused advice (huge pages off) leaves ordinary
+    // pages, which work as well, only slower.
     unsafe {
-        libc::madvise(ptr.cast(), REGION, libc::MADV_HUGEPAGE);
+        if start > base {
+            libc::munmap(base as *mut libc::c_void, start - base);
+        }
+        let tail = base + span - (start + REGION);
+        if tail > 0 {
+            libc::munmap((start + REGION) as *mut libc::c_void, tail);
+        }
+        libc::madvise(start as *mut libc::c_void, REGION, libc::MADV_HUGEPAGE);
     }
-    Some(ptr as usize)
+    Some(start)
+}
+
+/// Elsewhere: no region (every buffer from the heap).
+#[cfg(not(target_os = "linux"))]
+fn new_region() -> Option<usize> {
+    None
 }
 
 impl Drop for Arena {
     fn drop(&mut self) {
         // Every slot was given back: each `DataBuf` of the arena holds it alive.
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        for &region in &state.regions {
-            // SAFETY: allocated by `new_region` with this layout.
-            unsafe { std::alloc::dealloc(region as *mut u8, region_layout()) };
+        #[cfg(target_os = "linux")]
+        for &region in &self
+            .state
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .regions
+        {
+            // SAFETY: mapped by `new_region`, `REGION` bytes, no slot in use.
+            unsafe { libc::munmap(region as *mut libc::c_void, REGION) };
         }
     }
 }
