@@ -22,6 +22,11 @@ def medians(runs):
         # A fault in any run counts.
         for k in ("lost", "reordered", "foreign", "errors"):
             median[k] = sum(r[k] for r in group)
+        # The proxy's CPU time per event (all its threads), median over the runs: far
+        # steadier than events/s on a shared machine (the recording table shows both).
+        per_event = sorted(r["proxy_cpu_pct"] / 100 / r["events_per_s"] * 1e6
+                           for r in group if r.get("proxy_cpu_pct") and r["events_per_s"])
+        median["proxy_us_per_event"] = per_event[len(per_event) // 2] if per_event else None
         out.append(median)
     return out
 
@@ -139,8 +144,8 @@ for r in rows:
         t[1] += 1
 if rec:
     print("### Recording (`--record`), sluice with the pass-through\n")
-    print("| event size | streams | off (events/s, median) | on (events/s, median) | change | ranges (off; on) | records dropped (all runs) |")
-    print("|---:|---:|---:|---:|---:|---|---:|")
+    print("| event size | streams | off (events/s, median) | on (events/s, median) | change | ranges (off; on) | sluice CPU per event, off → on | records dropped (all runs) |")
+    print("|---:|---:|---:|---:|---:|---|---:|---:|")
     by = {}
     for r in rec:
         by.setdefault((r["size"], r["streams"]), {})[r["label"]] = r
@@ -150,7 +155,11 @@ if rec:
             change = (on["events_per_s"] / off["events_per_s"] - 1) * 100
             ranges = "; ".join(f"{fmt_rate(x['spread'][0])}-{fmt_rate(x['spread'][1])}" for x in (off, on))
             dropped = tapes.get((size, streams), [None])[0]
-            print(f"| {size_name(size)} | {streams} | {fmt_rate(off['events_per_s'])} | {fmt_rate(on['events_per_s'])} | {change:+.1f}% | {ranges} | {dropped if dropped is not None else 'n/a'} |")
+            cpu_off, cpu_on = off.get("proxy_us_per_event"), on.get("proxy_us_per_event")
+            us = lambda x: f"{x:.2f}" if x < 10 else f"{x:.1f}"
+            cpu = (f"{us(cpu_off)} → {us(cpu_on)} µs ({(cpu_on / cpu_off - 1) * 100:+.0f}%)"
+                   if cpu_off and cpu_on else "n/a")
+            print(f"| {size_name(size)} | {streams} | {fmt_rate(off['events_per_s'])} | {fmt_rate(on['events_per_s'])} | {change:+.1f}% | {ranges} | {cpu} | {dropped if dropped is not None else 'n/a'} |")
             line = f"recording, {streams} x {size_name(size)}: {change:+.1f}% events/s, {dropped} records dropped (target: less than 10% change, nothing dropped)"
             (met if abs(change) < 10 and dropped == 0 else missed).append(line)
     print()
