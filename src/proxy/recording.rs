@@ -231,14 +231,21 @@ impl TapeStream {
 
     /// Bytes of the upstream's body, as read: call with every read, before the chain
     /// sees the events they complete.
+    ///
+    /// A read goes in pieces of at most [`DATA_BYTES`] (a `raw` record each; a reader
+    /// joins a stream's raw bytes in order), so that it always fits a chunk's buffer,
+    /// a slot of the recorder's arena: hyper's reads grow to hundreds of KiB on a busy
+    /// connection, and a buffer of that size came from the heap, fresh pages each time.
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
-        if self.broken {
-            return;
-        }
         let t_ms = self.now_ms();
-        self.ready_for(bytes.len());
-        self.chunk.raw(self.stream, t_ms, bytes);
-        self.record_done();
+        for piece in bytes.chunks(DATA_BYTES) {
+            if self.broken {
+                return;
+            }
+            self.ready_for(piece.len());
+            self.chunk.raw(self.stream, t_ms, piece);
+            self.record_done();
+        }
     }
 
     /// The next upstream event is about to go through the chain. Call for every event
@@ -477,9 +484,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-fast-{}", std::process::id()));
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
         let mut tape = TapeStream::new(recorder.clone(), 1);
-        // Sizes from a few bytes to past a chunk's data room (a read that needs a chunk
-        // of its own),
-        // some in batches, some one by one, read in pieces that split events anywhere.
+        // Sizes from a few bytes to past a chunk's data room (read whole: a read the
+        // tape splits), some in batches, some one by one, read in pieces that split
+        // events anywhere.
         let events: Vec<Event> = (0..3000)
             .map(|i: usize| {
                 let len = match i {
@@ -511,7 +518,13 @@ mod tests {
             // At least this group's bytes have been read before its verdicts.
             let needed = read.max(ends[n * 7 + group.len() - 1]);
             while read < needed {
-                let end = (read + piece).min(wire.len());
+                // The 300 KiB event comes in one read, larger than a chunk's buffer:
+                // the tape takes it in pieces.
+                let end = if needed - read > 200 << 10 {
+                    needed
+                } else {
+                    (read + piece).min(wire.len())
+                };
                 tape.raw(&wire[read..end]);
                 read = end;
                 piece = piece * 7 % 50_021 + 1;

@@ -18,11 +18,13 @@ use super::file::BLOCK;
 
 /// A huge page: regions are aligned to it.
 const HUGE_PAGE: usize = 2 << 20;
-/// One region of slots.
-const REGION: usize = 16 << 20;
+/// One region of slots: small, so the arena grows by what it needs (a fresh huge page
+/// costs its zeroing at the first touch, about 6 ms per 2 MiB here, where the host
+/// backs guest memory lazily).
+const REGION: usize = 4 << 20;
 /// At most this many regions (the memory is kept for the recorder's life): beyond that,
 /// buffers come from the heap, as every buffer would without the arena.
-const REGIONS: usize = 4;
+const REGIONS: usize = 16;
 
 /// Copies shorter than this are ordinary: the setup of a streaming copy and its fence
 /// would cost more than the cache lines it spares.
