@@ -27,8 +27,9 @@ const CHUNK_BYTES: usize = 32 << 10;
 /// ...in a buffer with room for the record that crosses the line, so that record does
 /// not make the buffer grow (a copy of the whole chunk)...
 const CHUNK_ROOM: usize = CHUNK_BYTES + (8 << 10);
-/// ...or this much raw data, in a buffer with room for an upstream read on top, so
-/// that it need not move, which would end its direct write...
+/// ...or this much raw data, in a buffer with room for a piece of an upstream read on
+/// top (reads go in pieces of this size), so that it need not move, which would end
+/// its direct write...
 const DATA_BYTES: usize = 64 << 10;
 const DATA_ROOM: usize = DATA_SLOT;
 const _: () = assert!(DATA_ROOM >= 2 * DATA_BYTES + (16 << 10));

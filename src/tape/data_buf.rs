@@ -331,6 +331,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn slots_are_aligned_reused_and_fall_back_to_the_heap() {
         let arena = Arena::new(100 << 10);
         let slot = arena.slot;

@@ -243,8 +243,9 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(50);
 const HELD_CHUNKS: usize = 64;
 
 /// The size of a chunk's buffer for raw bytes, a slot of the recorder's [`Arena`]
-/// (`proxy::recording` hands a chunk over at 64 KiB of raw bytes, and wants room for an
-/// upstream read on top; a larger read gets a buffer of its own from the heap).
+/// (`proxy::recording` hands a chunk over at 64 KiB of raw bytes and adds a read in
+/// pieces of at most 64 KiB, so a chunk never needs more than a slot). The arena keeps
+/// at most 64 MiB of slots for the recorder's life.
 pub(crate) const DATA_SLOT: usize = 144 << 10;
 
 /// The writer thread's side of the files: failures stop it for good.
