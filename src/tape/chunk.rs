@@ -222,10 +222,7 @@ impl Chunk {
     /// to them with its offset left blank for [`Chunk::seal`].
     pub fn raw(&mut self, stream: u64, t_ms: u64, bytes: &[u8]) {
         let out = &mut self.bytes;
-        out.extend_from_slice(br#"{"type":"raw","stream":"#);
-        json::uint(out, stream);
-        out.extend_from_slice(br#","t_ms":"#);
-        json::uint(out, t_ms);
+        record_head(out, b"raw", stream, t_ms);
         out.extend_from_slice(br#","data_at":["#);
         self.patches.push(Patch {
             at: out.len(),
@@ -247,10 +244,7 @@ impl Chunk {
     /// with a record per event would hold), so drops count events.
     pub fn passed(&mut self, stream: u64, t_ms: u64, first: u64, count: u64, steps: &[Step]) {
         let out = &mut self.bytes;
-        out.extend_from_slice(br#"{"type":"passed","stream":"#);
-        json::uint(out, stream);
-        out.extend_from_slice(br#","t_ms":"#);
-        json::uint(out, t_ms);
+        record_head(out, b"passed", stream, t_ms);
         out.extend_from_slice(br#","first":"#);
         json::uint(out, first);
         out.extend_from_slice(br#","count":"#);
@@ -277,6 +271,16 @@ impl Chunk {
         out.extend_from_slice(b"]}\n");
         self.records += count;
     }
+}
+
+/// Starts a hand-written record: `{"type":"<kind>","stream":<stream>,"t_ms":<t_ms>`.
+fn record_head(out: &mut Vec<u8>, kind: &[u8], stream: u64, t_ms: u64) {
+    out.extend_from_slice(br#"{"type":""#);
+    out.extend_from_slice(kind);
+    out.extend_from_slice(br#"","stream":"#);
+    json::uint(out, stream);
+    out.extend_from_slice(br#","t_ms":"#);
+    json::uint(out, t_ms);
 }
 
 /// Buffers the writer is done with, for the next chunks: reused memory is already
