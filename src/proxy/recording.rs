@@ -178,8 +178,9 @@ impl TapeStream {
             let mut full = std::mem::take(&mut self.chunk);
             let data = full.data_len();
             if data > 0 {
-                let direct =
-                    data >= DIRECT_DATA && self.recorder.data_direct() && full.data_aligned();
+                // A chunk's data buffer is block-aligned and whole blocks: it can go
+                // around the page cache as it is, padded.
+                let direct = data >= DIRECT_DATA && self.recorder.data_direct();
                 let at = self.recorder.reserve_data(data, direct);
                 full.seal(at, direct);
             }

@@ -168,12 +168,6 @@ impl Chunk {
         self.data.as_ref().is_some_and(|d| d.capacity() >= padded)
     }
 
-    /// Whether the data can go to the disk as it is, padded to whole blocks (data
-    /// buffers are block-aligned; the padding must fit).
-    pub fn data_aligned(&self) -> bool {
-        self.data_room(0)
-    }
-
     /// Writes the data file offset of every data reference: the chunk's data goes at
     /// `at`. `direct`: pads the data to whole blocks (with zeros, which nothing refers
     /// to) for a direct write; `at` must then be block-aligned.
@@ -190,8 +184,7 @@ impl Chunk {
             }
         }
         if direct && let Some(data) = &mut self.data {
-            let padded = data.pad_to_block();
-            debug_assert!(padded, "sealed direct without room for the padding");
+            data.pad_to_block();
         }
         self.data_at = at;
         self.data_direct = direct;

@@ -78,8 +78,8 @@ unsafe fn copy_uncached(dst: *mut u8, src: &[u8]) {
     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
 }
 
-/// A block-aligned byte buffer of fixed capacity whose contents go to the tape's data
-/// file. It never moves (a moved buffer would lose its alignment, and a direct write
+/// A block-aligned byte buffer of fixed capacity, whole blocks, whose contents go to
+/// the tape's data file. It never moves (a moved buffer would lose its alignment, and a direct write
 /// needs it): appending past its capacity is the caller's mistake, caught by
 /// [`DataBuf::append`], which then moves to a larger heap buffer rather than lose bytes.
 pub struct DataBuf {
@@ -159,14 +159,12 @@ impl DataBuf {
         self.len += src.len();
     }
 
-    /// Pads the bytes with zeros to whole blocks, for a direct write; false (nothing
-    /// changed) when that does not fit.
-    pub fn pad_to_block(&mut self) -> bool {
+    /// Pads the bytes with zeros to whole blocks, for a direct write (it always fits:
+    /// a capacity is whole blocks).
+    pub fn pad_to_block(&mut self) {
         let padded = self.len.next_multiple_of(BLOCK);
-        if padded > self.cap {
-            return false;
-        }
-        // SAFETY: `padded <= cap`.
+        debug_assert!(padded <= self.cap);
+        // SAFETY: `len <= cap` and `cap` is whole blocks, so `padded <= cap`.
         unsafe {
             self.ptr
                 .as_ptr()
@@ -174,7 +172,6 @@ impl DataBuf {
                 .write_bytes(0, padded - self.len)
         };
         self.len = padded;
-        true
     }
 }
 
@@ -340,7 +337,7 @@ mod tests {
         assert_eq!(a.capacity(), slot);
         assert_eq!(a.as_slice().as_ptr() as usize % BLOCK, 0);
         a.append(b"hello");
-        assert!(a.pad_to_block());
+        a.pad_to_block();
         assert_eq!(a.len(), BLOCK);
         assert_eq!(&a.as_slice()[..6], b"hello\0");
         let at = a.as_slice().as_ptr();
