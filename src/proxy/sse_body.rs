@@ -193,6 +193,9 @@ impl InterceptedSse {
     /// legacy stream, whose `endpoint` event the proxy rewrites, goes frame by frame.
     fn on_frames(&mut self, frames: Vec<sse::Frame>, out: &mut BytesMut) {
         self.record_raw();
+        // One allocation for what these frames will most likely encode to; growing per
+        // event would copy what is already encoded each time the buffer doubles.
+        out.reserve(frames.iter().map(sse::frame_len).sum());
         if frames.len() == 1 || (self.tape.is_some() && self.endpoint.is_some()) {
             for frame in frames {
                 self.on_frame(frame, out);
@@ -345,18 +348,6 @@ impl InterceptedSse {
     }
 }
 
-/// About what a frame takes once encoded (its text fields).
-fn frame_bytes(frame: &sse::Frame) -> usize {
-    match frame {
-        sse::Frame::Comment(text) => text.len(),
-        sse::Frame::Event(event) => {
-            event.data.as_ref().map_or(0, String::len)
-                + event.id.as_ref().map_or(0, String::len)
-                + event.event.as_ref().map_or(0, String::len)
-        }
-    }
-}
-
 impl Body for InterceptedSse {
     type Data = Bytes;
     type Error = std::convert::Infallible;
@@ -392,7 +383,7 @@ impl Body for InterceptedSse {
             match this.events.poll_next(cx) {
                 Poll::Pending => break None,
                 Poll::Ready(Some(Ok(frame))) => {
-                    gathered_bytes += frame_bytes(&frame);
+                    gathered_bytes += sse::frame_len(&frame);
                     gathered.push(frame);
                     if gathered.len() >= GATHER || out.len() + gathered_bytes >= BATCH_BYTES {
                         gathered_bytes = 0;

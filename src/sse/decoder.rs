@@ -236,8 +236,12 @@ impl Decoder {
         };
         match name {
             b"data" => {
+                let value = lossy(value);
                 let data = self.data.get_or_insert_with(String::new);
-                data.push_str(&lossy(value));
+                // Room for the line end too: growing for it alone would copy the whole
+                // value once more (a 16 KiB event's data, every event).
+                data.reserve(value.len() + 1);
+                data.push_str(&value);
                 data.push('\n');
             }
             b"event" => self.event = Some(lossy(value).into_owned()),

@@ -30,12 +30,7 @@ pub fn encode_event(ev: &Event, out: &mut BytesMut) {
         return;
     }
     // One reservation for the common case (single-line values), instead of growing per field.
-    let estimate = id.as_ref().map_or(0, |id| id.len() + 5)
-        + event.as_ref().map_or(0, |event| event.len() + 8)
-        + retry.map_or(0, |_| 28)
-        + data.as_ref().map_or(0, |data| data.len() + 7)
-        + 1;
-    out.reserve(estimate);
+    out.reserve(event_len(ev));
     if let Some(id) = id {
         put_single_line(out, b"id", id, |b| matches!(b, b'\r' | b'\n' | b'\0'));
     }
@@ -51,6 +46,25 @@ pub fn encode_event(ev: &Event, out: &mut BytesMut) {
         for_each_line(data, |line| put_field(out, b"data", line));
     }
     out.put_u8(b'\n');
+}
+
+/// The wire size of `ev` when every value is one line (the common case), so a caller can
+/// reserve room for many events at once instead of growing, and copying, its buffer per
+/// event. Each further line of `data` adds 7 bytes that this does not count.
+pub fn event_len(ev: &Event) -> usize {
+    ev.id.as_ref().map_or(0, |id| id.len() + 5)
+        + ev.event.as_ref().map_or(0, |event| event.len() + 8)
+        + ev.retry.map_or(0, |_| 28)
+        + ev.data.as_ref().map_or(0, |data| data.len() + 7)
+        + 1
+}
+
+/// The wire size of a frame whose values are each one line (see [`event_len`]).
+pub fn frame_len(frame: &Frame) -> usize {
+    match frame {
+        Frame::Event(ev) => event_len(ev),
+        Frame::Comment(text) => text.len() + 2,
+    }
 }
 
 /// Appends a comment: `":" + text + "\n"`. A text with line breaks becomes several comment lines,
@@ -469,6 +483,32 @@ mod tests {
             } else {
                 prop_assert_eq!(decode(&out), vec![Frame::Event(ev)]);
             }
+        }
+
+        /// The size a caller reserves is enough for one-line values, and exact when no
+        /// value is empty or holds a NUL and there is no `retry` (whose digits it counts
+        /// at their widest).
+        #[test]
+        fn the_length_estimate_covers_one_line_values(ev in any_event()) {
+            let one_line = |v: Option<String>| v.map(|v| v.replace(['\r', '\n'], ""));
+            let ev = Event {
+                id: one_line(ev.id),
+                event: one_line(ev.event),
+                data: one_line(ev.data),
+                retry: ev.retry,
+            };
+            prop_assume!(ev != Event::default());
+            let mut out = BytesMut::new();
+            encode_event(&ev, &mut out);
+            prop_assert!(out.len() <= event_len(&ev));
+            let plain = |v: &Option<String>| v.as_ref().is_none_or(|v| !v.is_empty() && !v.contains('\0'));
+            if ev.retry.is_none() && plain(&ev.id) && plain(&ev.event) && plain(&ev.data) {
+                prop_assert_eq!(out.len(), event_len(&ev));
+            }
+            let mut comment = BytesMut::new();
+            let text = ev.data.clone().unwrap_or_default();
+            encode_comment(&text, &mut comment);
+            prop_assert_eq!(comment.len(), frame_len(&Frame::Comment(text)));
         }
 
         #[test]

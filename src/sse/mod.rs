@@ -16,5 +16,5 @@ mod encoder;
 mod event;
 
 pub use decoder::{DecodeError, Decoder};
-pub use encoder::{encode_comment, encode_event, encode_frame};
+pub use encoder::{encode_comment, encode_event, encode_frame, event_len, frame_len};
 pub use event::{Event, Frame};
