@@ -208,6 +208,8 @@ struct State {
     free: Vec<usize>,
     /// Regions made (addresses), for `Drop`.
     regions: Vec<usize>,
+    /// Regions already touched by [`Arena::grow_ahead`], not yet carved into slots.
+    ready: Vec<usize>,
     /// The next slot never handed out, in the newest region, and that region's end.
     next: usize,
     end: usize,
@@ -244,16 +246,52 @@ impl Arena {
             return NonNull::new(at as *mut u8);
         }
         if state.end - state.next < self.slot {
-            if state.regions.len() >= REGIONS {
-                return None;
-            }
-            let region = new_region()?;
-            state.regions.push(region);
+            let region = match state.ready.pop() {
+                Some(region) => region,
+                None if state.regions.len() >= REGIONS => return None,
+                None => {
+                    let region = new_region()?;
+                    state.regions.push(region);
+                    region
+                }
+            };
             (state.next, state.end) = (region, region + REGION);
         }
         let at = state.next;
         state.next += self.slot;
         NonNull::new(at as *mut u8)
+    }
+
+    /// Makes the next region before a buffer needs it, and touches its pages, once the
+    /// slots at hand are fewer than a region holds. For the recorder's writer thread:
+    /// the first touch of a huge page is its zeroing (about 6 ms per 2 MiB here, where
+    /// the host backs guest memory lazily), which would otherwise fall on the proxy's
+    /// thread that happened to need the slot. Does nothing until the arena is in use, so
+    /// a recorder that never sees a fast stream holds no region.
+    pub fn grow_ahead(&self) {
+        let region = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let at_hand = state.free.len() * self.slot
+                + (state.end - state.next)
+                + state.ready.len() * REGION;
+            if state.regions.is_empty() || state.regions.len() >= REGIONS || at_hand >= REGION {
+                return;
+            }
+            let Some(region) = new_region() else {
+                return;
+            };
+            // Counted now, so that `slot_ptr` keeps to the limit meanwhile.
+            state.regions.push(region);
+            region
+        };
+        // Outside the lock: slots are handed out meanwhile. One write per 4 KiB page
+        // faults it in (the whole huge page, where the kernel gave one).
+        for page in (region..region + REGION).step_by(4096) {
+            // SAFETY: inside a region mapped above and not yet handed out.
+            unsafe { (page as *mut u8).write_volatile(0) };
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.ready.push(region);
     }
 
     fn give_back(&self, ptr: NonNull<u8>) {
@@ -326,6 +364,46 @@ impl Drop for Arena {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_next_region_is_made_ahead_used_next_and_counted() {
+        let arena = Arena::new(1 << 20);
+        let regions = |arena: &Arena| {
+            let state = arena.state.lock().unwrap();
+            (state.regions.len(), state.ready.clone())
+        };
+        arena.grow_ahead();
+        assert_eq!(
+            regions(&arena),
+            (0, vec![]),
+            "nothing before the arena is used"
+        );
+        let mut held = vec![arena.take(1)];
+        arena.grow_ahead();
+        let (made, ready) = regions(&arena);
+        assert_eq!(
+            (made, ready.len()),
+            (2, 1),
+            "3 slots at hand are less than a region"
+        );
+        arena.grow_ahead();
+        assert_eq!(regions(&arena).0, 2, "a whole region at hand is enough");
+        held.extend((0..3).map(|_| arena.take(1)));
+        let next = arena.take(1);
+        assert_eq!(next.as_slice().as_ptr() as usize, ready[0]);
+        assert_eq!(regions(&arena), (2, vec![]));
+        held.push(next);
+        while matches!(held.last().map(|b| &b.home), Some(Home::Arena(_))) {
+            arena.grow_ahead();
+            held.push(arena.take(1));
+        }
+        assert_eq!(
+            regions(&arena).0,
+            REGIONS,
+            "growing ahead keeps to the limit"
+        );
+    }
 
     #[test]
     #[cfg(target_os = "linux")]

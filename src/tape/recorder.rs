@@ -101,9 +101,10 @@ impl Recorder {
         let direct = file.is_direct();
         let data_direct = Arc::new(AtomicBool::new(data.is_direct()));
         let files = (file, data, data_direct.clone());
+        let arena = data_arena.clone();
         std::thread::Builder::new()
             .name("sluice-recorder".into())
-            .spawn(move || write_loop(files, rx, &counter, &name, &ticking))
+            .spawn(move || write_loop(files, &arena, rx, &counter, &name, &ticking))
             .map_err(failed(&path))?;
         let recorder = Self {
             tx,
@@ -351,6 +352,7 @@ impl Writer<'_> {
 
 fn write_loop(
     (file, data, data_direct): (TapeFile, DataFile, Arc<AtomicBool>),
+    arena: &Arena,
     rx: Receiver<Message>,
     written: &AtomicU64,
     name: &str,
@@ -387,6 +389,7 @@ fn write_loop(
             }
         }
         writer.idle();
+        arena.grow_ahead();
         std::thread::sleep(DRAIN_EVERY);
     }
 }
