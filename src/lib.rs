@@ -27,6 +27,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod malloc;
 pub mod metrics;
 pub mod plugin;
 pub mod proxy;

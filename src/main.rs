@@ -5,8 +5,17 @@ use std::time::Duration;
 use anyhow::Context;
 use sluice::cli::{self, CliError, Command, LogFormat, PluginCommand, TapeCommand};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads exist (and their allocator arenas).
+    let malloc = sluice::malloc::tune();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(malloc))
+}
+
+async fn run(malloc: sluice::malloc::Tuning) -> anyhow::Result<()> {
     let (cli, matches) = match cli::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(CliError::Clap(e)) => e.exit(),
@@ -21,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().with_current_span(true).init(),
     }
+    tracing::debug!(?malloc, "glibc allocator thresholds");
     match cli.command {
         Some(Command::Demo(args)) => {
             let mut stdout = std::io::stdout();
