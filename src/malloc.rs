@@ -7,7 +7,7 @@
 //! as fresh pages: each a page fault and a zeroed page, and where a VM's host backs
 //! guest memory lazily (as on the machine the benchmarks run on) a fault in the host
 //! too. With `--record`, whose buffers change where blocks fall, one stream of 16 KiB
-//! events took about 1 500 more faults a second; keeping up to [`TRIM_THRESHOLD`] free
+//! events took about 1 500 more faults in 2 s; keeping up to [`TRIM_THRESHOLD`] free
 //! cut what recording costs per event from 3.4 to 2.5 µs (BENCHMARKS.md, "Recording").
 //!
 //! The price: up to that much memory freed after a burst stays with the process (per

@@ -193,9 +193,6 @@ impl InterceptedSse {
     /// legacy stream, whose `endpoint` event the proxy rewrites, goes frame by frame.
     fn on_frames(&mut self, frames: Vec<sse::Frame>, out: &mut BytesMut) {
         self.record_raw();
-        // One allocation for what these frames will most likely encode to; growing per
-        // event would copy what is already encoded each time the buffer doubles.
-        out.reserve(frames.iter().map(sse::frame_len).sum());
         if frames.len() == 1 || (self.tape.is_some() && self.endpoint.is_some()) {
             for frame in frames {
                 self.on_frame(frame, out);
@@ -376,8 +373,10 @@ impl Body for InterceptedSse {
         // chain together (see `on_frames`).
         let mut out = BytesMut::new();
         let mut gathered: Vec<sse::Frame> = Vec::new();
-        // Bytes gathered, so that large events are not held 64 at a time: the output
-        // of one poll stays near BATCH_BYTES, whatever the event size.
+        // Bytes gathered (as encoded: `sse::frame_len`), so that large events are not
+        // held 64 at a time: the output of one poll stays near BATCH_BYTES, whatever
+        // the event size. Reserved in `out` before the frames go through the chain:
+        // growing it per event would copy what is already encoded at each doubling.
         let mut gathered_bytes = 0;
         let ending = loop {
             match this.events.poll_next(cx) {
@@ -386,7 +385,7 @@ impl Body for InterceptedSse {
                     gathered_bytes += sse::frame_len(&frame);
                     gathered.push(frame);
                     if gathered.len() >= GATHER || out.len() + gathered_bytes >= BATCH_BYTES {
-                        gathered_bytes = 0;
+                        out.reserve(std::mem::take(&mut gathered_bytes));
                         this.on_frames(std::mem::take(&mut gathered), &mut out);
                         if out.len() >= BATCH_BYTES {
                             break None;
@@ -398,6 +397,7 @@ impl Body for InterceptedSse {
             }
         };
         if !gathered.is_empty() {
+            out.reserve(gathered_bytes);
             this.on_frames(gathered, &mut out);
         }
         match ending {
