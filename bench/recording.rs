@@ -108,6 +108,8 @@ async fn proxy(upstream: SocketAddr, record: Option<std::path::PathBuf>) -> Runn
 }
 
 fn recording(c: &mut Criterion) {
+    // As the `sluice` binary does first thing (the allocator's thresholds).
+    sluice::malloc::tune();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
