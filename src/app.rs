@@ -175,6 +175,21 @@ pub async fn start_with_source(
         })
     })??;
     let reloader = Arc::new(reloader);
+    // Before the listener: the recorder makes its first buffers now (tens of ms where
+    // the host backs memory lazily), and a port that accepts is a proxy that serves.
+    let recorder = match config.record_dir.clone() {
+        Some(dir) => {
+            let (path, upstream_url) = (dir.display().to_string(), config.upstream.clone());
+            let made = tokio::task::spawn_blocking(move || Recorder::create(&dir, &upstream_url))
+                .await
+                .map_err(|e| RecordError::Create {
+                    path,
+                    source: std::io::Error::other(e),
+                })?;
+            Some(made?)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -187,8 +202,7 @@ pub async fn start_with_source(
     })?;
     let mut proxy = Proxy::new(upstream, reloader.current().clone(), config.proxy.clone())
         .with_metrics(reloader.metrics().clone());
-    if let Some(dir) = &config.record_dir {
-        let recorder = Recorder::create(dir, &config.upstream)?;
+    if let Some(recorder) = recorder {
         proxy = proxy.with_recorder(Arc::new(recorder));
     }
     let proxy = Arc::new(proxy);

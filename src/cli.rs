@@ -338,7 +338,7 @@ pub struct RunArgs {
     /// Record the traffic to a tape in DIR (one tape per run: a JSON-lines file and the
     /// data file beside it; format in docs/tapes.md): requests, upstream events, each
     /// plugin's verdict, what the client got. Authorization and cookies are never
-    /// recorded.
+    /// recorded. The recorder holds 32-64 MiB of buffers for event data, made at start.
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
 

@@ -27,12 +27,9 @@ const CHUNK_BYTES: usize = 32 << 10;
 /// ...in a buffer with room for the record that crosses the line, so that record does
 /// not make the buffer grow (a copy of the whole chunk)...
 const CHUNK_ROOM: usize = CHUNK_BYTES + (8 << 10);
-/// ...or this much raw data, in a buffer with room for a piece of an upstream read on
-/// top (reads go in pieces of this size), so that it need not move, which would end
-/// its direct write...
-const DATA_BYTES: usize = 64 << 10;
-const DATA_ROOM: usize = DATA_SLOT;
-const _: () = assert!(DATA_ROOM >= 2 * DATA_BYTES + (16 << 10));
+/// ...or its buffer for raw data is full (a slot of the recorder's arena, `DATA_SLOT`:
+/// reads are split to fill it, so a chunk's data never moves, which would end its
+/// direct write, and the slots in flight are full ones)...
 /// ...or is this old (ms), so a tape can be followed while a slow stream runs.
 const CHUNK_AGE_MS: u64 = 100;
 /// Chunks with at least this much data write it around the page cache when the file
@@ -131,28 +128,17 @@ impl TapeStream {
     /// Buffers for the chunk, from the recorder's pools, when it has none (it gives
     /// them up with each flush, so an idle exchange holds none).
     fn ready(&mut self) {
-        self.ready_for(0);
-    }
-
-    /// [`TapeStream::ready`], with a data buffer that takes `data` more bytes as it is:
-    /// a buffer that grows is copied whole and moved (then no longer block-aligned
-    /// for a direct write). A chunk that holds data already and has no room left for
-    /// `data` is handed over first.
-    fn ready_for(&mut self, data: usize) {
-        if self.chunk.has_buffers() && self.chunk.data_len() > 0 && !self.chunk.data_room(data) {
-            self.flush();
-        }
         if !self.chunk.has_buffers() {
             let (lines, pool) = self.recorder.pools();
             let patches = std::mem::take(&mut self.patches);
-            let room = DATA_ROOM.max(data + DATA_BYTES);
-            self.chunk.fill_from(lines, CHUNK_ROOM, pool, room, patches);
+            self.chunk
+                .fill_from(lines, CHUNK_ROOM, pool, DATA_SLOT, patches);
         }
     }
 
     fn record_done(&mut self) {
         if self.chunk.len() >= CHUNK_BYTES
-            || self.chunk.data_len() >= DATA_BYTES
+            || (self.chunk.data_len() > 0 && self.chunk.data_room() == 0)
             || self.last_ms.saturating_sub(self.flushed_ms) >= CHUNK_AGE_MS
         {
             self.flush();
@@ -234,17 +220,17 @@ impl TapeStream {
     /// Bytes of the upstream's body, as read: call with every read, before the chain
     /// sees the events they complete.
     ///
-    /// A read goes in pieces of at most [`DATA_BYTES`] (a `raw` record each; a reader
-    /// joins a stream's raw bytes in order), so that it always fits a chunk's buffer,
-    /// a slot of the recorder's arena: hyper's reads grow to hundreds of KiB on a busy
+    /// A read fills the chunk's data buffer, a slot of the recorder's arena, and goes on
+    /// into the next chunk's when it is full (a `raw` record per piece; a reader joins a
+    /// stream's raw bytes in order): hyper's reads grow to hundreds of KiB on a busy
     /// connection, and a buffer of that size came from the heap, fresh pages each time.
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
         let t_ms = self.now_ms();
-        for piece in bytes.chunks(DATA_BYTES) {
-            if self.broken {
-                return;
-            }
-            self.ready_for(piece.len());
+        let mut rest = bytes;
+        while !rest.is_empty() && !self.broken {
+            self.ready();
+            let piece;
+            (piece, rest) = rest.split_at(self.chunk.data_room().min(rest.len()));
             self.chunk.raw(self.stream, t_ms, piece);
             self.record_done();
         }
@@ -566,15 +552,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-lost-{}", std::process::id()));
         // A queue of one chunk: the writer drains it every 2 ms, far slower than the
         // loop below hands chunks over, so chunks are dropped.
-        let recorder = Arc::new(Recorder::with_queue(&dir, "http://up", 1).unwrap());
+        let recorder = Arc::new(Recorder::with_queue(&dir, "http://up", 1, 0).unwrap());
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut tape = TapeStream::new(recorder.clone(), 5);
         let events: Vec<Event> = (0..300)
             .map(|i| Event {
                 id: Some(i.to_string()),
-                // Two reads fill a chunk's data: a chunk is handed over every other
-                // event, with the verdicts of the events before.
-                ..Event::message(format!("{i}:{}", "x".repeat(DATA_BYTES * 2 / 3)))
+                // A read is more than half a chunk's data: each chunk ends inside an
+                // event, and is handed over with the verdicts of the events before.
+                ..Event::message(format!("{i}:{}", "x".repeat(DATA_SLOT / 2)))
             })
             .collect();
         for (i, e) in events.iter().enumerate() {

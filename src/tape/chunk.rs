@@ -161,11 +161,10 @@ impl Chunk {
         self.data.as_ref().map_or(&[], DataBuf::as_slice)
     }
 
-    /// Whether `more` bytes of data (and the padding of a direct write) fit in the
-    /// data buffer without it growing.
-    pub fn data_room(&self, more: usize) -> bool {
-        let padded = (self.data_len() + more).next_multiple_of(BLOCK);
-        self.data.as_ref().is_some_and(|d| d.capacity() >= padded)
+    /// How many more bytes of data fit in the data buffer without it growing (a
+    /// capacity is whole blocks, so the padding of a direct write fits too).
+    pub fn data_room(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.capacity() - d.len())
     }
 
     /// Writes the data file offset of every data reference: the chunk's data goes at

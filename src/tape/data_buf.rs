@@ -21,10 +21,16 @@ const HUGE_PAGE: usize = 2 << 20;
 /// One region of slots: small, so the arena grows by what it needs (a fresh huge page
 /// costs its zeroing at the first touch, about 6 ms per 2 MiB here, where the host
 /// backs guest memory lazily).
-const REGION: usize = 4 << 20;
+pub(crate) const REGION: usize = 4 << 20;
 /// At most this many regions (the memory is kept for the recorder's life): beyond that,
 /// buffers come from the heap, as every buffer would without the arena.
 const REGIONS: usize = 16;
+
+/// [`Arena::grow_ahead`] makes a region when fewer bytes of slots than this are at
+/// hand: two regions, because the writer that grows the arena stops writing for the
+/// zeroing of a region (about 12 ms here), and the slots that queue up meanwhile come
+/// from what is at hand.
+const AHEAD: usize = 2 * REGION;
 
 /// Copies shorter than this are ordinary: the setup of a streaming copy and its fence
 /// would cost more than the cache lines it spares.
@@ -196,7 +202,8 @@ impl std::fmt::Debug for DataBuf {
 }
 
 /// Slots of one size in up to [`REGIONS`] regions of huge pages, handed out as
-/// [`DataBuf`]s and taken back when they drop. Regions are made as needed and kept.
+/// [`DataBuf`]s and taken back when they drop. Regions are made ahead (at the start,
+/// [`Arena::premake`]; then one at a time, [`Arena::grow_ahead`]) and kept.
 pub struct Arena {
     slot: usize,
     state: Mutex<State>,
@@ -224,8 +231,8 @@ impl Arena {
         })
     }
 
-    /// A buffer of at least `cap` bytes: a slot if `cap` fits one and one is free (or
-    /// a region can still be made), else from the heap.
+    /// A buffer of at least `cap` bytes: a slot if `cap` fits one and one is free in
+    /// the regions made so far, else from the heap.
     pub fn take(self: &Arc<Self>, cap: usize) -> DataBuf {
         if cap <= self.slot
             && let Some(ptr) = self.slot_ptr()
@@ -246,15 +253,9 @@ impl Arena {
             return NonNull::new(at as *mut u8);
         }
         if state.end - state.next < self.slot {
-            let region = match state.ready.pop() {
-                Some(region) => region,
-                None if state.regions.len() >= REGIONS => return None,
-                None => {
-                    let region = new_region()?;
-                    state.regions.push(region);
-                    region
-                }
-            };
+            // Only regions made ahead: a fresh one would be zeroed at its first touch,
+            // on the proxy's thread that asked for the slot (the heap is the fallback).
+            let region = state.ready.pop()?;
             (state.next, state.end) = (region, region + REGION);
         }
         let at = state.next;
@@ -263,18 +264,18 @@ impl Arena {
     }
 
     /// Makes the next region before a buffer needs it, and touches its pages, once the
-    /// slots at hand are fewer than a region holds. For the recorder's writer thread:
+    /// slots at hand are fewer than [`AHEAD`]. For the recorder's writer thread:
     /// the first touch of a huge page is its zeroing (about 6 ms per 2 MiB here, where
     /// the host backs guest memory lazily), which would otherwise fall on the proxy's
-    /// thread that happened to need the slot. Does nothing until the arena is in use, so
-    /// a recorder that never sees a fast stream holds no region.
+    /// thread that happened to need the slot. Does nothing for an arena without regions
+    /// (made without [`Arena::premake`]: its buffers all come from the heap).
     pub fn grow_ahead(&self) {
         let region = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let at_hand = state.free.len() * self.slot
                 + (state.end - state.next)
                 + state.ready.len() * REGION;
-            if state.regions.is_empty() || state.regions.len() >= REGIONS || at_hand >= REGION {
+            if state.regions.is_empty() || state.regions.len() >= REGIONS || at_hand >= AHEAD {
                 return;
             }
             let Some(region) = new_region() else {
@@ -284,19 +285,51 @@ impl Arena {
             state.regions.push(region);
             region
         };
-        // Outside the lock: slots are handed out meanwhile. One write per 4 KiB page
-        // faults it in (the whole huge page, where the kernel gave one).
-        for page in (region..region + REGION).step_by(4096) {
-            // SAFETY: inside a region mapped above and not yet handed out.
-            unsafe { (page as *mut u8).write_volatile(0) };
-        }
+        // Outside the lock: slots are handed out meanwhile.
+        touch(region);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.ready.push(region);
+    }
+
+    /// Makes up to `regions` regions now, their pages touched, for the first buffers.
+    /// For the recorder's start, before traffic: the first fast stream would otherwise
+    /// wait on the proxy's thread for the zeroing of its first region, and the writer
+    /// thread grow the next few while the stream runs, each a zeroing that takes a core
+    /// from the proxy. Made as a single stream of 16 KiB events at full speed needed
+    /// them, that cost a 3 s run of it 2-4 points of throughput against recording off
+    /// (BENCHMARKS.md, "The start-up round").
+    pub fn premake(&self, regions: usize) {
+        for _ in 0..regions {
+            let region = {
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                if state.regions.len() >= REGIONS {
+                    return;
+                }
+                let Some(region) = new_region() else {
+                    return;
+                };
+                state.regions.push(region);
+                region
+            };
+            touch(region);
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.ready.push(region);
+        }
     }
 
     fn give_back(&self, ptr: NonNull<u8>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.free.push(ptr.as_ptr() as usize);
+    }
+}
+
+/// Faults a region's pages in, one write per 4 KiB page (the whole huge page, where the
+/// kernel gave one), so that the first buffers carved from it do not.
+fn touch(region: usize) {
+    for page in (region..region + REGION).step_by(4096) {
+        // SAFETY: `region` was mapped by `new_region`, `REGION` bytes, and no slot of it
+        // is handed out yet (it is not in `ready`).
+        unsafe { (page as *mut u8).write_volatile(0) };
     }
 }
 
@@ -365,50 +398,66 @@ impl Drop for Arena {
 mod tests {
     use super::*;
 
+    fn regions(arena: &Arena) -> (usize, Vec<usize>) {
+        let state = arena.state.lock().unwrap();
+        (state.regions.len(), state.ready.clone())
+    }
+
     #[test]
     #[cfg(target_os = "linux")]
-    fn the_next_region_is_made_ahead_used_next_and_counted() {
+    fn regions_are_made_ahead_never_by_a_taker_and_keep_to_the_limit() {
         let arena = Arena::new(1 << 20);
-        let regions = |arena: &Arena| {
-            let state = arena.state.lock().unwrap();
-            (state.regions.len(), state.ready.clone())
-        };
         arena.grow_ahead();
-        assert_eq!(
-            regions(&arena),
-            (0, vec![]),
-            "nothing before the arena is used"
+        assert_eq!(regions(&arena), (0, vec![]), "an arena without regions");
+        assert!(
+            matches!(arena.take(1).home, Home::Heap),
+            "a region made for a taker"
         );
-        let mut held = vec![arena.take(1)];
+        assert_eq!(regions(&arena).0, 0);
+        arena.premake(1);
         arena.grow_ahead();
         let (made, ready) = regions(&arena);
-        assert_eq!(
-            (made, ready.len()),
-            (2, 1),
-            "3 slots at hand are less than a region"
-        );
+        assert_eq!((made, ready.len()), (2, 2), "one region at hand is too few");
         arena.grow_ahead();
-        assert_eq!(regions(&arena).0, 2, "a whole region at hand is enough");
-        held.extend((0..3).map(|_| arena.take(1)));
+        assert_eq!(regions(&arena).0, 2, "two regions at hand are enough");
         let next = arena.take(1);
-        assert_eq!(next.as_slice().as_ptr() as usize, ready[0]);
-        assert_eq!(regions(&arena), (2, vec![]));
-        held.push(next);
+        assert_eq!(next.as_slice().as_ptr() as usize, ready[1]);
+        let mut held = vec![next];
         while matches!(held.last().map(|b| &b.home), Some(Home::Arena(_))) {
             arena.grow_ahead();
             held.push(arena.take(1));
         }
         assert_eq!(
-            regions(&arena).0,
-            REGIONS,
-            "growing ahead keeps to the limit"
+            regions(&arena),
+            (REGIONS, vec![]),
+            "growing ahead keeps to the limit, and every region is used"
         );
+        drop(held.pop());
+        drop(held.pop());
+        assert!(
+            matches!(arena.take(1).home, Home::Arena(_)),
+            "a slot given back is taken again"
+        );
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn premade_regions_keep_to_the_limit() {
+        let arena = Arena::new(1 << 20);
+        arena.premake(3);
+        assert_eq!(regions(&arena).1.len(), 3);
+        let _first = arena.take(1);
+        arena.grow_ahead();
+        assert_eq!(regions(&arena).0, 3, "nearly three regions at hand");
+        arena.premake(REGIONS + 5);
+        assert_eq!(regions(&arena).0, REGIONS);
     }
 
     #[test]
     #[cfg(target_os = "linux")]
     fn slots_are_aligned_reused_and_fall_back_to_the_heap() {
         let arena = Arena::new(100 << 10);
+        arena.premake(REGIONS);
         let slot = arena.slot;
         assert_eq!(slot % BLOCK, 0);
         let mut a = arena.take(10);

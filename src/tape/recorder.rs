@@ -15,9 +15,16 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::chunk::{Chunk, DataParts, Pool};
-use super::data_buf::Arena;
+use super::data_buf::{Arena, REGION};
 use super::file::{BLOCK, DataFile, TapeFile};
 use super::format::{FORMAT, Record, VERSION};
+
+/// Buffers for event data made when recording starts (whole regions of the arena):
+/// what 100 streams of 16 KiB events at full speed hold in flight here (with 16 MiB,
+/// such a start took a heap buffer for every slot it lacked while the writer made more,
+/// and the proxy's memory reached 200 MiB instead of 107-122). More is made as needed,
+/// up to 64 MiB, and kept.
+pub const PREMADE: usize = 32 << 20;
 
 /// How many chunks (each up to `tape` flush size, typically many records) may wait for
 /// the writer before new ones are dropped.
@@ -63,16 +70,19 @@ pub enum RecordError {
 impl Recorder {
     /// Creates `DIR/sluice-<unix seconds>-<pid>.jsonl` and its data file (`.data`;
     /// and `DIR` if needed), writes the header and starts the writer thread.
+    /// The first [`PREMADE`] bytes of the buffers for event data are made here, before
+    /// any traffic (`Arena::premake`).
     pub fn create(dir: &Path, upstream: &str) -> Result<Self, RecordError> {
-        Self::with_queue(dir, upstream, QUEUE)
+        Self::with_queue(dir, upstream, QUEUE, PREMADE)
     }
 
     /// [`Recorder::create`] with a queue of `queue` chunks (tests make the writer fall
-    /// behind with a short one).
+    /// behind with a short one) and `premade` bytes of buffers.
     pub(crate) fn with_queue(
         dir: &Path,
         upstream: &str,
         queue: usize,
+        premade: usize,
     ) -> Result<Self, RecordError> {
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -96,6 +106,8 @@ impl Recorder {
         let ticking = (clock.clone(), Instant::now());
         let pool = Arc::new(Pool::default());
         let data_arena = Arena::new(DATA_SLOT);
+        // Before the writer starts: it grows the arena itself once it has a region.
+        data_arena.premake(premade.div_ceil(REGION));
         let file = TapeFile::new(file, &path, WRITE_BYTES + (64 << 10), pool.clone());
         let data = DataFile::new(data_file, &data_path);
         let direct = file.is_direct();
@@ -244,10 +256,10 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(50);
 const HELD_CHUNKS: usize = 64;
 
 /// The size of a chunk's buffer for raw bytes, a slot of the recorder's [`Arena`]
-/// (`proxy::recording` hands a chunk over at 64 KiB of raw bytes and adds a read in
-/// pieces of at most 64 KiB, so a chunk never needs more than a slot). The arena keeps
-/// at most 64 MiB of slots for the recorder's life.
-pub(crate) const DATA_SLOT: usize = 144 << 10;
+/// (`proxy::recording` fills it, splitting reads, and hands the chunk over when it is
+/// full, so a chunk never needs more than a slot). The arena keeps at most 64 MiB of
+/// slots for the recorder's life.
+pub(crate) const DATA_SLOT: usize = 128 << 10;
 
 /// The writer thread's side of the files: failures stop it for good.
 struct Writer<'a> {
