@@ -40,6 +40,7 @@ impl Admin {
         let metrics = self.reloader.metrics();
         if let Some(recorder) = self.proxy.as_ref().and_then(|p| p.recorder()) {
             metrics.set_tape_dropped(recorder.dropped());
+            metrics.set_tape_buffers(recorder.buffers());
         }
         Response::builder()
             .status(StatusCode::OK)

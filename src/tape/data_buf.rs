@@ -12,6 +12,7 @@
 
 use std::alloc::Layout;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::file::BLOCK;
@@ -207,6 +208,8 @@ impl std::fmt::Debug for DataBuf {
 pub struct Arena {
     slot: usize,
     state: Mutex<State>,
+    /// Buffers of a slot's size or less that came from the heap: none was free.
+    from_heap: AtomicU64,
 }
 
 #[derive(Default)]
@@ -220,6 +223,8 @@ struct State {
     /// The next slot never handed out, in the newest region, and that region's end.
     next: usize,
     end: usize,
+    /// A region made by `grow_ahead` is being touched.
+    growing: bool,
 }
 
 impl Arena {
@@ -228,23 +233,41 @@ impl Arena {
         Arc::new(Self {
             slot: slot.next_multiple_of(BLOCK).min(REGION),
             state: Mutex::new(State::default()),
+            from_heap: AtomicU64::new(0),
         })
     }
 
     /// A buffer of at least `cap` bytes: a slot if `cap` fits one and one is free in
     /// the regions made so far, else from the heap.
     pub fn take(self: &Arc<Self>, cap: usize) -> DataBuf {
-        if cap <= self.slot
-            && let Some(ptr) = self.slot_ptr()
-        {
-            return DataBuf {
-                ptr,
-                len: 0,
-                cap: self.slot,
-                home: Home::Arena(self.clone()),
-            };
+        if cap <= self.slot {
+            if let Some(ptr) = self.slot_ptr() {
+                return DataBuf {
+                    ptr,
+                    len: 0,
+                    cap: self.slot,
+                    home: Home::Arena(self.clone()),
+                };
+            }
+            self.from_heap.fetch_add(1, Ordering::Relaxed);
         }
         DataBuf::heap(cap)
+    }
+
+    /// Bytes of regions made (kept until the arena drops), and how many buffers that
+    /// would have fit a slot came from the heap because none was free: for the
+    /// metrics, where a count that grows says the arena is too small for the traffic.
+    pub fn usage(&self) -> (u64, u64) {
+        let regions = self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .regions
+            .len();
+        (
+            (regions * REGION) as u64,
+            self.from_heap.load(Ordering::Relaxed),
+        )
     }
 
     fn slot_ptr(&self) -> Option<NonNull<u8>> {
@@ -264,31 +287,52 @@ impl Arena {
     }
 
     /// Makes the next region before a buffer needs it, and touches its pages, once the
-    /// slots at hand are fewer than [`AHEAD`]. For the recorder's writer thread:
-    /// the first touch of a huge page is its zeroing (about 6 ms per 2 MiB here, where
-    /// the host backs guest memory lazily), which would otherwise fall on the proxy's
-    /// thread that happened to need the slot. Does nothing for an arena without regions
+    /// slots at hand are fewer than [`AHEAD`]: for the recorder's writer thread, which
+    /// calls it every time it wakes. The first touch of a huge page is its zeroing
+    /// (about 6 ms per 2 MiB here, where the host backs guest memory lazily), which
+    /// would otherwise fall on the proxy's thread that happened to need the slot. The
+    /// touching runs on a thread of its own, one region at a time: on the writer's, the
+    /// writer stopped writing for it, the chunks that queued up meanwhile took more
+    /// slots, and at 100 streams of 16 KiB events that made the arena grow again and
+    /// send hundreds of buffers to the heap. Does nothing for an arena without regions
     /// (made without [`Arena::premake`]: its buffers all come from the heap).
-    pub fn grow_ahead(&self) {
+    pub fn grow_ahead(self: &Arc<Self>) {
         let region = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let at_hand = state.free.len() * self.slot
                 + (state.end - state.next)
                 + state.ready.len() * REGION;
-            if state.regions.is_empty() || state.regions.len() >= REGIONS || at_hand >= AHEAD {
+            if state.growing
+                || state.regions.is_empty()
+                || state.regions.len() >= REGIONS
+                || at_hand >= AHEAD
+            {
                 return;
             }
             let Some(region) = new_region() else {
                 return;
             };
-            // Counted now, so that `slot_ptr` keeps to the limit meanwhile.
+            // Counted now, so that `premake` keeps to the limit meanwhile.
             state.regions.push(region);
+            state.growing = true;
             region
         };
+        let arena = self.clone();
+        let grower = std::thread::Builder::new()
+            .name("sluice-rec-grow".into())
+            .spawn(move || arena.grown(region));
+        if grower.is_err() {
+            self.grown(region);
+        }
+    }
+
+    /// Touches a region made by `grow_ahead` and hands it out.
+    fn grown(&self, region: usize) {
         // Outside the lock: slots are handed out meanwhile.
         touch(region);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.ready.push(region);
+        state.growing = false;
     }
 
     /// Makes up to `regions` regions now, their pages touched, for the first buffers.
@@ -398,6 +442,14 @@ impl Drop for Arena {
 mod tests {
     use super::*;
 
+    /// `grow_ahead`, and waits for its thread.
+    fn grow(arena: &Arc<Arena>) {
+        arena.grow_ahead();
+        while arena.state.lock().unwrap().growing {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     fn regions(arena: &Arena) -> (usize, Vec<usize>) {
         let state = arena.state.lock().unwrap();
         (state.regions.len(), state.ready.clone())
@@ -407,7 +459,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn regions_are_made_ahead_never_by_a_taker_and_keep_to_the_limit() {
         let arena = Arena::new(1 << 20);
-        arena.grow_ahead();
+        grow(&arena);
         assert_eq!(regions(&arena), (0, vec![]), "an arena without regions");
         assert!(
             matches!(arena.take(1).home, Home::Heap),
@@ -415,16 +467,16 @@ mod tests {
         );
         assert_eq!(regions(&arena).0, 0);
         arena.premake(1);
-        arena.grow_ahead();
+        grow(&arena);
         let (made, ready) = regions(&arena);
         assert_eq!((made, ready.len()), (2, 2), "one region at hand is too few");
-        arena.grow_ahead();
+        grow(&arena);
         assert_eq!(regions(&arena).0, 2, "two regions at hand are enough");
         let next = arena.take(1);
         assert_eq!(next.as_slice().as_ptr() as usize, ready[1]);
         let mut held = vec![next];
         while matches!(held.last().map(|b| &b.home), Some(Home::Arena(_))) {
-            arena.grow_ahead();
+            grow(&arena);
             held.push(arena.take(1));
         }
         assert_eq!(
@@ -447,7 +499,7 @@ mod tests {
         arena.premake(3);
         assert_eq!(regions(&arena).1.len(), 3);
         let _first = arena.take(1);
-        arena.grow_ahead();
+        grow(&arena);
         assert_eq!(regions(&arena).0, 3, "nearly three regions at hand");
         arena.premake(REGIONS + 5);
         assert_eq!(regions(&arena).0, REGIONS);

@@ -218,6 +218,12 @@ impl Recorder {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Bytes of buffers for event data the recorder holds, and how many buffers came
+    /// from the heap because none of those was free (`Arena::usage`).
+    pub fn buffers(&self) -> (u64, u64) {
+        self.data_arena.usage()
+    }
+
     /// Records written so far.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
@@ -364,7 +370,7 @@ impl Writer<'_> {
 
 fn write_loop(
     (file, data, data_direct): (TapeFile, DataFile, Arc<AtomicBool>),
-    arena: &Arena,
+    arena: &Arc<Arena>,
     rx: Receiver<Message>,
     written: &AtomicU64,
     name: &str,
