@@ -12,7 +12,7 @@ use crate::common::mcp::{self, spawn_mcp_server};
 use crate::common::{client, proxy};
 
 /// The value of the series `name` with exactly these labels (`{}` for none).
-fn value(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+pub(crate) fn value(metrics: &str, name: &str, labels: &str) -> Option<f64> {
     let wanted = if labels.is_empty() {
         name.to_string()
     } else {
@@ -24,7 +24,7 @@ fn value(metrics: &str, name: &str, labels: &str) -> Option<f64> {
     })
 }
 
-async fn scrape(admin: std::net::SocketAddr) -> String {
+pub(crate) async fn scrape(admin: std::net::SocketAddr) -> String {
     let response = client::send(
         Request::get(format!("http://{admin}/metrics"))
             .body(Full::new(Bytes::new()))

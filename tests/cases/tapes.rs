@@ -44,6 +44,40 @@ async fn recording_sluice(upstream: &str, dir: &Path) -> Running {
     .expect("sluice starts")
 }
 
+/// The recorder makes its first buffers before sluice listens, so the first fast
+/// stream does not wait for them; the admin API shows them, and that none came from
+/// the heap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorders_buffers_are_made_before_it_listens_and_show_in_the_metrics() {
+    use crate::cases::operations::{scrape, value};
+    let server = mcp::spawn_mcp_server().await;
+    let dir = temp_dir("buffers");
+    let mut sluice = recording_sluice(&proxy::base_of(&server.url), &dir).await;
+    let admin = sluice
+        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let premade = if cfg!(target_os = "linux") {
+        sluice::tape::PREMADE as f64
+    } else {
+        0.0
+    };
+    let before = scrape(admin).await;
+    assert_eq!(
+        value(&before, "sluice_tape_buffer_bytes", ""),
+        Some(premade)
+    );
+    assert_eq!(value(&before, "sluice_tape_heap_buffers", ""), Some(0.0));
+    let seen = session(&format!("{}/mcp", sluice.url())).await;
+    assert_eq!(seen.count, "counted 3");
+    let after = scrape(admin).await;
+    assert_eq!(value(&after, "sluice_tape_buffer_bytes", ""), Some(premade));
+    assert_eq!(value(&after, "sluice_tape_heap_buffers", ""), Some(0.0));
+    assert_eq!(value(&after, "sluice_tape_records_dropped", ""), Some(0.0));
+    sluice.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// What a client sees of a session: the answers of its calls.
 #[derive(Debug, PartialEq)]
 struct Seen {
