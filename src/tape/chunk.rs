@@ -189,6 +189,14 @@ impl Chunk {
         self.data_direct = direct;
     }
 
+    /// Makes the data appended so far visible to other threads (`DataBuf::fence`):
+    /// before the chunk is queued for the writer.
+    pub fn fence(&mut self) {
+        if let Some(data) = &mut self.data {
+            data.fence();
+        }
+    }
+
     /// What the writer needs (after [`Chunk::seal`], when there is data).
     pub fn into_parts(self) -> Parts {
         let data = self.data.filter(|d| !d.is_empty()).map(|buffer| DataParts {

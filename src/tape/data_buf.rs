@@ -37,6 +37,21 @@ const AHEAD: usize = 2 * REGION;
 /// would cost more than the cache lines it spares.
 const UNCACHED_MIN: usize = 1024;
 
+/// What a buffer is padded with (`DataBuf::pad_to_block`).
+static ZEROS: [u8; BLOCK] = [0; BLOCK];
+
+/// Makes this thread's streaming stores ([`copy_uncached`]) visible to every later
+/// access: they are weakly ordered, and Rust requires an `sfence` by the thread that
+/// made them before any other access to the bytes, from this thread or another. It
+/// waits for the stores still in flight: after a lone 16 KiB copy, about 90 ns here.
+fn fence_streaming_stores() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
 /// Copies `src` to `dst` with non-temporal stores where the CPU has them, so that the
 /// copy neither reads the destination's cache lines first (a data buffer was last
 /// touched a whole write ago, so every line would come from memory) nor evicts the
@@ -46,16 +61,18 @@ const UNCACHED_MIN: usize = 1024;
 ///
 /// # Safety
 ///
-/// `dst` is valid for writes of `src.len()` bytes and does not overlap `src`.
-unsafe fn copy_uncached(dst: *mut u8, src: &[u8]) {
+/// `dst` is valid for writes of `src.len()` bytes and does not overlap `src`. When
+/// it returns `true` (streaming stores were used), [`fence_streaming_stores`] runs on
+/// this thread before anything reads `dst` or hands it to another thread.
+unsafe fn copy_uncached(dst: *mut u8, src: &[u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if src.len() >= UNCACHED_MIN {
-        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
         // SAFETY: every byte of `dst..dst + src.len()` is written once (head, 16-byte
         // blocks, tail); `_mm_stream_si128` gets 16-byte aligned addresses (`head`
         // aligns `dst + head`), unaligned loads take any address; SSE2 is part of
-        // x86_64. The fence orders the streaming stores before the buffer is handed
-        // to the writer's thread (a channel's release does not order them).
+        // x86_64. The fence is the caller's (see above): once per chunk handed to the
+        // writer's thread, not once per copy.
         unsafe {
             let head = dst.align_offset(16).min(src.len());
             std::ptr::copy_nonoverlapping(src.as_ptr(), dst, head);
@@ -77,12 +94,12 @@ unsafe fn copy_uncached(dst: *mut u8, src: &[u8]) {
                 at += 16;
             }
             std::ptr::copy_nonoverlapping(src.as_ptr().add(at), dst.add(at), src.len() - at);
-            _mm_sfence();
         }
-        return;
+        return true;
     }
     // SAFETY: the caller's.
     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+    false
 }
 
 /// A block-aligned byte buffer of fixed capacity, whole blocks, whose contents go to
@@ -94,6 +111,8 @@ pub struct DataBuf {
     len: usize,
     cap: usize,
     home: Home,
+    /// Streaming stores made since the last [`DataBuf::fence`].
+    unfenced: bool,
 }
 
 enum Home {
@@ -104,7 +123,9 @@ enum Home {
 }
 
 // SAFETY: a `DataBuf` owns its bytes exclusively (like a `Vec<u8>`); the arena it may
-// return them to is `Sync`.
+// return them to is `Sync`. Its streaming stores are fenced by the thread that made
+// them before another thread can read them: the recorder fences a chunk when it
+// queues it (`DataBuf::fence`), `Drop` before the bytes go back.
 unsafe impl Send for DataBuf {}
 unsafe impl Sync for DataBuf {}
 
@@ -127,6 +148,7 @@ impl DataBuf {
             len: 0,
             cap,
             home: Home::Heap,
+            unfenced: false,
         }
     }
 
@@ -147,8 +169,21 @@ impl DataBuf {
 
     /// The bytes held.
     pub fn as_slice(&self) -> &[u8] {
+        if self.unfenced {
+            // On the thread that made the stores (another gets the buffer fenced).
+            fence_streaming_stores();
+        }
         // SAFETY: the first `len` bytes were written (`append`, `pad_to_block`).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// Makes the bytes appended so far visible to other threads: call before the
+    /// buffer leaves this thread. Once per buffer, not per append: the fence waits for
+    /// the stores in flight, which by the time a chunk is full have long landed.
+    pub fn fence(&mut self) {
+        if std::mem::take(&mut self.unfenced) {
+            fence_streaming_stores();
+        }
     }
 
     /// Appends `src` (streaming stores: [`copy_uncached`]). A buffer without room
@@ -161,8 +196,9 @@ impl DataBuf {
             *self = bigger;
         }
         // SAFETY: `len + src.len() <= cap`, and `src` is not this buffer's memory
-        // (`&mut self`).
-        unsafe { copy_uncached(self.ptr.as_ptr().add(self.len), src) };
+        // (`&mut self`); the stores are fenced before the bytes are read (`as_slice`,
+        // `fence`, `Drop`).
+        self.unfenced |= unsafe { copy_uncached(self.ptr.as_ptr().add(self.len), src) };
         self.len += src.len();
     }
 
@@ -171,19 +207,19 @@ impl DataBuf {
     pub fn pad_to_block(&mut self) {
         let padded = self.len.next_multiple_of(BLOCK);
         debug_assert!(padded <= self.cap);
-        // SAFETY: `len <= cap` and `cap` is whole blocks, so `padded <= cap`.
-        unsafe {
-            self.ptr
-                .as_ptr()
-                .add(self.len)
-                .write_bytes(0, padded - self.len)
-        };
+        // SAFETY: `len <= cap` and `cap` is whole blocks, so `padded <= cap`, and the
+        // padding is less than a block. Streaming stores: the tail block's lines are
+        // not in the cache, and ordinary stores would read each from memory first.
+        self.unfenced |=
+            unsafe { copy_uncached(self.ptr.as_ptr().add(self.len), &ZEROS[..padded - self.len]) };
         self.len = padded;
     }
 }
 
 impl Drop for DataBuf {
     fn drop(&mut self) {
+        // The bytes may go to another thread next (an arena slot, heap memory).
+        self.fence();
         match &self.home {
             Home::Arena(arena) => arena.give_back(self.ptr),
             // SAFETY: allocated by `DataBuf::heap` with this layout.
@@ -247,6 +283,7 @@ impl Arena {
                     len: 0,
                     cap: self.slot,
                     home: Home::Arena(self.clone()),
+                    unfenced: false,
                 };
             }
             self.from_heap.fetch_add(1, Ordering::Relaxed);

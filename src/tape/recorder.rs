@@ -191,7 +191,8 @@ impl Recorder {
 
     /// Queues a chunk of records; never blocks. A full queue drops them and counts them
     /// (`false`: dropped).
-    pub(crate) fn write_chunk(&self, chunk: Chunk) -> bool {
+    pub(crate) fn write_chunk(&self, mut chunk: Chunk) -> bool {
+        chunk.fence();
         let records = chunk.records();
         match self.tx.try_send(Message::Chunk(chunk)) {
             Ok(()) => true,
