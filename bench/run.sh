@@ -17,6 +17,7 @@
 # REC_SIZES (event sizes of the recording section, "256 16384").
 # Results: $OUT/results.jsonl (one line per cell) and $OUT/table.md (the tables that go
 # into BENCHMARKS.md). Every cell checks its events: a lost or reordered event fails it.
+# `python3 bench/pool.py $OUT [...]` pools the recording pairs of one or more runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
