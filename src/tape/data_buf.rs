@@ -1,6 +1,6 @@
 //! Where a tape's raw bytes wait for the disk: block-aligned buffers, carved from a few
-//! regions in transparent huge pages ([`Arena`]), or from the heap when those are used
-//! up or a buffer must be larger than a slot.
+//! regions in transparent huge pages ([`Arena`]), or from the heap when no slot is
+//! free or a buffer must be larger than a slot.
 //!
 //! Why huge pages: a direct write pins every page of its buffers, and the block layer
 //! makes one request of at most `max_segments` physically contiguous runs. With 4 KiB
@@ -28,13 +28,12 @@ pub(crate) const REGION: usize = 4 << 20;
 const REGIONS: usize = 16;
 
 /// [`Arena::grow_ahead`] makes a region when fewer bytes of slots than this are at
-/// hand: two regions, because the writer that grows the arena stops writing for the
-/// zeroing of a region (about 12 ms here), and the slots that queue up meanwhile come
-/// from what is at hand.
+/// hand: two regions, because a region's zeroing takes about 12 ms here, and at 1 GB/s
+/// of event data the slots taken meanwhile come from what is at hand.
 const AHEAD: usize = 2 * REGION;
 
-/// Copies shorter than this are ordinary: the setup of a streaming copy and its fence
-/// would cost more than the cache lines it spares.
+/// Copies shorter than this are ordinary: the setup of a streaming copy would cost
+/// more than the cache lines it spares.
 const UNCACHED_MIN: usize = 1024;
 
 /// What a buffer is padded with (`DataBuf::pad_to_block`).
@@ -188,7 +187,7 @@ impl DataBuf {
 
     /// Appends `src` (streaming stores: [`copy_uncached`]). A buffer without room
     /// moves to a larger heap buffer first rather than lose bytes (a copy: the
-    /// caller sized it wrong, `Chunk` asks for room before each read).
+    /// caller sized it wrong; the recorder splits a read at the room left).
     pub fn append(&mut self, src: &[u8]) {
         if self.cap - self.len < src.len() {
             let mut bigger = Self::heap((self.len + src.len()) * 2);

@@ -21,9 +21,9 @@ use super::format::{FORMAT, Record, VERSION};
 
 /// Buffers for event data made when recording starts (whole regions of the arena):
 /// what 100 streams of 16 KiB events at full speed hold in flight here (with 16 MiB,
-/// such a start took a heap buffer for every slot it lacked while the writer made more,
-/// and the proxy's memory reached 200 MiB instead of 107-122). More is made as needed,
-/// up to 64 MiB, and kept.
+/// such a start took a heap buffer for every slot it lacked while more were made, and
+/// the proxy's memory reached 200 MiB instead of 107-122). More is made as needed, up
+/// to 64 MiB, and kept.
 pub const PREMADE: usize = 32 << 20;
 
 /// How many chunks (each up to `tape` flush size, typically many records) may wait for
