@@ -44,11 +44,11 @@ async fn recording_sluice(upstream: &str, dir: &Path) -> Running {
     .expect("sluice starts")
 }
 
-/// The recorder makes its first buffers before sluice listens, so the first fast
-/// stream does not wait for them; the admin API shows them, and that none came from
-/// the heap.
+/// The recorder makes its first buffers when sluice starts (before it listens), so
+/// the first fast stream does not wait for them; the admin API shows them, and that
+/// none came from the heap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_recorders_buffers_are_made_before_it_listens_and_show_in_the_metrics() {
+async fn the_recorders_buffers_are_made_at_start_and_show_in_the_metrics() {
     use crate::cases::operations::{scrape, value};
     let server = mcp::spawn_mcp_server().await;
     let dir = temp_dir("buffers");
