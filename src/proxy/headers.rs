@@ -53,11 +53,11 @@ pub fn for_client(mut headers: HeaderMap) -> HeaderMap {
 }
 
 /// After a plugin rewrote a request body: the 2026-07-28 routing headers (`Mcp-Method`,
-/// `Mcp-Name`) must describe the body the server gets, or a server that checks them
-/// (rmcp does) refuses the request as inconsistent. Only requests that carried
-/// `Mcp-Method` are touched; `Mcp-Param-*` headers depend on the tool's schema, which
-/// the proxy does not know, and are left as they are.
-pub fn sync_mcp_routing(headers: &mut HeaderMap, body: &[u8]) {
+/// `Mcp-Name`, `Mcp-Param-*`) must describe the body the server gets, or a server that
+/// checks them (rmcp does) refuses the request as inconsistent. Only requests that
+/// carried `Mcp-Method` are touched. `received` is the body the client sent, which
+/// tells which argument each `Mcp-Param-*` header mirrors ([`sync_param_headers`]).
+pub fn sync_mcp_routing(headers: &mut HeaderMap, received: &[u8], body: &[u8]) {
     if !headers.contains_key(MCP_METHOD) {
         return;
     }
@@ -70,20 +70,16 @@ pub fn sync_mcp_routing(headers: &mut HeaderMap, body: &[u8]) {
     if let Ok(value) = HeaderValue::from_str(method) {
         headers.insert(MCP_METHOD, value);
     }
-    let key = match method {
-        "tools/call" | "prompts/get" => "name",
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
-        "tasks/get" | "tasks/update" | "tasks/cancel" => "taskId",
-        _ => {
-            headers.remove(MCP_NAME);
-            return;
-        }
-    };
-    match message
-        .pointer(&format!("/params/{key}"))
-        .and_then(|v| v.as_str())
-        .and_then(|name| HeaderValue::from_str(&routing_value(name)).ok())
-    {
+    let name = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => Some("taskId"),
+        _ => None,
+    }
+    .and_then(|key| message.pointer(&format!("/params/{key}")))
+    .and_then(|v| v.as_str())
+    .and_then(|name| HeaderValue::from_str(&routing_value(name)).ok());
+    match name {
         Some(value) => {
             headers.insert(MCP_NAME, value);
         }
@@ -91,10 +87,125 @@ pub fn sync_mcp_routing(headers: &mut HeaderMap, body: &[u8]) {
             headers.remove(MCP_NAME);
         }
     }
+    let received = serde_json::from_slice::<serde_json::Value>(received).ok();
+    sync_param_headers(headers, received.as_ref(), &message);
+}
+
+/// `Mcp-Param-{Name}` headers mirror the `tools/call` arguments that the tool's schema
+/// marks with `x-mcp-header`. The proxy does not have the schema, so it finds each
+/// header's argument in the body the client sent: the one argument (a string, number
+/// or boolean, reached through objects only, as the annotation must be) whose value the
+/// header carries. When exactly one matches, the header is set from the same argument
+/// of the rewritten body, and removed when that argument is gone or `null` (as a client
+/// omits it); when none or several match, the header stays as the client sent it. A
+/// body that is no longer a `tools/call` keeps none.
+fn sync_param_headers(
+    headers: &mut HeaderMap,
+    received: Option<&serde_json::Value>,
+    sent: &serde_json::Value,
+) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(MCP_PARAM))
+        .cloned()
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    if sent.get("method").and_then(|m| m.as_str()) != Some("tools/call") {
+        for name in names {
+            headers.remove(name);
+        }
+        return;
+    }
+    let before = received.and_then(|r| r.pointer("/params/arguments"));
+    let after = sent.pointer("/params/arguments");
+    for name in names {
+        let Some(carried) = headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(decoded_routing_value)
+        else {
+            continue;
+        };
+        let mut paths = Vec::new();
+        if let Some(before) = before {
+            argument_paths(before, &mut Vec::new(), &carried, &mut paths);
+        }
+        let [path] = paths.as_slice() else {
+            continue;
+        };
+        let now = path
+            .iter()
+            .try_fold(after, |at, key| at.and_then(|a| a.get(key)).map(Some))
+            .flatten()
+            .and_then(header_text)
+            .and_then(|text| HeaderValue::from_str(&routing_value(&text)).ok());
+        match now {
+            Some(value) => {
+                headers.insert(name, value);
+            }
+            None => {
+                headers.remove(name);
+            }
+        }
+    }
+}
+
+/// Collects the paths (object keys from `arguments`) of every argument whose header
+/// text is `carried`.
+fn argument_paths<'a>(
+    value: &'a serde_json::Value,
+    at: &mut Vec<&'a str>,
+    carried: &str,
+    found: &mut Vec<Vec<&'a str>>,
+) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields {
+                at.push(key);
+                argument_paths(field, at, carried, found);
+                at.pop();
+            }
+        }
+        leaf => {
+            if !at.is_empty() && header_text(leaf).as_deref() == Some(carried) {
+                found.push(at.clone());
+            }
+        }
+    }
+}
+
+/// An argument as a `Mcp-Param-*` header carries it (before the Base64 wrapping): a
+/// string as it is, a boolean as `true`/`false`, a number in decimal; nothing for
+/// `null`, arrays and objects.
+fn header_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A routing header's value as the client meant it: `=?base64?...?=` unwrapped.
+fn decoded_routing_value(value: &str) -> Option<String> {
+    use base64::Engine;
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
+        Some(encoded) => base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok()),
+        None => Some(value.to_string()),
+    }
 }
 
 const MCP_METHOD: &str = "mcp-method";
 const MCP_NAME: &str = "mcp-name";
+const MCP_PARAM: &str = "mcp-param-";
 
 /// A routing header value as SEP-2243 writes it: as is, or `=?base64?...?=` when it
 /// could not travel as a bare header value.
@@ -179,23 +290,147 @@ mod tests {
         h.insert("mcp-name", HeaderValue::from_static("get_secret"));
         sync_mcp_routing(
             &mut h,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_secret"}}"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"[REDACTED]"}}"#,
         );
         assert_eq!(h["mcp-name"], "[REDACTED]");
         sync_mcp_routing(
             &mut h,
+            b"{}",
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"caf\u00e9"}}"#,
         );
         assert_eq!(h["mcp-name"], "=?base64?Y2Fmw6k=?=");
-        sync_mcp_routing(&mut h, br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+        sync_mcp_routing(
+            &mut h,
+            b"{}",
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        );
         assert_eq!(h["mcp-method"], "tools/list");
         assert!(!h.contains_key("mcp-name"));
         // Requests without routing headers (older revisions) are left alone.
         let mut old = HeaderMap::new();
         sync_mcp_routing(
             &mut old,
+            b"{}",
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
         );
         assert!(old.is_empty());
+    }
+
+    /// A `tools/call` with `Mcp-Param-*` headers whose arguments a plugin rewrote from
+    /// `before` to `after`: the headers that come out.
+    fn params_after(headers: &[(&str, &str)], before: &str, after: &str) -> Vec<(String, String)> {
+        let mut h = HeaderMap::new();
+        h.insert("mcp-method", HeaderValue::from_static("tools/call"));
+        for (name, value) in headers {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let body = |arguments: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{arguments}}}}}"#
+            )
+        };
+        sync_mcp_routing(&mut h, body(before).as_bytes(), body(after).as_bytes());
+        let mut out: Vec<(String, String)> = h
+            .iter()
+            .filter(|(n, _)| n.as_str().starts_with("mcp-param-"))
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn param_headers_follow_the_argument_they_mirrored() {
+        // A rewritten argument, a nested one, and one left alone.
+        assert_eq!(
+            params_after(
+                &[
+                    ("mcp-param-region", "sk-live-1"),
+                    ("mcp-param-zone", "b"),
+                    ("mcp-param-tier", "gold")
+                ],
+                r#"{"region":"sk-live-1","where":{"zone":"b"},"tier":"gold"}"#,
+                r#"{"region":"[REDACTED]","where":{"zone":"c"},"tier":"gold"}"#,
+            ),
+            pairs(&[
+                ("mcp-param-region", "[REDACTED]"),
+                ("mcp-param-tier", "gold"),
+                ("mcp-param-zone", "c")
+            ])
+        );
+        // Numbers and booleans in their header form; a value that needs Base64 gets it,
+        // and a Base64 header is matched by what it carries.
+        assert_eq!(
+            params_after(
+                &[
+                    ("mcp-param-count", "3"),
+                    ("mcp-param-flag", "true"),
+                    ("mcp-param-city", "=?base64?Y2Fmw6k=?=")
+                ],
+                r#"{"count":3,"flag":true,"city":"café"}"#,
+                r#"{"count":4,"flag":false,"city":"Zürich"}"#,
+            ),
+            pairs(&[
+                ("mcp-param-city", "=?base64?WsO8cmljaA==?="),
+                ("mcp-param-count", "4"),
+                ("mcp-param-flag", "false"),
+            ])
+        );
+        // An argument the plugin removed or set to null: its header goes, as a client
+        // omits it.
+        assert_eq!(
+            params_after(
+                &[("mcp-param-a", "x"), ("mcp-param-b", "y")],
+                r#"{"a":"x","b":"y"}"#,
+                r#"{"b":null}"#,
+            ),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn param_headers_that_cannot_be_placed_stay_as_sent() {
+        // Two arguments carry the header's value: which one it mirrors is unknown.
+        assert_eq!(
+            params_after(
+                &[("mcp-param-region", "eu")],
+                r#"{"from":"eu","to":"eu"}"#,
+                r#"{"from":"us","to":"eu"}"#,
+            ),
+            pairs(&[("mcp-param-region", "eu")])
+        );
+        // No argument carries it (arrays are never mirrored).
+        assert_eq!(
+            params_after(
+                &[("mcp-param-region", "eu")],
+                r#"{"list":["eu"]}"#,
+                r#"{"list":["us"]}"#,
+            ),
+            pairs(&[("mcp-param-region", "eu")])
+        );
+    }
+
+    #[test]
+    fn param_headers_leave_with_the_tool_call() {
+        let mut h = HeaderMap::new();
+        h.insert("mcp-method", HeaderValue::from_static("tools/call"));
+        h.insert("mcp-param-region", HeaderValue::from_static("eu"));
+        sync_mcp_routing(
+            &mut h,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"region":"eu"}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        );
+        assert_eq!(h["mcp-method"], "ping");
+        assert!(!h.contains_key("mcp-param-region"));
     }
 }

@@ -266,7 +266,7 @@ impl Proxy {
         *upstream_request.uri_mut() = self.upstream.uri_for(parts.uri.path_and_query());
         *upstream_request.headers_mut() = headers::for_upstream(parts.headers);
         if let Some(body) = &rewritten {
-            headers::sync_mcp_routing(upstream_request.headers_mut(), body);
+            headers::sync_mcp_routing(upstream_request.headers_mut(), &original, body);
         }
         let response = self
             .upstream

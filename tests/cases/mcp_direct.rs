@@ -14,14 +14,17 @@ use crate::common::mcp::{SECRET_TEXT, connect, spawn_mcp_server};
 const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
-async fn lists_exactly_the_four_tools() {
+async fn lists_exactly_the_five_tools() {
     let server = spawn_mcp_server().await;
     let client = connect(&server.url).await;
 
     let tools = client.service.list_all_tools().await.expect("tools/list");
     let mut names: Vec<String> = tools.iter().map(|tool| tool.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["announce", "count", "echo", "get_secret"]);
+    assert_eq!(
+        names,
+        ["announce", "count", "echo", "forecast", "get_secret"]
+    );
 }
 
 #[tokio::test]

@@ -131,7 +131,7 @@ async fn a_dropped_tool_call_gets_a_json_rpc_error_and_the_session_goes_on() {
     assert!(message.contains("dropped by plugin dropper"), "{message}");
     assert_eq!(
         tool_names(&client.service.list_all_tools().await.unwrap()),
-        ["announce", "count", "echo", "get_secret"]
+        ["announce", "count", "echo", "forecast", "get_secret"]
     );
     let calls_upstream = server
         .requests()
@@ -268,6 +268,42 @@ async fn server_initiated_messages_and_delete_cross_sluice() {
         server.session_ids().await.is_empty(),
         "the session ended upstream"
     );
+}
+
+#[tokio::test]
+async fn a_param_header_follows_the_argument_a_plugin_rewrote() {
+    // The client mirrors `region` into `Mcp-Param-Region` (the tool's schema says so);
+    // the redactor rewrites the argument; rmcp's server refuses a header that disagrees
+    // with the body, so the call only succeeds if sluice set the header again.
+    let server = spawn_mcp_server().await;
+    let sluice = proxy::start(
+        &proxy::base_of(&server.url),
+        vec![proxy::rust(
+            "redact",
+            r#"{"patterns":["sk-live-[a-z0-9]+"]}"#,
+        )],
+    )
+    .await;
+    let client = mcp::connect_with(
+        &format!("{}/mcp", sluice.url()),
+        Some(ProtocolVersion::V_2026_07_28),
+    )
+    .await
+    .unwrap();
+    // The client learns which arguments to mirror from the tool list.
+    let tools = client.service.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "forecast"));
+    let answer = client
+        .call_text("forecast", json!({"region": "sk-live-abc999"}))
+        .await
+        .unwrap();
+    assert_eq!(answer, "forecast for [REDACTED]");
+    let call = server
+        .requests()
+        .into_iter()
+        .find(|r| r.headers.get("mcp-name").is_some_and(|n| n == "forecast"))
+        .expect("the call reached the server");
+    assert_eq!(call.headers["mcp-param-region"], "[REDACTED]");
 }
 
 #[tokio::test]

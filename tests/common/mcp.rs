@@ -65,6 +65,15 @@ pub struct EchoArgs {
     pub text: String,
 }
 
+/// `region` is mirrored into an `Mcp-Param-Region` header by 2026-07-28 clients
+/// (SEP-2243), and rmcp's server checks the header against the body.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ForecastArgs {
+    /// Where the forecast is for.
+    #[schemars(extend("x-mcp-header" = "Region"))]
+    pub region: String,
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CountArgs {
     /// How many progress notifications to send.
@@ -80,6 +89,14 @@ impl TestServer {
     #[tool(description = "Return the given text unchanged")]
     async fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
         text
+    }
+
+    #[tool(description = "A forecast for a region (mirrored into a routing header)")]
+    async fn forecast(
+        &self,
+        Parameters(ForecastArgs { region }): Parameters<ForecastArgs>,
+    ) -> String {
+        format!("forecast for {region}")
     }
 
     #[tool(description = "Return a secret")]
