@@ -137,8 +137,7 @@ fn sync_param_headers(
         };
         let now = path
             .iter()
-            .try_fold(after, |at, key| at.and_then(|a| a.get(key)).map(Some))
-            .flatten()
+            .fold(after, |at, key| at.and_then(|a| a.get(*key)))
             .and_then(header_text)
             .and_then(|text| HeaderValue::from_str(&routing_value(&text)).ok());
         match now {
