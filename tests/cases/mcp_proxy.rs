@@ -15,10 +15,32 @@ use crate::common::proxy;
 /// A real MCP server, sluice in front of it with `plugins`, and a client connected
 /// through sluice.
 async fn through_sluice(plugins: Vec<PluginSpec>) -> (McpServer, Running, McpClient) {
+    through_sluice_as(plugins, None).await
+}
+
+/// [`through_sluice`] with a client that offers `protocol` (2026-07-28: routing
+/// headers on every request).
+async fn through_sluice_as(
+    plugins: Vec<PluginSpec>,
+    protocol: Option<ProtocolVersion>,
+) -> (McpServer, Running, McpClient) {
     let server = spawn_mcp_server().await;
     let sluice = proxy::start(&proxy::base_of(&server.url), plugins).await;
-    let client = connect(&format!("{}/mcp", sluice.url())).await;
+    let url = format!("{}/mcp", sluice.url());
+    let client = mcp::connect_with(&url, protocol)
+        .await
+        .unwrap_or_else(|error| panic!("MCP client could not connect to {url}: {error}"));
     (server, sluice, client)
+}
+
+/// A 2026-07-28 client through sluice with the redactor on `pattern`.
+async fn modern_client_through_redactor(pattern: &str) -> (McpServer, Running, McpClient) {
+    let config = format!(r#"{{"patterns":["{pattern}"]}}"#);
+    through_sluice_as(
+        vec![proxy::rust("redact", &config)],
+        Some(ProtocolVersion::V_2026_07_28),
+    )
+    .await
 }
 
 fn tool_names(tools: &[rmcp::model::Tool]) -> Vec<String> {
@@ -193,21 +215,7 @@ async fn a_looping_plugin_is_cut_at_its_deadline_and_the_stream_goes_on() {
 
 #[tokio::test]
 async fn a_2026_07_28_client_needs_no_session_and_its_routing_headers_reach_the_server() {
-    let server = spawn_mcp_server().await;
-    let sluice = proxy::start(
-        &proxy::base_of(&server.url),
-        vec![proxy::rust(
-            "redact",
-            r#"{"patterns":["sk-[a-z]+-[a-z0-9]+"]}"#,
-        )],
-    )
-    .await;
-    let client = mcp::connect_with(
-        &format!("{}/mcp", sluice.url()),
-        Some(ProtocolVersion::V_2026_07_28),
-    )
-    .await
-    .expect("a 2026-07-28 client connects through sluice");
+    let (server, _sluice, client) = modern_client_through_redactor("sk-[a-z]+-[a-z0-9]+").await;
     assert_eq!(
         client.call_text("get_secret", json!(null)).await.unwrap(),
         "the key is [REDACTED]"
@@ -275,21 +283,7 @@ async fn a_param_header_follows_the_argument_a_plugin_rewrote() {
     // The client mirrors `region` into `Mcp-Param-Region` (the tool's schema says so);
     // the redactor rewrites the argument; rmcp's server refuses a header that disagrees
     // with the body, so the call only succeeds if sluice set the header again.
-    let server = spawn_mcp_server().await;
-    let sluice = proxy::start(
-        &proxy::base_of(&server.url),
-        vec![proxy::rust(
-            "redact",
-            r#"{"patterns":["sk-live-[a-z0-9]+"]}"#,
-        )],
-    )
-    .await;
-    let client = mcp::connect_with(
-        &format!("{}/mcp", sluice.url()),
-        Some(ProtocolVersion::V_2026_07_28),
-    )
-    .await
-    .unwrap();
+    let (server, _sluice, client) = modern_client_through_redactor("sk-live-[a-z0-9]+").await;
     // The client learns which arguments to mirror from the tool list.
     let tools = client.service.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "forecast"));
@@ -311,18 +305,7 @@ async fn routing_headers_follow_a_body_a_plugin_rewrote() {
     // The redactor also rewrites what the client sends: here the tool name itself.
     // Without keeping Mcp-Name in step, rmcp would refuse the request as inconsistent
     // (400) instead of answering it.
-    let server = spawn_mcp_server().await;
-    let sluice = proxy::start(
-        &proxy::base_of(&server.url),
-        vec![proxy::rust("redact", r#"{"patterns":["get_secret"]}"#)],
-    )
-    .await;
-    let client = mcp::connect_with(
-        &format!("{}/mcp", sluice.url()),
-        Some(ProtocolVersion::V_2026_07_28),
-    )
-    .await
-    .unwrap();
+    let (server, _sluice, client) = modern_client_through_redactor("get_secret").await;
     let error = client
         .call_text("get_secret", json!(null))
         .await
