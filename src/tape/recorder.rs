@@ -441,8 +441,9 @@ mod tests {
 }
 
 /// Probes of recording's cost, run by hand in release (`-- --ignored --nocapture`), on
-/// the recording bench's events (256 B of JSON data, one step) at about a million events
-/// a second: the writer thread's CPU time per event, and the proxy side's time.
+/// the recording bench's events (256 B of JSON data, one step; another size with
+/// `SLUICE_BENCH_EVENT_BYTES`) at about 256 MB a second: the writer thread's CPU time
+/// per event, and the proxy side's time.
 #[cfg(test)]
 mod probes {
     use super::*;
@@ -466,11 +467,29 @@ mod probes {
         ns
     }
 
-    /// The recording bench's event data (256 B of JSON-RPC) and one pass-through step.
+    /// The size of the probes' events: 256 B, or `SLUICE_BENCH_EVENT_BYTES` (as for the
+    /// criterion bench), at least 128.
+    fn event_bytes() -> usize {
+        std::env::var("SLUICE_BENCH_EVENT_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256_usize)
+            .max(128)
+    }
+
+    /// Microseconds per batch of 64 events: a million 256 B events a second, and the
+    /// same bytes a second at other sizes (16 KiB: 64 µs an event), which the writer
+    /// keeps up with.
+    fn batch_us() -> u128 {
+        64 * (event_bytes() as u128).div_ceil(256)
+    }
+
+    /// The recording bench's event data (JSON-RPC of [`event_bytes`]) and one
+    /// pass-through step.
     fn bench_event() -> (String, Step) {
         let data = format!(
             r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"{}"}}}}"#,
-            "x".repeat(256 - 78)
+            "x".repeat(event_bytes() - 78)
         );
         let step = Step {
             plugin: "passthrough".into(),
@@ -496,7 +515,7 @@ mod probes {
     }
 
     /// The writer thread's own cost, apart from the proxy: `cargo test --release --lib
-    /// writer_cpu_per_event -- --ignored --nocapture`. Writes about 1 GB to the
+    /// writer_cpu_per_event -- --ignored --nocapture`. Writes about 600 MB to the
     /// temporary directory.
     #[test]
     #[ignore = "a measurement: run on its own, in release"]
@@ -504,7 +523,7 @@ mod probes {
         let dir = std::env::temp_dir().join(format!("sluice-wcost-{}", std::process::id()));
         let recorder = Recorder::create(&dir, "http://up").unwrap();
         let (data, step) = bench_event();
-        let events = 2_000_000u64;
+        let events = 2_000_000 / (event_bytes() as u64).div_ceil(256) / 64 * 64;
         let recorder = Arc::new(recorder);
         let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
         let batch = bench_batch(&data);
@@ -520,7 +539,7 @@ mod probes {
                 tape.batch_end(i, std::slice::from_ref(&step), Some(&sent));
             }
             tape.batch_done();
-            while t.elapsed().as_micros() < u128::from(round) * 64 {
+            while t.elapsed().as_micros() < u128::from(round) * batch_us() {
                 std::hint::spin_loop();
             }
         }
@@ -548,9 +567,9 @@ mod probes {
         let batch = bench_batch(&data);
         let sent: Vec<Event> = (0..64).map(|_| Event::message(data.clone())).collect();
         let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
-        // Batches of 64 at a million events a second (the writer keeps up, and chunk
-        // buffers come back to the pool, as in the proxy); only the recording is timed.
-        let rounds = 20_000u32;
+        // Batches of 64 at `batch_us` (the writer keeps up, and chunk buffers come back
+        // to the pool, as in the proxy); only the recording is timed.
+        let rounds = (20_000 / event_bytes().div_ceil(256) as u32).max(100);
         let t = Instant::now();
         let mut busy = std::time::Duration::ZERO;
         for round in 0..rounds {
@@ -564,7 +583,7 @@ mod probes {
             }
             tape.batch_done();
             busy += started.elapsed();
-            while t.elapsed().as_micros() < u128::from(round) * 64 {
+            while t.elapsed().as_micros() < u128::from(round) * batch_us() {
                 std::hint::spin_loop();
             }
         }
