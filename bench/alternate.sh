@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Alternating variants of one load-generator cell, for questions the recording section
+# of run.sh cannot answer (where does recording's cost come from?). Each round runs
+# every variant once, in order, with a fresh sluice (the Rust pass-through plugin);
+# the summary gives each variant's median ratio to the first (events/s, sluice's CPU
+# per event) over the rounds, so that slow drift between rounds cancels out.
+#
+#   bash bench/alternate.sh STREAMS SIZE ROUNDS 'NAME|SLUICE ARGS[|BACKGROUND COMMAND]' ...
+#
+# A background command runs (in bash) for the length of its variant's run: another
+# load on the machine. `@TAPE` in a variant stands for a fresh directory under $TAPES
+# (default target/alternate-tapes), emptied and synced before every run.
+# Example, recording to disk, to tmpfs, and an unrelated disk writer next to sluice:
+#
+#   bash bench/alternate.sh 1 16384 12 'off|' 'disk|--record @TAPE' \
+#       'tmpfs|--record /dev/shm/sluice-tape' \
+#       'writer||python3 bench/disk_load.py @TAPE/load 780'
+#
+# Knobs: DURATION_MS (3000). Lines: events/s, sluice µs of CPU per event, and page
+# faults per 1 000 events, for each variant.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+[ $# -ge 5 ] || { sed -n '2,20p' "$0"; exit 2; }
+STREAMS=$1 SIZE=$2 ROUNDS=$3
+shift 3
+VARIANTS=("$@")
+DURATION_MS=${DURATION_MS:-3000}
+TAPES=${TAPES:-$ROOT/target/alternate-tapes}
+UP_PORT=18100 SLUICE_PORT=18102 ADMIN_PORT=18103
+
+cargo build --release --quiet --bin sluice --bin sluice-loadgen
+B=$ROOT/target/release
+"$B/sluice-loadgen" upstream --listen 127.0.0.1:$UP_PORT >/dev/null 2>&1 &
+UP=$!
+trap 'kill $UP 2>/dev/null; rm -rf "$TAPES" /dev/shm/sluice-tape' EXIT
+sleep 0.3
+
+# One run of a variant: prints "events/s cpu-us-per-event faults-per-1000-events".
+run() {
+    local args=$1 background=$2 sluice bg=
+    rm -rf "$TAPES" /dev/shm/sluice-tape
+    mkdir -p "$TAPES"
+    sync
+    sleep 0.5
+    args=${args//@TAPE/$TAPES/tape}
+    background=${background//@TAPE/$TAPES}
+    # shellcheck disable=SC2086 # the variant's arguments are words
+    "$B/sluice" --upstream http://127.0.0.1:$UP_PORT --listen 127.0.0.1:$SLUICE_PORT \
+        --admin-listen 127.0.0.1:$ADMIN_PORT --no-watch \
+        --plugin plugins/dist/passthrough.wasm $args >"$TAPES.log" 2>&1 &
+    sluice=$!
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/$SLUICE_PORT) 2>/dev/null && break
+        sleep 0.05
+    done
+    if [ -n "$background" ]; then
+        bash -c "$background" &
+        bg=$!
+        sleep 0.2
+    fi
+    local faults_before faults_after result
+    faults_before=$(awk '{print $10}' "/proc/$sluice/stat")
+    result=$("$B/sluice-loadgen" run --url http://127.0.0.1:$SLUICE_PORT/mcp \
+        --duration-ms "$DURATION_MS" --streams "$STREAMS" --size "$SIZE" --pid "$sluice" --json)
+    faults_after=$(awk '{print $10}' "/proc/$sluice/stat")
+    [ -n "$bg" ] && { kill "$bg"; wait "$bg" 2>/dev/null || true; }
+    kill "$sluice"
+    wait "$sluice" 2>/dev/null || true
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[1]); faults = int(sys.argv[2])
+cpu = d["proxy_cpu_pct"] / 100 * d["seconds"] / d["received"] * 1e6
+print(int(d["events_per_s"]), round(cpu, 2), round(faults / d["received"] * 1000, 1))
+' "$result" $((faults_after - faults_before))
+}
+
+OUT=$(mktemp)
+for round in $(seq "$ROUNDS"); do
+    line=""
+    for variant in "${VARIANTS[@]}"; do
+        IFS='|' read -r _ args background <<<"$variant"
+        line+="$(run "$args" "${background:-}") | "
+    done
+    echo "round $round: ${line% | }" | tee -a "$OUT"
+done
+python3 - "$OUT" "${VARIANTS[@]}" <<'PY'
+import statistics as st, sys
+names = [v.split("|")[0] for v in sys.argv[2:]]
+rows = [[list(map(float, p.split())) for p in line.split(":", 1)[1].split("|")]
+        for line in open(sys.argv[1]) if line.strip()]
+base = names[0]
+for k, name in enumerate(names):
+    evs = st.median(r[k][0] for r in rows)
+    cpu = st.median(r[k][1] for r in rows)
+    faults = st.median(r[k][2] for r in rows)
+    line = f"{name}: {evs:.0f} events/s, {cpu:.2f} µs CPU/event, {faults} faults/1000 events"
+    if k:
+        ratio = st.median(r[k][0] / r[0][0] for r in rows) - 1
+        cpu_ratio = st.median(r[k][1] / r[0][1] for r in rows) - 1
+        line += f"; against {base}: events/s {ratio:+.1%}, CPU/event {cpu_ratio:+.1%}"
+    print(line)
+PY
+rm -f "$OUT"
