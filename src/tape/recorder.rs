@@ -528,6 +528,7 @@ mod probes {
         let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
         let batch = bench_batch(&data);
         let sent = Event::message(data.clone());
+        let per_batch = batch_us();
         let before = recorder_cpu_ns();
         let t = Instant::now();
         for round in 0..events / 64 {
@@ -539,7 +540,7 @@ mod probes {
                 tape.batch_end(i, std::slice::from_ref(&step), Some(&sent));
             }
             tape.batch_done();
-            while t.elapsed().as_micros() < u128::from(round) * batch_us() {
+            while t.elapsed().as_micros() < u128::from(round) * per_batch {
                 std::hint::spin_loop();
             }
         }
@@ -570,6 +571,7 @@ mod probes {
         // Batches of 64 at `batch_us` (the writer keeps up, and chunk buffers come back
         // to the pool, as in the proxy); only the recording is timed.
         let rounds = (20_000 / event_bytes().div_ceil(256) as u32).max(100);
+        let per_batch = batch_us();
         let t = Instant::now();
         let mut busy = std::time::Duration::ZERO;
         for round in 0..rounds {
@@ -583,7 +585,7 @@ mod probes {
             }
             tape.batch_done();
             busy += started.elapsed();
-            while t.elapsed().as_micros() < u128::from(round) * batch_us() {
+            while t.elapsed().as_micros() < u128::from(round) * per_batch {
                 std::hint::spin_loop();
             }
         }
