@@ -2,8 +2,9 @@
 # Alternating variants of one load-generator cell, for questions the recording section
 # of run.sh cannot answer (where does recording's cost come from?). Each round runs
 # every variant once, in order, with a fresh sluice (the Rust pass-through plugin);
-# the summary gives each variant's median ratio to the first (events/s, sluice's CPU
-# per event) over the rounds, so that slow drift between rounds cancels out.
+# the summary gives each variant's median ratio to the first (events/s, with a
+# bootstrap interval; sluice's CPU per event) over the rounds, so that slow drift
+# between rounds cancels out.
 #
 #   bash bench/alternate.sh STREAMS SIZE ROUNDS 'NAME|SLUICE ARGS[|BACKGROUND COMMAND]' ...
 #
@@ -85,7 +86,7 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round: ${line% | }" | tee -a "$OUT"
 done
 python3 - "$OUT" "${VARIANTS[@]}" <<'PY'
-import statistics as st, sys
+import random, statistics as st, sys
 names = [v.split("|")[0] for v in sys.argv[2:]]
 rows = [[list(map(float, p.split())) for p in line.split(":", 1)[1].split("|")]
         for line in open(sys.argv[1]) if line.strip()]
@@ -96,9 +97,14 @@ for k, name in enumerate(names):
     faults = st.median(r[k][2] for r in rows)
     line = f"{name}: {evs:.0f} events/s, {cpu:.2f} µs CPU/event, {faults} faults/1000 events"
     if k:
-        ratio = st.median(r[k][0] / r[0][0] for r in rows) - 1
+        ratios = [r[k][0] / r[0][0] - 1 for r in rows]
         cpu_ratio = st.median(r[k][1] / r[0][1] for r in rows) - 1
-        line += f"; against {base}: events/s {ratio:+.1%}, CPU/event {cpu_ratio:+.1%}"
+        # How far the median of the rounds' ratios can be trusted: 95% of the medians
+        # of 2 000 resamples of the rounds (with replacement) lie in this interval.
+        rng = random.Random(1)
+        medians = sorted(st.median(rng.choices(ratios, k=len(ratios))) for _ in range(2000))
+        line += (f"; against {base}: events/s {st.median(ratios):+.1%} "
+                 f"(95% {medians[50]:+.1%} to {medians[1949]:+.1%}), CPU/event {cpu_ratio:+.1%}")
     print(line)
 PY
 rm -f "$OUT"
