@@ -49,7 +49,7 @@ run() {
     # shellcheck disable=SC2086 # the variant's arguments are words
     "$B/sluice" --upstream http://127.0.0.1:$UP_PORT --listen 127.0.0.1:$SLUICE_PORT \
         --admin-listen 127.0.0.1:$ADMIN_PORT --no-watch \
-        --plugin plugins/dist/passthrough.wasm $args >"$TAPES.log" 2>&1 &
+        --plugin plugins/dist/passthrough.wasm $args >"$TAPES/sluice.log" 2>&1 &
     sluice=$!
     for _ in $(seq 100); do
         (exec 3<>/dev/tcp/127.0.0.1/$SLUICE_PORT) 2>/dev/null && break
@@ -95,7 +95,7 @@ for k, name in enumerate(names):
     evs = st.median(r[k][0] for r in rows)
     cpu = st.median(r[k][1] for r in rows)
     faults = st.median(r[k][2] for r in rows)
-    line = f"{name}: {evs:.0f} events/s, {cpu:.2f} µs CPU/event, {faults} faults/1000 events"
+    line = f"{name}: {evs:.0f} events/s, {cpu:.2f} µs CPU/event, {faults:.1f} faults/1000 events"
     if k:
         ratios = [r[k][0] / r[0][0] - 1 for r in rows]
         cpu_ratio = st.median(r[k][1] / r[0][1] for r in rows) - 1
