@@ -22,6 +22,7 @@ use sluice::proxy::ProxySettings;
 use sluice::reload::{ReloadError, Trigger};
 use sluice::sse::{Event, Frame};
 use sluice::upstream::SseEvents;
+use tempfile::TempDir;
 use tokio::sync::Semaphore;
 
 use crate::common::{client, proxy, raw};
@@ -245,19 +246,21 @@ async fn line_breaks_in_a_returned_id_or_event_are_removed_not_injected() {
     assert_eq!(stats.failures(), 0, "{stats:?}");
 }
 
-/// A plugin file in a fresh directory, initially the pass-through filter.
-fn plugin_file(test: &str) -> PathBuf {
+/// A plugin file in a fresh directory, initially the pass-through filter. The directory
+/// goes when the returned guard is dropped, at the end of the test.
+fn plugin_file(test: &str) -> (TempDir, PathBuf) {
     let dir = scratch_dir(test);
-    let path = dir.join("plugin.wasm");
+    let path = dir.path().join("plugin.wasm");
     std::fs::write(&path, builtin::PASS).unwrap();
-    path
+    (dir, path)
 }
 
-fn scratch_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-malicious-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed when the guard is dropped.
+fn scratch_dir(test: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("sluice-malicious-{test}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Replaces the file the way a build tool does: write beside it, then rename.
@@ -272,7 +275,7 @@ fn replace(path: &Path, bytes: &[u8]) {
 /// checking that both streams and a later one were served on the old chain.
 async fn refused_reload(test: &str, bad: &'static [u8]) -> ReloadError {
     let (upstream, gate) = gated_upstream().await;
-    let path = plugin_file(test);
+    let (_dir, path) = plugin_file(test);
     let spec = PluginSpec {
         source: PluginSource::File(path.clone()),
         ..proxy::wat("plugin", builtin::PASS)
@@ -425,7 +428,8 @@ async fn an_empty_wasi_context_loads_a_wasi_plugin_and_grants_nothing() {
 
 #[tokio::test]
 async fn a_read_dir_is_readable_at_data_and_nothing_more() {
-    let root = scratch_dir("read-dir");
+    let scratch = scratch_dir("read-dir");
+    let root = scratch.path();
     let data = root.join("granted");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("hello.txt"), "hello from the host").unwrap();
@@ -500,5 +504,4 @@ async fn a_read_dir_is_readable_at_data_and_nothing_more() {
         "{missing}"
     );
     assert!(missing.to_string().contains("nope"), "{missing}");
-    let _ = std::fs::remove_dir_all(&root);
 }

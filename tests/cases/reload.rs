@@ -10,6 +10,7 @@ use sluice::app::Running;
 use sluice::plugin::builtin;
 use sluice::reload::Trigger;
 use sluice::sse::Event;
+use tempfile::TempDir;
 use tokio::sync::Semaphore;
 
 use crate::common::{client, proxy, raw};
@@ -22,14 +23,16 @@ async fn gated_upstream() -> (raw::RawUpstream, Arc<Semaphore>) {
     raw::gated_sse(EVENTS, |i| format!("key sk-abc{i}")).await
 }
 
-/// A plugin file in a fresh directory, initially the pass-through filter.
-fn plugin_file(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-reload-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("filter.wasm");
+/// A plugin file in a fresh directory, initially the pass-through filter. The directory
+/// goes when the returned guard is dropped, at the end of the test.
+fn plugin_file(test: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("sluice-reload-{test}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("filter.wasm");
     std::fs::write(&path, builtin::PASS).unwrap();
-    path
+    (dir, path)
 }
 
 /// Replaces the file the way a build tool does: write beside it, then rename.
@@ -90,7 +93,7 @@ fn assert_stream(events: &[Event], masked: bool) {
 #[tokio::test]
 async fn the_watcher_swaps_plugins_for_new_streams_while_old_streams_finish_unchanged() {
     let (upstream, gate) = gated_upstream().await;
-    let path = plugin_file("watch");
+    let (_dir, path) = plugin_file("watch");
     let mut sluice = start(&upstream, &path).await;
     sluice.watch_files().unwrap();
     let reloader = sluice.reloader().clone();
@@ -132,7 +135,7 @@ async fn the_watcher_swaps_plugins_for_new_streams_while_old_streams_finish_unch
 #[tokio::test]
 async fn sighup_reloads() {
     let (upstream, gate) = gated_upstream().await;
-    let path = plugin_file("sighup");
+    let (_dir, path) = plugin_file("sighup");
     let mut sluice = start(&upstream, &path).await;
     sluice.reload_on_sighup().unwrap();
     let reloader = sluice.reloader().clone();
@@ -154,7 +157,7 @@ async fn sighup_reloads() {
 #[tokio::test]
 async fn the_admin_api_reloads_reports_and_requires_its_token() {
     let (upstream, gate) = gated_upstream().await;
-    let path = plugin_file("admin");
+    let (_dir, path) = plugin_file("admin");
     let mut sluice = start(&upstream, &path).await;
     let admin = sluice
         .serve_admin("127.0.0.1:0".parse().unwrap(), Some("s3cret".into()))
@@ -250,7 +253,8 @@ fn three_plugin_file(redact: &Path, passthrough: &Path, swap: bool) -> String {
 #[tokio::test]
 async fn reordering_the_config_file_while_running_takes_effect_for_new_streams() {
     let (upstream, gate) = gated_upstream().await;
-    let dir = plugin_file("config").parent().unwrap().to_path_buf();
+    let (scratch, _) = plugin_file("config");
+    let dir = scratch.path();
     let toml = dir.join("sluice.toml");
     let (redact, passthrough) = (
         proxy::rust_plugin("redact"),
