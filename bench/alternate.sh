@@ -17,8 +17,10 @@
 #       'tmpfs|--record /dev/shm/sluice-tape' \
 #       'writer||python3 bench/disk_load.py @TAPE/load 780'
 #
-# Knobs: DURATION_MS (3000). Lines: events/s, sluice µs of CPU per event, and page
-# faults per 1 000 events, for each variant.
+# Knobs: DURATION_MS (3000). Lines: events/s, sluice µs of CPU per event, page faults
+# per 1 000 events, and the whole machine's busy and stolen µs per event (from
+# /proc/stat: every process, the load generator's too; stolen is time the host ran
+# something else on our vCPUs), for each variant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -37,7 +39,8 @@ UP=$!
 trap 'kill $UP 2>/dev/null; rm -rf "$TAPES" /dev/shm/sluice-tape' EXIT
 sleep 0.3
 
-# One run of a variant: prints "events/s cpu-us-per-event faults-per-1000-events".
+# One run of a variant: prints "events/s cpu-us-per-event faults-per-1000-events
+# machine-busy-us-per-event stolen-us-per-event".
 run() {
     local args=$1 background=$2 sluice bg=
     rm -rf "$TAPES" /dev/shm/sluice-tape
@@ -60,11 +63,13 @@ run() {
         bg=$!
         sleep 0.2
     fi
-    local faults_before faults_after result
+    local faults_before faults_after result machine_before machine_after
     faults_before=$(awk '{print $10}' "/proc/$sluice/stat")
+    machine_before=$(head -1 /proc/stat)
     result=$("$B/sluice-loadgen" run --url http://127.0.0.1:$SLUICE_PORT/mcp \
         --duration-ms "$DURATION_MS" --streams "$STREAMS" --size "$SIZE" --pid "$sluice" --json)
     faults_after=$(awk '{print $10}' "/proc/$sluice/stat")
+    machine_after=$(head -1 /proc/stat)
     [ -n "$bg" ] && { kill "$bg"; wait "$bg" 2>/dev/null || true; }
     kill "$sluice"
     wait "$sluice" 2>/dev/null || true
@@ -72,8 +77,14 @@ run() {
 import json, sys
 d = json.loads(sys.argv[1]); faults = int(sys.argv[2])
 cpu = d["proxy_cpu_pct"] / 100 * d["seconds"] / d["received"] * 1e6
-print(int(d["events_per_s"]), round(cpu, 2), round(faults / d["received"] * 1000, 1))
-' "$result" $((faults_after - faults_before))
+# cpu user nice system idle iowait irq softirq steal ...: ticks of 1/100 s, summed
+# over the vCPUs; busy is everything but idle, iowait and steal.
+ticks = [b - a for a, b in zip(*(map(int, line.split()[1:9]) for line in sys.argv[3:5]))]
+per_event = lambda t: t * 1e4 / d["received"]
+busy = per_event(ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6])
+print(int(d["events_per_s"]), round(cpu, 2), round(faults / d["received"] * 1000, 1),
+      round(busy, 2), round(per_event(ticks[7]), 2))
+' "$result" $((faults_after - faults_before)) "$machine_before" "$machine_after"
 }
 
 OUT=$(mktemp)
@@ -95,7 +106,10 @@ for k, name in enumerate(names):
     evs = st.median(r[k][0] for r in rows)
     cpu = st.median(r[k][1] for r in rows)
     faults = st.median(r[k][2] for r in rows)
-    line = f"{name}: {evs:.0f} events/s, {cpu:.2f} µs CPU/event, {faults:.1f} faults/1000 events"
+    busy = st.median(r[k][3] for r in rows)
+    steal = st.median(r[k][4] for r in rows)
+    line = (f"{name}: {evs:.0f} events/s, {cpu:.2f} µs CPU/event, {faults:.1f} faults/1000 "
+            f"events, machine {busy:.2f} µs busy + {steal:.2f} stolen/event")
     if k:
         ratios = [r[k][0] / r[0][0] - 1 for r in rows]
         cpu_ratio = st.median(r[k][1] / r[0][1] for r in rows) - 1
