@@ -41,6 +41,7 @@ impl Admin {
         if let Some(recorder) = self.proxy.as_ref().and_then(|p| p.recorder()) {
             metrics.set_tape_dropped(recorder.dropped());
             metrics.set_tape_buffers(recorder.buffers());
+            metrics.set_tape_queued(recorder.queued_bytes());
         }
         Response::builder()
             .status(StatusCode::OK)

@@ -70,6 +70,7 @@ pub struct Metrics {
     tape_dropped: Gauge,
     tape_buffer_bytes: Gauge,
     tape_heap_buffers: Gauge,
+    tape_queued_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -160,6 +161,12 @@ impl Metrics {
             "Recorder buffers taken from the heap because none of its own was free (it is making more, or is at its 64 MiB)",
             tape_heap_buffers.clone(),
         );
+        let tape_queued_bytes = Gauge::default();
+        registry.register(
+            "tape_queued_bytes",
+            "Bytes of recorded chunks waiting for the recorder's writer (at 256 MiB new ones are dropped)",
+            tape_queued_bytes.clone(),
+        );
         for outcome in ["ok", "refused"] {
             let _ = reloads.get_or_create(&Outcome { outcome });
         }
@@ -183,6 +190,7 @@ impl Metrics {
             tape_dropped,
             tape_buffer_bytes,
             tape_heap_buffers,
+            tape_queued_bytes,
         }
     }
 
@@ -272,6 +280,13 @@ impl Metrics {
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.tape_buffer_bytes.set(gauge(bytes));
         self.tape_heap_buffers.set(gauge(from_heap));
+    }
+
+    /// Bytes waiting in the recorder's queue, copied at scrape time: a disk that falls
+    /// behind shows here before records are dropped.
+    pub fn set_tape_queued(&self, bytes: usize) {
+        self.tape_queued_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// Streams open now (for tests and the admin API).

@@ -386,6 +386,7 @@ impl Drop for TapeStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tape::recorder::QueueLimits;
 
     fn encoded(events: &[Event]) -> Vec<u8> {
         let mut out = bytes::BytesMut::new();
@@ -552,7 +553,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-lost-{}", std::process::id()));
         // A queue of one chunk: the writer drains it every 2 ms, far slower than the
         // loop below hands chunks over, so chunks are dropped.
-        let recorder = Arc::new(Recorder::with_queue(&dir, "http://up", 1, 0).unwrap());
+        let recorder = Arc::new(
+            Recorder::with_queue(
+                &dir,
+                "http://up",
+                QueueLimits {
+                    chunks: 1,
+                    bytes: usize::MAX,
+                },
+                0,
+            )
+            .unwrap(),
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut tape = TapeStream::new(recorder.clone(), 5);
         let events: Vec<Event> = (0..300)

@@ -139,6 +139,13 @@ impl Chunk {
         self.data.as_ref().map_or(0, DataBuf::len)
     }
 
+    /// Bytes of memory the chunk's buffers hold (capacities, not contents: a chunk
+    /// handed over by age holds a whole data slot however little is in it), which the
+    /// recorder's queue bounds (`recorder::QUEUE_BYTES`).
+    pub fn footprint(&self) -> usize {
+        self.bytes.capacity() + self.data.as_ref().map_or(0, DataBuf::capacity)
+    }
+
     /// No records.
     pub fn is_empty(&self) -> bool {
         self.records == 0

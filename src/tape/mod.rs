@@ -12,4 +12,4 @@ pub mod recorder;
 pub mod serve;
 
 pub use format::{Record, TapeError, TapeEvent, TapeStep};
-pub use recorder::{PREMADE, QUEUE, RecordError, Recorder};
+pub use recorder::{PREMADE, QUEUE, QUEUE_BYTES, RecordError, Recorder};

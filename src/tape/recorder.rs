@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +30,22 @@ pub const PREMADE: usize = 32 << 20;
 /// the writer before new ones are dropped.
 pub const QUEUE: usize = 4 * 1024;
 
+/// How many bytes of chunks (their buffers, full or not: [`Chunk::footprint`]) may wait
+/// for the writer before new ones are dropped: what a stalled disk can make the proxy
+/// hold. [`QUEUE`] alone would allow 4 096 full chunks, about 670 MiB; at a gigabyte
+/// a second of event data this is a quarter of a second of writes.
+pub const QUEUE_BYTES: usize = 256 << 20;
+
+/// Bounds on what waits for the writer (tests make the writer fall behind with small
+/// ones): beyond either, chunks are dropped and counted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueLimits {
+    /// Chunks ([`QUEUE`]).
+    pub chunks: usize,
+    /// Bytes of chunks' buffers ([`QUEUE_BYTES`]).
+    pub bytes: usize,
+}
+
 enum Message {
     /// Records of one exchange.
     Chunk(Chunk),
@@ -40,6 +56,11 @@ enum Message {
 /// Writes one tape file.
 pub struct Recorder {
     tx: SyncSender<Message>,
+    /// Bytes of the chunks in the queue ([`Chunk::footprint`]): added when one is
+    /// queued, taken back by the writer when it takes it out.
+    queued: Arc<AtomicUsize>,
+    /// At most this many `queued` bytes ([`QUEUE_BYTES`]).
+    queue_bytes: usize,
     /// Milliseconds since recording started, kept by the writer thread (every
     /// `DRAIN_EVERY`): a record's `t_ms` is an atomic load, not a clock read.
     clock: std::sync::Arc<AtomicU64>,
@@ -73,15 +94,19 @@ impl Recorder {
     /// The first [`PREMADE`] bytes of the buffers for event data are made here, before
     /// any traffic (`Arena::premake`).
     pub fn create(dir: &Path, upstream: &str) -> Result<Self, RecordError> {
-        Self::with_queue(dir, upstream, QUEUE, PREMADE)
+        let limits = QueueLimits {
+            chunks: QUEUE,
+            bytes: QUEUE_BYTES,
+        };
+        Self::with_queue(dir, upstream, limits, PREMADE)
     }
 
-    /// [`Recorder::create`] with a queue of `queue` chunks (tests make the writer fall
-    /// behind with a short one) and `premade` bytes of buffers.
+    /// [`Recorder::create`] with a queue of at most `limits` (tests make the writer
+    /// fall behind with small ones) and `premade` bytes of buffers.
     pub(crate) fn with_queue(
         dir: &Path,
         upstream: &str,
-        queue: usize,
+        limits: QueueLimits,
         premade: usize,
     ) -> Result<Self, RecordError> {
         let started_unix = SystemTime::now()
@@ -98,7 +123,8 @@ impl Recorder {
         std::fs::create_dir_all(dir).map_err(failed(dir))?;
         let file = File::create(&path).map_err(failed(&path))?;
         let data_file = File::create(&data_path).map_err(failed(&data_path))?;
-        let (tx, rx) = mpsc::sync_channel(queue);
+        let (tx, rx) = mpsc::sync_channel(limits.chunks);
+        let queued = Arc::new(AtomicUsize::new(0));
         let written = std::sync::Arc::new(AtomicU64::new(0));
         let counter = written.clone();
         let name = path.display().to_string();
@@ -114,12 +140,15 @@ impl Recorder {
         let data_direct = Arc::new(AtomicBool::new(data.is_direct()));
         let files = (file, data, data_direct.clone());
         let arena = data_arena.clone();
+        let taken = queued.clone();
         std::thread::Builder::new()
             .name("sluice-recorder".into())
-            .spawn(move || write_loop(files, &arena, rx, &counter, &name, &ticking))
+            .spawn(move || write_loop(files, &arena, (rx, &taken), &counter, &name, &ticking))
             .map_err(failed(&path))?;
         let recorder = Self {
             tx,
+            queued,
+            queue_bytes: limits.bytes,
             clock,
             path,
             dropped: AtomicU64::new(0),
@@ -189,22 +218,36 @@ impl Recorder {
         self.write_chunk(chunk);
     }
 
-    /// Queues a chunk of records; never blocks. A full queue drops them and counts them
-    /// (`false`: dropped).
+    /// Queues a chunk of records; never blocks. A full queue (in chunks or in bytes:
+    /// [`QueueLimits`]) drops them and counts them (`false`: dropped).
     pub(crate) fn write_chunk(&self, mut chunk: Chunk) -> bool {
         chunk.fence();
         let records = chunk.records();
+        let size = chunk.footprint();
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.queue_bytes {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            self.count_dropped(records);
+            return false;
+        }
         match self.tx.try_send(Message::Chunk(chunk)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
+                self.queued.fetch_sub(size, Ordering::Relaxed);
                 self.count_dropped(records);
                 false
             }
             Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(size, Ordering::Relaxed);
                 self.dropped.fetch_add(records, Ordering::Relaxed);
                 false
             }
         }
+    }
+
+    /// Bytes of chunks waiting in the queue for the writer (their buffers': at
+    /// [`QUEUE_BYTES`] new ones are dropped).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Counts records lost (the writer fell behind), warning on the first.
@@ -372,7 +415,7 @@ impl Writer<'_> {
 fn write_loop(
     (file, data, data_direct): (TapeFile, DataFile, Arc<AtomicBool>),
     arena: &Arc<Arena>,
-    rx: Receiver<Message>,
+    (rx, queued): (Receiver<Message>, &AtomicUsize),
     written: &AtomicU64,
     name: &str,
     (clock, started): &(std::sync::Arc<AtomicU64>, Instant),
@@ -395,7 +438,10 @@ fn write_loop(
         clock.store(now, Ordering::Relaxed);
         loop {
             match rx.try_recv() {
-                Ok(Message::Chunk(chunk)) => writer.chunk(chunk),
+                Ok(Message::Chunk(chunk)) => {
+                    queued.fetch_sub(chunk.footprint(), Ordering::Relaxed);
+                    writer.chunk(chunk);
+                }
                 Ok(Message::Sync(done)) => {
                     writer.write_out();
                     let _ = done.send(());
@@ -436,6 +482,62 @@ mod tests {
         assert!(matches!(&records[0], Record::Header { upstream, .. } if upstream == "http://up"));
         let streams: Vec<_> = records.iter().filter_map(Record::stream).collect();
         assert_eq!(streams, vec![1, 2, 3]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn chunks_beyond_the_queue_bytes_are_dropped_and_counted_and_the_writer_gives_bytes_back() {
+        let dir = std::env::temp_dir().join(format!("sluice-qbytes-{}", std::process::id()));
+        let limits = QueueLimits {
+            chunks: QUEUE,
+            bytes: 64 << 10,
+        };
+        let recorder = Recorder::with_queue(&dir, "http://up", limits, 0).unwrap();
+        let end = |stream| Record::End {
+            stream,
+            t_ms: recorder.t_ms(),
+            outcome: "complete".into(),
+            error: None,
+        };
+        recorder.sync();
+        assert_eq!(
+            recorder.queued_bytes(),
+            0,
+            "the writer took the header's bytes out"
+        );
+
+        // A chunk holding a data slot counts for the whole slot, however little is in
+        // it: more than the queue may hold even when it is empty.
+        let mut big = Chunk::default();
+        let (lines, arena) = recorder.pools();
+        big.fill_from(lines, 4096, arena, DATA_SLOT, Vec::new());
+        big.record(&end(1));
+        assert!(big.footprint() >= DATA_SLOT, "{}", big.footprint());
+        assert!(
+            !recorder.write_chunk(big),
+            "a chunk larger than the queue was queued"
+        );
+        assert_eq!(recorder.dropped(), 1);
+        assert_eq!(
+            recorder.queued_bytes(),
+            0,
+            "a dropped chunk's bytes stay counted"
+        );
+
+        // A small one goes through, and its bytes are given back once it is taken.
+        let mut small = Chunk::default();
+        small.record(&end(2));
+        assert!(recorder.write_chunk(small));
+        recorder.sync();
+        assert_eq!(recorder.queued_bytes(), 0);
+        assert_eq!(recorder.dropped(), 1);
+        let records = format::read(recorder.path()).unwrap();
+        let streams: Vec<_> = records.iter().filter_map(Record::stream).collect();
+        assert_eq!(
+            streams,
+            vec![2],
+            "only the chunk that fitted is on the tape"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -74,6 +74,20 @@ async fn the_recorders_buffers_are_made_at_start_and_show_in_the_metrics() {
     assert_eq!(value(&after, "sluice_tape_buffer_bytes", ""), Some(premade));
     assert_eq!(value(&after, "sluice_tape_heap_buffers", ""), Some(0.0));
     assert_eq!(value(&after, "sluice_tape_records_dropped", ""), Some(0.0));
+    // Once the writer has taken every chunk out, nothing is left counted against the
+    // queue's bound (it drains every 2 ms; the last chunks go when the streams end).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let queued = value(&scrape(admin).await, "sluice_tape_queued_bytes", "");
+        if queued == Some(0.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the recorder's queue never emptied: {queued:?} bytes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     sluice.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
