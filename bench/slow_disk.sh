@@ -37,6 +37,15 @@ else
     echo "no cgroup block I/O controller here" >&2
     exit 1
 fi
+SLUICE= UP=
+# shellcheck disable=SC2317 # run by the trap
+cleanup() {
+    kill $SLUICE $UP 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$TAPE"
+    rmdir "$CG" 2>/dev/null || true
+}
+trap cleanup EXIT
 
 "$B/sluice-loadgen" upstream --listen 127.0.0.1:$UP_PORT >/dev/null 2>&1 &
 UP=$!
@@ -44,7 +53,6 @@ UP=$!
     --admin-listen 127.0.0.1:$ADMIN_PORT --no-watch \
     --plugin plugins/dist/passthrough.wasm --record "$TAPE" >"$TAPE/sluice.log" 2>&1 &
 SLUICE=$!
-trap 'kill $SLUICE $UP 2>/dev/null; wait $SLUICE 2>/dev/null; rm -rf "$TAPE"; rmdir "$CG" 2>/dev/null' EXIT
 for _ in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$SLUICE_PORT) 2>/dev/null && break
     sleep 0.05
@@ -55,10 +63,12 @@ echo "== recording 100 x 16 KiB to a disk throttled to $MBPS MB/s ($dev), $SECON
 "$B/sluice-loadgen" run --url http://127.0.0.1:$SLUICE_PORT/mcp --duration-ms $((SECONDS_ * 1000)) \
     --streams 100 --size 16384 --pid "$SLUICE" --json >"$TAPE/loadgen.json" &
 LOAD=$!
+gauge() { # gauge NAME: sluice_tape_NAME in $metrics
+    awk -v name="sluice_tape_$1" '$1 == name {print $2}' <<<"$metrics"
+}
 for t in $(seq "$SECONDS_"); do
     sleep 1
     metrics=$(curl -s http://127.0.0.1:$ADMIN_PORT/metrics)
-    gauge() { awk -v name="sluice_tape_$1" '$1 == name {print $2}' <<<"$metrics"; }
     rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$SLUICE/status")
     printf 't=%ss  sluice RSS %4d MB  queued %4d MiB  dropped %8s records  heap buffers %s\n' \
         "$t" $((rss_kb / 1024)) $(($(gauge queued_bytes) / 1048576)) \
