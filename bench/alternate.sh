@@ -24,6 +24,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 [ $# -ge 5 ] || { sed -n '2,20p' "$0"; exit 2; }
 STREAMS=$1 SIZE=$2 ROUNDS=$3
 shift 3
@@ -54,10 +56,7 @@ run() {
         --admin-listen 127.0.0.1:$ADMIN_PORT --no-watch \
         --plugin plugins/dist/passthrough.wasm $args >"$TAPES/sluice.log" 2>&1 &
     sluice=$!
-    for _ in $(seq 100); do
-        (exec 3<>/dev/tcp/127.0.0.1/$SLUICE_PORT) 2>/dev/null && break
-        sleep 0.05
-    done
+    wait_port $SLUICE_PORT
     if [ -n "$background" ]; then
         bash -c "$background" &
         bg=$!

@@ -69,14 +69,8 @@ if [ ! -x "$NGINX" ]; then
     apt-get install -y -qq nginx >/dev/null
 fi
 
-wait_port() { # wait_port PORT: until something accepts on 127.0.0.1:PORT
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listening on port $1" >&2
-    return 1
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 echo "== loadgen upstream on 127.0.0.1:$UP_PORT"
 "$LOADGEN" upstream --listen "127.0.0.1:$UP_PORT" >"$OUT/upstream.log" 2>&1 &

@@ -10,6 +10,8 @@
 #   bash bench/slow_disk.sh [MBPS] [SECONDS]      (defaults: 20, 6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 MBPS=${1:-20} SECONDS_=${2:-6}
 TAPE=$PWD/target/slow-disk-tape
 UP_PORT=18100 SLUICE_PORT=18102 ADMIN_PORT=18103
@@ -53,10 +55,7 @@ UP=$!
     --admin-listen 127.0.0.1:$ADMIN_PORT --no-watch \
     --plugin plugins/dist/passthrough.wasm --record "$TAPE" >"$TAPE/sluice.log" 2>&1 &
 SLUICE=$!
-for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$SLUICE_PORT) 2>/dev/null && break
-    sleep 0.05
-done
+wait_port $SLUICE_PORT
 echo "$SLUICE" >"$CG/cgroup.procs"
 
 echo "== recording 100 x 16 KiB to a disk throttled to $MBPS MB/s ($dev), $SECONDS_ s"
