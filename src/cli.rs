@@ -11,7 +11,7 @@ use crate::config::{self, ChainFile, Config, ConfigError, LimitOverrides, unique
 use crate::plugin::{
     Capabilities, CompileCache, FailurePolicy, PluginLimits, PluginSource, PluginSpec,
 };
-use crate::proxy::ProxySettings;
+use crate::proxy::{ProxySettings, default_plugin_workers, messages};
 
 /// sluice: a reverse proxy for MCP servers that runs every Server-Sent Event through a
 /// chain of sandboxed WebAssembly plugins (pass, drop or modify).
@@ -169,7 +169,7 @@ pub struct TestArgs {
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub memory_mib: usize,
     /// What a plugin failure does to the event (as --plugin-failure).
-    #[arg(long, value_enum, default_value_t = FailureArg::Open)]
+    #[arg(long, value_enum, default_value_t = FailureArg::Closed)]
     pub failure: FailureArg,
     /// Largest event a `modify` may return (as --max-event-bytes).
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
@@ -197,6 +197,7 @@ impl TestArgs {
             memory_bytes: self.memory_mib << 20,
             failure: self.failure.into(),
             fuel: self.fuel,
+            max_message_bytes: None,
         };
         let mut names: Vec<String> = Vec::new();
         let mut plugins = Vec::new();
@@ -266,10 +267,12 @@ pub struct RunArgs {
     #[arg(long = "plugin-config", value_name = "CONFIG")]
     pub plugin_configs: Vec<String>,
 
-    /// What happens to an event a plugin fails on (trap, deadline, memory cap):
-    /// `open` passes it unchanged, `closed` drops it. The failing plugin gets a fresh
-    /// instance either way.
-    #[arg(long, value_enum, default_value_t = FailureArg::Open)]
+    /// What happens to a message a plugin fails on (trap, deadline, memory cap, fuel,
+    /// an oversized or malformed result): `closed` (the default) drops it, and a
+    /// dropped client request gets a JSON-RPC error naming the plugin and the failure;
+    /// `open` passes it unchanged, for plugins that only observe. A plugin is a guard:
+    /// under `open`, whoever can make it fail (a padded message) can get past it.
+    #[arg(long, value_enum, default_value_t = FailureArg::Closed)]
     pub plugin_failure: FailureArg,
 
     /// Deadline of one plugin call, in milliseconds.
@@ -284,6 +287,24 @@ pub struct RunArgs {
     /// ends its stream with an error; a larger body is refused.
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
     pub max_event_bytes: usize,
+
+    /// The most messages in one JSON-RPC batch. A longer batch from a client is
+    /// refused whole (HTTP 400 with a JSON-RPC error) before any plugin runs; from the
+    /// server, its messages are not handed to plugins and its responses become errors.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub max_batch: usize,
+
+    /// The most time, in milliseconds, the plugins may spend on one client request (all
+    /// its messages). When it runs out, the rest of a batch is not forwarded: each
+    /// request in it gets a JSON-RPC error.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub request_plugin_budget_ms: u64,
+
+    /// How many client requests may run their plugins at once; more wait their turn.
+    /// Plugin work on requests runs on a blocking pool, never on the threads that serve
+    /// connections and streams. Default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    pub plugin_workers: Option<usize>,
 
     /// A browser Origin allowed besides loopback ones (repeatable; `*` allows any).
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
@@ -421,6 +442,7 @@ impl RunArgs {
             memory_bytes: given(matches, "plugin_memory_mib")
                 .then_some(self.plugin_memory_mib << 20),
             fuel: None,
+            max_message_bytes: None,
         }
     }
 }
@@ -482,6 +504,12 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             "--max-event-bytes must be at least 1024".into(),
         ));
     }
+    if run.max_batch == 0 || run.request_plugin_budget_ms == 0 || run.plugin_workers == Some(0) {
+        return Err(CliError::Invalid(
+            "--max-batch, --request-plugin-budget-ms and --plugin-workers must be at least 1"
+                .into(),
+        ));
+    }
     let listen = pick(matches, "listen", file.and_then(|f| f.listen), run.listen);
     let max_event_bytes = pick(
         matches,
@@ -506,12 +534,32 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
         allowed_hosts.push("*".to_string());
     }
 
+    let message_limits = messages::Limits {
+        max_batch: pick(
+            matches,
+            "max_batch",
+            file.and_then(|f| f.max_batch),
+            run.max_batch,
+        ),
+        plugin_budget: pick(
+            matches,
+            "request_plugin_budget_ms",
+            file.and_then(|f| f.request_plugin_budget),
+            Duration::from_millis(run.request_plugin_budget_ms),
+        ),
+    };
+    let plugin_workers = run
+        .plugin_workers
+        .or_else(|| file.and_then(|f| f.plugin_workers))
+        .unwrap_or_else(default_plugin_workers);
+
     let flags = run.limit_flags(matches);
     let mut limits = PluginLimits {
         deadline: Duration::from_millis(run.plugin_deadline_ms),
         memory_bytes: run.plugin_memory_mib << 20,
         failure: run.plugin_failure.into(),
         fuel: None,
+        max_message_bytes: None,
     };
     if let Some(file) = file {
         limits = flags.apply(file.defaults.apply(limits));
@@ -549,6 +597,8 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             upstream_idle_timeout: (run.upstream_idle_timeout > 0)
                 .then(|| Duration::from_secs(run.upstream_idle_timeout)),
             shutdown_grace: Duration::from_secs(run.shutdown_grace),
+            message_limits,
+            plugin_workers,
         },
         cache_dir: if run.no_cache {
             None
@@ -658,14 +708,17 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_loopback_fail_open_and_ten_milliseconds() {
+    fn defaults_are_loopback_fail_closed_and_ten_milliseconds() {
         let c = config(&["--upstream", "http://127.0.0.1:9", "--plugin", "p.wasm"]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         let limits = c.plugins[0].limits;
         assert_eq!(limits.deadline, Duration::from_millis(10));
         assert_eq!(limits.memory_bytes, 16 << 20);
-        assert_eq!(limits.failure, FailurePolicy::Open);
+        assert_eq!(limits.failure, FailurePolicy::Closed);
+        assert_eq!(limits.max_message_bytes, None);
         assert_eq!(c.proxy.max_event_bytes, 4 << 20);
+        assert_eq!(c.proxy.message_limits.max_batch, 100);
+        assert_eq!(c.proxy.message_limits.plugin_budget, Duration::from_secs(1));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod malloc;
+pub mod mcp;
 pub mod metrics;
 pub mod plugin;
 pub mod proxy;

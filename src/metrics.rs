@@ -48,6 +48,12 @@ struct Kind {
     kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Refusal {
+    direction: &'static str,
+    reason: &'static str,
+}
+
 type CallHistogram = Family<PluginName, Histogram, fn() -> Histogram>;
 
 fn call_histogram() -> Histogram {
@@ -71,6 +77,7 @@ pub struct Metrics {
     tape_buffer_bytes: Gauge,
     tape_heap_buffers: Gauge,
     tape_queued_bytes: Gauge,
+    refused: Family<Refusal, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,7 +123,7 @@ impl Metrics {
         let failures = Family::<PluginFailure, Counter>::default();
         registry.register(
             "plugin_failures",
-            "Plugin call failures by kind (trap, deadline, fuel, out_of_memory, oversized, instantiate)",
+            "Plugin call failures by kind (trap, deadline, fuel, out_of_memory, oversized, instantiate, too_large, malformed)",
             failures.clone(),
         );
         let call_seconds: CallHistogram = Family::new_with_constructor(call_histogram);
@@ -167,6 +174,12 @@ impl Metrics {
             "Bytes of recorded chunks waiting for the recorder's writer (at 256 MiB new ones are dropped)",
             tape_queued_bytes.clone(),
         );
+        let refused = Family::<Refusal, Counter>::default();
+        registry.register(
+            "messages_refused",
+            "JSON-RPC messages the proxy refused before any plugin saw them, by direction and reason (duplicate_name, escaped_name, not_json, batch_too_long, plugin_budget)",
+            refused.clone(),
+        );
         for outcome in ["ok", "refused"] {
             let _ = reloads.get_or_create(&Outcome { outcome });
         }
@@ -191,7 +204,13 @@ impl Metrics {
             tape_buffer_bytes,
             tape_heap_buffers,
             tape_queued_bytes,
+            refused,
         }
+    }
+
+    /// Counts refused messages; see [`Refusals`].
+    pub fn refusals(&self) -> Refusals {
+        Refusals(self.refused.clone())
     }
 
     /// The text exposition format (what `/metrics` returns).
@@ -404,5 +423,18 @@ impl PluginMetrics {
 
     pub(crate) fn instance_gone(&self) {
         self.instances_live.dec();
+    }
+}
+
+/// The `sluice_messages_refused_total` counter, as the MCP rules count into it: a
+/// message refused before any plugin saw it (a repeated member name, an over-long
+/// batch, a request whose plugin time ran out).
+#[derive(Clone, Debug, Default)]
+pub struct Refusals(Family<Refusal, Counter>);
+
+impl Refusals {
+    /// One message refused on its way `direction` (`to-server`, `to-client`).
+    pub fn refused(&self, direction: &'static str, reason: &'static str) {
+        self.0.get_or_create(&Refusal { direction, reason }).inc();
     }
 }

@@ -91,6 +91,8 @@ pub struct StatsView {
     out_of_fuel: u64,
     oversized: u64,
     instantiate_failures: u64,
+    too_large: u64,
+    malformed: u64,
 }
 
 impl From<StatsSnapshot> for StatsView {
@@ -107,6 +109,8 @@ impl From<StatsSnapshot> for StatsView {
             out_of_fuel: s.out_of_fuel,
             oversized: s.oversized,
             instantiate_failures: s.instantiate_failures,
+            too_large: s.too_large,
+            malformed: s.malformed,
         }
     }
 }

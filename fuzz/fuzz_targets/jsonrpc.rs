@@ -1,4 +1,5 @@
-//! The JSON-RPC helpers on client bodies, which are untrusted and arrive before any plugin.
+//! The JSON-RPC helpers on client bodies, which are untrusted and arrive before any plugin,
+//! and the shape rules (`mcp::shape`) that decide whether a plugin sees them at all.
 //!
 //! A panic here would take down a request (or the connection) on a malformed body; an error
 //! body that is not JSON would be a broken answer the client cannot match to its request; and
@@ -26,8 +27,32 @@ fuzz_target!(|body: &[u8]| {
     check_response_id(&text);
     if let Ok(text) = std::str::from_utf8(body) {
         check_batch(text, parsed.as_ref());
+        check_shape(text, parsed.as_ref());
     }
 });
+
+/// `mcp::shape`, which decides what a plugin may see: never a panic; what it accepts is
+/// one JSON object to serde_json too; the client rule is at least as strict as the
+/// deep one, and the deep one as the top-level one; and an object with distinct names
+/// written the plain way (serde_json's own output) is never refused.
+fn check_shape(text: &str, parsed: Option<&Value>) {
+    use sluice::mcp::shape::{Depth, client_message, one_object};
+    let top = one_object(text, Depth::Top);
+    let all = one_object(text, Depth::All);
+    let client = client_message(text);
+    if top.is_ok() {
+        assert!(matches!(parsed, Some(Value::Object(_))), "accepted, yet not one JSON object");
+    }
+    assert!(all.is_err() || top.is_ok(), "deep accepts what top refuses");
+    assert!(client.is_err() || all.is_ok(), "client accepts what deep refuses");
+    if let Some(value @ Value::Object(_)) = parsed {
+        let plain = serde_json::to_string(value).expect("a Value serialises");
+        assert!(
+            one_object(&plain, Depth::All).is_ok(),
+            "distinct names refused: {plain}"
+        );
+    }
+}
 
 fn check_summary(body: &[u8], parsed: Option<&Value>) {
     let summary = Summary::of(body);

@@ -45,6 +45,12 @@ pub struct FileConfig {
     pub allow_origins: Option<Vec<String>>,
     /// `allow_hosts`.
     pub allow_hosts: Option<Vec<String>>,
+    /// `max_batch`.
+    pub max_batch: Option<usize>,
+    /// `request_plugin_budget_ms`.
+    pub request_plugin_budget: Option<Duration>,
+    /// `plugin_workers`.
+    pub plugin_workers: Option<usize>,
     /// `[defaults]`, already applied to [`FileConfig::plugins`]; kept for plugins that
     /// come from `--plugin` flags instead.
     pub defaults: LimitOverrides,
@@ -118,6 +124,9 @@ struct RawFile {
     max_event_bytes: Option<Spanned<usize>>,
     allow_origins: Option<Vec<String>>,
     allow_hosts: Option<Vec<String>>,
+    max_batch: Option<Spanned<usize>>,
+    request_plugin_budget_ms: Option<Spanned<u64>>,
+    plugin_workers: Option<Spanned<usize>>,
     #[serde(default)]
     defaults: RawLimits,
     #[serde(default, rename = "plugin")]
@@ -131,6 +140,7 @@ struct RawLimits {
     deadline_ms: Option<Spanned<u64>>,
     memory_mib: Option<Spanned<usize>>,
     fuel: Option<Spanned<u64>>,
+    max_message_bytes: Option<Spanned<usize>>,
 }
 
 /// One `[[plugin]]`. The limit fields repeat [`RawLimits`]: `serde(flatten)` would
@@ -145,6 +155,7 @@ struct RawPlugin {
     deadline_ms: Option<Spanned<u64>>,
     memory_mib: Option<Spanned<usize>>,
     fuel: Option<Spanned<u64>>,
+    max_message_bytes: Option<Spanned<usize>>,
     capabilities: Option<RawCapabilities>,
 }
 
@@ -211,6 +222,21 @@ impl Source<'_> {
                 format!("must be at least {MIN_EVENT_BYTES}"),
             ));
         }
+        for (value, field) in [
+            (&raw.max_batch, "max_batch"),
+            (&raw.plugin_workers, "plugin_workers"),
+        ] {
+            if let Some(value) = value
+                && *value.get_ref() == 0
+            {
+                return Err(self.error(value.span(), field, "must be at least 1"));
+            }
+        }
+        if let Some(ms) = &raw.request_plugin_budget_ms
+            && *ms.get_ref() == 0
+        {
+            return Err(self.error(ms.span(), "request_plugin_budget_ms", "must be at least 1"));
+        }
         let defaults = self.limits("defaults", &raw.defaults)?;
         let base = defaults.apply(PluginLimits::default());
         let dir = base_dir(self.file);
@@ -247,6 +273,11 @@ impl Source<'_> {
             max_event_bytes: raw.max_event_bytes.map(Spanned::into_inner),
             allow_origins: raw.allow_origins,
             allow_hosts: raw.allow_hosts,
+            max_batch: raw.max_batch.map(Spanned::into_inner),
+            request_plugin_budget: raw
+                .request_plugin_budget_ms
+                .map(|ms| Duration::from_millis(ms.into_inner())),
+            plugin_workers: raw.plugin_workers.map(Spanned::into_inner),
             defaults,
             plugins,
         })
@@ -325,6 +356,7 @@ impl Source<'_> {
             deadline_ms: raw.deadline_ms,
             memory_mib: raw.memory_mib,
             fuel: raw.fuel,
+            max_message_bytes: raw.max_message_bytes,
         };
         let limits = self.limits(&format!("plugin[{i}]"), &own)?.apply(base);
 
@@ -389,7 +421,19 @@ impl Source<'_> {
             Some(fuel) => Some(*fuel.get_ref()),
             None => None,
         };
+        let max_message_bytes = match &raw.max_message_bytes {
+            Some(max) if *max.get_ref() == 0 => {
+                return Err(self.error(
+                    max.span(),
+                    &field("max_message_bytes"),
+                    "must be at least 1 (leave it out for the proxy's max_event_bytes)",
+                ));
+            }
+            Some(max) => Some(*max.get_ref()),
+            None => None,
+        };
         Ok(LimitOverrides {
+            max_message_bytes,
             failure: raw.failure.map(|f| match f {
                 RawFailure::Open => FailurePolicy::Open,
                 RawFailure::Closed => FailurePolicy::Closed,

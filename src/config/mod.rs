@@ -44,6 +44,8 @@ pub struct LimitOverrides {
     pub memory_bytes: Option<usize>,
     /// Fuel per call.
     pub fuel: Option<u64>,
+    /// Largest event handed to the plugin.
+    pub max_message_bytes: Option<usize>,
 }
 
 impl LimitOverrides {
@@ -54,6 +56,7 @@ impl LimitOverrides {
             memory_bytes: self.memory_bytes.unwrap_or(limits.memory_bytes),
             failure: self.failure.unwrap_or(limits.failure),
             fuel: self.fuel.or(limits.fuel),
+            max_message_bytes: self.max_message_bytes.or(limits.max_message_bytes),
         }
     }
 

@@ -12,11 +12,12 @@ mod clock;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::bindings::{StreamInfo, Verdict};
+use super::bindings::{SseEvent, StreamInfo, Verdict};
 use super::convert::{self, Direction, InFlight, StreamMeta};
 use super::loaded::{CallFailure, FailurePolicy, Instance, Plugin, World};
 use super::stats::FailureKind;
-use crate::metrics::{Metrics, PluginMetrics};
+use crate::mcp::shape;
+use crate::metrics::{Metrics, PluginMetrics, Refusals};
 use crate::sse::Event;
 
 /// Why an event left the chain early.
@@ -31,6 +32,9 @@ pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
     /// The metric handles of each plugin, in the same order.
     metrics: Vec<PluginMetrics>,
+    /// Messages the MCP rules refuse before the plugins (detached until
+    /// [`Chain::with_metrics`]).
+    refusals: Refusals,
     generation: u64,
 }
 
@@ -44,6 +48,7 @@ impl Chain {
         Self {
             plugins: plugins.into_iter().map(Arc::new).collect(),
             metrics,
+            refusals: Refusals::default(),
             generation: 0,
         }
     }
@@ -56,7 +61,13 @@ impl Chain {
             .iter()
             .map(|p| metrics.plugin(p.name()))
             .collect();
+        self.refusals = metrics.refusals();
         self
+    }
+
+    /// Where the MCP rules count the messages they refuse before the plugins.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
     }
 
     /// The same chain, numbered: each successful reload makes the next generation, so
@@ -366,27 +377,30 @@ impl Session {
             let mut fuel = 0;
             let mut ended = None;
             let mut call_time = None;
-            let verdict = match self.ensure_instance(index) {
-                Ok(instance) => {
-                    plugin.counters().call();
-                    let called = if created {
-                        timed.then(clock::now)
-                    } else {
-                        started
-                    };
-                    let verdict = instance.on_event(&flight.event);
-                    ended = timed.then(clock::now);
-                    if sampled {
-                        call_time = called
-                            .zip(ended)
-                            .map(|(called, ended)| clock::between(called, ended));
+            let verdict = match too_large(&plugin, &flight.event) {
+                Some(failure) => Err(failure),
+                None => match self.ensure_instance(index) {
+                    Ok(instance) => {
+                        plugin.counters().call();
+                        let called = if created {
+                            timed.then(clock::now)
+                        } else {
+                            started
+                        };
+                        let verdict = instance.on_event(&flight.event);
+                        ended = timed.then(clock::now);
+                        if sampled {
+                            call_time = called
+                                .zip(ended)
+                                .map(|(called, ended)| clock::between(called, ended));
+                        }
+                        if timed {
+                            fuel = instance.fuel_used();
+                        }
+                        verdict.and_then(|verdict| within_limit(verdict, limit))
                     }
-                    if timed {
-                        fuel = instance.fuel_used();
-                    }
-                    verdict.and_then(|verdict| within_limit(verdict, limit))
-                }
-                Err(failure) => Err(failure),
+                    Err(failure) => Err(failure),
+                },
             };
             if let Some(elapsed) = call_time {
                 self.chain.metrics[index].call(elapsed);
@@ -427,6 +441,12 @@ impl Session {
         flight: &mut InFlight,
         dropped: &mut Option<Dropped>,
     ) {
+        let verdict = match verdict {
+            Ok(Verdict::Modify(new)) => {
+                keeps_shape(&flight.event, &new).map(|()| Verdict::Modify(new))
+            }
+            other => other,
+        };
         match verdict {
             Ok(Verdict::Pass) => {
                 plugin.counters().passed();
@@ -458,7 +478,9 @@ impl Session {
                 flight.event = new;
             }
             Err(failure) => {
-                self.discard(index);
+                if failure.kind.breaks_instance() {
+                    self.discard(index);
+                }
                 if self.fail(index, plugin, &failure) {
                     *dropped = Some(Dropped {
                         plugin: plugin.name_arc().clone(),
@@ -574,6 +596,44 @@ fn within_limit(verdict: Verdict, limit: usize) -> Result<Verdict, CallFailure> 
             ),
         }),
         _ => Ok(verdict),
+    }
+}
+
+/// The failure of handing `event` to `plugin` when it is over the plugin's
+/// `max_message_bytes`: decided before the call, so the plugin never sees it.
+pub(super) fn too_large(plugin: &Plugin, event: &SseEvent) -> Option<CallFailure> {
+    let limit = plugin.limits().max_message_bytes?;
+    let size = convert::event_bytes(event);
+    (size > limit).then(|| CallFailure {
+        kind: FailureKind::TooLarge,
+        message: format!(
+            "the message is {}, over the plugin's max_message_bytes ({limit} bytes)",
+            human_bytes(size)
+        ),
+    })
+}
+
+/// A `modify` of a JSON-RPC message must give exactly one JSON object with distinct
+/// member names (`mcp::shape`): a plugin that returns two messages for one would splice
+/// into a batch a message no later plugin saw on its own, and one with a repeated name
+/// would mean different things to different parsers. Other events (SSE that is not
+/// JSON-RPC) may become any text.
+fn keeps_shape(before: &SseEvent, after: &SseEvent) -> Result<(), CallFailure> {
+    if !shape::looks_like_object(&before.data) {
+        return Ok(());
+    }
+    shape::one_object(&after.data, shape::Depth::Top).map_err(|e| CallFailure {
+        kind: FailureKind::Malformed,
+        message: format!("modify turned a JSON-RPC message into something else: {e}"),
+    })
+}
+
+/// `3.0 MB`, `512 KB`, `17 bytes`: sizes in messages people read.
+pub fn human_bytes(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{} KB", n / 1000),
+        n => format!("{n} bytes"),
     }
 }
 

@@ -21,13 +21,20 @@ use super::wasi::{self, WasiState};
 const LOAD_DEADLINE: Duration = Duration::from_secs(1);
 
 /// What the proxy does with an event when a plugin fails on it.
+///
+/// Closed by default: a plugin is a guard, and a guard that lets through whatever makes
+/// it fail can be bypassed by anyone who can make it fail (a 3 MB `tools/call` that runs
+/// a Python filter out of memory used to reach the server unexamined). Open is the
+/// operator's explicit choice for observers (an audit log, metrics) whose failure must
+/// not cost availability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailurePolicy {
     /// Pass the event on as if the plugin had answered `pass` (availability first).
-    #[default]
     Open,
     /// Drop the event as if the plugin had answered `drop` (safety first: a broken
-    /// redactor must not leak what it was meant to hide).
+    /// redactor must not leak what it was meant to hide); a dropped request is answered
+    /// with a JSON-RPC error that names the plugin and the failure.
+    #[default]
     Closed,
 }
 
@@ -46,6 +53,12 @@ pub struct PluginLimits {
     /// Fuel (wasmtime instruction budget) of one call, on top of the deadline: a
     /// deterministic bound that does not depend on machine load. `None`: no fuel limit.
     pub fuel: Option<u64>,
+    /// Largest event (`id` + `event` + `data` bytes) handed to the plugin. A larger one
+    /// is not passed in at all: it is a failure of kind `too_large` under the failure
+    /// policy, decided before the call, so an operator who knows what a plugin can
+    /// digest in its memory and deadline does not depend on how it fails past that.
+    /// `None`: every event the proxy accepts (`--max-event-bytes`).
+    pub max_message_bytes: Option<usize>,
 }
 
 impl Default for PluginLimits {
@@ -53,8 +66,9 @@ impl Default for PluginLimits {
         Self {
             deadline: Duration::from_millis(10),
             memory_bytes: 16 << 20,
-            failure: FailurePolicy::Open,
+            failure: FailurePolicy::Closed,
             fuel: None,
+            max_message_bytes: None,
         }
     }
 }

@@ -12,11 +12,21 @@ use super::wasi::WasiState;
 /// flood the proxy's log with one call.
 const MAX_LOG_MESSAGE: usize = 4096;
 
+/// What one table element is counted as against the memory cap: a table of function
+/// references holds a pointer per element in the host.
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
 /// Store data of one plugin instance: who it is (for logs) and what it may use.
 pub(crate) struct PluginState {
     plugin: Arc<str>,
     stream_id: u64,
+    /// The most bytes of linear memory and table storage the instance may hold, all its
+    /// memories and tables together: a component can declare many memories (one per
+    /// core instance it contains), and a cap per memory would give it that many caps.
     memory_cap: usize,
+    /// What the instance holds now, against `memory_cap`.
+    held: usize,
+    /// The most elements of one table.
     table_cap: usize,
     /// Set when the instance asked for more memory than its cap, so that the trap that
     /// usually follows is reported as "out of memory" rather than as a plain trap.
@@ -34,6 +44,7 @@ impl PluginState {
             plugin,
             stream_id,
             memory_cap,
+            held: 0,
             table_cap: 100_000,
             memory_denied: false,
             deadline: CpuDeadline::default(),
@@ -61,24 +72,41 @@ impl bindings::sluice::plugin::types::Host for PluginState {}
 impl ResourceLimiter for PluginState {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
-            self.memory_denied = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.take(desired.saturating_sub(current)))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= self.table_cap)
+        if desired > self.table_cap {
+            return Ok(false);
+        }
+        let more = desired.saturating_sub(current);
+        Ok(self.take(more.saturating_mul(TABLE_ELEMENT_BYTES)))
+    }
+}
+
+impl PluginState {
+    /// Counts `bytes` more against the instance's cap, or refuses them (and remembers
+    /// it, so the trap that usually follows is reported as out of memory).
+    fn take(&mut self, bytes: usize) -> bool {
+        match self.held.checked_add(bytes) {
+            Some(held) if held <= self.memory_cap => {
+                self.held = held;
+                true
+            }
+            _ => {
+                self.memory_denied = true;
+                false
+            }
+        }
     }
 }
 
@@ -108,6 +136,24 @@ mod tests {
                 .memory_growing(1 << 20, (1 << 20) + 65536, None)
                 .unwrap()
         );
+        assert!(state.memory_denied);
+    }
+
+    #[test]
+    fn all_memories_and_tables_count_against_one_cap() {
+        let mut state = PluginState::new("p".into(), 1, 1 << 20);
+        // Two memories of 512 KiB each: together at the cap.
+        assert!(state.memory_growing(0, 512 << 10, None).unwrap());
+        assert!(state.memory_growing(0, 512 << 10, None).unwrap());
+        assert!(!state.memory_denied);
+        // A third memory's first page is over it, though it alone would fit.
+        assert!(!state.memory_growing(0, 64 << 10, None).unwrap());
+        assert!(state.memory_denied);
+        // Tables count too.
+        let mut state = PluginState::new("p".into(), 1, 1 << 20);
+        assert!(state.memory_growing(0, (1 << 20) - 64, None).unwrap());
+        assert!(state.table_growing(0, 8, None).unwrap());
+        assert!(!state.table_growing(8, 16, None).unwrap());
         assert!(state.memory_denied);
     }
 

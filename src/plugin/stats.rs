@@ -18,6 +18,13 @@ pub enum FailureKind {
     Oversized,
     /// A new instance could not be created or its `init` failed.
     Instantiate,
+    /// The event was larger than the plugin's `max_message_bytes`: it was not handed to
+    /// the plugin at all.
+    TooLarge,
+    /// A `modify` result that is not what the plugin was given the shape of: a
+    /// JSON-RPC message (one JSON object) modified into anything but exactly one JSON
+    /// object with distinct member names (two messages spliced into a batch, say).
+    Malformed,
 }
 
 impl FailureKind {
@@ -30,6 +37,35 @@ impl FailureKind {
             FailureKind::Fuel => "fuel",
             FailureKind::Oversized => "oversized",
             FailureKind::Instantiate => "instantiate",
+            FailureKind::TooLarge => "too_large",
+            FailureKind::Malformed => "malformed",
+        }
+    }
+
+    /// True when the instance cannot be trusted after this failure (it trapped or was
+    /// cut mid-call): it is discarded and the next event gets a fresh one. A refused
+    /// result or an event never handed over leaves a healthy instance, and its state
+    /// (what the exchange asked) is kept.
+    pub fn breaks_instance(self) -> bool {
+        !matches!(self, FailureKind::TooLarge | FailureKind::Malformed)
+    }
+
+    /// What an operator can do about it, for the JSON-RPC error a client gets and the
+    /// log line: the failure is usually the plugin's limit, not the client's fault.
+    pub fn hint(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "the plugin crashed",
+            FailureKind::Deadline => "it ran past its deadline; raise deadline_ms",
+            FailureKind::OutOfMemory => "it ran out of memory; raise memory_mib",
+            FailureKind::Fuel => "it used up its fuel; raise fuel",
+            FailureKind::Oversized => {
+                "its modified message was over the event size limit (max_event_bytes)"
+            }
+            FailureKind::Instantiate => "it could not be instantiated",
+            FailureKind::TooLarge => "it is over the plugin's max_message_bytes",
+            FailureKind::Malformed => {
+                "its modified message was not exactly one JSON object with distinct keys"
+            }
         }
     }
 }
@@ -49,6 +85,8 @@ pub struct PluginStats {
     out_of_fuel: AtomicU64,
     oversized: AtomicU64,
     instantiate_failures: AtomicU64,
+    too_large: AtomicU64,
+    malformed: AtomicU64,
 }
 
 /// A copy of [`PluginStats`] at one moment.
@@ -79,6 +117,10 @@ pub struct StatsSnapshot {
     pub oversized: u64,
     /// Instances that could not be created or initialised.
     pub instantiate_failures: u64,
+    /// Events not handed to the plugin: over its `max_message_bytes`.
+    pub too_large: u64,
+    /// `modify` results refused as not one well-formed JSON-RPC message.
+    pub malformed: u64,
 }
 
 impl StatsSnapshot {
@@ -90,6 +132,8 @@ impl StatsSnapshot {
             + self.out_of_fuel
             + self.oversized
             + self.instantiate_failures
+            + self.too_large
+            + self.malformed
     }
 }
 
@@ -127,6 +171,8 @@ impl PluginStats {
             FailureKind::Fuel => &self.out_of_fuel,
             FailureKind::Oversized => &self.oversized,
             FailureKind::Instantiate => &self.instantiate_failures,
+            FailureKind::TooLarge => &self.too_large,
+            FailureKind::Malformed => &self.malformed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -147,6 +193,8 @@ impl PluginStats {
             out_of_fuel: get(&self.out_of_fuel),
             oversized: get(&self.oversized),
             instantiate_failures: get(&self.instantiate_failures),
+            too_large: get(&self.too_large),
+            malformed: get(&self.malformed),
         }
     }
 }

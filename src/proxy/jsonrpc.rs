@@ -18,6 +18,12 @@ pub const DROPPED_BY_PLUGIN: i64 = -32050;
 pub const UPSTREAM_FAILED: i64 = -32051;
 /// The response stream ended (upstream failure, oversized event) before the answer.
 pub const STREAM_FAILED: i64 = -32052;
+/// A plugin failed on the message (trap, deadline, memory, ...) and fails closed.
+pub const PLUGIN_FAILED: i64 = -32053;
+/// The plugins' time for the request ran out before the message was checked.
+pub const PLUGIN_BUDGET: i64 = -32054;
+/// JSON-RPC's own "Invalid Request": the proxy refused the text before any plugin.
+pub const INVALID_REQUEST: i64 = -32600;
 
 /// A JSON-RPC id as the peer wrote it. The proxy's own answers carry it byte for byte:
 /// through `serde_json::Value` a number past 64 bits became a float (and serde_json's
@@ -28,6 +34,11 @@ pub const STREAM_FAILED: i64 = -32052;
 pub struct RequestId(Box<RawValue>);
 
 impl RequestId {
+    /// `null`: the id of an error about a message whose id cannot be told.
+    pub fn null() -> Self {
+        Self(RawValue::from_string("null".to_string()).expect("null is JSON"))
+    }
+
     /// The id in `raw` (whatever its type: MCP wants a string or an integer, and the
     /// proxy echoes what it got).
     fn new(raw: &RawValue) -> Self {

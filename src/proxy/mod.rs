@@ -71,6 +71,15 @@ pub struct ProxySettings {
     /// On shutdown, how long open streams may go on before the proxy ends them
     /// itself (cleanly, with errors for requests still waiting).
     pub shutdown_grace: std::time::Duration,
+    /// How much plugin work one exchange may cause: the longest batch, and the plugin
+    /// time one client request may use (`--max-batch`, `--request-plugin-budget-ms`).
+    pub message_limits: messages::Limits,
+    /// How many client requests may run their plugins at once (`--plugin-workers`).
+    /// Their plugin work (instantiation included) runs on tokio's blocking pool,
+    /// never on the threads that drive connections and streams, and requests past
+    /// this number wait their turn: a few clients with heavy requests cannot stall
+    /// every stream, `/metrics` and the admin API.
+    pub plugin_workers: usize,
 }
 
 impl Default for ProxySettings {
@@ -81,8 +90,16 @@ impl Default for ProxySettings {
             allowed_hosts: Vec::new(),
             upstream_idle_timeout: Some(std::time::Duration::from_secs(300)),
             shutdown_grace: std::time::Duration::from_secs(10),
+            message_limits: messages::Limits::default(),
+            plugin_workers: default_plugin_workers(),
         }
     }
+}
+
+/// One per core: the blocking pool then keeps at most as many threads busy with plugin
+/// work as there are cores, and the runtime's own threads still get their turn.
+pub fn default_plugin_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 /// The proxy: an upstream, a plugin chain and the rules between them.
@@ -95,6 +112,8 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     /// Set to true when open streams must end now (shutdown after the grace period).
     closing: tokio::sync::watch::Sender<bool>,
+    /// Permits to run plugin work off the runtime's threads (`plugin_workers`).
+    plugin_work: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the to-server phase decided.
@@ -120,6 +139,7 @@ impl Proxy {
         Self {
             upstream,
             chain,
+            plugin_work: Arc::new(tokio::sync::Semaphore::new(settings.plugin_workers.max(1))),
             settings,
             next_stream: AtomicU64::new(1),
             recorder: None,
@@ -235,7 +255,8 @@ impl Proxy {
         // Chain, to-server.
         let original = body.clone(); // reference-counted, not copied
         let received = tape.as_ref().map(|_| body.clone());
-        let forward = self.to_server(&mut session, body);
+        let (returned, forward) = self.to_server(session, body).await;
+        session = returned;
         if let (Some(tape), Some(received)) = (&mut tape, &received) {
             let sent = match &forward {
                 Forward::Body { body, .. } => Some(body),
@@ -356,12 +377,16 @@ impl Proxy {
                 .await;
         }
         headers::for_sse(&mut parts.headers);
-        session.begin(Direction::ToClient);
+        let session = self
+            .plugin_work(session, |session| session.begin(Direction::ToClient))
+            .await
+            .0;
         let mut events = SseEvents::new(body, limit);
         if let Some(after) = self.settings.upstream_idle_timeout {
             events = events.with_idle_timeout(after);
         }
         let mut body = InterceptedSse::new(events, session, summary.request_ids)
+            .with_limits(self.settings.message_limits)
             .with_answers_first(answered)
             .with_metrics(&self.metrics)
             .closing_on(self.closing.subscribe())
@@ -383,25 +408,69 @@ impl Proxy {
         ))
     }
 
+    /// Runs `work` on `session` off the runtime's threads, once a plugin worker is
+    /// free (`plugin_workers`): plugin calls and instantiations are synchronous and
+    /// may each take up to their deadline, and a request can hold many of them.
+    async fn plugin_work<T: Send + 'static>(
+        &self,
+        mut session: Session,
+        work: impl FnOnce(&mut Session) -> T + Send + 'static,
+    ) -> (Session, T) {
+        if session.chain().is_empty() {
+            let out = work(&mut session);
+            return (session, out);
+        }
+        let permit = self
+            .plugin_work
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        // The permit goes with the work, not with this future: a client that hangs up
+        // does not free a worker whose plugins still run. The span goes too, so the
+        // plugins' log lines carry the stream.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _span = span.entered();
+            let out = work(&mut session);
+            (session, out)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    }
+
     /// Runs a client's message(s) through the chain on their way to the server.
-    fn to_server(&self, session: &mut Session, body: Bytes) -> Forward {
+    async fn to_server(&self, session: Session, body: Bytes) -> (Session, Forward) {
         if body.is_empty() || session.chain().is_empty() {
-            return Forward::Body {
-                body,
-                answered: Vec::new(),
-            };
+            return (
+                session,
+                Forward::Body {
+                    body,
+                    answered: Vec::new(),
+                },
+            );
         }
         let Ok(text) = String::from_utf8(body.to_vec()) else {
             tracing::warn!(
                 stream = session.meta().stream_id,
                 "request answered by the proxy: body is not UTF-8"
             );
-            return Forward::Answer(ProxyError::RequestNotText.into_response());
+            return (
+                session,
+                Forward::Answer(ProxyError::RequestNotText.into_response()),
+            );
         };
-        session.begin(Direction::ToServer);
-        let decided = messages::to_server(session, text);
-        session.end();
-        match decided {
+        let limits = self.settings.message_limits;
+        let (session, decided) = self
+            .plugin_work(session, move |session| {
+                session.begin(Direction::ToServer);
+                let decided = messages::to_server(session, text, &limits);
+                session.end();
+                decided
+            })
+            .await;
+        let forward = match decided {
             ToServer::Forward { body, answered } => Forward::Body {
                 body: Bytes::from(body),
                 answered,
@@ -417,7 +486,11 @@ impl Proxy {
                 };
                 Forward::Answer(response)
             }
-        }
+            ToServer::Refused(refused) => {
+                Forward::Answer(json_response(StatusCode::BAD_REQUEST, &refused.error()))
+            }
+        };
+        (session, forward)
     }
 
     /// A JSON response passes the chain one message at a time.
@@ -425,7 +498,7 @@ impl Proxy {
         &self,
         parts: http::response::Parts,
         body: Incoming,
-        mut session: Session,
+        session: Session,
         summary: Summary,
         answered: Vec<Box<RawValue>>,
         mut tape: Option<TapeStream>,
@@ -448,12 +521,18 @@ impl Proxy {
         }
         let text = String::from_utf8(body.to_vec())
             .map_err(|_| unusable("JSON body is not UTF-8".into()))?;
-        session.begin(Direction::ToClient);
         let mut unanswered = summary.request_ids.clone();
         let received = Event::message(text);
         let recorded = tape.as_ref().map(|_| received.clone());
-        let sent = messages::to_client(&mut session, received, &mut unanswered);
-        session.end();
+        let limits = self.settings.message_limits;
+        let (mut session, sent) = self
+            .plugin_work(session, move |session| {
+                session.begin(Direction::ToClient);
+                let sent = messages::to_client(session, received, &mut unanswered, &limits);
+                session.end();
+                sent
+            })
+            .await;
         if let (Some(tape), Some(received)) = (&mut tape, recorded) {
             tape.whole_event(&received, &session.take_steps(), sent.as_ref());
             tape.end("complete", None);

@@ -67,6 +67,8 @@ pub struct InterceptedSse {
     span: tracing::Span,
     /// How the upstream's stream ended, when frames before the end were still to go.
     ending: Option<Ending>,
+    /// The MCP rules' limits (the longest batch the plugins are handed).
+    limits: messages::Limits,
     done: bool,
 }
 
@@ -84,8 +86,15 @@ impl InterceptedSse {
             closing: None,
             span: tracing::Span::none(),
             ending: None,
+            limits: messages::Limits::default(),
             done: false,
         }
+    }
+
+    /// The MCP rules' limits (`ProxySettings::message_limits`).
+    pub fn with_limits(mut self, limits: messages::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Rewrites the legacy transport's `endpoint` event (see `proxy::legacy`).
@@ -171,7 +180,12 @@ impl InterceptedSse {
                     .endpoint
                     .as_ref()
                     .is_some_and(|endpoint| endpoint.apply(&mut event));
-                let sent = messages::to_client(&mut self.session, event, &mut self.unanswered);
+                let sent = messages::to_client(
+                    &mut self.session,
+                    event,
+                    &mut self.unanswered,
+                    &self.limits,
+                );
                 if let Some(tape) = &mut self.tape {
                     tape.event_end(self.session.steps(), sent.as_ref(), rewritten);
                     self.session.clear_steps();

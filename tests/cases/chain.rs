@@ -138,10 +138,8 @@ async fn json_responses_pass_the_chain_as_one_event() {
     )
     .unwrap();
     assert_eq!(body["id"], 1);
-    assert_eq!(
-        body["error"]["code"],
-        sluice::proxy::jsonrpc::DROPPED_BY_PLUGIN
-    );
+    // A failure, not a verdict: its own code, and what failed.
+    assert_eq!(body["error"]["code"], sluice::proxy::jsonrpc::PLUGIN_FAILED);
     assert!(body["error"]["message"].as_str().unwrap().contains("trap"));
 }
 
@@ -170,16 +168,16 @@ async fn fail_closed_drops_what_the_plugin_failed_on_and_answers_the_request() {
     assert_eq!(value["id"], 5);
     assert_eq!(
         value["error"]["code"],
-        sluice::proxy::jsonrpc::DROPPED_BY_PLUGIN
+        sluice::proxy::jsonrpc::PLUGIN_FAILED
     );
     assert_eq!(proxy::stats(&sluice, 0).deadlines, 2);
 }
 
 #[tokio::test]
-async fn a_plugin_over_its_memory_cap_is_stopped_and_the_event_passes() {
+async fn a_plugin_over_its_memory_cap_is_stopped_and_the_event_passes_when_it_fails_open() {
     let (events, sluice, _up) = events_through(
         sse(&["a", "b"]),
-        vec![proxy::wat("grow", builtin::GROW)],
+        vec![proxy::fail_open(proxy::wat("grow", builtin::GROW))],
         "{}",
     )
     .await;

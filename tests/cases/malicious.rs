@@ -126,7 +126,11 @@ const ALL_AND_BODIES: u64 = ALL + 2;
 
 #[tokio::test]
 async fn an_endless_on_event_is_cut_at_its_deadline_and_the_event_passes() {
-    let (a, b, stats) = misbehave(proxy::wat("loop", builtin::LOOP), Default::default()).await;
+    let (a, b, stats) = misbehave(
+        proxy::fail_open(proxy::wat("loop", builtin::LOOP)),
+        Default::default(),
+    )
+    .await;
     assert_unchanged(&a);
     assert_unchanged(&b);
     assert_eq!(stats.deadlines, ALL, "{stats:?}");
@@ -139,6 +143,7 @@ async fn a_fuel_limit_stops_an_endless_on_event_before_its_deadline() {
         limits: PluginLimits {
             fuel: Some(100_000),
             deadline: Duration::from_secs(5),
+            failure: FailurePolicy::Open,
             ..Default::default()
         },
         ..proxy::wat("loop", builtin::LOOP)
@@ -154,7 +159,11 @@ async fn a_fuel_limit_stops_an_endless_on_event_before_its_deadline() {
 
 #[tokio::test]
 async fn unbounded_memory_growth_stops_at_the_cap_and_the_event_passes() {
-    let (a, b, stats) = misbehave(proxy::wat("grow", builtin::GROW), Default::default()).await;
+    let (a, b, stats) = misbehave(
+        proxy::fail_open(proxy::wat("grow", builtin::GROW)),
+        Default::default(),
+    )
+    .await;
     assert_unchanged(&a);
     assert_unchanged(&b);
     assert_eq!(stats.out_of_memory, ALL, "{stats:?}");
@@ -163,7 +172,11 @@ async fn unbounded_memory_growth_stops_at_the_cap_and_the_event_passes() {
 
 #[tokio::test]
 async fn a_trap_is_contained_and_the_event_passes() {
-    let (a, b, stats) = misbehave(proxy::wat("trap", builtin::TRAP), Default::default()).await;
+    let (a, b, stats) = misbehave(
+        proxy::fail_open(proxy::wat("trap", builtin::TRAP)),
+        Default::default(),
+    )
+    .await;
     assert_unchanged(&a);
     assert_unchanged(&b);
     assert_eq!(stats.traps, ALL, "{stats:?}");

@@ -168,7 +168,8 @@ async fn a_dropped_tool_call_gets_a_json_rpc_error_and_the_session_goes_on() {
 
 #[tokio::test]
 async fn a_trapping_plugin_does_not_stop_the_stream() {
-    let (_server, sluice, client) = through_sluice(vec![proxy::rust("trap", "")]).await;
+    let (_server, sluice, client) =
+        through_sluice(vec![proxy::fail_open(proxy::rust("trap", ""))]).await;
     assert_eq!(
         client
             .call_with_progress("count", json!({"n": 3}))
@@ -193,7 +194,8 @@ async fn a_trapping_plugin_does_not_stop_the_stream() {
 
 #[tokio::test]
 async fn a_looping_plugin_is_cut_at_its_deadline_and_the_stream_goes_on() {
-    let (_server, sluice, client) = through_sluice(vec![proxy::rust("spin", "")]).await;
+    let (_server, sluice, client) =
+        through_sluice(vec![proxy::fail_open(proxy::rust("spin", ""))]).await;
     assert_eq!(
         client
             .call_with_progress("count", json!({"n": 2}))

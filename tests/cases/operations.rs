@@ -68,7 +68,8 @@ async fn metrics_expose_streams_events_verdicts_failures_latency_reloads_and_ups
         vec![
             proxy::rust("redact", r#"{"patterns":["sk-live-[a-z0-9]+"]}"#),
             proxy::rust("dropper", r#"{"methods":["notifications/progress"]}"#),
-            proxy::rust("trap", ""),
+            // An observer that fails on everything: counted, and out of the way.
+            proxy::fail_open(proxy::rust("trap", "")),
         ],
     )
     .await;

@@ -57,6 +57,19 @@ pub fn wat(name: &str, bytes: &'static [u8]) -> PluginSpec {
     }
 }
 
+/// `spec` with the fail-open policy: a failure passes the message unchanged. Not the
+/// default (a plugin is a guard); for the tests about containing a failing plugin
+/// while its streams go on.
+pub fn fail_open(spec: PluginSpec) -> PluginSpec {
+    PluginSpec {
+        limits: PluginLimits {
+            failure: sluice::plugin::FailurePolicy::Open,
+            ..spec.limits
+        },
+        ..spec
+    }
+}
+
 /// sluice in front of `upstream` (a base URL) with `plugins`, on 127.0.0.1:0.
 pub async fn start(upstream: &str, plugins: Vec<PluginSpec>) -> Running {
     let settings = ProxySettings {

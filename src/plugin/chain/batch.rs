@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Dropped, Outcome, Session, Step, StepVerdict, TIMING_SAMPLE, applies, clock, within_limit,
+    Dropped, Outcome, Session, Step, StepVerdict, TIMING_SAMPLE, applies, clock, too_large,
+    within_limit,
 };
 use crate::plugin::bindings::{SseEvent, Verdict};
 use crate::plugin::convert::{self, InFlight};
@@ -88,6 +89,15 @@ impl Session {
                 break;
             }
             let mut single: Vec<usize> = Vec::new();
+            // Events over the plugin's `max_message_bytes` stay out of its batches;
+            // `single_call` refuses them without calling it.
+            let (live, over): (Vec<usize>, Vec<usize>) = match plugin.limits().max_message_bytes {
+                None => (live, Vec::new()),
+                Some(_) => live
+                    .into_iter()
+                    .partition(|&i| too_large(&plugin, &flights[i].event).is_none()),
+            };
+            single.extend(over);
             if plugin.batches() && live.len() > 1 {
                 for part in live.chunks(MAX_BATCH) {
                     if !self.batch_call(index, &plugin, part, &mut flights, &mut dropped) {
@@ -95,7 +105,7 @@ impl Session {
                     }
                 }
             } else {
-                single = live;
+                single.extend(live);
             }
             for i in single {
                 let verdict = self.single_call(index, &plugin, i, &flights[i]);
@@ -214,18 +224,21 @@ impl Session {
         // As in `on_event`: the step includes creating the instance, the histogram not.
         let started = traced.then(clock::now);
         let (mut fuel, mut call_time) = (0, None);
-        let verdict = match self.ensure_instance(index) {
-            Ok(instance) => {
-                plugin.counters().call();
-                let called = sampled.then(clock::now);
-                let verdict = instance.on_event(&flight.event);
-                call_time = called.map(|called| clock::between(called, clock::now()));
-                if traced {
-                    fuel = instance.fuel_used();
+        let verdict = match too_large(plugin, &flight.event) {
+            Some(failure) => Err(failure),
+            None => match self.ensure_instance(index) {
+                Ok(instance) => {
+                    plugin.counters().call();
+                    let called = sampled.then(clock::now);
+                    let verdict = instance.on_event(&flight.event);
+                    call_time = called.map(|called| clock::between(called, clock::now()));
+                    if traced {
+                        fuel = instance.fuel_used();
+                    }
+                    verdict.and_then(|v| within_limit(v, limit))
                 }
-                verdict.and_then(|v| within_limit(v, limit))
-            }
-            Err(failure) => Err(failure),
+                Err(failure) => Err(failure),
+            },
         };
         if let Some(elapsed) = call_time {
             self.chain.metrics[index].call(elapsed);

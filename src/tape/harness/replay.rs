@@ -127,15 +127,17 @@ fn replay(
         .traced()
         .with_max_event_bytes(options.max_event_bytes);
 
+    // The proxy's default limits on what one exchange may ask of the plugins.
+    let limits = messages::Limits::default();
     // To the server: an empty body (GET, DELETE) never meets the chain.
     let mut answered_by_proxy = false;
     if !body.is_empty() {
         session.begin(Direction::ToServer);
-        let decided = messages::to_server(&mut session, body.clone());
+        let decided = messages::to_server(&mut session, body.clone(), &limits);
         session.end();
         let output = match decided {
             ToServer::Forward { body, .. } => Some(data_only(body)),
-            ToServer::Answer { .. } => {
+            ToServer::Answer { .. } | ToServer::Refused(_) => {
                 answered_by_proxy = true;
                 None
             }
@@ -199,7 +201,7 @@ fn replay(
             rewrite.apply(&mut event);
         }
         let input = TapeEvent::from(&event);
-        let sent = messages::to_client(&mut session, event, &mut unanswered);
+        let sent = messages::to_client(&mut session, event, &mut unanswered, &limits);
         let steps = session.take_steps().iter().map(StepResult::from).collect();
         report.events.push(result(
             stream,

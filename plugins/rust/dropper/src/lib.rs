@@ -6,6 +6,12 @@
 //! `data` is a JSON object whose `"method"` is a string listed in `methods` (a JSON-RPC
 //! request or notification). Everything else passes. An empty config drops nothing.
 //!
+//! A guard fails closed: with `methods` configured, data that looks like a JSON object
+//! (it starts with `{`) but does not parse as one is dropped, with a warning, because
+//! this plugin cannot tell what method it carries and the server's parser may read one
+//! (`{"method":"ping","method":"tools/call"}` is refused by serde's derive; a Python
+//! server runs the second).
+//!
 //! Dropping works in both directions: a server notification simply disappears; for a
 //! client's request the host answers the client with a JSON-RPC error, and for a
 //! client's notification with 202 Accepted.
@@ -63,7 +69,11 @@ fn should_drop(config: &Config, event: &SseEvent) -> bool {
     }
     match serde_json::from_str::<Message>(&event.data) {
         Ok(Message { method: Some(serde_json::Value::String(m)) }) => config.methods.contains(&m),
-        _ => false,
+        Ok(_) => false,
+        Err(e) => {
+            log(Level::Warn, &format!("dropper: dropping a message it cannot parse ({e})"));
+            true
+        }
     }
 }
 
