@@ -347,6 +347,11 @@ pub struct RunArgs {
     /// Compile every plugin at every start and reload; use no compile cache.
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Read the admin API's bearer token from this file (its first line), so that it
+    /// appears neither in the process list nor in the environment.
+    #[arg(long, value_name = "FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `--plugin-failure` values.
@@ -549,6 +554,7 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             upstream_idle_timeout: (run.upstream_idle_timeout > 0)
                 .then(|| Duration::from_secs(run.upstream_idle_timeout)),
             shutdown_grace: Duration::from_secs(run.shutdown_grace),
+            ..ProxySettings::default()
         },
         cache_dir: if run.no_cache {
             None

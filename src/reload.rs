@@ -62,6 +62,8 @@ pub struct ReloadHistory {
     pub last_error: Option<String>,
     /// When the latest attempt finished (seconds since the Unix epoch).
     pub last_attempt_unix: Option<u64>,
+    /// Reload requests being served now: the one running and those waiting for it.
+    pub in_progress: u64,
 }
 
 /// One plugin of the current chain, as the admin API shows it.

@@ -37,7 +37,7 @@ use jsonrpc::Summary;
 use legacy::EndpointRewrite;
 use messages::ToServer;
 use recording::TapeStream;
-pub use server::{Handler, serve, serve_draining};
+pub use server::{ClientAddr, ConnectionLimits, Handler, serve, serve_draining, serve_limited};
 use sse_body::InterceptedSse;
 
 use crate::metrics::Metrics;
@@ -71,6 +71,11 @@ pub struct ProxySettings {
     /// On shutdown, how long open streams may go on before the proxy ends them
     /// itself (cleanly, with errors for requests still waiting).
     pub shutdown_grace: std::time::Duration,
+    /// What one client connection may hold, and how many there may be.
+    pub connections: ConnectionLimits,
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are believed (a
+    /// front proxy); anyone else's are removed before the request goes upstream.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ProxySettings {
@@ -81,6 +86,8 @@ impl Default for ProxySettings {
             allowed_hosts: Vec::new(),
             upstream_idle_timeout: Some(std::time::Duration::from_secs(300)),
             shutdown_grace: std::time::Duration::from_secs(10),
+            connections: ConnectionLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -33,6 +33,53 @@ impl Handler for Proxy {
     }
 }
 
+/// Limits of the client-facing listener: how many connections, how long a client may
+/// take to send a request head, how long it may leave the proxy's writes pending, and
+/// what an h2 client may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; the next one is answered 503 and closed.
+    pub max_connections: usize,
+    /// Time to send a request head, from the connection's start or the end of the
+    /// previous exchange (so also the idle time of a keep-alive connection).
+    pub header_read_timeout: Duration,
+    /// Longest wait for one write to the client to make progress (nginx's
+    /// `send_timeout`): a client that stops reading is disconnected after it.
+    pub client_write_timeout: Duration,
+    /// Streams an h2 client may have open at once on one connection.
+    pub h2_max_concurrent_streams: u32,
+    /// Largest header list (decoded) an h2 client may send.
+    pub h2_max_header_list_bytes: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(30),
+            client_write_timeout: Duration::from_secs(60),
+            h2_max_concurrent_streams: 100,
+            h2_max_header_list_bytes: 16 << 10,
+        }
+    }
+}
+
+/// The client's address (stub).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// Stub: limits ignored.
+pub async fn serve_limited<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+    _limits: ConnectionLimits,
+    _metrics: Option<Arc<crate::metrics::Metrics>>,
+) {
+    serve_draining(listener, handler, shutdown, drain).await;
+}
+
 /// How long open connections (long-lived SSE streams among them) get to finish after
 /// shutdown begins, unless the caller says otherwise ([`serve_draining`]).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -4,6 +4,7 @@ mod config_file;
 mod conformance;
 mod demo;
 mod faults;
+mod ingress;
 mod languages;
 mod loadgen;
 mod malicious;
