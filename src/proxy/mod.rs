@@ -191,7 +191,7 @@ impl Proxy {
             Ok(response) => response,
             Err(error) => {
                 span.in_scope(|| tracing::warn!(%error, "request answered by the proxy"));
-                error.into_response()
+                error.into_response_for(stream_id)
             }
         }
     }
@@ -206,6 +206,10 @@ impl Proxy {
         origin::allowed(request.headers(), &self.settings.allowed_origins)
             .map_err(ProxyError::Origin)?;
         let client_host = request_host(&request);
+        let peer = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|ClientAddr(addr)| addr.ip().to_canonical());
         origin::host_allowed(client_host.as_deref(), &self.settings.allowed_hosts)
             .map_err(ProxyError::Host)?;
         let (parts, body) = request.into_parts();
@@ -272,6 +276,13 @@ impl Proxy {
         *upstream_request.method_mut() = parts.method.clone();
         *upstream_request.uri_mut() = self.upstream.uri_for(parts.uri.path_and_query());
         *upstream_request.headers_mut() = headers::for_upstream(parts.headers);
+        let trusted = peer.is_some_and(|ip| {
+            self.settings
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&ip))
+        });
+        headers::set_forwarding(upstream_request.headers_mut(), peer, trusted);
         if let Some(body) = &rewritten {
             headers::sync_mcp_routing(upstream_request.headers_mut(), &original, body);
         }
@@ -403,7 +414,9 @@ impl Proxy {
                 stream = session.meta().stream_id,
                 "request answered by the proxy: body is not UTF-8"
             );
-            return Forward::Answer(ProxyError::RequestNotText.into_response());
+            return Forward::Answer(
+                ProxyError::RequestNotText.into_response_for(session.meta().stream_id),
+            );
         };
         session.begin(Direction::ToServer);
         let decided = messages::to_server(session, text);
