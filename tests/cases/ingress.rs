@@ -359,8 +359,7 @@ async fn upstream_head(trusted: Vec<String>) -> String {
     .await;
     assert_eq!(response.status(), 200);
     sluice.stop().await;
-    let head = upstream.requests.lock().unwrap()[0].to_ascii_lowercase();
-    head
+    upstream.requests.lock().unwrap()[0].to_ascii_lowercase()
 }
 
 #[tokio::test]
