@@ -676,6 +676,10 @@ async fn main() {
         .arg("--admin-listen")
         .arg(admin.to_string())
         .arg("--no-watch")
+        // Streams end and start all the time: room for a stream's old connection that
+        // sluice has not seen close yet next to its new one, over the default cap.
+        .arg("--max-connections")
+        .arg((args.streams * 2 + 64).to_string())
         .args(&args.sluice_args)
         .stdout(log.try_clone().unwrap())
         .stderr(log)

@@ -57,7 +57,7 @@ start_replica() { # start_replica a|b: same ports every time, so nginx needs no 
         --admin-listen "127.0.0.1:${ADMIN[$1]}" \
         --plugin plugins/dist/redact.wasm --plugin-config "$REDACT_CONFIG" \
         --plugin-failure closed --plugin-deadline-ms 250 \
-        --no-watch --no-cache --shutdown-grace 5 --log-format json \
+        --no-watch --no-cache --shutdown-grace 5 --log-format json --trusted-proxy 127.0.0.1 \
         >>"$WORK/replica-$1.log" 2>&1 &
     PID[$1]=$!
     wait_until 30 curl -sf --max-time 1 -o /dev/null "http://127.0.0.1:${ADMIN[$1]}/metrics"

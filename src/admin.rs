@@ -2,6 +2,12 @@
 //! `GET /admin/plugins` shows the current chain, its generation and the reload
 //! history; `POST /admin/reload` builds and swaps in a new chain; `GET /metrics` is the
 //! Prometheus scrape endpoint (`metrics`).
+//!
+//! Browsers are kept out even on loopback, where no token is needed: a request with an
+//! `Origin` header (any page's `fetch`, including a no-cors POST, which a browser sends
+//! without asking anyone) or with a `Host` that is neither a loopback name nor an IP
+//! address (DNS rebinding) is refused before anything else. Concurrent reloads share
+//! one (`Reloader::reload`).
 
 use std::sync::Arc;
 
@@ -10,7 +16,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::proxy::{Handler, Proxy, ProxyBody, full};
+use crate::proxy::{Handler, Proxy, ProxyBody, full, origin};
 use crate::reload::{Reloader, Trigger};
 
 /// The admin API over a reloader.
@@ -67,6 +73,10 @@ impl Admin {
     }
 
     async fn answer(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        if let Some(reason) = from_a_browser(&request) {
+            tracing::warn!(reason, "admin request refused");
+            return reply(StatusCode::FORBIDDEN, json!({ "error": reason }));
+        }
         if !self.authorised(&request) {
             return reply(
                 StatusCode::UNAUTHORIZED,
@@ -108,6 +118,24 @@ impl Handler for Admin {
         request: Request<Incoming>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send {
         self.answer(request)
+    }
+}
+
+/// Why a request looks as if a web page sent it, if it does.
+fn from_a_browser(request: &Request<Incoming>) -> Option<&'static str> {
+    if request.headers().contains_key(header::ORIGIN) {
+        return Some("requests with an Origin header (from a web page) are refused");
+    }
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
+        .or_else(|| request.uri().authority().map(ToString::to_string));
+    match host {
+        Some(host) if !origin::host_is_loopback_or_address(&host) => {
+            Some("the Host must be a loopback name or an IP address (DNS-rebinding protection)")
+        }
+        _ => None,
     }
 }
 

@@ -12,7 +12,7 @@ use crate::admin::Admin;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::plugin::CompileCache;
-use crate::proxy::{self, Proxy};
+use crate::proxy::{self, ConnectionLimits, Proxy};
 use crate::reload::{ChainSource, ReloadError, Reloader, Trigger};
 use crate::tape::{RecordError, Recorder};
 use crate::upstream::{self, UpstreamError};
@@ -35,7 +35,22 @@ pub enum StartError {
     /// `--record` could not create its tape.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// A listener beyond loopback with no `--allow-host`: the Host check would have
+    /// nothing to accept but loopback names, and turning it off must be said.
+    #[error(
+        "--listen {listen} is not a loopback address: give the host names clients use with --allow-host (--allow-host '*' accepts any Host, without DNS-rebinding protection)"
+    )]
+    NoAllowedHosts { listen: SocketAddr },
+    /// The admin API beyond loopback without a token: anyone who can reach the port
+    /// could reload the chain.
+    #[error(
+        "--admin-listen {addr} is not a loopback address: set a token (SLUICE_ADMIN_TOKEN or --admin-token-file) or listen on loopback"
+    )]
+    AdminWithoutToken { addr: SocketAddr },
 }
+
+/// Connections the admin API serves at once.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// A running proxy. Dropping it does not stop it; call [`Running::stop`].
 pub struct Running {
@@ -97,6 +112,11 @@ impl Running {
         listen: SocketAddr,
         token: Option<String>,
     ) -> Result<SocketAddr, StartError> {
+        // An empty token would let every request through: it is no token.
+        let token = token.filter(|t| !t.is_empty());
+        if !listen.ip().is_loopback() && token.is_none() {
+            return Err(StartError::AdminWithoutToken { addr: listen });
+        }
         let bind = |source| StartError::Bind {
             addr: listen,
             source,
@@ -105,10 +125,19 @@ impl Running {
         let addr = listener.local_addr().map_err(bind)?;
         let admin =
             Arc::new(Admin::new(self.reloader.clone(), token).with_proxy(self.proxy.clone()));
-        self.background.push(tokio::spawn(proxy::serve(
+        // The proxy's timeouts, and a cap of its own: a scraper and an operator need a
+        // few connections, and a flood of them must not hold descriptors the proxy needs.
+        let limits = ConnectionLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            ..self.proxy.settings().connections
+        };
+        self.background.push(tokio::spawn(proxy::serve_limited(
             listener,
             admin,
             std::future::pending(),
+            std::time::Duration::from_secs(5),
+            limits,
+            None,
         )));
         tracing::info!(%addr, "admin API listening");
         Ok(addr)
@@ -159,9 +188,14 @@ pub async fn start_with_source(
     source: ChainSource,
     extra_watch: Vec<PathBuf>,
 ) -> Result<Running, StartError> {
+    if !config.listen.ip().is_loopback() && config.proxy.allowed_hosts.is_empty() {
+        return Err(StartError::NoAllowedHosts {
+            listen: config.listen,
+        });
+    }
     let upstream = upstream::Http::new(&config.upstream)?;
     if !config.listen.ip().is_loopback() && config.proxy.allowed_hosts.iter().any(|h| h == "*") {
-        tracing::warn!(listen = %config.listen, "listening beyond loopback with any Host accepted: set --allow-host to the names clients use, for DNS-rebinding protection");
+        tracing::warn!(listen = %config.listen, "listening beyond loopback with any Host accepted (--allow-host '*'): no DNS-rebinding protection");
     }
     let cache = config.cache_dir.as_deref().and_then(open_cache);
     let reloader = tokio::task::spawn_blocking(move || {
@@ -210,13 +244,15 @@ pub async fn start_with_source(
     // Connections get the grace period and a little more: streams are ended cleanly
     // at the grace period, and only a connection that ignores that is dropped.
     let drain = config.proxy.shutdown_grace + std::time::Duration::from_secs(5);
-    let task = tokio::spawn(proxy::serve_draining(
+    let task = tokio::spawn(proxy::serve_limited(
         listener,
         proxy.clone(),
         async {
             let _ = stopped.await;
         },
         drain,
+        config.proxy.connections,
+        Some(proxy.metrics().clone()),
     ));
     let plugins = proxy.chain().plugins().len();
     tracing::info!(%addr, upstream = %config.upstream, plugins, "sluice listening");

@@ -11,7 +11,7 @@ use crate::config::{self, ChainFile, Config, ConfigError, LimitOverrides, unique
 use crate::plugin::{
     Capabilities, CompileCache, FailurePolicy, PluginLimits, PluginSource, PluginSpec,
 };
-use crate::proxy::{ProxySettings, default_plugin_workers, messages};
+use crate::proxy::{ConnectionLimits, ProxySettings, default_plugin_workers, messages};
 
 /// sluice: a reverse proxy for MCP servers that runs every Server-Sent Event through a
 /// chain of sandboxed WebAssembly plugins (pass, drop or modify).
@@ -311,8 +311,8 @@ pub struct RunArgs {
     pub allowed_origins: Vec<String>,
 
     /// A host name accepted in the `Host` header besides loopback names (repeatable;
-    /// `*` turns the DNS-rebinding check off). When --listen is not a loopback
-    /// address and none is given, any host is accepted.
+    /// `*` turns the DNS-rebinding check off). Required when --listen is not a
+    /// loopback address: sluice refuses to start without it.
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allowed_hosts: Vec<String>,
 
@@ -331,12 +331,16 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SLUICE_LOG_FORMAT")]
     pub log_format: LogFormat,
 
-    /// Serve the admin API (GET /admin/plugins, POST /admin/reload) on this address.
-    /// Off unless given; use a loopback address.
+    /// Serve the admin API (GET /admin/plugins, POST /admin/reload, GET /metrics) on
+    /// this address. Off unless given; use a loopback address (any other needs a
+    /// token). Requests from web pages (an Origin header, or a Host that is neither a
+    /// loopback name nor an IP address) are refused.
     #[arg(long, value_name = "ADDR", env = "SLUICE_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
-    /// Require `Authorization: Bearer <TOKEN>` on the admin API.
+    /// Require `Authorization: Bearer <TOKEN>` on the admin API. Required when
+    /// --admin-listen is not a loopback address. Prefer SLUICE_ADMIN_TOKEN or
+    /// --admin-token-file: a token on the command line is in the process list.
     #[arg(
         long,
         value_name = "TOKEN",
@@ -368,6 +372,42 @@ pub struct RunArgs {
     /// Compile every plugin at every start and reload; use no compile cache.
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Read the admin API's bearer token from this file (its first line), so that it
+    /// appears neither in the process list nor in the environment.
+    #[arg(long, value_name = "FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Close a client connection that has not sent a complete request head this many
+    /// seconds after it opened or after its previous exchange ended (slow or idle
+    /// clients, kept-alive connections left idle).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub header_read_timeout: u64,
+
+    /// Client connections served at once. Further ones are answered 503 and closed
+    /// until some end (sluice_connections_refused_total counts them).
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_connections: usize,
+
+    /// Close a client connection when a write to it makes no progress for this many
+    /// seconds: a client that stops reading its SSE stream (nginx's send_timeout).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub client_write_timeout: u64,
+
+    /// Streams one h2 client connection may have open at once.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub h2_max_concurrent_streams: u32,
+
+    /// Largest header list an h2 client may send, in bytes (decoded).
+    #[arg(long, default_value_t = 16 << 10, value_name = "BYTES")]
+    pub h2_max_header_list_bytes: u32,
+
+    /// A front proxy (an address or a range, e.g. 10.0.0.0/8; repeatable) whose
+    /// X-Forwarded-For, Forwarded and X-Real-IP headers are passed upstream. From any
+    /// other client they are removed. Either way sluice appends the client's address to
+    /// X-Forwarded-For and Forwarded.
+    #[arg(long = "trusted-proxy", value_name = "ADDR[/LEN]", value_parser = config::parse_trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `--plugin-failure` values.
@@ -523,16 +563,20 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
         file.and_then(|f| f.allow_origins.clone()),
         run.allowed_origins.clone(),
     );
-    let mut allowed_hosts = pick(
+    let allowed_hosts = pick(
         matches,
         "allowed_hosts",
         file.and_then(|f| f.allow_hosts.clone()),
         run.allowed_hosts.clone(),
     );
-    if allowed_hosts.is_empty() && !listen.ip().is_loopback() {
-        // Reached by other machines under names we cannot guess; app::start warns.
-        allowed_hosts.push("*".to_string());
-    }
+
+    let connections = connection_limits(run, matches, file)?;
+    let trusted_proxies = pick(
+        matches,
+        "trusted_proxies",
+        file.and_then(|f| f.trusted_proxies.clone()),
+        run.trusted_proxies.clone(),
+    );
 
     let message_limits = messages::Limits {
         max_batch: pick(
@@ -599,6 +643,8 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             shutdown_grace: Duration::from_secs(run.shutdown_grace),
             message_limits,
             plugin_workers,
+            connections,
+            trusted_proxies,
         },
         cache_dir: if run.no_cache {
             None
@@ -607,6 +653,70 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
         },
         record_dir: run.record.clone(),
     })
+}
+
+/// The connection limits from the flags and the file (the file's values unless a flag
+/// was given); every one must be at least 1, since each is a defence that is on.
+fn connection_limits(
+    run: &RunArgs,
+    matches: &ArgMatches,
+    file: Option<&config::FileConfig>,
+) -> Result<ConnectionLimits, CliError> {
+    let limits = ConnectionLimits {
+        max_connections: pick(
+            matches,
+            "max_connections",
+            file.and_then(|f| f.max_connections),
+            run.max_connections,
+        ),
+        header_read_timeout: Duration::from_secs(pick(
+            matches,
+            "header_read_timeout",
+            file.and_then(|f| f.header_read_timeout),
+            run.header_read_timeout,
+        )),
+        client_write_timeout: Duration::from_secs(pick(
+            matches,
+            "client_write_timeout",
+            file.and_then(|f| f.client_write_timeout),
+            run.client_write_timeout,
+        )),
+        h2_max_concurrent_streams: pick(
+            matches,
+            "h2_max_concurrent_streams",
+            file.and_then(|f| f.h2_max_concurrent_streams),
+            run.h2_max_concurrent_streams,
+        ),
+        h2_max_header_list_bytes: pick(
+            matches,
+            "h2_max_header_list_bytes",
+            file.and_then(|f| f.h2_max_header_list_bytes),
+            run.h2_max_header_list_bytes,
+        ),
+    };
+    let zero = [
+        ("--max-connections", limits.max_connections == 0),
+        (
+            "--header-read-timeout",
+            limits.header_read_timeout.is_zero(),
+        ),
+        (
+            "--client-write-timeout",
+            limits.client_write_timeout.is_zero(),
+        ),
+        (
+            "--h2-max-concurrent-streams",
+            limits.h2_max_concurrent_streams == 0,
+        ),
+        (
+            "--h2-max-header-list-bytes",
+            limits.h2_max_header_list_bytes == 0,
+        ),
+    ];
+    match zero.iter().find(|(_, zero)| *zero) {
+        Some((flag, _)) => Err(CliError::Invalid(format!("{flag} must be at least 1"))),
+        None => Ok(limits),
+    }
 }
 
 /// For each plugin (by position), the `--plugin-config` that follows it, if any.
@@ -841,5 +951,55 @@ mod tests {
             ]),
             Err(CliError::ConfigFile { .. })
         ));
+    }
+
+    #[test]
+    fn connection_limits_are_on_by_default_and_zero_is_refused() {
+        let c = config(&["--upstream", "http://x"]).unwrap();
+        assert_eq!(c.proxy.connections, ConnectionLimits::default());
+        assert_eq!(c.proxy.connections.max_connections, 1024);
+        assert_eq!(
+            c.proxy.connections.header_read_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            c.proxy.connections.client_write_timeout,
+            Duration::from_secs(60)
+        );
+        assert!(c.proxy.trusted_proxies.is_empty());
+        let c = config(&[
+            "--upstream",
+            "http://x",
+            "--max-connections",
+            "8",
+            "--trusted-proxy",
+            "10.1.2.3",
+            "--trusted-proxy",
+            "192.168.0.0/16",
+        ])
+        .unwrap();
+        assert_eq!(c.proxy.connections.max_connections, 8);
+        let nets: Vec<String> = c
+            .proxy
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.1.2.3/32", "192.168.0.0/16"]);
+        for flag in [
+            "--max-connections",
+            "--header-read-timeout",
+            "--client-write-timeout",
+        ] {
+            let err = config(&["--upstream", "http://x", flag, "0"]).unwrap_err();
+            assert!(err.to_string().contains(flag), "{err}");
+        }
+        assert!(config(&["--upstream", "http://x", "--trusted-proxy", "nope"]).is_err());
+    }
+
+    #[test]
+    fn a_listener_beyond_loopback_gets_no_implicit_host_wildcard() {
+        let c = config(&["--upstream", "http://x", "--listen", "0.0.0.0:8080"]).unwrap();
+        assert!(c.proxy.allowed_hosts.is_empty());
     }
 }

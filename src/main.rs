@@ -93,11 +93,16 @@ async fn run(malloc: sluice::malloc::Tuning) -> anyhow::Result<()> {
             std::process::exit(code);
         }
         None => {
-            let (admin_listen, admin_token, watch) = (
-                cli.run.admin_listen,
-                cli.run.admin_token.clone(),
-                !cli.run.no_watch,
-            );
+            let (admin_listen, watch) = (cli.run.admin_listen, !cli.run.no_watch);
+            let admin_token = match &cli.run.admin_token_file {
+                Some(path) => Some(read_token(path)?),
+                None => cli.run.admin_token.clone(),
+            };
+            if matches.value_source("admin_token") == Some(clap::parser::ValueSource::CommandLine) {
+                tracing::warn!(
+                    "--admin-token on the command line is visible in the process list; prefer SLUICE_ADMIN_TOKEN or --admin-token-file"
+                );
+            }
             let chain_file = cli.run.chain_file(&matches);
             let config = cli.run.into_config(&matches)?;
             let started = match chain_file {
@@ -131,6 +136,19 @@ async fn run(malloc: sluice::malloc::Tuning) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The admin token in `path`: its first line, without surrounding whitespace.
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --admin-token-file {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "--admin-token-file {} is empty",
+        path.display()
+    );
+    Ok(token.to_string())
 }
 
 async fn shutdown_signal() {

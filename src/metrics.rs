@@ -78,6 +78,9 @@ pub struct Metrics {
     tape_heap_buffers: Gauge,
     tape_queued_bytes: Gauge,
     refused: Family<Refusal, Counter>,
+    connections_open: Gauge,
+    connections_refused: Counter,
+    connection_timeouts: Family<Kind, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -180,6 +183,27 @@ impl Metrics {
             "JSON-RPC messages the proxy refused before any plugin saw them, by direction and reason (duplicate_name, escaped_name, not_json, batch_too_long, plugin_budget)",
             refused.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Client connections open now (at --max-connections new ones are refused)",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Client connections answered 503 and closed because --max-connections were open",
+            connections_refused.clone(),
+        );
+        let connection_timeouts = Family::<Kind, Counter>::default();
+        registry.register(
+            "connection_timeouts",
+            "Client connections closed by a timeout: header (no request head within --header-read-timeout), write (the client read nothing for --client-write-timeout)",
+            connection_timeouts.clone(),
+        );
+        for kind in ["header", "write"] {
+            let _ = connection_timeouts.get_or_create(&Kind { kind });
+        }
         for outcome in ["ok", "refused"] {
             let _ = reloads.get_or_create(&Outcome { outcome });
         }
@@ -205,6 +229,9 @@ impl Metrics {
             tape_heap_buffers,
             tape_queued_bytes,
             refused,
+            connections_open,
+            connections_refused,
+            connection_timeouts,
         }
     }
 
@@ -316,6 +343,32 @@ impl Metrics {
     /// Plugin instances alive now.
     pub fn instances_live(&self) -> i64 {
         self.instances_live.get()
+    }
+
+    /// A client connection was accepted; it counts as open until the guard drops.
+    pub fn connection_opened(&self) -> ConnectionGuard {
+        self.connections_open.inc();
+        ConnectionGuard(self.connections_open.clone())
+    }
+
+    /// A client connection was refused at the connection cap.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// A client connection was closed by a timeout: `header` or `write`.
+    pub fn connection_timeout(&self, kind: &'static str) {
+        self.connection_timeouts.get_or_create(&Kind { kind }).inc();
+    }
+}
+
+/// Keeps `connections_open` right however a connection ends.
+#[derive(Debug)]
+pub struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

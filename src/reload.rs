@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -62,6 +63,8 @@ pub struct ReloadHistory {
     pub last_error: Option<String>,
     /// When the latest attempt finished (seconds since the Unix epoch).
     pub last_attempt_unix: Option<u64>,
+    /// Reload requests being served now: the one running and those waiting for it.
+    pub in_progress: u64,
 }
 
 /// One plugin of the current chain, as the admin API shows it.
@@ -140,6 +143,14 @@ pub struct Reloader {
     busy: Mutex<()>,
     /// Where every chain counts, and where reloads are counted.
     metrics: Arc<Metrics>,
+    /// Reload requests made so far: each caller of [`Reloader::reload`] takes the next
+    /// number.
+    requested: AtomicU64,
+    /// Callers inside [`Reloader::reload`] now (running or waiting).
+    in_progress: AtomicU64,
+    /// The latest reload's result, and the highest request number it answers: every
+    /// request made before it started.
+    last: Mutex<Option<(u64, Result<u64, ReloadError>)>>,
 }
 
 impl Reloader {
@@ -188,6 +199,9 @@ impl Reloader {
             history: Mutex::new(ReloadHistory::default()),
             busy: Mutex::new(()),
             metrics,
+            requested: AtomicU64::new(0),
+            in_progress: AtomicU64::new(0),
+            last: Mutex::new(None),
         })
     }
 
@@ -204,8 +218,30 @@ impl Reloader {
     /// Builds the next generation and makes it current, or leaves everything as it
     /// is and says why. Compiles plugins: call it off the async workers
     /// (`spawn_blocking`).
+    ///
+    /// Concurrent calls share reloads instead of queueing one each: a caller gets the
+    /// result of the first reload that started after it called. While one reload runs,
+    /// every caller that arrives waits for the next, and that one reload answers them
+    /// all, so N callers at once cost at most two reloads, and none is answered with a
+    /// reload that read the files before it asked.
     pub fn reload(&self, trigger: Trigger) -> Result<u64, ReloadError> {
+        self.in_progress.fetch_add(1, Ordering::SeqCst);
+        let _leaving = Leaving(&self.in_progress);
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((answers, result)) = &*self.last.lock().unwrap_or_else(|e| e.into_inner())
+            && *answers >= ticket
+        {
+            return result.clone();
+        }
+        let answers = self.requested.load(Ordering::SeqCst);
+        let result = self.reload_now(trigger);
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((answers, result.clone()));
+        result
+    }
+
+    /// One reload, with `busy` held.
+    fn reload_now(&self, trigger: Trigger) -> Result<u64, ReloadError> {
         let serving = self.current.load().generation();
         let result = (self.source)().and_then(|specs| {
             let runtime = match &self.runtime {
@@ -265,11 +301,14 @@ impl Reloader {
                     stats: p.stats().into(),
                 })
                 .collect(),
-            reloads: self
-                .history
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            reloads: ReloadHistory {
+                in_progress: self.in_progress.load(Ordering::SeqCst),
+                ..self
+                    .history
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            },
         }
     }
 
@@ -338,6 +377,15 @@ impl Reloader {
             a == b || (a.file_name() == b.file_name() && canonical_parent(a) == canonical_parent(b))
         };
         self.watched_files().iter().any(|f| same(f, path))
+    }
+}
+
+/// Counts a caller out of [`Reloader::reload`] however it leaves.
+struct Leaving<'a>(&'a AtomicU64);
+
+impl Drop for Leaving<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

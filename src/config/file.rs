@@ -57,6 +57,18 @@ pub struct FileConfig {
     /// The `[[plugin]]` entries in file order: limits are built-in defaults, then
     /// `[defaults]`, then the entry's own values.
     pub plugins: Vec<PluginSpec>,
+    /// `header_read_timeout`, in seconds.
+    pub header_read_timeout: Option<u64>,
+    /// `max_connections`.
+    pub max_connections: Option<usize>,
+    /// `client_write_timeout`, in seconds.
+    pub client_write_timeout: Option<u64>,
+    /// `h2_max_concurrent_streams`.
+    pub h2_max_concurrent_streams: Option<u32>,
+    /// `h2_max_header_list_bytes`.
+    pub h2_max_header_list_bytes: Option<u32>,
+    /// `trusted_proxies`.
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
 }
 
 /// Why a config file cannot be used.
@@ -131,6 +143,12 @@ struct RawFile {
     defaults: RawLimits,
     #[serde(default, rename = "plugin")]
     plugins: Vec<RawPlugin>,
+    header_read_timeout: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<usize>>,
+    client_write_timeout: Option<Spanned<u64>>,
+    h2_max_concurrent_streams: Option<Spanned<u32>>,
+    h2_max_header_list_bytes: Option<Spanned<u32>>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +255,45 @@ impl Source<'_> {
         {
             return Err(self.error(ms.span(), "request_plugin_budget_ms", "must be at least 1"));
         }
+        let positive = |value: &Option<Spanned<u64>>, field: &str| match value {
+            Some(v) if *v.get_ref() == 0 => Err(self.error(v.span(), field, "must be at least 1")),
+            _ => Ok(value.as_ref().map(|v| *v.get_ref())),
+        };
+        let header_read_timeout = positive(&raw.header_read_timeout, "header_read_timeout")?;
+        let client_write_timeout = positive(&raw.client_write_timeout, "client_write_timeout")?;
+        let widen = |v: &Option<Spanned<usize>>| {
+            v.as_ref()
+                .map(|v| Spanned::new(v.span(), *v.get_ref() as u64))
+        };
+        let max_connections =
+            positive(&widen(&raw.max_connections), "max_connections")?.map(|n| n as usize);
+        let narrow = |v: &Option<Spanned<u32>>| {
+            v.as_ref()
+                .map(|v| Spanned::new(v.span(), u64::from(*v.get_ref())))
+        };
+        let h2_max_concurrent_streams = positive(
+            &narrow(&raw.h2_max_concurrent_streams),
+            "h2_max_concurrent_streams",
+        )?
+        .map(|n| n as u32);
+        let h2_max_header_list_bytes = positive(
+            &narrow(&raw.h2_max_header_list_bytes),
+            "h2_max_header_list_bytes",
+        )?
+        .map(|n| n as u32);
+        let trusted_proxies = match &raw.trusted_proxies {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, entry)| {
+                        super::parse_trusted_proxy(entry.get_ref()).map_err(|message| {
+                            self.error(entry.span(), &format!("trusted_proxies[{i}]"), message)
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         let defaults = self.limits("defaults", &raw.defaults)?;
         let base = defaults.apply(PluginLimits::default());
         let dir = base_dir(self.file);
@@ -280,6 +337,12 @@ impl Source<'_> {
             plugin_workers: raw.plugin_workers.map(Spanned::into_inner),
             defaults,
             plugins,
+            header_read_timeout,
+            max_connections,
+            client_write_timeout,
+            h2_max_concurrent_streams,
+            h2_max_header_list_bytes,
+            trusted_proxies,
         })
     }
 
@@ -970,5 +1033,35 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn connection_limits_and_trusted_proxies_are_read_and_checked() {
+        let dir = Scratch::new("connections");
+        let c = dir
+            .load(
+                "max_connections = 8\nheader_read_timeout = 5\nclient_write_timeout = 7\n\
+                 h2_max_concurrent_streams = 10\nh2_max_header_list_bytes = 4096\n\
+                 trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+            )
+            .unwrap();
+        assert_eq!(c.max_connections, Some(8));
+        assert_eq!(c.header_read_timeout, Some(5));
+        assert_eq!(c.client_write_timeout, Some(7));
+        assert_eq!(c.h2_max_concurrent_streams, Some(10));
+        assert_eq!(c.h2_max_header_list_bytes, Some(4096));
+        let nets: Vec<String> = c
+            .trusted_proxies
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "::1/128"]);
+        dir.refused("max_connections = 0\n", "1:19", "max_connections");
+        dir.refused(
+            "trusted_proxies = [\"10.0.0.0/8\", \"nope\"]\n",
+            "1:34",
+            "trusted_proxies[1]",
+        );
     }
 }

@@ -95,6 +95,15 @@ pub fn chain_from_file(path: &Path) -> Result<Vec<PluginSpec>, ConfigError> {
     Ok(load(path)?.plugins)
 }
 
+/// A `--trusted-proxy` (or `trusted_proxies` entry): an address, or a range in CIDR
+/// notation. The range's host bits are cleared (`10.1.2.3/8` is `10.0.0.0/8`).
+pub fn parse_trusted_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .map(|net| net.trunc())
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor an address range (10.0.0.0/8)"))
+}
+
 /// The file stem, made unique in the chain ("redact", "redact-2"): the default name of
 /// a plugin, the same whether it came from a flag or from the file.
 pub(crate) fn unique_name(path: &Path, taken: &[String]) -> String {

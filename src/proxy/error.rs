@@ -1,6 +1,11 @@
 //! Every way a request can fail before a response streams, and the one place each is
 //! turned into an HTTP status and, where the client is waiting on a JSON-RPC id, a
 //! JSON-RPC error body.
+//!
+//! What the client reads is a stable message per kind of failure and the request id
+//! (the stream id of the log lines), never the error itself: that names the upstream's
+//! URL and the operating system's error text, which tell a client where the server
+//! is and how the network around it looks. The error goes to the log, under that id.
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
@@ -41,8 +46,36 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    /// The response for this error. Each variant picks its status deliberately.
+    /// The response for this error, without a request id (see
+    /// [`ProxyError::into_response_for`]).
     pub fn into_response(self) -> Response<ProxyBody> {
+        self.response(None)
+    }
+
+    /// The response for this error, naming `request` (the stream id its log line
+    /// carries) so that an operator can find the reason a client was given this.
+    pub fn into_response_for(self, request: u64) -> Response<ProxyBody> {
+        self.response(Some(request))
+    }
+
+    /// What a client may be told: the request's own faults in full (they describe only
+    /// what the client sent and which flag allows it), the upstream's as a fixed text.
+    fn public_message(&self) -> String {
+        match self {
+            ProxyError::Origin(_)
+            | ProxyError::Host(_)
+            | ProxyError::RequestTooLarge { .. }
+            | ProxyError::RequestNotText => self.to_string(),
+            ProxyError::RequestRead(_) => "cannot read the request body".into(),
+            ProxyError::Upstream { .. } => "the upstream server could not be reached".into(),
+            ProxyError::UpstreamResponse { .. } => {
+                "the upstream server's response could not be used".into()
+            }
+        }
+    }
+
+    /// Each variant picks its status deliberately.
+    fn response(self, request: Option<u64>) -> Response<ProxyBody> {
         let status = match &self {
             ProxyError::Origin(_) | ProxyError::Host(_) => StatusCode::FORBIDDEN,
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -51,7 +84,10 @@ impl ProxyError {
             ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamResponse { .. } => StatusCode::BAD_GATEWAY,
         };
-        let message = format!("sluice: {self}");
+        let message = match request {
+            Some(id) => format!("sluice: {} (request {id})", self.public_message()),
+            None => format!("sluice: {}", self.public_message()),
+        };
         let rpc_body = match &self {
             ProxyError::Upstream { request, .. } | ProxyError::UpstreamResponse { request, .. } => {
                 request.error_body(jsonrpc::UPSTREAM_FAILED, &message)
@@ -71,5 +107,38 @@ impl ProxyError {
             .header(header::CONTENT_TYPE, content_type)
             .body(full(body))
             .expect("static status and header form a valid response")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_are_described_by_a_fixed_text_and_the_request_id() {
+        let leaky = "http://10.1.2.3:8443/private unreachable: Connection refused (os error 111)";
+        let error = ProxyError::UpstreamResponse {
+            reason: leaky.into(),
+            request: Summary::of(br#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#),
+        };
+        assert!(
+            error.to_string().contains("10.1.2.3"),
+            "the log keeps the reason"
+        );
+        let response = error.into_response_for(41);
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let body = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(
+            response.into_body(),
+        ))
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            !body.contains("10.1.2.3") && !body.contains("os error"),
+            "{body}"
+        );
+        assert!(body.contains("(request 41)"), "{body}");
+        assert!(body.contains(r#""id":3"#), "{body}");
     }
 }

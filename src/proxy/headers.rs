@@ -239,6 +239,54 @@ pub fn for_sse(headers: &mut HeaderMap) {
         .or_insert(HeaderValue::from_static("no"));
 }
 
+/// Headers that say who the client is and how it reached the first proxy. Believed only
+/// from a trusted proxy: from anyone else they are whatever the client chose to claim
+/// (an address an upstream's allow-list or rate limit trusts, a host or scheme it
+/// builds URLs from).
+const FORWARDING: [&str; 6] = [
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+];
+
+/// The forwarding headers of the upstream request. From a peer that is not a trusted
+/// proxy, every client-supplied one is removed; then the peer is appended to
+/// `X-Forwarded-For` and `Forwarded` (a trusted proxy's own entries stay before it, as
+/// each hop appends itself). Without a peer (a request that did not come from a socket)
+/// nothing is added.
+pub fn set_forwarding(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>, trusted: bool) {
+    if !trusted {
+        for name in FORWARDING {
+            headers.remove(name);
+        }
+    }
+    let Some(peer) = peer else {
+        return;
+    };
+    let node = match peer {
+        std::net::IpAddr::V4(v4) => format!("for={v4}"),
+        std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+    };
+    for (name, entry) in [("x-forwarded-for", peer.to_string()), ("forwarded", node)] {
+        let before: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let value = if before.is_empty() {
+            entry
+        } else {
+            format!("{}, {entry}", before.join(", "))
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +479,35 @@ mod tests {
         );
         assert_eq!(h["mcp-method"], "ping");
         assert!(!h.contains_key("mcp-param-region"));
+    }
+
+    #[test]
+    fn forwarding_headers_are_believed_only_from_a_trusted_proxy() {
+        let spoofed = || {
+            let mut h = HeaderMap::new();
+            h.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+            h.append("x-forwarded-for", HeaderValue::from_static("7.7.7.7"));
+            h.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+            h.insert("x-real-ip", HeaderValue::from_static("6.6.6.6"));
+            h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            h
+        };
+        let mut h = spoofed();
+        set_forwarding(&mut h, Some("10.0.0.9".parse().unwrap()), false);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["forwarded"], "for=10.0.0.9");
+        assert!(!h.contains_key("x-real-ip"));
+        assert!(!h.contains_key("x-forwarded-proto"));
+
+        let mut h = spoofed();
+        set_forwarding(&mut h, Some("::1".parse().unwrap()), true);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 7.7.7.7, ::1");
+        assert_eq!(h["forwarded"], "for=6.6.6.6, for=\"[::1]\"");
+        assert_eq!(h["x-real-ip"], "6.6.6.6");
+        assert_eq!(h["x-forwarded-proto"], "https");
+
+        let mut h = spoofed();
+        set_forwarding(&mut h, None, false);
+        assert!(h.is_empty(), "{h:?}");
     }
 }

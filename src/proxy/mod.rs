@@ -37,7 +37,7 @@ use jsonrpc::Summary;
 use legacy::EndpointRewrite;
 use messages::ToServer;
 use recording::TapeStream;
-pub use server::{Handler, serve, serve_draining};
+pub use server::{ClientAddr, ConnectionLimits, Handler, serve, serve_draining, serve_limited};
 use sse_body::InterceptedSse;
 
 use crate::metrics::Metrics;
@@ -80,6 +80,11 @@ pub struct ProxySettings {
     /// this number wait their turn: a few clients with heavy requests cannot stall
     /// every stream, `/metrics` and the admin API.
     pub plugin_workers: usize,
+    /// What one client connection may hold, and how many there may be.
+    pub connections: ConnectionLimits,
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are believed (a
+    /// front proxy); anyone else's are removed before the request goes upstream.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ProxySettings {
@@ -92,6 +97,8 @@ impl Default for ProxySettings {
             shutdown_grace: std::time::Duration::from_secs(10),
             message_limits: messages::Limits::default(),
             plugin_workers: default_plugin_workers(),
+            connections: ConnectionLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -204,7 +211,7 @@ impl Proxy {
             Ok(response) => response,
             Err(error) => {
                 span.in_scope(|| tracing::warn!(%error, "request answered by the proxy"));
-                error.into_response()
+                error.into_response_for(stream_id)
             }
         }
     }
@@ -219,6 +226,10 @@ impl Proxy {
         origin::allowed(request.headers(), &self.settings.allowed_origins)
             .map_err(ProxyError::Origin)?;
         let client_host = request_host(&request);
+        let peer = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|ClientAddr(addr)| addr.ip().to_canonical());
         origin::host_allowed(client_host.as_deref(), &self.settings.allowed_hosts)
             .map_err(ProxyError::Host)?;
         let (parts, body) = request.into_parts();
@@ -286,6 +297,13 @@ impl Proxy {
         *upstream_request.method_mut() = parts.method.clone();
         *upstream_request.uri_mut() = self.upstream.uri_for(parts.uri.path_and_query());
         *upstream_request.headers_mut() = headers::for_upstream(parts.headers);
+        let trusted = peer.is_some_and(|ip| {
+            self.settings
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&ip))
+        });
+        headers::set_forwarding(upstream_request.headers_mut(), peer, trusted);
         if let Some(body) = &rewritten {
             headers::sync_mcp_routing(upstream_request.headers_mut(), &original, body);
         }
@@ -456,10 +474,8 @@ impl Proxy {
                 stream = session.meta().stream_id,
                 "request answered by the proxy: body is not UTF-8"
             );
-            return (
-                session,
-                Forward::Answer(ProxyError::RequestNotText.into_response()),
-            );
+            let answer = ProxyError::RequestNotText.into_response_for(session.meta().stream_id);
+            return (session, Forward::Answer(answer));
         };
         let limits = self.settings.message_limits;
         let (session, decided) = self

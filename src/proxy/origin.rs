@@ -61,6 +61,15 @@ fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || matches!(host, "127.0.0.1" | "::1")
 }
 
+/// Whether `host` (a `Host` value, with or without port) is a loopback name or an IP
+/// literal: the hosts a request can carry without a DNS name chosen by someone else.
+/// DNS rebinding needs the attacker's own name in `Host`; a page whose origin is an IP
+/// address was served from that address, and the admin API serves no pages.
+pub fn host_is_loopback_or_address(host: &str) -> bool {
+    let name = host_name(host);
+    is_loopback_host(name) || name.parse::<std::net::IpAddr>().is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +115,25 @@ mod tests {
         assert!(host_allowed(Some("127.0.0.1.evil.example"), &[]).is_err());
         assert!(host_allowed(Some("mcp.internal:8080"), &["mcp.internal".into()]).is_ok());
         assert!(host_allowed(Some("anything"), &["*".into()]).is_ok());
+    }
+
+    #[test]
+    fn admin_hosts_are_loopback_names_or_addresses() {
+        for h in [
+            "127.0.0.1:9090",
+            "localhost",
+            "[::1]:9090",
+            "10.0.0.5:9090",
+            "[fd00::1]",
+        ] {
+            assert!(host_is_loopback_or_address(h), "{h}");
+        }
+        for h in [
+            "rebind.evil.example:9090",
+            "127.0.0.1.evil.example",
+            "mcp.internal",
+        ] {
+            assert!(!host_is_loopback_or_address(h), "{h}");
+        }
     }
 }

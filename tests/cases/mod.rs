@@ -5,6 +5,7 @@ mod conformance;
 mod demo;
 mod faults;
 mod guard;
+mod ingress;
 mod languages;
 mod loadgen;
 mod malicious;
