@@ -180,7 +180,10 @@ pub async fn start_with_source(
     let recorder = match config.record_dir.clone() {
         Some(dir) => {
             let (path, upstream_url) = (dir.display().to_string(), config.upstream.clone());
-            let made = tokio::task::spawn_blocking(move || Recorder::create(&dir, &upstream_url))
+            let (settings, over_cap) = (config.tape.clone(), reloader.metrics().tape_over_cap());
+            let made = tokio::task::spawn_blocking(move || {
+                Recorder::with_settings(&dir, &upstream_url, &settings, over_cap)
+            })
                 .await
                 .map_err(|e| RecordError::Create {
                     path,

@@ -347,6 +347,23 @@ pub struct RunArgs {
     /// Compile every plugin at every start and reload; use no compile cache.
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Largest tape (--record), in bytes of records and data together: at the cap,
+    /// recording stops (one warning; what is not recorded is counted in
+    /// sluice_tape_records_over_cap) and proxying goes on. 0: no cap. At least 1 MiB.
+    #[arg(long, default_value_t = crate::tape::MAX_BYTES, value_name = "BYTES")]
+    pub tape_max_bytes: u64,
+
+    /// Query parameters whose values are written to a tape as REDACTED (names in any
+    /// case, comma-separated). Giving it replaces the whole list: keep the defaults you
+    /// want; an empty value redacts nothing.
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        default_values_t = crate::tape::REDACT_QUERY.iter().map(|n| n.to_string())
+    )]
+    pub tape_redact_query: Vec<String>,
 }
 
 /// `--plugin-failure` values.
@@ -556,6 +573,41 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             run.cache_dir.clone().or_else(CompileCache::default_dir)
         },
         record_dir: run.record.clone(),
+        tape: tape_settings(run, matches, file)?,
+    })
+}
+
+/// `--tape-max-bytes` and `--tape-redact-query`, over the file's `tape_max_bytes` and
+/// `tape_redact_query`.
+fn tape_settings(
+    run: &RunArgs,
+    matches: &ArgMatches,
+    file: Option<&config::FileConfig>,
+) -> Result<crate::tape::TapeSettings, CliError> {
+    let max_bytes = pick(
+        matches,
+        "tape_max_bytes",
+        file.and_then(|f| f.tape_max_bytes),
+        run.tape_max_bytes,
+    );
+    if max_bytes != 0 && max_bytes < config::file::MIN_TAPE_BYTES {
+        return Err(CliError::Invalid(
+            "--tape-max-bytes must be 0 (no cap) or at least 1048576 (1 MiB)".into(),
+        ));
+    }
+    let redact_query = pick(
+        matches,
+        "tape_redact_query",
+        file.and_then(|f| f.tape_redact_query.clone()),
+        run.tape_redact_query.clone(),
+    )
+    .into_iter()
+    .map(|name| name.trim().to_string())
+    .filter(|name| !name.is_empty())
+    .collect();
+    Ok(crate::tape::TapeSettings {
+        max_bytes,
+        redact_query,
     })
 }
 

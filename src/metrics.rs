@@ -71,6 +71,7 @@ pub struct Metrics {
     tape_buffer_bytes: Gauge,
     tape_heap_buffers: Gauge,
     tape_queued_bytes: Gauge,
+    tape_over_cap: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -167,6 +168,12 @@ impl Metrics {
             "Bytes of recorded chunks waiting for the recorder's writer (at 256 MiB new ones are dropped)",
             tape_queued_bytes.clone(),
         );
+        let tape_over_cap = Counter::default();
+        registry.register(
+            "tape_records_over_cap",
+            "Tape records not recorded because the tape reached its size cap (--tape-max-bytes; recording stopped there)",
+            tape_over_cap.clone(),
+        );
         for outcome in ["ok", "refused"] {
             let _ = reloads.get_or_create(&Outcome { outcome });
         }
@@ -191,6 +198,7 @@ impl Metrics {
             tape_buffer_bytes,
             tape_heap_buffers,
             tape_queued_bytes,
+            tape_over_cap,
         }
     }
 
@@ -297,6 +305,12 @@ impl Metrics {
     /// Plugin instances alive now.
     pub fn instances_live(&self) -> i64 {
         self.instances_live.get()
+    }
+
+    /// The counter of tape records not recorded because of the size cap, for the
+    /// recorder to count into as it happens (a handle: the same counter).
+    pub fn tape_over_cap(&self) -> Counter {
+        self.tape_over_cap.clone()
     }
 }
 

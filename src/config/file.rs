@@ -28,6 +28,10 @@ pub const MAX_MEMORY_MIB: usize = 4096;
 /// ordinary MCP response would not fit.
 pub const MIN_EVENT_BYTES: usize = 1024;
 
+/// Smallest `tape_max_bytes` other than 0 (the floor `--tape-max-bytes` has too): room
+/// for the header and the first chunks.
+pub const MIN_TAPE_BYTES: u64 = 1 << 20;
+
 /// A config file, checked: every plugin file exists, every limit is usable, names are
 /// unique, and relative paths are resolved against the file's directory. Settings the
 /// file leaves out are `None` so that flags and built-in defaults can fill them.
@@ -51,6 +55,10 @@ pub struct FileConfig {
     /// The `[[plugin]]` entries in file order: limits are built-in defaults, then
     /// `[defaults]`, then the entry's own values.
     pub plugins: Vec<PluginSpec>,
+    /// `tape_max_bytes`.
+    pub tape_max_bytes: Option<u64>,
+    /// `tape_redact_query`.
+    pub tape_redact_query: Option<Vec<String>>,
 }
 
 /// Why a config file cannot be used.
@@ -122,6 +130,8 @@ struct RawFile {
     defaults: RawLimits,
     #[serde(default, rename = "plugin")]
     plugins: Vec<RawPlugin>,
+    tape_max_bytes: Option<Spanned<u64>>,
+    tape_redact_query: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +221,16 @@ impl Source<'_> {
                 format!("must be at least {MIN_EVENT_BYTES}"),
             ));
         }
+        let tape_max_bytes = match &raw.tape_max_bytes {
+            Some(max) if *max.get_ref() != 0 && *max.get_ref() < MIN_TAPE_BYTES => {
+                return Err(self.error(
+                    max.span(),
+                    "tape_max_bytes",
+                    format!("must be 0 (no cap) or at least {MIN_TAPE_BYTES}"),
+                ));
+            }
+            max => max.as_ref().map(|m| *m.get_ref()),
+        };
         let defaults = self.limits("defaults", &raw.defaults)?;
         let base = defaults.apply(PluginLimits::default());
         let dir = base_dir(self.file);
@@ -249,6 +269,8 @@ impl Source<'_> {
             allow_hosts: raw.allow_hosts,
             defaults,
             plugins,
+            tape_max_bytes,
+            tape_redact_query: raw.tape_redact_query,
         })
     }
 

@@ -39,6 +39,7 @@ async fn recording_sluice(upstream: &str, dir: &Path) -> Running {
         proxy: Default::default(),
         cache_dir: None,
         record_dir: Some(dir.to_path_buf()),
+        tape: Default::default(),
     })
     .await
     .expect("sluice starts")
