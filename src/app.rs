@@ -184,11 +184,11 @@ pub async fn start_with_source(
             let made = tokio::task::spawn_blocking(move || {
                 Recorder::with_settings(&dir, &upstream_url, &settings, over_cap)
             })
-                .await
-                .map_err(|e| RecordError::Create {
-                    path,
-                    source: std::io::Error::other(e),
-                })?;
+            .await
+            .map_err(|e| RecordError::Create {
+                path,
+                source: std::io::Error::other(e),
+            })?;
             Some(made?)
         }
         None => None,

@@ -841,4 +841,47 @@ mod tests {
             Err(CliError::ConfigFile { .. })
         ));
     }
+
+    #[test]
+    fn tape_settings_default_safe_and_flags_override_the_file() {
+        let c = config(&["--upstream", "http://x"]).unwrap();
+        assert_eq!(c.tape, crate::tape::TapeSettings::default());
+        assert_eq!(c.tape.max_bytes, 1 << 30);
+        assert!(c.tape.redact_query.iter().any(|n| n == "api_key"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(
+            &file,
+            "upstream = \"http://x\"\ntape_max_bytes = 2097152\ntape_redact_query = [\"sid\"]\n",
+        )
+        .unwrap();
+        let file = file.display().to_string();
+        let c = config(&["--config", &file]).unwrap();
+        assert_eq!(c.tape.max_bytes, 2 << 20);
+        assert_eq!(c.tape.redact_query, ["sid"]);
+        let c = config(&[
+            "--config",
+            &file,
+            "--tape-max-bytes",
+            "0",
+            "--tape-redact-query",
+            "a, B",
+        ])
+        .unwrap();
+        assert_eq!(c.tape.max_bytes, 0);
+        assert_eq!(c.tape.redact_query, ["a", "B"]);
+        let c = config(&["--upstream", "http://x", "--tape-redact-query", ""]).unwrap();
+        assert!(c.tape.redact_query.is_empty());
+        assert!(matches!(
+            config(&["--upstream", "http://x", "--tape-max-bytes", "1000"]),
+            Err(CliError::Invalid(_))
+        ));
+        std::fs::write(dir.path().join("small.toml"), "tape_max_bytes = 10\n").unwrap();
+        let small = dir.path().join("small.toml").display().to_string();
+        let error = config(&["--upstream", "http://x", "--config", &small])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("tape_max_bytes"), "{error}");
+    }
 }

@@ -386,11 +386,8 @@ impl CompileCache {
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
         let digest = Sha256::digest(image);
-        let flags = OFlags::WRONLY
-            | OFlags::CREATE
-            | OFlags::EXCL
-            | OFlags::NOFOLLOW
-            | OFlags::CLOEXEC;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&*self.fd, tmp.as_str(), flags, Mode::from_raw_mode(0o600))?;
         let written = (|| -> io::Result<()> {
             let mut file = fs::File::from(fd);
@@ -720,7 +717,11 @@ mod tests {
         // The bytes are valid (checksum and all): only the owner is wrong.
         std::os::unix::fs::chown(&path, Some(STRANGER), Some(STRANGER)).unwrap();
         let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
-        assert_eq!(loaded.cache, CacheStatus::Miss, "a foreign file was deserialised");
+        assert_eq!(
+            loaded.cache,
+            CacheStatus::Miss,
+            "a foreign file was deserialised"
+        );
         assert_works(&rt, &loaded);
         assert_rewritten(&path, &good);
         let again = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
@@ -738,7 +739,11 @@ mod tests {
         for mode in [0o620, 0o602, 0o666] {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
             let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
-            assert_eq!(loaded.cache, CacheStatus::Miss, "mode {mode:o} deserialised");
+            assert_eq!(
+                loaded.cache,
+                CacheStatus::Miss,
+                "mode {mode:o} deserialised"
+            );
             assert_works(&rt, &loaded);
             assert_rewritten(&path, &good);
         }
@@ -759,7 +764,11 @@ mod tests {
         assert_eq!(loaded.cache, CacheStatus::Miss, "a symlink was followed");
         assert_works(&rt, &loaded);
         assert_rewritten(&path, &good);
-        assert_eq!(fs::read(&elsewhere).unwrap(), good, "the target is untouched");
+        assert_eq!(
+            fs::read(&elsewhere).unwrap(),
+            good,
+            "the target is untouched"
+        );
 
         // A hard link: the same file is also reachable (and writable) elsewhere.
         fs::remove_file(&path).unwrap();
@@ -812,7 +821,11 @@ mod tests {
         // is planted in it (here: the valid one, owned by us, as a stand-in for any).
         fs::set_permissions(&tmp.0, fs::Permissions::from_mode(0o777)).unwrap();
         let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
-        assert_eq!(loaded.cache, CacheStatus::Miss, "an open directory was trusted");
+        assert_eq!(
+            loaded.cache,
+            CacheStatus::Miss,
+            "an open directory was trusted"
+        );
         assert_works(&rt, &loaded);
         let mode = fs::metadata(&tmp.0).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700, "ours: closed again");

@@ -735,7 +735,9 @@ mod tests {
             )
         );
         let lines = std::fs::read_to_string(recorder.path()).unwrap();
-        for secret in ["s3cret", "t0k", "k3y", "=at", "pw", "sg", "c0de", "=sh", "=au", "=ak", "enc"] {
+        for secret in [
+            "s3cret", "t0k", "k3y", "=at", "pw", "sg", "c0de", "=sh", "=au", "=ak", "enc",
+        ] {
             assert!(!lines.contains(secret), "{secret} is on the tape: {lines}");
         }
     }
@@ -784,7 +786,11 @@ mod tests {
         assert!(recorder.capped(), "the cap was not reached");
         let lost = recorder.over_cap();
         assert!(lost > 0);
-        assert_eq!(recorder.dropped(), 0, "counted as dropped, not as over the cap");
+        assert_eq!(
+            recorder.dropped(),
+            0,
+            "counted as dropped, not as over the cap"
+        );
         assert!(
             metrics
                 .encode()
@@ -796,13 +802,21 @@ mod tests {
         // at most an eighth of the lines), and what is on the tape reads back: a
         // prefix of the stream.
         let lines = std::fs::metadata(recorder.path()).unwrap().len();
-        assert!(tape_bytes(&recorder) <= cap + lines / 8, "{}", tape_bytes(&recorder));
+        assert!(
+            tape_bytes(&recorder) <= cap + lines / 8,
+            "{}",
+            tape_bytes(&recorder)
+        );
         let records = format::read(recorder.path()).unwrap();
         let back: Vec<Event> = records
             .iter()
             .filter_map(|r| r.sent_event().map(Event::from))
             .collect();
-        assert!(!back.is_empty() && back.len() < sent.len(), "{}", back.len());
+        assert!(
+            !back.is_empty() && back.len() < sent.len(),
+            "{}",
+            back.len()
+        );
         assert!(back[..] == sent[..back.len()]);
         // Recording stays stopped: later streams are counted, not written.
         let before = tape_bytes(&recorder);

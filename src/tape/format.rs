@@ -398,7 +398,10 @@ fn data_file(records: &[Record], name: &str) -> Result<Option<String>, TapeError
         // A file beside the tape, nothing else: a tape from elsewhere must not make
         // `tape serve` read (and serve) any file it names.
         Some(file)
-            if file.is_empty() || file.contains(['/', '\\', '\0']) || file == ".." || file == "." =>
+            if file.is_empty()
+                || file.contains(['/', '\\', '\0'])
+                || file == ".."
+                || file == "." =>
         {
             Err(TapeError::Header {
                 path: name.to_string(),
@@ -923,7 +926,11 @@ mod tests {
         let raw = r#"{"type":"raw","stream":1,"t_ms":0,"data_at":[0,18]}"#;
         // Before the fix, the reader counted to u64::MAX looking for the events.
         let passed = r#"{"type":"passed","stream":1,"t_ms":0,"first":1,"count":18446744073709551615,"steps":[]}"#;
-        let tape = tape_in(tmp.path(), &[HEADER_3, raw, passed], Some(b"data: a\n\ndata: b\n\n"));
+        let tape = tape_in(
+            tmp.path(),
+            &[HEADER_3, raw, passed],
+            Some(b"data: a\n\ndata: b\n\n"),
+        );
         let records = read(&tape).unwrap();
         assert_eq!(received_data(&records), [Some("b".to_string())]);
     }

@@ -16,9 +16,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use prometheus_client::metrics::counter::Counter;
 
 use super::chunk::{Chunk, DataParts, Pool};
+use super::create;
 use super::data_buf::{Arena, REGION};
 use super::file::{BLOCK, DataFile, TapeFile};
-use super::create;
 use super::format::{FORMAT, Record, VERSION};
 
 /// Buffers for event data made when recording starts (whole regions of the arena):
@@ -170,6 +170,7 @@ impl Recorder {
 
     /// [`Recorder::create`] with a queue of at most `limits` (tests make the writer
     /// fall behind with small ones) and `premade` bytes of buffers.
+    #[cfg(test)]
     pub(crate) fn with_queue(
         dir: &Path,
         upstream: &str,
@@ -177,7 +178,14 @@ impl Recorder {
         premade: usize,
     ) -> Result<Self, RecordError> {
         let settings = TapeSettings::default();
-        Self::open(dir, upstream, limits, premade, &settings, Counter::default())
+        Self::open(
+            dir,
+            upstream,
+            limits,
+            premade,
+            &settings,
+            Counter::default(),
+        )
     }
 
     fn open(
@@ -737,7 +745,11 @@ mod tests {
     /// The mode bits of `path` itself (not of a symlink's target).
     fn mode_of(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
     }
 
     #[test]
@@ -747,7 +759,11 @@ mod tests {
         let recorder = Recorder::create(&dir, "http://up").unwrap();
         recorder.sync();
         assert_eq!(mode_of(&dir), 0o700, "the tape directory");
-        assert_eq!(mode_of(&tmp.path().join("tapes")), 0o700, "a parent it made");
+        assert_eq!(
+            mode_of(&tmp.path().join("tapes")),
+            0o700,
+            "a parent it made"
+        );
         assert_eq!(mode_of(recorder.path()), 0o600, "the tape");
         assert_eq!(
             mode_of(&recorder.path().with_extension("data")),
