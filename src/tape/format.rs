@@ -302,6 +302,7 @@ pub fn read(path: &Path) -> Result<Vec<Record>, TapeError> {
         path: name.clone(),
         source,
     })?;
+    let tape_len = file.metadata().map_or(0, |m| m.len());
     let records = parse(std::io::BufReader::new(file), &name)?;
     let data = match data_file(&records, &name)? {
         Some(file) => {
@@ -322,7 +323,8 @@ pub fn read(path: &Path) -> Result<Vec<Record>, TapeError> {
         }
         None => None,
     };
-    finish(records, data.as_ref(), &name)
+    let input = tape_len.saturating_add(data.as_ref().map_or(0, |d| d.len));
+    finish(records, data.as_ref(), &name, input)
 }
 
 /// [`read`] over a tape and its data file in memory (`data`: the data file's bytes,
@@ -345,7 +347,8 @@ pub fn read_bytes(tape: &[u8], data: Option<&[u8]>) -> Result<Vec<Record>, TapeE
         }
         (None, _) => None,
     };
-    finish(records, data.as_ref(), name)
+    let input = (tape.len() as u64).saturating_add(data.as_ref().map_or(0, |d| d.len));
+    finish(records, data.as_ref(), name, input)
 }
 
 /// The records of a tape's lines, blank lines skipped.
@@ -413,10 +416,13 @@ fn data_file(records: &[Record], name: &str) -> Result<Option<String>, TapeError
 }
 
 /// Resolves `data_at` references and expands version 3's `raw` and `passed` records.
+/// `input`: the bytes of the tape and its data file, which bound what the expansion
+/// of `passed` runs may make ([`STEPS_PER_INPUT_BYTE`]).
 fn finish(
     mut records: Vec<Record>,
     data: Option<&DataFile<'_>>,
     name: &str,
+    input: u64,
 ) -> Result<Vec<Record>, TapeError> {
     for record in &mut records {
         if let Record::Event { received, sent, .. } = record {
@@ -429,7 +435,7 @@ fn finish(
         .iter()
         .any(|r| matches!(r, Record::Raw { .. } | Record::Passed { .. }));
     if raw {
-        records = expand_raw(records, data, name)?;
+        records = expand_raw(records, data, name, input)?;
     }
     Ok(records)
 }
@@ -448,6 +454,14 @@ struct DataFile<'a> {
     len: u64,
     budget: std::cell::Cell<u64>,
 }
+
+/// How many bytes of steps the expansion of `passed` runs may make per byte of tape
+/// and data file, and in any case ([`read`]): a run's steps are copied to each of its
+/// events, so a tape of a long run and a long step list would otherwise make the
+/// reader allocate their product. Real tapes stay far below: a few plugins' steps
+/// (tens of bytes each) per event of tens of bytes or more.
+const STEPS_PER_INPUT_BYTE: u64 = 64;
+const STEPS_ALWAYS: u64 = 64 << 20;
 
 /// One stream's events decoded from its `raw` records and not yet claimed by a
 /// `passed` or `event` record: `(seq, t_ms, event)`.
@@ -515,7 +529,14 @@ fn expand_raw(
     records: Vec<Record>,
     data: Option<&DataFile<'_>>,
     tape: &str,
+    input: u64,
 ) -> Result<Vec<Record>, TapeError> {
+    // A `passed` run is run-length encoded: its steps are copied to each of its events.
+    // Bytes of steps copied so far, and how many a tape of `input` bytes may make.
+    let mut copied = 0u64;
+    let may_copy = input
+        .saturating_mul(STEPS_PER_INPUT_BYTE)
+        .saturating_add(STEPS_ALWAYS);
     let mut streams: std::collections::HashMap<u64, Decoded> = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(records.len());
     let mut missing = 0u64;
@@ -546,6 +567,10 @@ fn expand_raw(
                         ..s
                     })
                     .collect();
+                let size: u64 = steps
+                    .iter()
+                    .map(|s| (s.plugin.len() + s.verdict.len()) as u64 + 32)
+                    .sum();
                 // Over the events there are, not over `count`: a tape's `count` is
                 // not trusted (`u64::MAX` would loop for ever).
                 let mut found = 0u64;
@@ -553,6 +578,16 @@ fn expand_raw(
                     decoded.take_range(first, first.saturating_add(count))
                 {
                     found += 1;
+                    copied = copied.saturating_add(size);
+                    if copied > may_copy {
+                        return Err(TapeError::Header {
+                            path: tape.to_string(),
+                            reason: format!(
+                                "passed runs expand to more than {may_copy} bytes of steps \
+                                 (the tape and its data are {input} bytes)"
+                            ),
+                        });
+                    }
                     out.push(Record::Event {
                         stream,
                         t_ms,
@@ -918,6 +953,32 @@ mod tests {
             let error = read(&tape).expect_err(what).to_string();
             assert!(error.contains("t.data (bytes "), "{what}: {error}");
         }
+    }
+
+    #[test]
+    fn a_long_run_with_long_steps_is_refused_before_it_takes_their_product() {
+        // 2 000 tiny events and one step with a 100 KB name: 200 MB of steps copied
+        // from 114 KB of input (a real tape: tens of bytes of steps per event).
+        let events = 2000;
+        let data = "data\n\n".repeat(events);
+        let raw = format!(
+            r#"{{"type":"raw","stream":1,"t_ms":0,"data_at":[0,{}]}}"#,
+            data.len()
+        );
+        let name = "p".repeat(100_000);
+        let passed = format!(
+            r#"{{"type":"passed","stream":1,"t_ms":0,"first":0,"count":{events},"steps":[{{"plugin":"{name}","verdict":"pass","micros":1,"fuel":1}}]}}"#
+        );
+        let tape = [HEADER_3, &raw, &passed].join("\n");
+        let error = read_bytes(tape.as_bytes(), Some(data.as_bytes()))
+            .expect_err("the product was allocated")
+            .to_string();
+        assert!(error.contains("bytes of steps"), "{error}");
+        // The same run with a real step list reads.
+        let passed = passed.replace(&name, "redact");
+        let tape = [HEADER_3, &raw, &passed].join("\n");
+        let records = read_bytes(tape.as_bytes(), Some(data.as_bytes())).unwrap();
+        assert_eq!(records.len(), 1 + events);
     }
 
     #[test]
