@@ -138,6 +138,7 @@ impl CompileCache {
         builder.recursive(true);
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(&dir).map_err(fail)?;
+        trust_path(&dir).map_err(fail)?;
         let fd = rustix::fs::open(
             dir.as_path(),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -403,6 +404,50 @@ impl CompileCache {
         }
         written
     }
+}
+
+/// Checks the way to `dir`: every directory above it must be owned by root or the
+/// current user and writable by nobody else (or sticky, as `/tmp`), and every symlink
+/// on the way owned by one of them. Otherwise someone else could swap a directory on
+/// the path for a symlink to a directory of their choosing, and sluice, as root, would
+/// close it to 0700 and empty it of `.cwasm` files (see [`CompileCache::trust_dir`]),
+/// or a directory of theirs holding files they planted under our uid's name.
+fn trust_path(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::absolute(dir)?;
+    let me = rustix::process::geteuid().as_raw();
+    let mut prefix = PathBuf::new();
+    let mut components = dir.components().peekable();
+    while let Some(component) = components.next() {
+        prefix.push(component);
+        let last = components.peek().is_none();
+        let meta = fs::symlink_metadata(&prefix)?;
+        let trusted_owner = meta.uid() == 0 || meta.uid() == me;
+        let unsafe_reason = if !trusted_owner {
+            Some(format!("owned by uid {}", meta.uid()))
+        } else if meta.file_type().is_symlink() || last {
+            // A symlink's own mode means nothing; the cache directory itself is
+            // checked (and fixed if need be) by `trust_dir`.
+            None
+        } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+            Some(format!(
+                "mode {:o}: writable by others",
+                meta.mode() & 0o7777
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = unsafe_reason {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} on the way to it is {reason}: not trusted with code to run",
+                    prefix.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why a cached file was not read.
@@ -843,5 +888,49 @@ mod tests {
         assert_eq!(loaded.cache, CacheStatus::Miss);
         assert!(!path.exists(), "written into another user's directory");
         std::os::unix::fs::chown(&tmp.0, Some(rustix::process::geteuid().as_raw()), None).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_directory_reached_through_another_users_directory_or_symlink_is_not_used() {
+        let tmp = TempDir::new("path");
+        fs::create_dir_all(&tmp.0).unwrap();
+        if !can_chown(&tmp.0) {
+            return;
+        }
+        // Under a directory someone else owns: they could swap `cache` for anything.
+        let theirs = tmp.0.join("theirs");
+        fs::create_dir_all(theirs.join("cache")).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(STRANGER), None).unwrap();
+        let err = CompileCache::new(theirs.join("cache")).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+
+        // Through their symlink to a directory of ours that is open to others: sluice
+        // must not close and empty a directory someone else pointed it at.
+        use std::os::unix::fs::PermissionsExt;
+        let ours = tmp.0.join("ours");
+        fs::create_dir_all(&ours).unwrap();
+        fs::write(ours.join("keep.cwasm"), b"not ours to delete").unwrap();
+        fs::set_permissions(&ours, fs::Permissions::from_mode(0o755)).unwrap();
+        let link = tmp.0.join("link");
+        std::os::unix::fs::symlink(&ours, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(STRANGER), None).unwrap();
+        let err = CompileCache::new(&link).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+        assert_eq!(
+            fs::metadata(&ours).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert!(ours.join("keep.cwasm").exists());
+
+        // A group-writable directory on the way (not sticky): refused too.
+        let open = tmp.0.join("open");
+        fs::create_dir_all(open.join("cache")).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o775)).unwrap();
+        let err = CompileCache::new(open.join("cache")).unwrap_err();
+        assert!(err.to_string().contains("writable by others"), "{err}");
+        // Sticky, as /tmp: fine.
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        CompileCache::new(open.join("cache")).unwrap();
     }
 }
