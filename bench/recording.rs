@@ -102,6 +102,7 @@ async fn proxy(upstream: SocketAddr, record: Option<std::path::PathBuf>) -> Runn
         proxy: Default::default(),
         cache_dir: None,
         record_dir: record,
+        tape: Default::default(),
     })
     .await
     .unwrap()

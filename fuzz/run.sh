@@ -22,7 +22,7 @@ seconds=$1
 shift
 
 cd "$(dirname "$0")"
-all=(sse_decoder jsonrpc sse_encoder)
+all=(sse_decoder jsonrpc sse_encoder tape_reader)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 sanitizer=${SANITIZER:-none}
@@ -52,6 +52,7 @@ extra_args() {
     sse_decoder) echo "-dict=dict/sse.dict -max_len=32768" ;;
     sse_encoder) echo "-dict=dict/sse.dict" ;;
     jsonrpc) echo "-dict=dict/jsonrpc.dict" ;;
+    tape_reader) echo "-dict=dict/tape.dict -max_len=8192" ;;
     esac
 }
 

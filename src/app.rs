@@ -214,12 +214,15 @@ pub async fn start_with_source(
     let recorder = match config.record_dir.clone() {
         Some(dir) => {
             let (path, upstream_url) = (dir.display().to_string(), config.upstream.clone());
-            let made = tokio::task::spawn_blocking(move || Recorder::create(&dir, &upstream_url))
-                .await
-                .map_err(|e| RecordError::Create {
-                    path,
-                    source: std::io::Error::other(e),
-                })?;
+            let (settings, over_cap) = (config.tape.clone(), reloader.metrics().tape_over_cap());
+            let made = tokio::task::spawn_blocking(move || {
+                Recorder::with_settings(&dir, &upstream_url, &settings, over_cap)
+            })
+            .await
+            .map_err(|e| RecordError::Create {
+                path,
+                source: std::io::Error::other(e),
+            })?;
             Some(made?)
         }
         None => None,

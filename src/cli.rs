@@ -408,6 +408,23 @@ pub struct RunArgs {
     /// X-Forwarded-For and Forwarded.
     #[arg(long = "trusted-proxy", value_name = "ADDR[/LEN]", value_parser = config::parse_trusted_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Largest tape (--record), in bytes of records and data together: at the cap,
+    /// recording stops (one warning; what is not recorded is counted in
+    /// sluice_tape_records_over_cap) and proxying goes on. 0: no cap. At least 1 MiB.
+    #[arg(long, default_value_t = crate::tape::MAX_BYTES, value_name = "BYTES")]
+    pub tape_max_bytes: u64,
+
+    /// Query parameters whose values are written to a tape as REDACTED (names in any
+    /// case, comma-separated). Giving it replaces the whole list: keep the defaults you
+    /// want; an empty value redacts nothing.
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        default_values_t = crate::tape::REDACT_QUERY.iter().map(|n| n.to_string())
+    )]
+    pub tape_redact_query: Vec<String>,
 }
 
 /// `--plugin-failure` values.
@@ -652,6 +669,41 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             run.cache_dir.clone().or_else(CompileCache::default_dir)
         },
         record_dir: run.record.clone(),
+        tape: tape_settings(run, matches, file)?,
+    })
+}
+
+/// `--tape-max-bytes` and `--tape-redact-query`, over the file's `tape_max_bytes` and
+/// `tape_redact_query`.
+fn tape_settings(
+    run: &RunArgs,
+    matches: &ArgMatches,
+    file: Option<&config::FileConfig>,
+) -> Result<crate::tape::TapeSettings, CliError> {
+    let max_bytes = pick(
+        matches,
+        "tape_max_bytes",
+        file.and_then(|f| f.tape_max_bytes),
+        run.tape_max_bytes,
+    );
+    if max_bytes != 0 && max_bytes < config::file::MIN_TAPE_BYTES {
+        return Err(CliError::Invalid(
+            "--tape-max-bytes must be 0 (no cap) or at least 1048576 (1 MiB)".into(),
+        ));
+    }
+    let redact_query = pick(
+        matches,
+        "tape_redact_query",
+        file.and_then(|f| f.tape_redact_query.clone()),
+        run.tape_redact_query.clone(),
+    )
+    .into_iter()
+    .map(|name| name.trim().to_string())
+    .filter(|name| !name.is_empty())
+    .collect();
+    Ok(crate::tape::TapeSettings {
+        max_bytes,
+        redact_query,
     })
 }
 
@@ -1001,5 +1053,48 @@ mod tests {
     fn a_listener_beyond_loopback_gets_no_implicit_host_wildcard() {
         let c = config(&["--upstream", "http://x", "--listen", "0.0.0.0:8080"]).unwrap();
         assert!(c.proxy.allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn tape_settings_default_safe_and_flags_override_the_file() {
+        let c = config(&["--upstream", "http://x"]).unwrap();
+        assert_eq!(c.tape, crate::tape::TapeSettings::default());
+        assert_eq!(c.tape.max_bytes, 1 << 30);
+        assert!(c.tape.redact_query.iter().any(|n| n == "api_key"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(
+            &file,
+            "upstream = \"http://x\"\ntape_max_bytes = 2097152\ntape_redact_query = [\"sid\"]\n",
+        )
+        .unwrap();
+        let file = file.display().to_string();
+        let c = config(&["--config", &file]).unwrap();
+        assert_eq!(c.tape.max_bytes, 2 << 20);
+        assert_eq!(c.tape.redact_query, ["sid"]);
+        let c = config(&[
+            "--config",
+            &file,
+            "--tape-max-bytes",
+            "0",
+            "--tape-redact-query",
+            "a, B",
+        ])
+        .unwrap();
+        assert_eq!(c.tape.max_bytes, 0);
+        assert_eq!(c.tape.redact_query, ["a", "B"]);
+        let c = config(&["--upstream", "http://x", "--tape-redact-query", ""]).unwrap();
+        assert!(c.tape.redact_query.is_empty());
+        assert!(matches!(
+            config(&["--upstream", "http://x", "--tape-max-bytes", "1000"]),
+            Err(CliError::Invalid(_))
+        ));
+        std::fs::write(dir.path().join("small.toml"), "tape_max_bytes = 10\n").unwrap();
+        let small = dir.path().join("small.toml").display().to_string();
+        let error = config(&["--upstream", "http://x", "--config", &small])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("tape_max_bytes"), "{error}");
     }
 }

@@ -82,6 +82,7 @@ pub async fn run(
         // The demo plugin is tiny and built in: nothing worth caching on disk.
         cache_dir: None,
         record_dir: None,
+        tape: Default::default(),
     })
     .await?;
     let url = format!("{}/mcp", proxy.url());

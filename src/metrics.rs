@@ -81,6 +81,7 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_refused: Counter,
     connection_timeouts: Family<Kind, Counter>,
+    tape_over_cap: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -204,6 +205,12 @@ impl Metrics {
         for kind in ["header", "write"] {
             let _ = connection_timeouts.get_or_create(&Kind { kind });
         }
+        let tape_over_cap = Counter::default();
+        registry.register(
+            "tape_records_over_cap",
+            "Tape records not recorded because the tape reached its size cap (--tape-max-bytes; recording stopped there)",
+            tape_over_cap.clone(),
+        );
         for outcome in ["ok", "refused"] {
             let _ = reloads.get_or_create(&Outcome { outcome });
         }
@@ -232,6 +239,7 @@ impl Metrics {
             connections_open,
             connections_refused,
             connection_timeouts,
+            tape_over_cap,
         }
     }
 
@@ -359,6 +367,12 @@ impl Metrics {
     /// A client connection was closed by a timeout: `header` or `write`.
     pub fn connection_timeout(&self, kind: &'static str) {
         self.connection_timeouts.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// The counter of tape records not recorded because of the size cap, for the
+    /// recorder to count into as it happens (a handle: the same counter).
+    pub fn tape_over_cap(&self) -> Counter {
+        self.tape_over_cap.clone()
     }
 }
 

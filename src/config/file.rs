@@ -28,6 +28,10 @@ pub const MAX_MEMORY_MIB: usize = 4096;
 /// ordinary MCP response would not fit.
 pub const MIN_EVENT_BYTES: usize = 1024;
 
+/// Smallest `tape_max_bytes` other than 0 (the floor `--tape-max-bytes` has too): room
+/// for the header and the first chunks.
+pub const MIN_TAPE_BYTES: u64 = 1 << 20;
+
 /// A config file, checked: every plugin file exists, every limit is usable, names are
 /// unique, and relative paths are resolved against the file's directory. Settings the
 /// file leaves out are `None` so that flags and built-in defaults can fill them.
@@ -69,6 +73,10 @@ pub struct FileConfig {
     pub h2_max_header_list_bytes: Option<u32>,
     /// `trusted_proxies`.
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    /// `tape_max_bytes`.
+    pub tape_max_bytes: Option<u64>,
+    /// `tape_redact_query`.
+    pub tape_redact_query: Option<Vec<String>>,
 }
 
 /// Why a config file cannot be used.
@@ -149,6 +157,8 @@ struct RawFile {
     h2_max_concurrent_streams: Option<Spanned<u32>>,
     h2_max_header_list_bytes: Option<Spanned<u32>>,
     trusted_proxies: Option<Vec<Spanned<String>>>,
+    tape_max_bytes: Option<Spanned<u64>>,
+    tape_redact_query: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +304,16 @@ impl Source<'_> {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
+        let tape_max_bytes = match &raw.tape_max_bytes {
+            Some(max) if *max.get_ref() != 0 && *max.get_ref() < MIN_TAPE_BYTES => {
+                return Err(self.error(
+                    max.span(),
+                    "tape_max_bytes",
+                    format!("must be 0 (no cap) or at least {MIN_TAPE_BYTES}"),
+                ));
+            }
+            max => max.as_ref().map(|m| *m.get_ref()),
+        };
         let defaults = self.limits("defaults", &raw.defaults)?;
         let base = defaults.apply(PluginLimits::default());
         let dir = base_dir(self.file);
@@ -343,6 +363,8 @@ impl Source<'_> {
             h2_max_concurrent_streams,
             h2_max_header_list_bytes,
             trusted_proxies,
+            tape_max_bytes,
+            tape_redact_query: raw.tape_redact_query,
         })
     }
 

@@ -29,6 +29,9 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Where to write a tape of the traffic (`--record`); `None`: no recording.
     pub record_dir: Option<PathBuf>,
+    /// A tape's size cap and redacted query parameters (`--tape-max-bytes`,
+    /// `--tape-redact-query`).
+    pub tape: crate::tape::TapeSettings,
 }
 
 /// A partial [`PluginLimits`]: only the settings that were actually given. The file's

@@ -16,16 +16,32 @@
 //! code section would otherwise run. A truncated, corrupt or incompatible file is never
 //! an error: it is logged, compiled again and overwritten.
 //!
+//! Deserialising a file runs its machine code, so a file is only used when this user
+//! wrote it: the directory must be owned by the current user (root included: root
+//! trusts nobody else's cache either) and writable by nobody else, and each file is
+//! opened relative to the directory as it was checked at start (a descriptor, so a
+//! directory renamed or replaced on the path afterwards changes nothing), without
+//! following a symlink, and checked after opening: a regular file, owned by the
+//! current user, writable by nobody else, with no other hard link. Both are checked
+//! again at every load (every reload). A file that fails is not deserialised: it is
+//! compiled again and replaced, with a warning naming it and the reason. A directory
+//! that fails is not used (a warning; plugins are compiled without the cache), or,
+//! when it is ours and only its mode is open, closed (0700) and emptied of compiled
+//! files.
+//!
 //! There is no eviction: a file per plugin version and engine configuration, a few
 //! hundred KiB to a few MiB each; delete the directory to reclaim it.
 
 use std::fs;
 use std::hash::Hasher;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -42,6 +58,9 @@ const TRAILER_LEN: usize = DIGEST_LEN + MAGIC.len();
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     dir: PathBuf,
+    /// The directory as opened and checked by [`CompileCache::new`]: every file is
+    /// opened, written and renamed relative to it.
+    fd: Arc<OwnedFd>,
 }
 
 /// Whether a component came from the compile cache.
@@ -104,12 +123,11 @@ fn compile_now(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Component, P
 }
 
 impl CompileCache {
-    /// Uses `dir` as the cache, creating it (and its parents) with mode 0700, and
-    /// setting 0700 on it if it already exists. Setting the mode fails unless the
-    /// directory is ours, which is what makes deserialising its files sound (see
-    /// [`CompileCache`]'s module docs and the SAFETY comment in `load`). If the
-    /// directory was open to others, the compiled files already in it may not be ours:
-    /// they are deleted.
+    /// Uses `dir` as the cache, creating it (and its parents) with mode 0700. The
+    /// directory must be owned by the current user: another user's directory (even
+    /// when running as root) is an error, which `app` turns into a warning and no
+    /// cache. If it is ours but open to others, it is set to 0700 and the compiled
+    /// files already in it, which may not be ours, are deleted.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, PluginError> {
         let dir = dir.into();
         let fail = |source: io::Error| PluginError::Cache {
@@ -118,34 +136,62 @@ impl CompileCache {
         };
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-            builder.mode(0o700);
-            builder.create(&dir).map_err(fail)?;
-            let was = fs::metadata(&dir).map_err(fail)?.permissions().mode();
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(fail)?;
-            if was & 0o077 != 0 {
-                tracing::warn!(
-                    dir = %dir.display(),
-                    "compile cache directory was mode {:o}: now 0700, and its compiled \
-                     files are discarded",
-                    was & 0o777
-                );
-                for entry in fs::read_dir(&dir).map_err(fail)? {
-                    let path = entry.map_err(fail)?.path();
-                    if path.extension().is_some_and(|e| e == "cwasm") {
-                        fs::remove_file(&path).map_err(fail)?;
-                    }
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&dir).map_err(fail)?;
+        trust_path(&dir).map_err(fail)?;
+        let fd = rustix::fs::open(
+            dir.as_path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| fail(e.into()))?;
+        let cache = Self {
+            dir: dir.clone(),
+            fd: Arc::new(fd),
+        };
+        cache.trust_dir().map_err(fail)?;
+        Ok(cache)
+    }
+
+    /// Checks the directory (through its descriptor): owned by the current user, else
+    /// an error (`PermissionDenied`); open to others, then closed (0700) and emptied of
+    /// compiled files, with a warning.
+    fn trust_dir(&self) -> io::Result<()> {
+        let stat = rustix::fs::fstat(&*self.fd)?;
+        let me = rustix::process::geteuid().as_raw();
+        if stat.st_uid != me {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "owned by uid {}, not by this user (uid {me}): not trusted with \
+                     code to run",
+                    stat.st_uid
+                ),
+            ));
+        }
+        let mode = stat.st_mode & 0o7777;
+        if mode & 0o077 != 0 {
+            rustix::fs::fchmod(&*self.fd, Mode::from_raw_mode(0o700))?;
+            tracing::warn!(
+                dir = %self.dir.display(),
+                "compile cache directory was mode {mode:o}: now 0700, and its compiled \
+                 files are discarded"
+            );
+            let mut names = Vec::new();
+            for entry in rustix::fs::Dir::read_from(&*self.fd)? {
+                let name = entry?.file_name().to_owned();
+                if name.to_bytes().ends_with(b".cwasm") {
+                    names.push(name);
+                }
+            }
+            for name in names {
+                match rustix::fs::unlinkat(&*self.fd, name.as_c_str(), AtFlags::empty()) {
+                    Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
         }
-        #[cfg(not(unix))]
-        builder.create(&dir).map_err(fail)?;
-        if !fs::metadata(&dir).map_err(fail)?.is_dir() {
-            return Err(fail(io::Error::other("not a directory")));
-        }
-        Ok(Self { dir })
+        Ok(())
     }
 
     /// Where the cache lives unless `--cache-dir` says otherwise: `$SLUICE_CACHE_DIR`,
@@ -189,14 +235,31 @@ impl CompileCache {
         bytes: &[u8],
     ) -> Result<Compiled, PluginError> {
         let started = Instant::now();
-        let path = self.entry(&Self::key(engine, bytes));
-        match fs::read(&path) {
+        let key = Self::key(engine, bytes);
+        let path = self.entry(&key);
+        // Again at every load: the directory may have been opened or given away since.
+        if let Err(e) = self.trust_dir() {
+            tracing::warn!(
+                plugin = name,
+                dir = %self.dir.display(),
+                "compile cache directory not used ({e}); compiling without it"
+            );
+            let component = compile_now(engine, name, bytes)?;
+            return Ok(Compiled {
+                component,
+                cache: CacheStatus::Miss,
+                elapsed: started.elapsed(),
+            });
+        }
+        match self.read_trusted(&format!("{key}.cwasm")) {
             Ok(file) => match verified(&file) {
                 Some(image) => {
                     // SAFETY: `Component::deserialize` runs the machine code it is
                     // given, so it must be code wasmtime produced for this engine.
-                    // It is: the file is in a directory we created (or re-moded) 0700,
-                    // and emptied of compiled files if it had been open to others, so
+                    // It is: `read_trusted` opened the file relative to the directory
+                    // `trust_dir` has just checked (ours, writable by nobody else),
+                    // without following a symlink, and checked the open file itself
+                    // (a regular file, ours, writable by nobody else, one link), so
                     // only this user can have written it; we write files under a
                     // temporary name and rename them, so a reader never sees a partial
                     // one; the trailer's SHA-256 matched, so these are exactly the
@@ -226,8 +289,14 @@ impl CompileCache {
                     "cached compiled plugin is truncated or corrupt; compiling it again"
                 ),
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(
+            Err(Untrusted::Missing) => {}
+            Err(Untrusted::Unsafe(reason)) => tracing::warn!(
+                plugin = name,
+                path = %path.display(),
+                "cached compiled plugin not trusted ({reason}): not loaded; compiling it \
+                 again and replacing it"
+            ),
+            Err(Untrusted::Io(e)) => tracing::warn!(
                 plugin = name,
                 path = %path.display(),
                 "cannot read the compile cache ({e}); compiling"
@@ -256,40 +325,139 @@ impl CompileCache {
         })
     }
 
+    /// The bytes of the file `name` in the cache directory, if it is one we can trust:
+    /// opened without following a symlink (nor blocking on a FIFO), then checked on
+    /// the open file (so it cannot be swapped between the check and the read).
+    fn read_trusted(&self, name: &str) -> Result<Vec<u8>, Untrusted> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&*self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Err(Untrusted::Missing),
+            Err(rustix::io::Errno::LOOP) => {
+                return Err(Untrusted::Unsafe("a symbolic link".into()));
+            }
+            Err(e) => return Err(Untrusted::Io(e.into())),
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| Untrusted::Io(e.into()))?;
+        let me = rustix::process::geteuid().as_raw();
+        let mode = stat.st_mode & 0o7777;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(Untrusted::Unsafe("not a regular file".into()));
+        }
+        if stat.st_uid != me {
+            return Err(Untrusted::Unsafe(format!(
+                "owned by uid {}, not by this user (uid {me})",
+                stat.st_uid
+            )));
+        }
+        if mode & 0o022 != 0 {
+            return Err(Untrusted::Unsafe(format!(
+                "mode {mode:o}: writable by group or others"
+            )));
+        }
+        if stat.st_nlink != 1 {
+            return Err(Untrusted::Unsafe(format!(
+                "{} hard links: also writable elsewhere",
+                stat.st_nlink
+            )));
+        }
+        let mut bytes = Vec::new();
+        fs::File::from(fd)
+            .read_to_end(&mut bytes)
+            .map_err(Untrusted::Io)?;
+        Ok(bytes)
+    }
+
     /// Writes `image` and its trailer to a fresh temporary file in the cache directory
-    /// and renames it over `path`, so a concurrent reader (another sluice starting)
-    /// sees the old file, the new one, or none, never half of one. Two writers of the
-    /// same key write the same bytes, so whichever rename lands last is fine. No fsync:
-    /// a file torn by a crash fails its checksum and is rebuilt.
+    /// (created exclusively, mode 0600, never through a symlink) and renames it over
+    /// `path`, so a concurrent reader (another sluice starting) sees the old file, the
+    /// new one, or none, never half of one; a planted file or symlink at `path` is
+    /// replaced, not written through. Two writers of the same key write the same bytes,
+    /// so whichever rename lands last is fine. No fsync: a file torn by a crash fails
+    /// its checksum and is rebuilt.
     fn store(&self, path: &Path, image: &[u8]) -> io::Result<()> {
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = self.dir.join(format!(
+        let tmp = format!(
             ".{file_name}.{}.{}.tmp",
             std::process::id(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        ));
+        );
         let digest = Sha256::digest(image);
-        let written = (|| {
-            let mut options = fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&*self.fd, tmp.as_str(), flags, Mode::from_raw_mode(0o600))?;
+        let written = (|| -> io::Result<()> {
+            let mut file = fs::File::from(fd);
             file.write_all(image)?;
             file.write_all(&digest)?;
             file.write_all(MAGIC)?;
             drop(file);
-            fs::rename(&tmp, path)
+            rustix::fs::renameat(&*self.fd, tmp.as_str(), &*self.fd, file_name.as_str())?;
+            Ok(())
         })();
         if written.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = rustix::fs::unlinkat(&*self.fd, tmp.as_str(), AtFlags::empty());
         }
         written
     }
+}
+
+/// Checks the way to `dir`: every directory above it must be owned by root or the
+/// current user and writable by nobody else (or sticky, as `/tmp`), and every symlink
+/// on the way owned by one of them. Otherwise someone else could swap a directory on
+/// the path for a symlink to a directory of their choosing, and sluice, as root, would
+/// close it to 0700 and empty it of `.cwasm` files (see [`CompileCache::trust_dir`]),
+/// or a directory of theirs holding files they planted under our uid's name.
+fn trust_path(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::absolute(dir)?;
+    let me = rustix::process::geteuid().as_raw();
+    let mut prefix = PathBuf::new();
+    let mut components = dir.components().peekable();
+    while let Some(component) = components.next() {
+        prefix.push(component);
+        let last = components.peek().is_none();
+        let meta = fs::symlink_metadata(&prefix)?;
+        let trusted_owner = meta.uid() == 0 || meta.uid() == me;
+        let unsafe_reason = if !trusted_owner {
+            Some(format!("owned by uid {}", meta.uid()))
+        } else if meta.file_type().is_symlink() || last {
+            // A symlink's own mode means nothing; the cache directory itself is
+            // checked (and fixed if need be) by `trust_dir`.
+            None
+        } else if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+            Some(format!(
+                "mode {:o}: writable by others",
+                meta.mode() & 0o7777
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = unsafe_reason {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} on the way to it is {reason}: not trusted with code to run",
+                    prefix.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why a cached file was not read.
+enum Untrusted {
+    /// Not there: an ordinary miss.
+    Missing,
+    /// There, but possibly not written by us (the reason, for the warning).
+    Unsafe(String),
+    /// Could not be read.
+    Io(io::Error),
 }
 
 /// [`CompileCache::default_dir`] over any environment (tests must not mutate the
@@ -540,5 +708,229 @@ mod tests {
         fs::write(&file, b"").unwrap();
         let err = CompileCache::new(&file).unwrap_err();
         assert!(matches!(err, PluginError::Cache { .. }), "{err}");
+    }
+
+    /// A uid that is not this process's (tests run as root here, and may `chown`).
+    #[cfg(unix)]
+    const STRANGER: u32 = 4242;
+
+    /// Fills the cache with `pass`'s compiled file and returns its path and bytes.
+    fn primed(cache: &CompileCache, rt: &Runtime) -> (PathBuf, Vec<u8>) {
+        let first = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+        assert_eq!(first.cache, CacheStatus::Miss);
+        let path = cache.entry(&CompileCache::key(rt.engine(), builtin::PASS));
+        let good = fs::read(&path).unwrap();
+        (path, good)
+    }
+
+    /// Whether this process may give files away (root, or CAP_CHOWN): the ownership
+    /// attacks need it.
+    #[cfg(unix)]
+    fn can_chown(dir: &Path) -> bool {
+        let probe = dir.join(".probe");
+        fs::write(&probe, b"").unwrap();
+        let ok = std::os::unix::fs::chown(&probe, Some(STRANGER), None).is_ok();
+        fs::remove_file(&probe).unwrap();
+        if !ok {
+            eprintln!("skipped: cannot chown to another uid here (needs root)");
+        }
+        ok
+    }
+
+    /// The file is then ours again, private, a regular file with one link: rewritten.
+    #[cfg(unix)]
+    fn assert_rewritten(path: &Path, good: &[u8]) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::symlink_metadata(path).unwrap();
+        assert!(meta.file_type().is_file(), "{}", path.display());
+        assert_eq!(meta.uid(), rustix::process::geteuid().as_raw());
+        assert_eq!(meta.mode() & 0o077, 0, "mode {:o}", meta.mode());
+        assert_eq!(meta.nlink(), 1);
+        assert_eq!(fs::read(path).unwrap(), good);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cached_file_owned_by_another_user_is_compiled_again_not_deserialised() {
+        let tmp = TempDir::new("foreign-file");
+        let cache = CompileCache::new(&tmp.0).unwrap();
+        if !can_chown(&tmp.0) {
+            return;
+        }
+        let rt = runtime();
+        let (path, good) = primed(&cache, &rt);
+        // The bytes are valid (checksum and all): only the owner is wrong.
+        std::os::unix::fs::chown(&path, Some(STRANGER), Some(STRANGER)).unwrap();
+        let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+        assert_eq!(
+            loaded.cache,
+            CacheStatus::Miss,
+            "a foreign file was deserialised"
+        );
+        assert_works(&rt, &loaded);
+        assert_rewritten(&path, &good);
+        let again = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+        assert_eq!(again.cache, CacheStatus::Hit);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cached_file_writable_by_group_or_others_is_compiled_again_not_deserialised() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new("open-file");
+        let cache = CompileCache::new(&tmp.0).unwrap();
+        let rt = runtime();
+        let (path, good) = primed(&cache, &rt);
+        for mode in [0o620, 0o602, 0o666] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+            assert_eq!(
+                loaded.cache,
+                CacheStatus::Miss,
+                "mode {mode:o} deserialised"
+            );
+            assert_works(&rt, &loaded);
+            assert_rewritten(&path, &good);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_symlink_or_hard_link_is_not_followed() {
+        let tmp = TempDir::new("symlink");
+        let cache = CompileCache::new(tmp.0.join("cache")).unwrap();
+        let rt = runtime();
+        let (path, good) = primed(&cache, &rt);
+        // A valid compiled file of ours elsewhere (where others may have written it).
+        let elsewhere = tmp.0.join("elsewhere.cwasm");
+        fs::rename(&path, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+        assert_eq!(loaded.cache, CacheStatus::Miss, "a symlink was followed");
+        assert_works(&rt, &loaded);
+        assert_rewritten(&path, &good);
+        assert_eq!(
+            fs::read(&elsewhere).unwrap(),
+            good,
+            "the target is untouched"
+        );
+
+        // A hard link: the same file is also reachable (and writable) elsewhere.
+        fs::remove_file(&path).unwrap();
+        fs::hard_link(&elsewhere, &path).unwrap();
+        let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+        assert_eq!(loaded.cache, CacheStatus::Miss, "a hard link was trusted");
+        assert_rewritten(&path, &good);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_directory_owned_by_another_user_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new("foreign-dir");
+        fs::create_dir_all(&tmp.0).unwrap();
+        if !can_chown(&tmp.0) {
+            return;
+        }
+        let rt = runtime();
+        let dir = tmp.0.join("cache");
+        let (path, _) = primed(&CompileCache::new(&dir).unwrap(), &rt);
+        // Someone else's directory, private to them, holding a valid file they made.
+        std::os::unix::fs::chown(&path, Some(STRANGER), Some(STRANGER)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(STRANGER), Some(STRANGER)).unwrap();
+        match CompileCache::new(&dir) {
+            Err(PluginError::Cache { source, .. }) => {
+                assert_eq!(source.kind(), io::ErrorKind::PermissionDenied, "{source}");
+            }
+            Err(other) => panic!("{other}"),
+            Ok(cache) => {
+                let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+                panic!("another user's directory was used ({:?})", loaded.cache);
+            }
+        }
+        // Not "fixed" either: it is not ours to change.
+        let mode = fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(path.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_that_becomes_unsafe_is_noticed_at_the_next_load() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = TempDir::new("later");
+        let cache = CompileCache::new(&tmp.0).unwrap();
+        let rt = runtime();
+        let (path, _) = primed(&cache, &rt);
+        // After start (a reload later): the directory is opened to everyone, and a file
+        // is planted in it (here: the valid one, owned by us, as a stand-in for any).
+        fs::set_permissions(&tmp.0, fs::Permissions::from_mode(0o777)).unwrap();
+        let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+        assert_eq!(
+            loaded.cache,
+            CacheStatus::Miss,
+            "an open directory was trusted"
+        );
+        assert_works(&rt, &loaded);
+        let mode = fs::metadata(&tmp.0).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "ours: closed again");
+        assert!(path.exists(), "stored again once the directory was closed");
+        let again = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+        assert_eq!(again.cache, CacheStatus::Hit);
+
+        // Given away: not used at all (nothing read, nothing written).
+        if !can_chown(&tmp.0) {
+            return;
+        }
+        std::os::unix::fs::chown(&tmp.0, Some(STRANGER), None).unwrap();
+        fs::remove_file(&path).unwrap();
+        let loaded = cache.load(rt.engine(), "pass", builtin::PASS).unwrap();
+        assert_eq!(loaded.cache, CacheStatus::Miss);
+        assert!(!path.exists(), "written into another user's directory");
+        std::os::unix::fs::chown(&tmp.0, Some(rustix::process::geteuid().as_raw()), None).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_directory_reached_through_another_users_directory_or_symlink_is_not_used() {
+        let tmp = TempDir::new("path");
+        fs::create_dir_all(&tmp.0).unwrap();
+        if !can_chown(&tmp.0) {
+            return;
+        }
+        // Under a directory someone else owns: they could swap `cache` for anything.
+        let theirs = tmp.0.join("theirs");
+        fs::create_dir_all(theirs.join("cache")).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(STRANGER), None).unwrap();
+        let err = CompileCache::new(theirs.join("cache")).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+
+        // Through their symlink to a directory of ours that is open to others: sluice
+        // must not close and empty a directory someone else pointed it at.
+        use std::os::unix::fs::PermissionsExt;
+        let ours = tmp.0.join("ours");
+        fs::create_dir_all(&ours).unwrap();
+        fs::write(ours.join("keep.cwasm"), b"not ours to delete").unwrap();
+        fs::set_permissions(&ours, fs::Permissions::from_mode(0o755)).unwrap();
+        let link = tmp.0.join("link");
+        std::os::unix::fs::symlink(&ours, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(STRANGER), None).unwrap();
+        let err = CompileCache::new(&link).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+        assert_eq!(
+            fs::metadata(&ours).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert!(ours.join("keep.cwasm").exists());
+
+        // A group-writable directory on the way (not sticky): refused too.
+        let open = tmp.0.join("open");
+        fs::create_dir_all(open.join("cache")).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o775)).unwrap();
+        let err = CompileCache::new(open.join("cache")).unwrap_err();
+        assert!(err.to_string().contains("writable by others"), "{err}");
+        // Sticky, as /tmp: fine.
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+        CompileCache::new(open.join("cache")).unwrap();
     }
 }

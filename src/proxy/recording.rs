@@ -195,7 +195,7 @@ impl TapeStream {
             t_ms: self.now_ms(),
             method: meta.method.clone(),
             path: meta.path.clone(),
-            query: query.map(str::to_string),
+            query: query.map(|q| redact_query(q, self.recorder.redact_query()).into_owned()),
             rpc_method: meta.rpc_method.clone(),
             protocol_version: meta.protocol_version.clone(),
             headers: format::kept_headers(headers, REQUEST_HEADERS),
@@ -375,6 +375,67 @@ impl TapeStream {
 fn all_passed(chain_steps: &[Step], sent: Option<&Event>) -> bool {
     sent.is_some_and(|e| e.data.is_some())
         && chain_steps.iter().all(|s| s.verdict == StepVerdict::Pass)
+}
+
+/// What a redacted value is written as.
+const REDACTED: &str = "REDACTED";
+
+/// `query` with the value of every parameter named in `names` (lower case; a name is
+/// compared after percent-decoding, without regard to ASCII case) replaced by
+/// [`REDACTED`], and everything else byte for byte as it was: the tape still shows
+/// which parameters were sent, not the secrets in them. An empty value stays empty.
+pub(crate) fn redact_query<'a>(query: &'a str, names: &[String]) -> std::borrow::Cow<'a, str> {
+    let listed = |name: &str| {
+        let decoded = percent_decoded(name);
+        names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(&decoded))
+    };
+    let secret = |pair: &str| {
+        pair.split_once('=')
+            .is_some_and(|(name, value)| !value.is_empty() && listed(name))
+    };
+    if names.is_empty() || !query.split('&').any(secret) {
+        return std::borrow::Cow::Borrowed(query);
+    }
+    let mut out = String::with_capacity(query.len());
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _)) if secret(pair) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            _ => out.push_str(pair),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A query component's bytes as a server reads them: `%XX` decoded, `+` a space
+/// (a malformed `%` is kept as it is).
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: &u8| char::from(*b).to_digit(16);
+        if bytes[i] == b'%'
+            && let Some([hi, lo]) = bytes.get(i + 1..i + 3)
+            && let (Some(hi), Some(lo)) = (hex(hi), hex(lo))
+        {
+            // Two hex digits: at most 0xFF.
+            out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    out
 }
 
 impl Drop for TapeStream {
@@ -631,5 +692,150 @@ mod tests {
             "a hole in the raw bytes"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_in_the_query_string_never_reach_the_tape() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recorder = Arc::new(Recorder::create(tmp.path(), "http://up").unwrap());
+        let query = "a=1&API_KEY=s3cret&token=t0k&x=%20y+z&Key=k3y&keyless&sig=&\
+                     access_token=at&Password=pw&signature=sg&code=c0de&secret=sh&\
+                     auth=au&apikey=ak&api%5Fkey=enc&b=2&&c";
+        let mut tape = TapeStream::new(recorder.clone(), 1);
+        let meta = StreamMeta {
+            method: "POST".into(),
+            path: "/mcp".into(),
+            ..StreamMeta::default()
+        };
+        tape.request(
+            &meta,
+            Some(query),
+            &HeaderMap::new(),
+            &Bytes::new(),
+            &[],
+            None,
+        );
+        tape.end("complete", None);
+        drop(tape);
+        recorder.sync();
+        let records = format::read(recorder.path()).unwrap();
+        let kept = records
+            .iter()
+            .find_map(|r| match r {
+                Record::Request { query, .. } => Some(query.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            kept.as_deref(),
+            Some(
+                "a=1&API_KEY=REDACTED&token=REDACTED&x=%20y+z&Key=REDACTED&keyless&sig=&\
+                 access_token=REDACTED&Password=REDACTED&signature=REDACTED&code=REDACTED&\
+                 secret=REDACTED&auth=REDACTED&apikey=REDACTED&api%5Fkey=REDACTED&b=2&&c"
+            )
+        );
+        let lines = std::fs::read_to_string(recorder.path()).unwrap();
+        for secret in [
+            "s3cret", "t0k", "k3y", "=at", "pw", "sg", "c0de", "=sh", "=au", "=ak", "enc",
+        ] {
+            assert!(!lines.contains(secret), "{secret} is on the tape: {lines}");
+        }
+    }
+
+    /// Sends `events` of `size` bytes each through one recorded stream, as the proxy
+    /// does (bytes, then verdicts), and ends it.
+    fn record_stream(recorder: &Arc<Recorder>, events: usize, size: usize) -> Vec<Event> {
+        let mut tape = TapeStream::new(recorder.clone(), 1);
+        let sent: Vec<Event> = (0..events)
+            .map(|i| Event {
+                id: Some(i.to_string()),
+                ..Event::message(format!("{i}:{}", "x".repeat(size)))
+            })
+            .collect();
+        for e in &sent {
+            tape.raw(&encoded(std::slice::from_ref(e)));
+            tape.event_start();
+            tape.event_end(&[], Some(e), false);
+        }
+        tape.end("complete", None);
+        drop(tape);
+        recorder.sync();
+        sent
+    }
+
+    fn tape_bytes(recorder: &Recorder) -> u64 {
+        let len = |p: std::path::PathBuf| std::fs::metadata(p).unwrap().len();
+        len(recorder.path().to_path_buf()) + len(recorder.path().with_extension("data"))
+    }
+
+    #[test]
+    fn at_its_size_cap_a_tape_stops_and_counts_what_it_left_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let metrics = crate::metrics::Metrics::new();
+        let cap = 1 << 20;
+        let settings = crate::tape::TapeSettings {
+            max_bytes: cap,
+            ..Default::default()
+        };
+        let recorder = Arc::new(
+            Recorder::with_settings(tmp.path(), "http://up", &settings, metrics.tape_over_cap())
+                .unwrap(),
+        );
+        // 4 MiB of events for a tape of at most 1 MiB.
+        let sent = record_stream(&recorder, 256, 16 << 10);
+        assert!(recorder.capped(), "the cap was not reached");
+        let lost = recorder.over_cap();
+        assert!(lost > 0);
+        assert_eq!(
+            recorder.dropped(),
+            0,
+            "counted as dropped, not as over the cap"
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains(&format!("sluice_tape_records_over_cap_total {lost}")),
+            "{}",
+            metrics.encode()
+        );
+        // The files stay under the cap (but for the block padding of direct writes,
+        // at most an eighth of the lines), and what is on the tape reads back: a
+        // prefix of the stream.
+        let lines = std::fs::metadata(recorder.path()).unwrap().len();
+        assert!(
+            tape_bytes(&recorder) <= cap + lines / 8,
+            "{}",
+            tape_bytes(&recorder)
+        );
+        let records = format::read(recorder.path()).unwrap();
+        let back: Vec<Event> = records
+            .iter()
+            .filter_map(|r| r.sent_event().map(Event::from))
+            .collect();
+        assert!(
+            !back.is_empty() && back.len() < sent.len(),
+            "{}",
+            back.len()
+        );
+        assert!(back[..] == sent[..back.len()]);
+        // Recording stays stopped: later streams are counted, not written.
+        let before = tape_bytes(&recorder);
+        record_stream(&recorder, 4, 100);
+        assert_eq!(tape_bytes(&recorder), before);
+        assert!(recorder.over_cap() > lost);
+
+        // Without a cap (0), the same stream is recorded whole: the cap is what stopped it.
+        let uncapped = crate::tape::TapeSettings {
+            max_bytes: 0,
+            ..Default::default()
+        };
+        let other = tempfile::tempdir().unwrap();
+        let recorder = Arc::new(
+            Recorder::with_settings(other.path(), "http://up", &uncapped, Default::default())
+                .unwrap(),
+        );
+        record_stream(&recorder, 256, 16 << 10);
+        assert!(!recorder.capped());
+        assert!(tape_bytes(&recorder) > 4 << 20);
     }
 }

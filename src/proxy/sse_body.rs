@@ -28,7 +28,7 @@ struct Closing {
 }
 use crate::plugin::Session;
 use crate::sse::{self, Event};
-use crate::upstream::SseEvents;
+use crate::upstream::{SseEvents, StreamError};
 
 /// The most bytes of already-delivered events sent to the client in one frame.
 const BATCH_BYTES: usize = 64 << 10;
@@ -38,8 +38,10 @@ const GATHER: usize = 64;
 
 /// How the upstream's stream ended.
 enum Ending {
-    /// It broke (connection, oversized event, idle timeout): the reason.
-    Broken(String),
+    /// It broke (connection, oversized event, idle timeout): the reason, for the log,
+    /// and what the client may be told (the reason of a broken connection holds the
+    /// OS's words about the upstream).
+    Broken { reason: String, public: String },
     /// It ended normally.
     Complete,
 }
@@ -303,7 +305,7 @@ impl InterceptedSse {
         self.done = true;
         self.record_raw();
         match ending {
-            Ending::Broken(reason) => {
+            Ending::Broken { reason, public } => {
                 let _span = self.span.clone().entered();
                 tracing::warn!(stream = self.stream_id(), error = %reason, "SSE stream from upstream ended with an error");
                 if let Some(tape) = &mut self.tape {
@@ -312,7 +314,7 @@ impl InterceptedSse {
                 if let Some(counted) = &mut self.counted {
                     counted.upstream_broke();
                 }
-                self.errors_for_unanswered(&reason)
+                self.errors_for_unanswered(&public)
             }
             Ending::Complete => {
                 self.session.end();
@@ -345,12 +347,17 @@ impl InterceptedSse {
     }
 
     /// Error events for every request still waiting, sent when the stream breaks.
+    /// `reason` is safe to tell the client; the details are in the log line of the
+    /// same stream id.
     fn errors_for_unanswered(&mut self, reason: &str) -> Option<Bytes> {
         if self.unanswered.is_empty() {
             return None;
         }
         let mut out = BytesMut::new();
-        let message = format!("sluice: response stream ended before the response: {reason}");
+        let message = format!(
+            "sluice: response stream ended before the response: {reason} (request {})",
+            self.stream_id()
+        );
         for id in self.unanswered.drain(..) {
             let data = jsonrpc::error(&id, jsonrpc::STREAM_FAILED, &message).to_string();
             sse::encode_event(&Event::message(data), &mut out);
@@ -406,7 +413,18 @@ impl Body for InterceptedSse {
                         }
                     }
                 }
-                Poll::Ready(Some(Err(e))) => break Some(Ending::Broken(e.to_string())),
+                Poll::Ready(Some(Err(e))) => {
+                    // The proxy's own reasons (size limit, idle timeout) are safe to
+                    // tell; a broken connection's text is the OS's, about the upstream.
+                    let public = match &e {
+                        StreamError::Body(_) => "the upstream's connection broke".to_string(),
+                        StreamError::Decode(_) | StreamError::Idle(_) => e.to_string(),
+                    };
+                    break Some(Ending::Broken {
+                        reason: e.to_string(),
+                        public,
+                    });
+                }
                 Poll::Ready(None) => break Some(Ending::Complete),
             }
         };

@@ -73,15 +73,17 @@ const O_DIRECT: Option<i32> = None;
 /// `EINVAL`: what Linux answers a direct write it cannot do.
 const EINVAL: i32 = 22;
 
-/// A second, `O_DIRECT` handle on the file at `path`, where the system has one.
-fn open_direct(path: &Path) -> Option<File> {
+/// A second, `O_DIRECT` handle on the file at `path`, where the system has one, if it
+/// is still the file `created` (not a symlink or another file put at its name since).
+fn open_direct(path: &Path, created: &File) -> Option<File> {
     O_DIRECT.and_then(|flag| {
         use std::os::unix::fs::OpenOptionsExt;
-        OpenOptions::new()
+        let direct = OpenOptions::new()
             .write(true)
-            .custom_flags(flag)
+            .custom_flags(flag | libc::O_NOFOLLOW)
             .open(path)
-            .ok()
+            .ok()?;
+        super::create::same_file(created, &direct).then_some(direct)
     })
 }
 
@@ -99,10 +101,8 @@ pub(crate) struct DataFile {
 impl DataFile {
     /// `file` was just created at `path`.
     pub(crate) fn new(file: File, path: &Path) -> Self {
-        Self {
-            file,
-            direct: open_direct(path),
-        }
+        let direct = open_direct(path, &file);
+        Self { file, direct }
     }
 
     /// Whether padded data goes around the page cache.
@@ -194,7 +194,7 @@ pub(crate) struct TapeFile {
 impl TapeFile {
     /// `file` was just created at `path` (empty); `capacity`: the staging buffer's size.
     pub(crate) fn new(file: File, path: &Path, capacity: usize, pool: Arc<Pool>) -> Self {
-        let direct = open_direct(path);
+        let direct = open_direct(path, &file);
         let mut file = Self {
             file,
             direct,

@@ -289,28 +289,91 @@ pub enum TapeError {
 }
 
 /// Reads a whole tape. The header must come first and carry this version.
+///
+/// A tape may come from elsewhere (a bug report, a colleague), so nothing in it is
+/// trusted: every `data_at` must lie inside the data file, all of them together may
+/// not refer to more bytes than it holds (sluice never refers to a byte twice, so a
+/// tape that does would make the reader allocate many times its size), and any
+/// malformed input is an error, never a panic. `fuzz/fuzz_targets/tape_reader.rs`
+/// holds [`read_bytes`] to that.
 pub fn read(path: &Path) -> Result<Vec<Record>, TapeError> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|source| TapeError::Io {
         path: name.clone(),
         source,
     })?;
+    let tape_len = file.metadata().map_or(0, |m| m.len());
+    let records = parse(std::io::BufReader::new(file), &name)?;
+    let data = match data_file(&records, &name)? {
+        Some(file) => {
+            let data_path = path.with_file_name(file);
+            let data_name = data_path.display().to_string();
+            let io = |source| TapeError::Io {
+                path: data_name.clone(),
+                source,
+            };
+            let opened = std::fs::File::open(&data_path).map_err(io)?;
+            let len = opened.metadata().map_err(io)?.len();
+            Some(DataFile {
+                source: DataSource::File(opened),
+                name: data_name,
+                len,
+                budget: std::cell::Cell::new(len),
+            })
+        }
+        None => None,
+    };
+    let input = tape_len.saturating_add(data.as_ref().map_or(0, |d| d.len));
+    finish(records, data.as_ref(), &name, input)
+}
+
+/// [`read`] over a tape and its data file in memory (`data`: the data file's bytes,
+/// `None` as if it were missing), for tools and the fuzz target.
+pub fn read_bytes(tape: &[u8], data: Option<&[u8]>) -> Result<Vec<Record>, TapeError> {
+    let name = "(tape)";
+    let records = parse(tape, name)?;
+    let data = match (data_file(&records, name)?, data) {
+        (Some(file), Some(bytes)) => Some(DataFile {
+            source: DataSource::Bytes(bytes),
+            name: file,
+            len: bytes.len() as u64,
+            budget: std::cell::Cell::new(bytes.len() as u64),
+        }),
+        (Some(file), None) => {
+            return Err(TapeError::Io {
+                path: file,
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        (None, _) => None,
+    };
+    let input = (tape.len() as u64).saturating_add(data.as_ref().map_or(0, |d| d.len));
+    finish(records, data.as_ref(), name, input)
+}
+
+/// The records of a tape's lines, blank lines skipped.
+fn parse(reader: impl BufRead, name: &str) -> Result<Vec<Record>, TapeError> {
     let mut records = Vec::new();
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+    for (index, line) in reader.lines().enumerate() {
         let line = line.map_err(|source| TapeError::Io {
-            path: name.clone(),
+            path: name.to_string(),
             source,
         })?;
         if line.trim().is_empty() {
             continue;
         }
         let record: Record = serde_json::from_str(&line).map_err(|e| TapeError::Parse {
-            path: name.clone(),
+            path: name.to_string(),
             line: index + 1,
             reason: e.to_string(),
         })?;
         records.push(record);
     }
+    Ok(records)
+}
+
+/// The data file the header names, after checking the header.
+fn data_file(records: &[Record], name: &str) -> Result<Option<String>, TapeError> {
     let data_file = match records.first() {
         Some(Record::Header {
             format,
@@ -320,7 +383,7 @@ pub fn read(path: &Path) -> Result<Vec<Record>, TapeError> {
         }) if format == FORMAT && READS.contains(version) => data_file.clone(),
         Some(Record::Header { version, .. }) => {
             return Err(TapeError::Header {
-                path: name,
+                path: name.to_string(),
                 reason: format!(
                     "tape version {version}; this sluice reads versions {}",
                     READS.map(|v| v.to_string()).join(" and ")
@@ -329,34 +392,42 @@ pub fn read(path: &Path) -> Result<Vec<Record>, TapeError> {
         }
         _ => {
             return Err(TapeError::Header {
-                path: name,
+                path: name.to_string(),
                 reason: "no tape header on the first line (is this a sluice tape?)".into(),
             });
         }
     };
-    let data = match data_file {
+    match data_file {
         // A file beside the tape, nothing else: a tape from elsewhere must not make
         // `tape serve` read (and serve) any file it names.
-        Some(file) if file.contains(['/', '\\']) || file == ".." || file == "." => {
-            return Err(TapeError::Header {
-                path: name,
+        Some(file)
+            if file.is_empty()
+                || file.contains(['/', '\\', '\0'])
+                || file == ".."
+                || file == "." =>
+        {
+            Err(TapeError::Header {
+                path: name.to_string(),
                 reason: format!("data_file {file:?} is not a file name beside the tape"),
-            });
+            })
         }
-        Some(file) => {
-            let data_path = path.with_file_name(file);
-            let opened = std::fs::File::open(&data_path).map_err(|source| TapeError::Io {
-                path: data_path.display().to_string(),
-                source,
-            })?;
-            Some((opened, data_path.display().to_string()))
-        }
-        None => None,
-    };
+        other => Ok(other),
+    }
+}
+
+/// Resolves `data_at` references and expands version 3's `raw` and `passed` records.
+/// `input`: the bytes of the tape and its data file, which bound what the expansion
+/// of `passed` runs may make ([`STEPS_PER_INPUT_BYTE`]).
+fn finish(
+    mut records: Vec<Record>,
+    data: Option<&DataFile<'_>>,
+    name: &str,
+    input: u64,
+) -> Result<Vec<Record>, TapeError> {
     for record in &mut records {
         if let Record::Event { received, sent, .. } = record {
             for event in std::iter::once(received).chain(sent.as_mut()) {
-                resolve(event, data.as_ref(), &name)?;
+                resolve(event, data, name)?;
             }
         }
     }
@@ -364,10 +435,33 @@ pub fn read(path: &Path) -> Result<Vec<Record>, TapeError> {
         .iter()
         .any(|r| matches!(r, Record::Raw { .. } | Record::Passed { .. }));
     if raw {
-        records = expand_raw(records, data.as_ref(), &name)?;
+        records = expand_raw(records, data, name, input)?;
     }
     Ok(records)
 }
+
+/// Where a tape's data is read from.
+enum DataSource<'a> {
+    File(std::fs::File),
+    Bytes(&'a [u8]),
+}
+
+/// A tape's data file, its length taken once, and how many of its bytes references
+/// may still take ([`read`]).
+struct DataFile<'a> {
+    source: DataSource<'a>,
+    name: String,
+    len: u64,
+    budget: std::cell::Cell<u64>,
+}
+
+/// How many bytes of steps the expansion of `passed` runs may make per byte of tape
+/// and data file, and in any case ([`read`]): a run's steps are copied to each of its
+/// events, so a tape of a long run and a long step list would otherwise make the
+/// reader allocate their product. Real tapes stay far below: a few plugins' steps
+/// (tens of bytes each) per event of tens of bytes or more.
+const STEPS_PER_INPUT_BYTE: u64 = 64;
+const STEPS_ALWAYS: u64 = 64 << 20;
 
 /// One stream's events decoded from its `raw` records and not yet claimed by a
 /// `passed` or `event` record: `(seq, t_ms, event)`.
@@ -397,6 +491,21 @@ impl Decoded {
         }
     }
 
+    /// The next event numbered `from .. end`: `(seq, t_ms, event)`; events before
+    /// `from` that nothing claimed are skipped (as for [`Decoded::take`]).
+    fn take_range(&mut self, from: u64, end: u64) -> Option<(u64, u64, Event)> {
+        while let Some((front, ..)) = self.events.front() {
+            if *front >= end {
+                return None;
+            }
+            let taken = self.events.pop_front()?;
+            if taken.0 >= from {
+                return Some(taken);
+            }
+        }
+        None
+    }
+
     /// Event `seq` and when it arrived; events before it that nothing claimed are
     /// skipped (a stream the recorder dropped records of).
     fn take(&mut self, seq: u64) -> Option<(u64, Event)> {
@@ -418,9 +527,16 @@ impl Decoded {
 /// others), so that readers see the same records as from a version 2 tape.
 fn expand_raw(
     records: Vec<Record>,
-    data: Option<&(std::fs::File, String)>,
+    data: Option<&DataFile<'_>>,
     tape: &str,
+    input: u64,
 ) -> Result<Vec<Record>, TapeError> {
+    // A `passed` run is run-length encoded: its steps are copied to each of its events.
+    // Bytes of steps copied so far, and how many a tape of `input` bytes may make.
+    let mut copied = 0u64;
+    let may_copy = input
+        .saturating_mul(STEPS_PER_INPUT_BYTE)
+        .saturating_add(STEPS_ALWAYS);
     let mut streams: std::collections::HashMap<u64, Decoded> = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(records.len());
     let mut missing = 0u64;
@@ -451,20 +567,38 @@ fn expand_raw(
                         ..s
                     })
                     .collect();
-                for seq in first..first.saturating_add(count) {
-                    match decoded.take(seq) {
-                        Some((t_ms, received)) => out.push(Record::Event {
-                            stream,
-                            t_ms,
-                            seq: Some(seq),
-                            received: received.into(),
-                            steps: steps.clone(),
-                            sent: None,
-                            unchanged: true,
-                        }),
-                        None => missing += 1,
+                let size: u64 = steps
+                    .iter()
+                    .map(|s| (s.plugin.len() + s.verdict.len()) as u64 + 32)
+                    .sum();
+                // Over the events there are, not over `count`: a tape's `count` is
+                // not trusted (`u64::MAX` would loop for ever).
+                let mut found = 0u64;
+                while let Some((seq, t_ms, received)) =
+                    decoded.take_range(first, first.saturating_add(count))
+                {
+                    found += 1;
+                    copied = copied.saturating_add(size);
+                    if copied > may_copy {
+                        return Err(TapeError::Header {
+                            path: tape.to_string(),
+                            reason: format!(
+                                "passed runs expand to more than {may_copy} bytes of steps \
+                                 (the tape and its data are {input} bytes)"
+                            ),
+                        });
                     }
+                    out.push(Record::Event {
+                        stream,
+                        t_ms,
+                        seq: Some(seq),
+                        received: received.into(),
+                        steps: steps.clone(),
+                        sent: None,
+                        unchanged: true,
+                    });
                 }
+                missing = missing.saturating_add(count.saturating_sub(found));
             }
             Record::Event {
                 stream,
@@ -502,32 +636,70 @@ fn expand_raw(
     Ok(out)
 }
 
-/// The bytes at `[offset, length]` in the tape's data file.
+/// The bytes at `[offset, length]` in the tape's data file, checked against its
+/// length (and the bytes references took so before) before anything is allocated.
 fn read_data(
     (at, len): (u64, u64),
-    data: Option<&(std::fs::File, String)>,
+    data: Option<&DataFile<'_>>,
     tape: &str,
 ) -> Result<Vec<u8>, TapeError> {
     use std::os::unix::fs::FileExt;
-    let Some((file, data_name)) = data else {
+    let Some(data) = data else {
         return Err(TapeError::Header {
             path: tape.to_string(),
             reason: "a record refers to a data file (data_at) but the header names none".into(),
         });
     };
-    let mut bytes = vec![0; usize::try_from(len).unwrap_or(usize::MAX)];
-    file.read_exact_at(&mut bytes, at)
-        .map_err(|source| TapeError::Io {
-            path: format!("{data_name} (bytes {at}..{})", at.saturating_add(len)),
-            source,
-        })?;
+    let range = || format!("{} (bytes {at}..{})", data.name, at.saturating_add(len));
+    let invalid = |reason: &str| TapeError::Io {
+        path: range(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason.to_string()),
+    };
+    if at.checked_add(len).is_none_or(|end| end > data.len) {
+        return Err(invalid(&format!(
+            "beyond the end of the data file ({} bytes)",
+            data.len
+        )));
+    }
+    let Some(left) = data.budget.get().checked_sub(len) else {
+        return Err(invalid(
+            "the tape refers to more data than its data file holds (overlapping data_at)",
+        ));
+    };
+    data.budget.set(left);
+    let len = usize::try_from(len).map_err(|_| invalid("too large for this machine"))?;
+    let mut bytes = Vec::new();
+    // A sparse data file can be large without taking space: its length alone is no
+    // promise that this much memory is there.
+    bytes
+        .try_reserve_exact(len)
+        .map_err(|_| invalid("cannot allocate that much"))?;
+    bytes.resize(len, 0);
+    let read = match &data.source {
+        DataSource::File(file) => file.read_exact_at(&mut bytes, at),
+        DataSource::Bytes(all) => {
+            // In range: checked against `data.len` (`all.len()`) above.
+            let start = usize::try_from(at).unwrap_or(usize::MAX);
+            match all.get(start..start.saturating_add(len)) {
+                Some(slice) => {
+                    bytes.copy_from_slice(slice);
+                    Ok(())
+                }
+                None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+    };
+    read.map_err(|source| TapeError::Io {
+        path: range(),
+        source,
+    })?;
     Ok(bytes)
 }
 
 /// Replaces `event`'s `data_at` with the data it points at in the tape's data file.
 fn resolve(
     event: &mut TapeEvent,
-    data: Option<&(std::fs::File, String)>,
+    data: Option<&DataFile<'_>>,
     tape: &str,
 ) -> Result<(), TapeError> {
     let Some(at) = event.data_at.take() else {
@@ -749,5 +921,113 @@ mod tests {
         let records = read(&lost).unwrap();
         assert_eq!(records.len(), 2, "{records:?}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    const HEADER_3: &str = r#"{"type":"header","format":"sluice-tape","version":3,"upstream":"u","started_unix":0,"data_file":"t.data"}"#;
+
+    #[test]
+    fn lengths_in_an_untrusted_tape_are_checked_before_anything_is_allocated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let raw = |at: u64, len: u64| {
+            format!(r#"{{"type":"raw","stream":1,"t_ms":0,"data_at":[{at},{len}]}}"#)
+        };
+        let v2_header = r#"{"type":"header","format":"sluice-tape","version":2,"upstream":"u","started_unix":0,"data_file":"t.data"}"#;
+        let v2_event = r#"{"type":"event","stream":1,"t_ms":0,"received":{"data_at":[4,1099511627776]},"steps":[],"unchanged":true}"#;
+        let cases: Vec<(&str, Vec<String>)> = vec![
+            // Before the fix, each of these allocated its length first: 4 EiB aborts
+            // the process, a terabyte is taken by an overcommitting kernel.
+            ("huge raw", vec![HEADER_3.into(), raw(0, 1 << 62)]),
+            ("offset overflows", vec![HEADER_3.into(), raw(u64::MAX, 2)]),
+            ("huge event", vec![v2_header.into(), v2_event.into()]),
+            // Ten bytes of data referred to a thousand times: ten thousand bytes.
+            (
+                "overlapping",
+                std::iter::once(HEADER_3.to_string())
+                    .chain((0..1000).map(|_| raw(0, 10)))
+                    .collect(),
+            ),
+        ];
+        for (what, lines) in cases {
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let tape = tape_in(tmp.path(), &lines, Some(b"data: a\n\n\n"));
+            let error = read(&tape).expect_err(what).to_string();
+            assert!(error.contains("t.data (bytes "), "{what}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_long_run_with_long_steps_is_refused_before_it_takes_their_product() {
+        // 2 000 tiny events and one step with a 100 KB name: 200 MB of steps copied
+        // from 114 KB of input (a real tape: tens of bytes of steps per event).
+        let events = 2000;
+        let data = "data\n\n".repeat(events);
+        let raw = format!(
+            r#"{{"type":"raw","stream":1,"t_ms":0,"data_at":[0,{}]}}"#,
+            data.len()
+        );
+        let name = "p".repeat(100_000);
+        let passed = format!(
+            r#"{{"type":"passed","stream":1,"t_ms":0,"first":0,"count":{events},"steps":[{{"plugin":"{name}","verdict":"pass","micros":1,"fuel":1}}]}}"#
+        );
+        let tape = [HEADER_3, &raw, &passed].join("\n");
+        let error = read_bytes(tape.as_bytes(), Some(data.as_bytes()))
+            .expect_err("the product was allocated")
+            .to_string();
+        assert!(error.contains("bytes of steps"), "{error}");
+        // The same run with a real step list reads.
+        let passed = passed.replace(&name, "redact");
+        let tape = [HEADER_3, &raw, &passed].join("\n");
+        let records = read_bytes(tape.as_bytes(), Some(data.as_bytes())).unwrap();
+        assert_eq!(records.len(), 1 + events);
+    }
+
+    #[test]
+    fn a_passed_run_claiming_more_events_than_there_are_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let raw = r#"{"type":"raw","stream":1,"t_ms":0,"data_at":[0,18]}"#;
+        // Before the fix, the reader counted to u64::MAX looking for the events.
+        let passed = r#"{"type":"passed","stream":1,"t_ms":0,"first":1,"count":18446744073709551615,"steps":[]}"#;
+        let tape = tape_in(
+            tmp.path(),
+            &[HEADER_3, raw, passed],
+            Some(b"data: a\n\ndata: b\n\n"),
+        );
+        let records = read(&tape).unwrap();
+        assert_eq!(received_data(&records), [Some("b".to_string())]);
+    }
+
+    proptest::proptest! {
+        /// Any numbers where a tape has numbers (the fuzz target's findings, and their
+        /// neighbours): records or an error, never a panic, a hang or an allocation
+        /// larger than the data.
+        #[test]
+        fn any_numbers_in_a_tape_read_as_records_or_an_error(
+            at in proptest::prop_oneof![0..64u64, proptest::num::u64::ANY],
+            len in proptest::prop_oneof![0..64u64, proptest::num::u64::ANY],
+            first in proptest::prop_oneof![0..8u64, proptest::num::u64::ANY],
+            count in proptest::prop_oneof![0..8u64, proptest::num::u64::ANY],
+            t_ms in proptest::num::u64::ANY,
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let lines = [
+                HEADER_3.to_string(),
+                format!(r#"{{"type":"raw","stream":1,"t_ms":{t_ms},"data_at":[{at},{len}]}}"#),
+                format!(r#"{{"type":"raw","stream":1,"t_ms":0,"data_at":[0,{}]}}"#, data.len()),
+                format!(r#"{{"type":"passed","stream":1,"t_ms":0,"first":{first},"count":{count},"steps":[{{"plugin":"p","verdict":"pass","micros":{t_ms},"fuel":{len}}}]}}"#),
+                format!(r#"{{"type":"event","stream":1,"t_ms":0,"seq":{count},"steps":[],"sent":{{"data_at":[{at},{len}]}}}}"#),
+                format!(r#"{{"type":"event","stream":2,"t_ms":0,"received":{{"data_at":[{first},{count}]}},"steps":[],"unchanged":true}}"#),
+            ];
+            let tape = lines.join("\n");
+            if let Ok(records) = read_bytes(tape.as_bytes(), Some(&data)) {
+                let held: usize = records
+                    .iter()
+                    .filter_map(|r| match r {
+                        Record::Event { received, .. } => received.data.as_ref().map(String::len),
+                        _ => None,
+                    })
+                    .sum();
+                proptest::prop_assert!(held <= 3 * data.len(), "{} from {}", held, data.len());
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! plugins over one offline. The format is [`format`], documented in `docs/tapes.md`.
 
 pub(crate) mod chunk;
+pub(crate) mod create;
 pub(crate) mod data_buf;
 pub(crate) mod file;
 pub mod format;
@@ -12,4 +13,6 @@ pub mod recorder;
 pub mod serve;
 
 pub use format::{Record, TapeError, TapeEvent, TapeStep};
-pub use recorder::{PREMADE, QUEUE, QUEUE_BYTES, RecordError, Recorder};
+pub use recorder::{
+    MAX_BYTES, PREMADE, QUEUE, QUEUE_BYTES, REDACT_QUERY, RecordError, Recorder, TapeSettings,
+};

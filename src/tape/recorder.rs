@@ -7,14 +7,16 @@
 //! thread falls behind (a slow disk), records are dropped and counted: recording never
 //! slows or breaks a proxied stream.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::counter::Counter;
+
 use super::chunk::{Chunk, DataParts, Pool};
+use super::create;
 use super::data_buf::{Arena, REGION};
 use super::file::{BLOCK, DataFile, TapeFile};
 use super::format::{FORMAT, Record, VERSION};
@@ -35,6 +37,49 @@ pub const QUEUE: usize = 4 * 1024;
 /// hold. [`QUEUE`] alone would allow 4 096 full chunks, about 670 MiB; at a gigabyte
 /// a second of event data this is a quarter of a second of writes.
 pub const QUEUE_BYTES: usize = 256 << 20;
+
+/// The default size cap of a tape (`--tape-max-bytes`): the bytes of its records and
+/// of its data file together. Recording then stops; the proxy goes on.
+pub const MAX_BYTES: u64 = 1 << 30;
+
+/// Query parameters whose values never reach a tape by default
+/// (`--tape-redact-query`; names compared without regard to ASCII case).
+pub const REDACT_QUERY: &[&str] = &[
+    "access_token",
+    "api_key",
+    "api-key",
+    "apikey",
+    "auth",
+    "client_secret",
+    "code",
+    "id_token",
+    "key",
+    "password",
+    "refresh_token",
+    "secret",
+    "sig",
+    "signature",
+    "token",
+];
+
+/// What a tape keeps: its size cap and the query parameters it redacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapeSettings {
+    /// Bytes of records and data after which recording stops ([`MAX_BYTES`]); 0: no
+    /// cap.
+    pub max_bytes: u64,
+    /// Query parameters whose values are written as `REDACTED` ([`REDACT_QUERY`]).
+    pub redact_query: Vec<String>,
+}
+
+impl Default for TapeSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: MAX_BYTES,
+            redact_query: REDACT_QUERY.iter().map(|n| (*n).to_string()).collect(),
+        }
+    }
+}
 
 /// Bounds on what waits for the writer (tests make the writer fall behind with small
 /// ones): beyond either, chunks are dropped and counted.
@@ -75,6 +120,16 @@ pub struct Recorder {
     /// Whether data may be written around the page cache (cleared by the writer when
     /// the file system refuses it).
     data_direct: Arc<AtomicBool>,
+    /// [`TapeSettings::max_bytes`], 0 for none.
+    max_bytes: u64,
+    /// Bytes of lines of the chunks accepted so far (their data: `data_end`).
+    lines_bytes: AtomicU64,
+    /// The cap was reached: nothing more is recorded.
+    capped: AtomicBool,
+    /// Records not recorded because of the cap (`sluice_tape_records_over_cap`).
+    over_cap: Counter,
+    /// [`TapeSettings::redact_query`].
+    redact_query: Vec<String>,
 }
 
 /// Why recording cannot start.
@@ -90,39 +145,70 @@ pub enum RecordError {
 
 impl Recorder {
     /// Creates `DIR/sluice-<unix seconds>-<pid>.jsonl` and its data file (`.data`;
-    /// and `DIR` if needed), writes the header and starts the writer thread.
+    /// and `DIR` if needed), writes the header and starts the writer thread, with
+    /// the default [`TapeSettings`].
     /// The first [`PREMADE`] bytes of the buffers for event data are made here, before
     /// any traffic (`Arena::premake`).
     pub fn create(dir: &Path, upstream: &str) -> Result<Self, RecordError> {
+        Self::with_settings(dir, upstream, &TapeSettings::default(), Counter::default())
+    }
+
+    /// [`Recorder::create`] with `settings`; records not recorded because of the size
+    /// cap are counted in `over_cap` (the metric's handle).
+    pub fn with_settings(
+        dir: &Path,
+        upstream: &str,
+        settings: &TapeSettings,
+        over_cap: Counter,
+    ) -> Result<Self, RecordError> {
         let limits = QueueLimits {
             chunks: QUEUE,
             bytes: QUEUE_BYTES,
         };
-        Self::with_queue(dir, upstream, limits, PREMADE)
+        Self::open(dir, upstream, limits, PREMADE, settings, over_cap)
     }
 
     /// [`Recorder::create`] with a queue of at most `limits` (tests make the writer
     /// fall behind with small ones) and `premade` bytes of buffers.
+    #[cfg(test)]
     pub(crate) fn with_queue(
         dir: &Path,
         upstream: &str,
         limits: QueueLimits,
         premade: usize,
     ) -> Result<Self, RecordError> {
+        let settings = TapeSettings::default();
+        Self::open(
+            dir,
+            upstream,
+            limits,
+            premade,
+            &settings,
+            Counter::default(),
+        )
+    }
+
+    fn open(
+        dir: &Path,
+        upstream: &str,
+        limits: QueueLimits,
+        premade: usize,
+        settings: &TapeSettings,
+        over_cap: Counter,
+    ) -> Result<Self, RecordError> {
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let stem = format!("sluice-{started_unix}-{}", std::process::id());
-        let path = dir.join(format!("{stem}.jsonl"));
-        let data_name = format!("{stem}.data");
-        let data_path = dir.join(&data_name);
         let failed = |path: &Path| {
             let path = path.display().to_string();
             move |source| RecordError::Create { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(failed(dir))?;
-        let file = File::create(&path).map_err(failed(&path))?;
-        let data_file = File::create(&data_path).map_err(failed(&data_path))?;
+        create::private_dir(dir).map_err(failed(dir))?;
+        let (path, file, data_path, data_file) = create_files(dir, started_unix)?;
+        let data_name = data_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let (tx, rx) = mpsc::sync_channel(limits.chunks);
         let queued = Arc::new(AtomicUsize::new(0));
         let written = std::sync::Arc::new(AtomicU64::new(0));
@@ -157,6 +243,16 @@ impl Recorder {
             data_arena,
             data_end: AtomicU64::new(0),
             data_direct,
+            max_bytes: settings.max_bytes,
+            lines_bytes: AtomicU64::new(0),
+            capped: AtomicBool::new(false),
+            over_cap,
+            redact_query: settings
+                .redact_query
+                .iter()
+                .filter(|n| !n.is_empty())
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
         };
         recorder.record(Record::Header {
             format: FORMAT.into(),
@@ -223,25 +319,74 @@ impl Recorder {
     pub(crate) fn write_chunk(&self, mut chunk: Chunk) -> bool {
         chunk.fence();
         let records = chunk.records();
-        let size = chunk.footprint();
-        if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.queue_bytes {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
+        let lines = chunk.len() as u64;
+        if !self.within_cap(lines) {
             self.count_dropped(records);
             return false;
         }
+        let size = chunk.footprint();
+        let refused = |reason_dropped: bool| {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            self.lines_bytes.fetch_sub(lines, Ordering::Relaxed);
+            if reason_dropped {
+                self.count_dropped(records);
+            } else {
+                self.dropped.fetch_add(records, Ordering::Relaxed);
+            }
+            false
+        };
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.queue_bytes {
+            return refused(true);
+        }
         match self.tx.try_send(Message::Chunk(chunk)) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.queued.fetch_sub(size, Ordering::Relaxed);
-                self.count_dropped(records);
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.queued.fetch_sub(size, Ordering::Relaxed);
-                self.dropped.fetch_add(records, Ordering::Relaxed);
-                false
-            }
+            Err(TrySendError::Full(_)) => refused(true),
+            Err(TrySendError::Disconnected(_)) => refused(false),
         }
+    }
+
+    /// Counts `lines` more bytes of lines against the size cap: `false` once the tape
+    /// would pass it (lines so far, and the data file's end, `data_end`, which the
+    /// chunk's data has already reserved), from then on for good, with one warning.
+    /// The count is an upper bound of what reaches the disk, except for the block
+    /// padding of direct writes (at most an eighth of the lines: `tape::file`).
+    fn within_cap(&self, lines: u64) -> bool {
+        if self.max_bytes == 0 {
+            return true;
+        }
+        if self.capped.load(Ordering::Relaxed) {
+            return false;
+        }
+        let total = (self.lines_bytes.fetch_add(lines, Ordering::Relaxed) + lines)
+            .saturating_add(self.data_end.load(Ordering::Relaxed));
+        if total <= self.max_bytes {
+            return true;
+        }
+        self.lines_bytes.fetch_sub(lines, Ordering::Relaxed);
+        if !self.capped.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                tape = %self.path.display(),
+                max_bytes = self.max_bytes,
+                "tape reached its size cap (--tape-max-bytes): recording stopped, proxying \
+                 goes on; records not recorded are counted (sluice_tape_records_over_cap)"
+            );
+        }
+        false
+    }
+
+    /// Whether the size cap was reached (recording has stopped).
+    pub fn capped(&self) -> bool {
+        self.capped.load(Ordering::Relaxed)
+    }
+
+    /// Records not recorded because the tape reached its size cap.
+    pub fn over_cap(&self) -> u64 {
+        self.over_cap.get()
+    }
+
+    /// Query parameters whose values a tape redacts (lower case).
+    pub(crate) fn redact_query(&self) -> &[String] {
+        &self.redact_query
     }
 
     /// Bytes of chunks waiting in the queue for the writer (their buffers': at
@@ -250,8 +395,13 @@ impl Recorder {
         self.queued.load(Ordering::Relaxed)
     }
 
-    /// Counts records lost (the writer fell behind), warning on the first.
+    /// Counts records lost: over the size cap once it is reached, else dropped (the
+    /// writer fell behind), warning on the first.
     pub(crate) fn count_dropped(&self, records: u64) {
+        if self.capped.load(Ordering::Relaxed) {
+            self.over_cap.inc_by(records);
+            return;
+        }
         if self.dropped.fetch_add(records, Ordering::Relaxed) == 0 {
             tracing::warn!(tape = %self.path.display(), "recorder falling behind: dropping records (counted)");
         }
@@ -280,6 +430,57 @@ impl Recorder {
             let _ = wait.recv();
         }
     }
+}
+
+/// Creates the tape and its data file, private and exclusively (`tape::create`):
+/// `sluice-<unix seconds>-<pid>`, or with `-1`, `-2`, ... after it when something is
+/// at that name already (another recorder of this process in the same second, or a
+/// name planted in the directory, which is left alone and named in a warning).
+fn create_files(
+    dir: &Path,
+    started_unix: u64,
+) -> Result<(PathBuf, std::fs::File, PathBuf, std::fs::File), RecordError> {
+    let failed = |path: &Path, source| RecordError::Create {
+        path: path.display().to_string(),
+        source,
+    };
+    let taken = |path: &Path| {
+        tracing::warn!(path = %path.display(), "something is at this tape's name already: left alone, using another name");
+    };
+    for attempt in 0..100u32 {
+        let mut stem = format!("sluice-{started_unix}-{}", std::process::id());
+        if attempt > 0 {
+            stem = format!("{stem}-{attempt}");
+        }
+        let path = dir.join(format!("{stem}.jsonl"));
+        let data_path = dir.join(format!("{stem}.data"));
+        let file = match create::private_file(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                taken(&path);
+                continue;
+            }
+            Err(e) => return Err(failed(&path, e)),
+        };
+        match create::private_file(&data_path) {
+            Ok(data) => return Ok((path, file, data_path, data)),
+            Err(e) => {
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(failed(&data_path, e));
+                }
+                taken(&data_path);
+            }
+        }
+    }
+    Err(failed(
+        dir,
+        std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "a hundred tape names taken in one second",
+        ),
+    ))
 }
 
 /// How often the writer wakes to drain the queue. Polling, not blocking: a blocked
@@ -539,6 +740,66 @@ mod tests {
             "only the chunk that fitted is on the tape"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The mode bits of `path` itself (not of a symlink's target).
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn tapes_are_private_and_a_planted_symlink_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tapes").join("run");
+        let recorder = Recorder::create(&dir, "http://up").unwrap();
+        recorder.sync();
+        assert_eq!(mode_of(&dir), 0o700, "the tape directory");
+        assert_eq!(
+            mode_of(&tmp.path().join("tapes")),
+            0o700,
+            "a parent it made"
+        );
+        assert_eq!(mode_of(recorder.path()), 0o600, "the tape");
+        assert_eq!(
+            mode_of(&recorder.path().with_extension("data")),
+            0o600,
+            "the data file"
+        );
+        drop(recorder);
+
+        // The names are predictable (the second and the pid): whoever can write to the
+        // directory plants symlinks under the next names, to a file the user owns.
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for second in now..now + 5 {
+            for ext in ["jsonl", "data"] {
+                let name = format!("sluice-{second}-{}.{ext}", std::process::id());
+                let _ = std::fs::remove_file(dir.join(&name));
+                std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+            }
+        }
+        let created = Recorder::create(&dir, "http://up");
+        if let Ok(recorder) = &created {
+            recorder.sync();
+            let meta = std::fs::symlink_metadata(recorder.path()).unwrap();
+            assert!(meta.file_type().is_file(), "the tape is a symlink");
+            assert_eq!(mode_of(recorder.path()), 0o600);
+        }
+        assert_eq!(
+            std::fs::read(&victim).unwrap(),
+            b"precious",
+            "a planted symlink was followed"
+        );
+        drop(created);
     }
 }
 

@@ -234,9 +234,14 @@ impl Replay {
             ),
         };
         let mut response = Response::builder().status(exchange.status);
+        // A tape may come from elsewhere: a header it holds that is not a valid name
+        // or value is left out, not a reason to panic below.
         for (name, value) in &exchange.headers {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                response = response.header(name.as_str(), value);
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                response = response.header(name, value);
             }
         }
         let body = match exchange.body {
@@ -309,7 +314,11 @@ async fn play(
     let started = tokio::time::Instant::now();
     for (at, frame) in frames {
         if timing {
-            tokio::time::sleep_until(started + Duration::from_millis(at)).await;
+            // A tape's times are not trusted: past what a clock can hold, never.
+            match started.checked_add(Duration::from_millis(at)) {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
         }
         let mut out = BytesMut::new();
         match frame {
@@ -416,5 +425,87 @@ mod tests {
             "server requests keep their id"
         );
         assert_eq!(s.apply("not json".into()), "not json");
+    }
+
+    /// A tape whose response has a header name no response may carry.
+    fn bad_header_tape() -> Vec<Record> {
+        let mut headers = std::collections::BTreeMap::new();
+        headers.insert("content-type".to_string(), "application/json".to_string());
+        headers.insert("bad name\r\n".to_string(), "x".to_string());
+        vec![
+            Record::Request {
+                stream: 1,
+                t_ms: 0,
+                method: "POST".into(),
+                path: "/mcp".into(),
+                query: None,
+                rpc_method: Some("ping".into()),
+                protocol_version: None,
+                headers: Default::default(),
+                body: r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.into(),
+                steps: Vec::new(),
+                sent: None,
+            },
+            Record::Response {
+                stream: 1,
+                t_ms: 0,
+                status: 200,
+                headers,
+            },
+            Record::Event {
+                stream: 1,
+                t_ms: 0,
+                seq: None,
+                received: crate::tape::TapeEvent {
+                    data: Some(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#.into()),
+                    ..Default::default()
+                },
+                steps: Vec::new(),
+                sent: None,
+                unchanged: true,
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_recorded_header_that_is_not_valid_is_left_out_not_a_panic() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let serving = start(&bad_header_tape(), "127.0.0.1:0".parse().unwrap(), false)
+            .await
+            .unwrap();
+        let mut client = tokio::net::TcpStream::connect(serving.addr).await.unwrap();
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let request = format!(
+            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+        assert!(response.contains(r#""result":{}"#), "{response:?}");
+        serving.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_time_past_what_a_clock_holds_waits_instead_of_panicking() {
+        let frames = vec![
+            (0, sse::Frame::Event(Event::message("first"))),
+            (u64::MAX, sse::Frame::Event(Event::message("never"))),
+        ];
+        let (tx, mut rx) = mpsc::channel(4);
+        let substitutions = Substitutions {
+            id: None,
+            token: None,
+        };
+        let playing = tokio::spawn(play(frames, substitutions, true, tx));
+        let first = rx.recv().await.expect("the first frame");
+        assert!(String::from_utf8_lossy(&first).contains("first"));
+        // Paused time: the runtime jumps ahead to the timeout once nothing else runs.
+        let next = tokio::time::timeout(Duration::from_secs(3600), rx.recv()).await;
+        assert!(next.is_err(), "{next:?}");
+        assert!(!playing.is_finished(), "the player ended (panicked?)");
+        playing.abort();
     }
 }

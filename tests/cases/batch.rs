@@ -166,6 +166,7 @@ async fn a_recorded_stream_batches_and_its_tape_has_each_events_steps() {
         proxy: Default::default(),
         cache_dir: None,
         record_dir: Some(dir.clone()),
+        tape: Default::default(),
     })
     .await
     .expect("sluice starts");

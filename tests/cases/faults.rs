@@ -117,8 +117,17 @@ async fn the_upstream_closing_mid_event_ends_the_stream_with_an_error_for_the_re
 #[tokio::test]
 async fn a_connection_reset_ends_the_stream_with_an_error_for_the_request() {
     let upstream = raw::serve(script(vec![PROGRESS.into()], raw::End::Reset)).await;
-    let (events, _, _sluice) = failing_stream(upstream, ProxySettings::default()).await;
+    let (events, error, _sluice) = failing_stream(upstream, ProxySettings::default()).await;
     assert!(events[0].data_str().contains("notifications/progress"));
+    // A fixed text and the request id; the OS's words stay in the log.
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("the upstream's connection broke (request "),
+        "{message}"
+    );
+    for leak in ["os error", "reset", "127.0.0.1"] {
+        assert!(!message.to_lowercase().contains(leak), "{leak}: {message}");
+    }
 }
 
 #[tokio::test]

@@ -299,6 +299,7 @@ fn config(listen: &str, upstream: &str, allowed_hosts: Vec<String>) -> Config {
         },
         cache_dir: None,
         record_dir: None,
+        tape: Default::default(),
     }
 }
 

@@ -510,6 +510,7 @@ async fn a_session_recorded_through_the_proxy_is_reproduced_offline() {
         proxy: Default::default(),
         cache_dir: None,
         record_dir: Some(dir.clone()),
+        tape: Default::default(),
     })
     .await
     .expect("sluice starts");

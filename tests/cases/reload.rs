@@ -272,6 +272,7 @@ async fn reordering_the_config_file_while_running_takes_effect_for_new_streams()
         proxy: Default::default(),
         cache_dir: None,
         record_dir: None,
+        tape: Default::default(),
     };
     let source = Box::new(move || file.load().map_err(|e| e.to_string()));
     let mut sluice = sluice::app::start_with_source(config, source, vec![toml.clone()])

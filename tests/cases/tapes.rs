@@ -39,6 +39,7 @@ async fn recording_sluice(upstream: &str, dir: &Path) -> Running {
         proxy: Default::default(),
         cache_dir: None,
         record_dir: Some(dir.to_path_buf()),
+        tape: Default::default(),
     })
     .await
     .expect("sluice starts")
@@ -174,16 +175,20 @@ async fn a_recorded_session_replays_to_the_same_events() {
     let live_dir = temp_dir("live");
     let sluice = recording_sluice(&proxy::base_of(&server.url), &live_dir).await;
     let live = session(&format!("{}/mcp", sluice.url())).await;
-    // A request with credentials: they must not reach the tape.
-    let secret_request = Request::post(format!("{}/mcp", sluice.url()))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", "Bearer sk-credential-never-recorded")
-        .header("cookie", "session=cookie-never-recorded")
-        .body(Full::new(Bytes::from_static(
-            br#"{"jsonrpc":"2.0","id":99,"method":"ping"}"#,
-        )))
-        .unwrap();
+    // A request with credentials: they must not reach the tape (nor a credential in
+    // the query string, redacted by default).
+    let secret_request = Request::post(format!(
+        "{}/mcp?api_key=sk-query-never-recorded&x=1",
+        sluice.url()
+    ))
+    .header("content-type", "application/json")
+    .header("accept", "application/json, text/event-stream")
+    .header("authorization", "Bearer sk-credential-never-recorded")
+    .header("cookie", "session=cookie-never-recorded")
+    .body(Full::new(Bytes::from_static(
+        br#"{"jsonrpc":"2.0","id":99,"method":"ping"}"#,
+    )))
+    .unwrap();
     let _ = client::text(client::send(secret_request).await).await;
     sluice.stop().await;
     drop(server);
@@ -194,6 +199,15 @@ async fn a_recorded_session_replays_to_the_same_events() {
 
     let (file, records) = the_tape(&live_dir);
     let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(r#""query":"api_key=REDACTED&x=1""#), "{text}");
+    // Private by default: the directory sluice made, the tape and its data file.
+    let mode = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&live_dir), 0o700);
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&file.with_extension("data")), 0o600);
     assert!(
         !text.contains("never-recorded"),
         "credentials were recorded"

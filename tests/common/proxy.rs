@@ -89,6 +89,7 @@ pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySe
         proxy,
         cache_dir: None,
         record_dir: None,
+        tape: Default::default(),
     })
     .await
     .expect("sluice starts")
