@@ -218,6 +218,7 @@ async fn every_failure_kind_on_a_client_request_fails_closed_with_an_error_namin
                 reference("rust", json!({"redact": ["x"]})),
                 PluginLimits {
                     deadline: Duration::from_secs(5),
+                    memory_bytes: 64 << 20,
                     ..Default::default()
                 },
             ),
