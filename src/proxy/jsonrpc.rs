@@ -24,6 +24,8 @@ pub const PLUGIN_FAILED: i64 = -32053;
 pub const PLUGIN_BUDGET: i64 = -32054;
 /// JSON-RPC's own "Invalid Request": the proxy refused the text before any plugin.
 pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC's own "Parse error": text that looks like a message but is not JSON.
+pub const PARSE_ERROR: i64 = -32700;
 
 /// A JSON-RPC id as the peer wrote it. The proxy's own answers carry it byte for byte:
 /// through `serde_json::Value` a number past 64 bits became a float (and serde_json's

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use super::jsonrpc::{self, RequestId};
-use crate::mcp::shape::{self, Depth, ShapeError};
+use crate::mcp::shape::{self, ShapeError};
 use crate::plugin::{FailureKind, Outcome, Session, human_bytes};
 use crate::sse::Event;
 
@@ -83,11 +83,11 @@ impl Refused {
     /// The JSON-RPC error the client gets (id `null`: which id a refused text carries
     /// is exactly what cannot be told).
     pub fn error(&self) -> Box<RawValue> {
-        jsonrpc::error(
-            &RequestId::null(),
-            jsonrpc::INVALID_REQUEST,
-            &format!("sluice: {self}"),
-        )
+        let code = match self {
+            Refused::Shape(ShapeError::NotJson(_)) => jsonrpc::PARSE_ERROR,
+            Refused::Shape(_) | Refused::BatchTooLong { .. } => jsonrpc::INVALID_REQUEST,
+        };
+        jsonrpc::error(&RequestId::null(), code, &format!("sluice: {self}"))
     }
 }
 
@@ -212,8 +212,12 @@ fn client_shape(text: &str) -> Result<(), ShapeError> {
 ///   kept byte for byte, also when a plugin modifies the event.
 /// * `unanswered` lists the ids of requests still waiting for their response; each
 ///   response that leaves is struck off (see `InterceptedSse`).
-/// * A message with a repeated top-level member name, and a batch longer than
-///   `limits.max_batch`, are refused before the plugins (`refused_message`).
+/// * A batch longer than `limits.max_batch` is not handed to the plugins
+///   (`over_long_batch`).
+///
+/// Server messages are not held to `mcp::shape` as client messages are: the server's
+/// own code writes their members (tool content lives inside strings and cannot add
+/// one), and a parse of every event would cost every stream.
 pub fn to_client(
     session: &mut Session,
     event: Event,
@@ -224,17 +228,24 @@ pub fn to_client(
         return Some(event);
     }
     let cursor = cursor_of(&event);
-    // The rules protect plugins: where none sees this direction, nothing is refused.
-    let checking = !session.passes_everything();
     let Some(items) = batch_items(event.data_str()) else {
-        if checking && let Some(refused) = server_shape(event.data_str()) {
-            let sent = refused_message(session, &event, refused, unanswered);
-            return with_cursor(cursor, sent);
-        }
         let outcome = session.on_event(event);
         return with_cursor(cursor, after_chain(session, outcome, unanswered));
     };
-    let too_long = checking && items.len() > limits.max_batch;
+    // The rules protect plugins: where none sees this direction, nothing is refused.
+    let too_long = !session.passes_everything() && items.len() > limits.max_batch;
+    if too_long {
+        session
+            .chain()
+            .refusals()
+            .refused("to-client", "batch_too_long");
+        tracing::warn!(
+            stream = session.meta().stream_id,
+            messages = items.len(),
+            "server batch refused before the plugins: over the limit of {} (max_batch)",
+            limits.max_batch
+        );
+    }
     let mut kept = Vec::new();
     for item in items {
         let message = Event {
@@ -242,19 +253,11 @@ pub fn to_client(
             event: event.event.clone(),
             ..cursor.clone()
         };
-        let refused = if too_long {
-            Some(Refusal::BatchTooLong(limits.max_batch))
-        } else if checking {
-            server_shape(message.data_str())
+        let sent = if too_long {
+            over_long_batch(&message, limits.max_batch, unanswered)
         } else {
-            None
-        };
-        let sent = match refused {
-            Some(refused) => refused_message(session, &message, refused, unanswered),
-            None => {
-                let outcome = session.on_event(message);
-                after_chain(session, outcome, unanswered)
-            }
+            let outcome = session.on_event(message);
+            after_chain(session, outcome, unanswered)
         };
         kept.extend(sent.and_then(|e| e.data));
     }
@@ -267,50 +270,16 @@ pub fn to_client(
     })
 }
 
-/// Why a server message is not handed to the plugins.
-enum Refusal {
-    /// It breaks `mcp::shape` (a repeated top-level member name).
-    Shape(ShapeError),
-    /// It is part of a batch longer than this.
-    BatchTooLong(usize),
-}
-
-/// The shape rule for a server message: a repeated top-level name (which the client's
-/// parser resolves its own way) is refused; anything else is the plugins' to judge.
-fn server_shape(data: &str) -> Option<Refusal> {
-    if !shape::looks_like_object(data) {
-        return None;
-    }
-    match shape::one_object(data, Depth::Top) {
-        Err(e @ ShapeError::DuplicateName { .. }) => Some(Refusal::Shape(e)),
-        _ => None,
-    }
-}
-
-/// A server message the plugins do not get to see: fail closed. A response is replaced
-/// by an error with its id (the client is not left waiting); anything else is dropped.
-fn refused_message(
-    session: &Session,
-    event: &Event,
-    refusal: Refusal,
-    unanswered: &mut Vec<RequestId>,
-) -> Option<Event> {
-    let (reason, text) = match &refusal {
-        Refusal::Shape(e) => (e.reason(), format!("invalid JSON-RPC message: {e}")),
-        Refusal::BatchTooLong(limit) => (
-            "batch_too_long",
-            format!("a batch of more than {limit} messages (max_batch)"),
-        ),
-    };
-    session.chain().refusals().refused("to-client", reason);
-    tracing::warn!(
-        stream = session.meta().stream_id,
-        reason,
-        "server message refused before the plugins: {text}"
-    );
+/// A message of a server batch over `limit` messages, which the plugins do not get to
+/// see: fail closed. A response is replaced by an error with its id (the client is not
+/// left waiting); anything else is dropped.
+fn over_long_batch(event: &Event, limit: usize, unanswered: &mut Vec<RequestId>) -> Option<Event> {
     let id = event.data.as_deref().and_then(jsonrpc::response_id)?;
     unanswered.retain(|pending| *pending != id);
-    let message = format!("sluice: the server's response was refused: {text}");
+    let message = format!(
+        "sluice: the server's response was refused: it came in a batch of more than {limit} \
+         messages (max_batch)"
+    );
     Some(Event {
         data: Some(jsonrpc::error(&id, jsonrpc::STREAM_FAILED, &message).to_string()),
         ..event.clone()
@@ -335,34 +304,11 @@ pub fn to_client_run(
     unanswered: &mut Vec<RequestId>,
 ) -> Vec<Option<Event>> {
     let cursors: Vec<Event> = events.iter().map(cursor_of).collect();
-    // Refused messages stay out of the chain; the rest go through it together.
-    let mut refused: Vec<Option<Option<Event>>> = Vec::with_capacity(events.len());
-    let mut checked = Vec::with_capacity(events.len());
-    for event in events {
-        match server_shape(event.data_str()) {
-            Some(refusal) => {
-                refused.push(Some(refused_message(session, &event, refusal, unanswered)));
-            }
-            None => {
-                refused.push(None);
-                checked.push(event);
-            }
-        }
-    }
-    let mut outcomes = session.on_events(checked).into_iter();
-    refused
+    let outcomes = session.on_events(events);
+    outcomes
         .into_iter()
         .zip(cursors)
-        .map(|(refused, cursor)| {
-            let sent = match refused {
-                Some(sent) => sent,
-                None => {
-                    let outcome = outcomes.next().expect("one outcome per checked event");
-                    after_chain(session, outcome, unanswered)
-                }
-            };
-            with_cursor(cursor, sent)
-        })
+        .map(|(outcome, cursor)| with_cursor(cursor, after_chain(session, outcome, unanswered)))
         .collect()
 }
 
@@ -533,6 +479,25 @@ fn log_dropped(session: &Session, plugin: &str, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_body_is_answered_with_the_json_rpc_code_for_its_fault() {
+        let code = |refused: Refused| {
+            let answer: serde_json::Value = serde_json::from_str(refused.error().get()).unwrap();
+            assert_eq!(answer["id"], serde_json::Value::Null);
+            answer["error"]["code"].as_i64().unwrap()
+        };
+        let broken = shape::client_message(r#"{"method":"x" oops}"#).unwrap_err();
+        assert_eq!(code(Refused::Shape(broken)), jsonrpc::PARSE_ERROR);
+        let twice = shape::client_message(r#"{"id":1,"id":2,"method":"x"}"#).unwrap_err();
+        assert_eq!(code(Refused::Shape(twice)), jsonrpc::INVALID_REQUEST);
+        let long = Refused::BatchTooLong {
+            len: 101,
+            limit: 100,
+        };
+        assert!(long.to_string().contains("101 messages"));
+        assert_eq!(code(long), jsonrpc::INVALID_REQUEST);
+    }
 
     #[test]
     fn batches_keep_each_message_byte_for_byte() {

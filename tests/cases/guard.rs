@@ -7,8 +7,8 @@
 //!   message is dropped, never passed, and a waiting client gets a JSON-RPC error that
 //!   names the plugin and what to change.
 //! - A plugin's `modify` splices a second message into a batch: refused.
-//! - A message means one thing to a plugin and another to the server (a repeated member
-//!   name, an escaped method): refused before any plugin sees it.
+//! - A client message means one thing to a plugin and another to the server (a repeated
+//!   member name, an escaped method): refused before any plugin sees it.
 //! - One request asks for millions of plugin calls, or for seconds of plugin time: it is
 //!   refused or cut, and other streams keep flowing meanwhile.
 //! - A component with several memories gets one memory cap, not one per memory.
@@ -417,33 +417,6 @@ async fn an_escaped_method_is_refused_before_a_byte_rule_can_miss_it() {
 }
 
 #[tokio::test]
-async fn a_server_message_with_a_repeated_member_name_is_refused_before_the_plugins() {
-    // Which `result` the client keeps is its parser's choice; the redactor must not
-    // have to guess. The response becomes an error with its id.
-    let upstream = raw::serve(raw::Script {
-        content_type: "text/event-stream",
-        chunks: vec![
-            b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"text\":\"clean\"},\"result\":{\"text\":\"sk-live-abc\"}}\n\n"
-                .to_vec(),
-        ],
-        end: raw::End::Clean,
-        gate: None,
-    })
-    .await;
-    let sluice = proxy::start(&upstream.url(), vec![proxy::rust("passthrough", "")]).await;
-    let request = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#;
-    let events =
-        client::events(client::post(&format!("{}/mcp", sluice.url()), request).await).await;
-    assert_eq!(events.len(), 1, "{events:?}");
-    let answer: Value = serde_json::from_str(events[0].data_str()).unwrap();
-    assert_eq!(answer["id"], 1);
-    assert_eq!(answer["error"]["code"], -32052, "{answer}");
-    assert!(!events[0].data_str().contains("sk-live"));
-    assert_eq!(proxy::stats(&sluice, 0).calls, 0, "no plugin saw it");
-    sluice.stop().await;
-}
-
-#[tokio::test]
 async fn the_dropper_fails_closed_on_a_message_it_cannot_parse() {
     // Broken JSON the host does not refuse (it is the plugin's to judge): the example
     // dropper drops what it cannot read rather than pass it.
@@ -494,6 +467,34 @@ async fn a_batch_of_two_million_messages_is_refused_before_any_plugin_call() {
     );
     assert_eq!(proxy::stats(&sluice, 0).calls, 0);
     assert!(received(&upstream).is_empty());
+    sluice.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_batch_over_the_limit_is_not_handed_to_the_plugins() {
+    // 150 responses in one event: past max_batch (100) the plugins never see them, so
+    // a redactor cannot be flooded; each becomes an error with its id.
+    let items: Vec<String> = (1..=150)
+        .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"result":{{"text":"sk-live-{i}"}}}}"#))
+        .collect();
+    let upstream = raw::serve(raw::Script {
+        content_type: "text/event-stream",
+        chunks: vec![format!("data: [{}]\n\n", items.join(",")).into_bytes()],
+        end: raw::End::Clean,
+        gate: None,
+    })
+    .await;
+    let sluice = proxy::start(&upstream.url(), vec![proxy::rust("passthrough", "")]).await;
+    let events = client::events(client::post(&format!("{}/mcp", sluice.url()), "{}").await).await;
+    assert_eq!(events.len(), 1);
+    assert!(!events[0].data_str().contains("sk-live"));
+    let answers: Vec<Value> = serde_json::from_str(events[0].data_str()).unwrap();
+    assert_eq!(answers.len(), 150);
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer["id"], i + 1);
+        assert_eq!(answer["error"]["code"], -32052, "{answer}");
+    }
+    assert_eq!(proxy::stats(&sluice, 0).calls, 0, "no plugin saw them");
     sluice.stop().await;
 }
 
