@@ -80,6 +80,49 @@ pub fn client_message(text: &str) -> Result<(), ShapeError> {
     check(text, Depth::All, true)
 }
 
+/// For text that is a JSON array: whether it holds at most `max` elements. Reads no
+/// further than element `max + 1`, so a client's two-million-element batch costs a
+/// partial parse, not two million copies. An error when `text` is not a JSON array (or
+/// is not JSON up to that point).
+pub fn array_within(text: &str, max: usize) -> Result<bool, ShapeError> {
+    /// Counts elements up to `max`; past it, stops the parse and says so in `over`
+    /// (serde_json then reports the unread rest as an error, which is not one here).
+    struct Count<'a> {
+        max: usize,
+        over: &'a mut bool,
+    }
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut n = 0;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                n += 1;
+                if n > self.max {
+                    *self.over = true;
+                    return Err(de::Error::custom("over the limit"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut over = false;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let counted = de
+        .deserialize_seq(Count {
+            max,
+            over: &mut over,
+        })
+        .and_then(|()| de.end());
+    match counted {
+        _ if over => Ok(false),
+        Ok(()) => Ok(true),
+        Err(e) => Err(ShapeError::NotJson(e.to_string())),
+    }
+}
+
 /// True when `text` looks like one JSON object (its first and last non-blank bytes are
 /// braces): the messages whose `modify` results must keep that shape. Cheap: no parse.
 pub fn looks_like_object(text: &str) -> bool {
@@ -193,7 +236,7 @@ fn members<'de, A: MapAccess<'de>>(
             ));
         }
         if top && plain_names && name.text == "method" {
-            if map.next_value_seed(Plain)? {
+            if map.next_value_seed(Plain { found: &mut *found })? {
                 return Err(refuse(found, ShapeError::Escaped("the method")));
             }
         } else if depth == Depth::All {
@@ -276,17 +319,20 @@ impl<'de> Visitor<'de> for Name {
     }
 }
 
-/// A value that must be written without escapes if it is a string: true when it was not.
-struct Plain;
+/// A value that must be written without escapes if it is a string: true when it was.
+/// An object or array in its place is checked like any other value (`Nested`).
+struct Plain<'f> {
+    found: &'f mut Option<ShapeError>,
+}
 
-impl<'de> DeserializeSeed<'de> for Plain {
+impl<'de> DeserializeSeed<'de> for Plain<'_> {
     type Value = bool;
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<bool, D::Error> {
         de.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Plain {
+impl<'de> Visitor<'de> for Plain<'_> {
     type Value = bool;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
@@ -312,13 +358,11 @@ impl<'de> Visitor<'de> for Plain {
     fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
         Ok(false)
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(false)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        Nested { found: self.found }.visit_map(map).map(|()| false)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(false)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        Nested { found: self.found }.visit_seq(seq).map(|()| false)
     }
 }
 
@@ -477,6 +521,27 @@ mod tests {
             client_message(r#"{"method":"m","params":{"t\u0065xt":"a\nb\u00e9"}}"#),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_method_that_is_no_string_is_still_checked_for_repeats() {
+        assert!(matches!(
+            client_message(r#"{"jsonrpc":"2.0","id":1,"method":{"a":1,"a":2}}"#),
+            Err(ShapeError::DuplicateName { .. })
+        ));
+        assert_eq!(client_message(r#"{"method":[{"a":1},{"a":2}]}"#), Ok(()));
+    }
+
+    #[test]
+    fn arrays_are_counted_no_further_than_the_limit() {
+        assert_eq!(array_within("[1,2,3]", 3), Ok(true));
+        assert_eq!(array_within(" [1,2,3] ", 2), Ok(false));
+        // Past the limit the rest is not read (nor judged).
+        assert_eq!(array_within("[1,2,3,oops", 2), Ok(false));
+        assert!(array_within("[1,2,oops", 5).is_err());
+        assert!(array_within("[1] x", 5).is_err());
+        assert!(array_within("{}", 5).is_err());
+        assert_eq!(array_within("[]", 0), Ok(true));
     }
 
     #[test]

@@ -321,6 +321,12 @@ impl Session {
         &self.chain
     }
 
+    /// True when a plugin of this chain sees messages going `direction` (a filter sees
+    /// none going to the server), whether or not that phase has begun.
+    pub fn sees(&self, direction: Direction) -> bool {
+        self.chain.plugins.iter().any(|p| applies(p, direction))
+    }
+
     /// Begins a phase (the request going to the server, or the response stream going
     /// to the client): ends the previous phase, then calls `on-stream-start` on every
     /// plugin that sees this direction, creating its instance if it has none.
@@ -397,7 +403,9 @@ impl Session {
                         if timed {
                             fuel = instance.fuel_used();
                         }
-                        verdict.and_then(|verdict| within_limit(verdict, limit))
+                        verdict
+                            .and_then(|verdict| within_limit(verdict, limit))
+                            .and_then(|verdict| keeps_shape(direction, &flight.event, verdict))
                     }
                     Err(failure) => Err(failure),
                 },
@@ -441,12 +449,6 @@ impl Session {
         flight: &mut InFlight,
         dropped: &mut Option<Dropped>,
     ) {
-        let verdict = match verdict {
-            Ok(Verdict::Modify(new)) => {
-                keeps_shape(&flight.event, &new).map(|()| Verdict::Modify(new))
-            }
-            other => other,
-        };
         match verdict {
             Ok(Verdict::Pass) => {
                 plugin.counters().passed();
@@ -555,9 +557,11 @@ impl Session {
     }
 
     fn log_failure(&self, plugin: &Plugin, failure: &CallFailure, call: &str) {
-        let policy = match plugin.limits().failure {
-            FailurePolicy::Open => "fail-open: event passed unchanged, instance replaced",
-            FailurePolicy::Closed => "fail-closed: event dropped, instance replaced",
+        let policy = match (plugin.limits().failure, failure.kind.breaks_instance()) {
+            (FailurePolicy::Open, true) => "fail-open: event passed unchanged, instance replaced",
+            (FailurePolicy::Open, false) => "fail-open: event passed unchanged",
+            (FailurePolicy::Closed, true) => "fail-closed: event dropped, instance replaced",
+            (FailurePolicy::Closed, false) => "fail-closed: event dropped",
         };
         tracing::warn!(
             plugin = plugin.name(),
@@ -614,18 +618,35 @@ pub(super) fn too_large(plugin: &Plugin, event: &SseEvent) -> Option<CallFailure
 }
 
 /// A `modify` of a JSON-RPC message must give exactly one JSON object with distinct
-/// member names (`mcp::shape`): a plugin that returns two messages for one would splice
-/// into a batch a message no later plugin saw on its own, and one with a repeated name
-/// would mean different things to different parsers. Other events (SSE that is not
-/// JSON-RPC) may become any text.
-fn keeps_shape(before: &SseEvent, after: &SseEvent) -> Result<(), CallFailure> {
-    if !shape::looks_like_object(&before.data) {
-        return Ok(());
-    }
-    shape::one_object(&after.data, shape::Depth::Top).map_err(|e| CallFailure {
+/// member names (`mcp::shape`; going to the server, held to the client-message rule at
+/// every depth, so a later plugin and the server read it alike); a `modify` of any other
+/// JSON value must give exactly one JSON value. Either way a result cannot splice a
+/// second message into a batch. Other events (SSE that is not JSON) may become any text.
+/// Checked before the verdict is recorded, so traces show the refusal.
+pub(super) fn keeps_shape(
+    direction: Direction,
+    before: &SseEvent,
+    verdict: Verdict,
+) -> Result<Verdict, CallFailure> {
+    let Verdict::Modify(after) = &verdict else {
+        return Ok(verdict);
+    };
+    let malformed = |e: shape::ShapeError| CallFailure {
         kind: FailureKind::Malformed,
         message: format!("modify turned a JSON-RPC message into something else: {e}"),
-    })
+    };
+    if shape::looks_like_object(&before.data) {
+        match direction {
+            Direction::ToServer => shape::client_message(&after.data),
+            Direction::ToClient => shape::one_object(&after.data, shape::Depth::Top),
+        }
+        .map_err(malformed)?;
+    } else if serde_json::from_str::<serde::de::IgnoredAny>(&before.data).is_ok()
+        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&after.data)
+    {
+        return Err(malformed(shape::ShapeError::NotJson(e.to_string())));
+    }
+    Ok(verdict)
 }
 
 /// `3.0 MB`, `512 KB`, `17 bytes`: sizes in messages people read.

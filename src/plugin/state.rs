@@ -26,6 +26,8 @@ pub(crate) struct PluginState {
     memory_cap: usize,
     /// What the instance holds now, against `memory_cap`.
     held: usize,
+    /// The last growth granted, given back if the engine then fails to grow.
+    granted: usize,
     /// The most elements of one table.
     table_cap: usize,
     /// Set when the instance asked for more memory than its cap, so that the trap that
@@ -45,6 +47,7 @@ impl PluginState {
             stream_id,
             memory_cap,
             held: 0,
+            granted: 0,
             table_cap: 100_000,
             memory_denied: false,
             deadline: CpuDeadline::default(),
@@ -91,15 +94,32 @@ impl ResourceLimiter for PluginState {
         let more = desired.saturating_sub(current);
         Ok(self.take(more.saturating_mul(TABLE_ELEMENT_BYTES)))
     }
+
+    /// A growth this limiter granted failed in the engine (past the memory's declared
+    /// maximum, say): what it counted is given back.
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.give_back();
+        Ok(())
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.give_back();
+        Ok(())
+    }
 }
 
 impl PluginState {
+    fn give_back(&mut self) {
+        self.held = self.held.saturating_sub(std::mem::take(&mut self.granted));
+    }
+
     /// Counts `bytes` more against the instance's cap, or refuses them (and remembers
     /// it, so the trap that usually follows is reported as out of memory).
     fn take(&mut self, bytes: usize) -> bool {
         match self.held.checked_add(bytes) {
             Some(held) if held <= self.memory_cap => {
                 self.held = held;
+                self.granted = bytes;
                 true
             }
             _ => {
@@ -155,6 +175,13 @@ mod tests {
         assert!(state.table_growing(0, 8, None).unwrap());
         assert!(!state.table_growing(8, 16, None).unwrap());
         assert!(state.memory_denied);
+        // A growth granted here that the engine then fails gives its bytes back.
+        let mut state = PluginState::new("p".into(), 1, 1 << 20);
+        assert!(state.memory_growing(0, 1 << 20, None).unwrap());
+        state
+            .memory_grow_failed(wasmtime::Error::msg("past the declared maximum"))
+            .unwrap();
+        assert!(state.memory_growing(0, 1 << 20, None).unwrap());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use super::jsonrpc::{self, RequestId};
 use crate::mcp::shape::{self, ShapeError};
-use crate::plugin::{FailureKind, Outcome, Session, human_bytes};
+use crate::plugin::{Direction, FailureKind, Outcome, Session, human_bytes};
 use crate::sse::Event;
 
 /// How much plugin work one exchange may cause. A client controls how many messages a
@@ -67,8 +67,12 @@ pub enum Refused {
     #[error("invalid JSON-RPC message: {0}")]
     Shape(#[source] ShapeError),
     /// A batch longer than [`Limits::max_batch`].
-    #[error("a batch of {len} messages is over the limit of {limit} (max_batch)")]
-    BatchTooLong { len: usize, limit: usize },
+    #[error("a batch of more than {limit} messages is over the limit (max_batch)")]
+    BatchTooLong { limit: usize },
+    /// A byte-order mark or a NUL byte: text a server may decode otherwise (UTF-16, or
+    /// with the mark stripped) than the plugins see it.
+    #[error("the body starts with a byte-order mark or holds a NUL byte")]
+    Encoding,
 }
 
 impl Refused {
@@ -77,6 +81,7 @@ impl Refused {
         match self {
             Refused::Shape(e) => e.reason(),
             Refused::BatchTooLong { .. } => "batch_too_long",
+            Refused::Encoding => "encoding",
         }
     }
 
@@ -84,19 +89,21 @@ impl Refused {
     /// is exactly what cannot be told).
     pub fn error(&self) -> Box<RawValue> {
         let code = match self {
-            Refused::Shape(ShapeError::NotJson(_)) => jsonrpc::PARSE_ERROR,
+            Refused::Shape(ShapeError::NotJson(_)) | Refused::Encoding => jsonrpc::PARSE_ERROR,
             Refused::Shape(_) | Refused::BatchTooLong { .. } => jsonrpc::INVALID_REQUEST,
         };
         jsonrpc::error(&RequestId::null(), code, &format!("sluice: {self}"))
     }
 }
 
-/// Runs a client's message (or each message of a batch) through the chain, which must
-/// have begun its to-server phase. Each message that looks like a JSON object must be
-/// one that every parser reads alike (`mcp::shape::client_message`), or the whole
-/// body is refused before any plugin runs.
+/// Runs a client's message (or each message of a batch) through the chain: begins the
+/// to-server phase, runs each message, ends the phase. Where a plugin sees client
+/// messages, the body is first held to the MCP rules (`client_body`): a body that
+/// breaks them is refused before any plugin is even told of the phase.
 pub fn to_server(session: &mut Session, body: String, limits: &Limits) -> ToServer {
-    let refuse = |session: &Session, refused: Refused| {
+    if session.sees(Direction::ToServer)
+        && let Err(refused) = client_body(&body, limits.max_batch)
+    {
         session
             .chain()
             .refusals()
@@ -106,14 +113,47 @@ pub fn to_server(session: &mut Session, body: String, limits: &Limits) -> ToServ
             reason = refused.reason(),
             "client request refused before the plugins: {refused}"
         );
-        ToServer::Refused(refused)
-    };
-    // The rules protect plugins: where none sees this direction, nothing is refused.
-    let checking = !session.passes_everything();
-    let Some(items) = batch_items(&body) else {
-        if checking && let Err(e) = client_shape(&body) {
-            return refuse(session, Refused::Shape(e));
+        return ToServer::Refused(refused);
+    }
+    session.begin(Direction::ToServer);
+    let decided = through_chain(session, body, limits);
+    session.end();
+    decided
+}
+
+/// The MCP rules for a client body a plugin will see. Text a server would read as JSON
+/// must be JSON every parser reads alike: no byte-order mark or NUL (a server may decode
+/// the body as UTF-16, or strip the mark, where a plugin sees neither `{` first nor the
+/// same text); text led by `{` one object (`mcp::shape::client_message`); text led by
+/// `[` a batch of at most `max_batch` such objects. Other text is not JSON-RPC and the
+/// plugins' to judge.
+fn client_body(body: &str, max_batch: usize) -> Result<(), Refused> {
+    if body.starts_with('\u{feff}') || body.contains('\0') {
+        return Err(Refused::Encoding);
+    }
+    let text = body.trim_start_matches([' ', '\t', '\n', '\r']);
+    if text.starts_with('{') {
+        return shape::client_message(body).map_err(Refused::Shape);
+    }
+    if !text.starts_with('[') {
+        return Ok(());
+    }
+    // Counted before anything is copied: an over-long batch costs one partial parse.
+    if !shape::array_within(body, max_batch).map_err(Refused::Shape)? {
+        return Err(Refused::BatchTooLong { limit: max_batch });
+    }
+    for item in batch_items(body).unwrap_or_default() {
+        if !item.starts_with('{') {
+            return Err(Refused::Shape(ShapeError::NotObject));
         }
+        shape::client_message(&item).map_err(Refused::Shape)?;
+    }
+    Ok(())
+}
+
+/// [`to_server`]'s work once the phase has begun.
+fn through_chain(session: &mut Session, body: String, limits: &Limits) -> ToServer {
+    let Some(items) = batch_items(&body) else {
         let request = jsonrpc::request_id(&body);
         return match session.on_event(Event::message(body)) {
             Outcome::Forward(event) => ToServer::Forward {
@@ -136,13 +176,6 @@ pub fn to_server(session: &mut Session, body: String, limits: &Limits) -> ToServ
             }
         };
     };
-    if checking && items.len() > limits.max_batch {
-        let (len, limit) = (items.len(), limits.max_batch);
-        return refuse(session, Refused::BatchTooLong { len, limit });
-    }
-    if checking && let Some(e) = items.iter().find_map(|item| client_shape(item).err()) {
-        return refuse(session, Refused::Shape(e));
-    }
     let started = Instant::now();
     let mut kept = Vec::new();
     let mut answered = Vec::new();
@@ -190,16 +223,6 @@ pub fn to_server(session: &mut Session, body: String, limits: &Limits) -> ToServ
             body: join_batch(&kept),
             answered,
         }
-    }
-}
-
-/// The shape rule for a client message: text that looks like a JSON object must be one
-/// every parser reads alike; other text (not JSON-RPC) is the plugins' to judge.
-fn client_shape(text: &str) -> Result<(), ShapeError> {
-    if shape::looks_like_object(text) {
-        shape::client_message(text)
-    } else {
-        Ok(())
     }
 }
 
@@ -491,12 +514,34 @@ mod tests {
         assert_eq!(code(Refused::Shape(broken)), jsonrpc::PARSE_ERROR);
         let twice = shape::client_message(r#"{"id":1,"id":2,"method":"x"}"#).unwrap_err();
         assert_eq!(code(Refused::Shape(twice)), jsonrpc::INVALID_REQUEST);
-        let long = Refused::BatchTooLong {
-            len: 101,
-            limit: 100,
-        };
-        assert!(long.to_string().contains("101 messages"));
+        let long = Refused::BatchTooLong { limit: 100 };
+        assert!(long.to_string().contains("more than 100 messages"));
         assert_eq!(code(long), jsonrpc::INVALID_REQUEST);
+        assert_eq!(code(Refused::Encoding), jsonrpc::PARSE_ERROR);
+        for (body, reason) in [
+            (
+                "\u{feff}{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\"}",
+                "encoding",
+            ),
+            ("{\0\"\0m\0\"\0:\0\x31\0}\0", "encoding"),
+            ("[{\"method\":\"a\"},0]", "not_object"),
+            ("[{\"method\":\"a\",\"x\":NaN}]", "not_json"),
+            ("[1,1,1]", "batch_too_long"),
+            (" {\"method\":\"a\"} x", "not_json"),
+        ] {
+            let max = if reason == "batch_too_long" { 2 } else { 10 };
+            let refused = client_body(body, max).expect_err(body);
+            assert_eq!(refused.reason(), reason, "{body}");
+        }
+        for body in [
+            "",
+            "plain text",
+            "[]",
+            "[{\"method\":\"a\"}]",
+            "{\"method\":\"a\"}\n",
+        ] {
+            assert!(client_body(body, 10).is_ok(), "{body}");
+        }
     }
 
     #[test]

@@ -455,7 +455,11 @@ impl Proxy {
             (session, out)
         })
         .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Only when the runtime shuts down under a running request.
+            Err(e) => panic!("plugin work did not finish: {e}"),
+        })
     }
 
     /// Runs a client's message(s) through the chain on their way to the server.
@@ -480,10 +484,7 @@ impl Proxy {
         let limits = self.settings.message_limits;
         let (session, decided) = self
             .plugin_work(session, move |session| {
-                session.begin(Direction::ToServer);
-                let decided = messages::to_server(session, text, &limits);
-                session.end();
-                decided
+                messages::to_server(session, text, &limits)
             })
             .await;
         let forward = match decided {

@@ -445,6 +445,30 @@ async fn the_dropper_fails_closed_on_a_message_it_cannot_parse() {
     sluice.stop().await;
 }
 
+#[tokio::test]
+async fn text_a_server_would_decode_otherwise_cannot_hide_a_message_from_the_plugins() {
+    // A byte-order mark (Python's json.loads strips it from bytes), UTF-16 (it decodes
+    // that too: all-ASCII UTF-16 is valid UTF-8 full of NULs), broken JSON in a batch,
+    // and a batch item that is not an object (a plugin's modify of it could splice).
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+    let utf16: String = call.chars().flat_map(|c| [c, '\0']).collect();
+    for (body, code) in [
+        (format!("\u{feff}{call}"), -32700),
+        (utf16, -32700),
+        (format!("[{call},{{\"x\":NaN}}]"), -32700),
+        (
+            format!("[{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}},0,{call}]"),
+            -32600,
+        ),
+    ] {
+        let spec = reference("rust", json!({"drop_methods": ["tools/call"]}));
+        let (status, answer, reached) = to_server(spec, &body, "echo").await;
+        assert!(!reached, "{body:?} reached the upstream");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(rpc_error(&answer).0, code, "{answer}");
+    }
+}
+
 // Item 6: bounded plugin work per request.
 
 #[tokio::test]
@@ -461,10 +485,7 @@ async fn a_batch_of_two_million_messages_is_refused_before_any_plugin_call() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     let (code, message) = rpc_error(&answer);
     assert_eq!(code, -32600);
-    assert!(
-        message.contains("over the limit of 100 (max_batch)"),
-        "{message}"
-    );
+    assert!(message.contains("more than 100 messages"), "{message}");
     assert_eq!(proxy::stats(&sluice, 0).calls, 0);
     assert!(received(&upstream).is_empty());
     sluice.stop().await;
@@ -531,7 +552,8 @@ async fn ticking_upstream(every: Duration, count: usize) -> String {
 // plugin work left the workers, the attack's requests held both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heavy_requests_neither_stall_other_streams_nor_run_past_their_plugin_time() {
-    let upstream = ticking_upstream(Duration::from_millis(50), 200).await;
+    // Ticks for longer than any attack could last; the test stops reading when done.
+    let upstream = ticking_upstream(Duration::from_millis(50), 100_000).await;
     // `hang` never returns on a client message: each costs the plugin's whole deadline.
     let sluice = Arc::new(proxy::start(&upstream, vec![proxy::wat("hang", builtin::HANG)]).await);
     let response = client::post(&format!("{}/mcp", sluice.url()), "").await;
@@ -591,10 +613,10 @@ async fn heavy_requests_neither_stall_other_streams_nor_run_past_their_plugin_ti
         out_of_time >= 8,
         "{failed} failed, {out_of_time} out of time"
     );
-    // A liveness bound, 40 ticks wide: before plugin work left the runtime's threads,
-    // the stream stood still for as long as the attack (several seconds).
+    // A liveness bound, 60 ticks wide: before plugin work left the runtime's threads,
+    // the stream stood still for as long as the attack (about six seconds here).
     assert!(
-        widest < Duration::from_secs(2),
+        widest < Duration::from_secs(3),
         "the stream stalled for {widest:?} ({seen} events during the attack)"
     );
     Arc::into_inner(sluice).unwrap().stop().await;

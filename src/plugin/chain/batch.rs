@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Dropped, Outcome, Session, Step, StepVerdict, TIMING_SAMPLE, applies, clock, too_large,
-    within_limit,
+    Dropped, Outcome, Session, Step, StepVerdict, TIMING_SAMPLE, applies, clock, keeps_shape,
+    too_large, within_limit,
 };
 use crate::plugin::bindings::{SseEvent, Verdict};
-use crate::plugin::convert::{self, InFlight};
+use crate::plugin::convert::{self, Direction, InFlight};
 use crate::plugin::loaded::{CallFailure, Plugin};
 use crate::sse::Event;
 
@@ -188,6 +188,7 @@ impl Session {
             fuel: fuel / part.len() as u64,
         };
         let limit = self.max_event_bytes;
+        let direction = self.phase.as_ref().map_or(Direction::ToClient, |(d, _)| *d);
         let mut passed = 0;
         for (&i, verdict) in part.iter().zip(verdicts) {
             if matches!(verdict, Verdict::Pass) {
@@ -197,7 +198,8 @@ impl Session {
                 passed += 1;
                 continue;
             }
-            let verdict = within_limit(verdict, limit);
+            let verdict = within_limit(verdict, limit)
+                .and_then(|v| keeps_shape(direction, &flights[i].event, v));
             if traced {
                 self.event_steps[i].push(step(StepVerdict::of(&verdict)));
             }
@@ -221,6 +223,7 @@ impl Session {
         let traced = self.steps.is_some();
         self.calls = self.calls.wrapping_add(1);
         let limit = self.max_event_bytes;
+        let direction = self.phase.as_ref().map_or(Direction::ToClient, |(d, _)| *d);
         // As in `on_event`: the step includes creating the instance, the histogram not.
         let started = traced.then(clock::now);
         let (mut fuel, mut call_time) = (0, None);
@@ -235,7 +238,9 @@ impl Session {
                     if traced {
                         fuel = instance.fuel_used();
                     }
-                    verdict.and_then(|v| within_limit(v, limit))
+                    verdict
+                        .and_then(|v| within_limit(v, limit))
+                        .and_then(|v| keeps_shape(direction, &flight.event, v))
                 }
                 Err(failure) => Err(failure),
             },

@@ -132,9 +132,7 @@ fn replay(
     // To the server: an empty body (GET, DELETE) never meets the chain.
     let mut answered_by_proxy = false;
     if !body.is_empty() {
-        session.begin(Direction::ToServer);
         let decided = messages::to_server(&mut session, body.clone(), &limits);
-        session.end();
         let output = match decided {
             ToServer::Forward { body, .. } => Some(data_only(body)),
             ToServer::Answer { .. } | ToServer::Refused(_) => {
