@@ -181,7 +181,7 @@ impl Metrics {
         let refused = Family::<Refusal, Counter>::default();
         registry.register(
             "messages_refused",
-            "JSON-RPC messages the proxy refused before any plugin saw them, by direction and reason (duplicate_name, escaped_name, not_json, not_object, batch_too_long, plugin_budget)",
+            "JSON-RPC messages the proxy refused before any plugin saw them, by direction and reason (duplicate_name, escaped_name, encoding, not_json, not_object, batch_too_long, plugin_budget)",
             refused.clone(),
         );
         let connections_open = Gauge::default();
