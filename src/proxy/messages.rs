@@ -101,22 +101,27 @@ impl Refused {
 /// messages, the body is first held to the MCP rules (`client_body`): a body that
 /// breaks them is refused before any plugin is even told of the phase.
 pub fn to_server(session: &mut Session, body: String, limits: &Limits) -> ToServer {
-    if session.sees(Direction::ToServer)
-        && let Err(refused) = client_body(&body, limits.max_batch)
-    {
-        session
-            .chain()
-            .refusals()
-            .refused("to-server", refused.reason());
-        tracing::warn!(
-            stream = session.meta().stream_id,
-            reason = refused.reason(),
-            "client request refused before the plugins: {refused}"
-        );
-        return ToServer::Refused(refused);
-    }
+    let items = if session.sees(Direction::ToServer) {
+        match client_body(&body, limits.max_batch) {
+            Ok(items) => items,
+            Err(refused) => {
+                session
+                    .chain()
+                    .refusals()
+                    .refused("to-server", refused.reason());
+                tracing::warn!(
+                    stream = session.meta().stream_id,
+                    reason = refused.reason(),
+                    "client request refused before the plugins: {refused}"
+                );
+                return ToServer::Refused(refused);
+            }
+        }
+    } else {
+        batch_items(&body)
+    };
     session.begin(Direction::ToServer);
-    let decided = through_chain(session, body, limits);
+    let decided = through_chain(session, body, items, limits);
     session.end();
     decided
 }
@@ -126,34 +131,43 @@ pub fn to_server(session: &mut Session, body: String, limits: &Limits) -> ToServ
 /// the body as UTF-16, or strip the mark, where a plugin sees neither `{` first nor the
 /// same text); text led by `{` one object (`mcp::shape::client_message`); text led by
 /// `[` a batch of at most `max_batch` such objects. Other text is not JSON-RPC and the
-/// plugins' to judge.
-fn client_body(body: &str, max_batch: usize) -> Result<(), Refused> {
+/// plugins' to judge. Gives the batch's messages (as [`batch_items`] would), split once.
+fn client_body(body: &str, max_batch: usize) -> Result<Option<Vec<String>>, Refused> {
     if body.starts_with('\u{feff}') || body.contains('\0') {
         return Err(Refused::Encoding);
     }
     let text = body.trim_start_matches([' ', '\t', '\n', '\r']);
     if text.starts_with('{') {
-        return shape::client_message(body).map_err(Refused::Shape);
+        return shape::client_message(body)
+            .map(|()| None)
+            .map_err(Refused::Shape);
     }
     if !text.starts_with('[') {
-        return Ok(());
+        return Ok(None);
     }
     // Counted before anything is copied: an over-long batch costs one partial parse.
     if !shape::array_within(body, max_batch).map_err(Refused::Shape)? {
         return Err(Refused::BatchTooLong { limit: max_batch });
     }
-    for item in batch_items(body).unwrap_or_default() {
+    let items = batch_items(body);
+    for item in items.iter().flatten() {
         if !item.starts_with('{') {
             return Err(Refused::Shape(ShapeError::NotObject));
         }
-        shape::client_message(&item).map_err(Refused::Shape)?;
+        shape::client_message(item).map_err(Refused::Shape)?;
     }
-    Ok(())
+    Ok(items)
 }
 
-/// [`to_server`]'s work once the phase has begun.
-fn through_chain(session: &mut Session, body: String, limits: &Limits) -> ToServer {
-    let Some(items) = batch_items(&body) else {
+/// [`to_server`]'s work once the phase has begun; `items` are the body's messages when
+/// it is a batch.
+fn through_chain(
+    session: &mut Session,
+    body: String,
+    items: Option<Vec<String>>,
+    limits: &Limits,
+) -> ToServer {
+    let Some(items) = items else {
         let request = jsonrpc::request_id(&body);
         return match session.on_event(Event::message(body)) {
             Outcome::Forward(event) => ToServer::Forward {
