@@ -149,11 +149,18 @@ fn check(text: &str, depth: Depth, plain_names: bool) -> Result<(), ShapeError> 
         }
         return Err(error);
     }
-    parsed.map_err(|e| ShapeError::NotJson(e.to_string()))?;
-    Ok(())
+    parsed.map_err(|e| {
+        // Only on the way out of a refusal: was it JSON at all?
+        if serde_json::from_str::<IgnoredAny>(text).is_ok() {
+            ShapeError::NotObject
+        } else {
+            ShapeError::NotJson(e.to_string())
+        }
+    })
 }
 
-/// The whole message: must be an object.
+/// The whole message: must be an object (anything else fails the parse, and `check`
+/// tells JSON that is not an object from text that is not JSON).
 struct Message<'f> {
     depth: Depth,
     plain_names: bool,
@@ -163,7 +170,7 @@ struct Message<'f> {
 impl<'de> DeserializeSeed<'de> for Message<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        de.deserialize_any(self)
+        de.deserialize_map(self)
     }
 }
 
@@ -178,29 +185,7 @@ impl<'de> Visitor<'de> for Message<'_> {
             plain_names,
             found,
         } = self;
-        members(map, true, depth, plain_names, found)?;
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(refuse(self.found, ShapeError::NotObject))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(refuse(self.found, ShapeError::NotObject))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(refuse(self.found, ShapeError::NotObject))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(refuse(self.found, ShapeError::NotObject))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(refuse(self.found, ShapeError::NotObject))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(refuse(self.found, ShapeError::NotObject))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(refuse(self.found, ShapeError::NotObject))
+        members(map, true, depth, plain_names, found)
     }
 }
 
