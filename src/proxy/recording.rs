@@ -449,6 +449,14 @@ mod tests {
     use super::*;
     use crate::tape::recorder::QueueLimits;
 
+    /// The events a tape's records say the client was sent, in order.
+    fn sent_back(records: &[Record]) -> Vec<Event> {
+        records
+            .iter()
+            .filter_map(|r| r.sent_event().map(Event::from))
+            .collect()
+    }
+
     fn encoded(events: &[Event]) -> Vec<u8> {
         let mut out = bytes::BytesMut::new();
         for e in events {
@@ -654,10 +662,7 @@ mod tests {
         drop(tape);
         recorder.sync();
         let records = format::read(recorder.path()).unwrap();
-        let back: Vec<Event> = records
-            .iter()
-            .filter_map(|r| r.sent_event().map(Event::from))
-            .collect();
+        let back = sent_back(&records);
         // What was kept is a prefix of the stream, each event whole and in its place;
         // nothing after the first loss.
         assert!(
@@ -808,10 +813,7 @@ mod tests {
             tape_bytes(&recorder)
         );
         let records = format::read(recorder.path()).unwrap();
-        let back: Vec<Event> = records
-            .iter()
-            .filter_map(|r| r.sent_event().map(Event::from))
-            .collect();
+        let back = sent_back(&records);
         assert!(
             !back.is_empty() && back.len() < sent.len(),
             "{}",

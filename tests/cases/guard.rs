@@ -133,13 +133,8 @@ async fn a_padded_response_cannot_run_a_python_redactor_out_of_memory_and_leak_i
         .to_string()
     };
     for bytes in [10, 3_000_000] {
-        let upstream = raw::serve(raw::Script {
-            content_type: "text/event-stream",
-            chunks: vec![format!("id: 1\ndata: {}\n\n", response(bytes)).into_bytes()],
-            end: raw::End::Clean,
-            gate: None,
-        })
-        .await;
+        let event = format!("id: 1\ndata: {}\n\n", response(bytes));
+        let upstream = raw::serve(raw::sse_script(&[&event])).await;
         let sluice = proxy::start(
             &upstream.url(),
             vec![reference("python", json!({"redact": [secret]}))],
@@ -278,15 +273,10 @@ async fn a_small_message_under_the_same_limits_is_judged_by_the_plugin() {
 #[tokio::test]
 async fn every_failure_kind_on_a_server_message_fails_closed() {
     // The stream: a notification, then the response, both meeting the failing plugin.
-    let upstream = raw::serve(raw::Script {
-        content_type: "text/event-stream",
-        chunks: vec![
-            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"data\":\"sk-live-1\"}}\n\n".to_vec(),
-            b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"text\":\"sk-live-2\"}}\n\n".to_vec(),
-        ],
-        end: raw::End::Clean,
-        gate: None,
-    })
+    let upstream = raw::serve(raw::sse_script(&[
+        "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"data\":\"sk-live-1\"}}\n\n",
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"text\":\"sk-live-2\"}}\n\n",
+    ]))
     .await;
     let cases = [
         ("deadline", proxy::wat("plugin", builtin::LOOP)),
@@ -360,12 +350,9 @@ async fn a_modify_that_returns_two_messages_is_refused_not_spliced_into_the_batc
         }
     }
     // Not a splice: outside a batch too, a JSON-RPC message stays one.
-    let upstream = raw::serve(raw::Script {
-        content_type: "text/event-stream",
-        chunks: vec![b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n".to_vec()],
-        end: raw::End::Clean,
-        gate: None,
-    })
+    let upstream = raw::serve(raw::sse_script(&[
+        "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+    ]))
     .await;
     let sluice = proxy::start(&upstream.url(), vec![proxy::wat("splice", builtin::SPLICE)]).await;
     let request = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
@@ -420,15 +407,10 @@ async fn an_escaped_method_is_refused_before_a_byte_rule_can_miss_it() {
 async fn the_dropper_fails_closed_on_a_message_it_cannot_parse() {
     // Broken JSON the host does not refuse (it is the plugin's to judge): the example
     // dropper drops what it cannot read rather than pass it.
-    let upstream = raw::serve(raw::Script {
-        content_type: "text/event-stream",
-        chunks: vec![
-            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\" oops}\n\n".to_vec(),
-            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n".to_vec(),
-        ],
-        end: raw::End::Clean,
-        gate: None,
-    })
+    let upstream = raw::serve(raw::sse_script(&[
+        "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\" oops}\n\n",
+        "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}\n\n",
+    ]))
     .await;
     let sluice = proxy::start(
         &upstream.url(),
@@ -498,13 +480,8 @@ async fn a_server_batch_over_the_limit_is_not_handed_to_the_plugins() {
     let items: Vec<String> = (1..=150)
         .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"result":{{"text":"sk-live-{i}"}}}}"#))
         .collect();
-    let upstream = raw::serve(raw::Script {
-        content_type: "text/event-stream",
-        chunks: vec![format!("data: [{}]\n\n", items.join(",")).into_bytes()],
-        end: raw::End::Clean,
-        gate: None,
-    })
-    .await;
+    let event = format!("data: [{}]\n\n", items.join(","));
+    let upstream = raw::serve(raw::sse_script(&[&event])).await;
     let sluice = proxy::start(&upstream.url(), vec![proxy::rust("passthrough", "")]).await;
     let events = client::events(client::post(&format!("{}/mcp", sluice.url()), "{}").await).await;
     assert_eq!(events.len(), 1);
@@ -626,13 +603,7 @@ async fn heavy_requests_neither_stall_other_streams_nor_run_past_their_plugin_ti
 
 #[tokio::test]
 async fn a_component_with_several_memories_gets_one_memory_cap() {
-    let upstream = raw::serve(raw::Script {
-        content_type: "text/event-stream",
-        chunks: vec![b"data: a\n\n".to_vec(), b"data: b\n\n".to_vec()],
-        end: raw::End::Clean,
-        gate: None,
-    })
-    .await;
+    let upstream = raw::serve(raw::sse_script(&["data: a\n\n", "data: b\n\n"])).await;
     let spec = with_limits(
         proxy::wat("memories", builtin::MEMORIES),
         PluginLimits {

@@ -33,8 +33,14 @@ fn settings(limits: ConnectionLimits) -> ProxySettings {
     }
 }
 
-fn json_upstream_body() -> &'static str {
-    r#"{"jsonrpc":"2.0","id":1,"result":{}}"#
+/// An upstream that answers every request with one JSON-RPC result.
+async fn json_upstream() -> raw::RawUpstream {
+    raw::serve_fixed(
+        "200 OK",
+        &["content-type: application/json"],
+        r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+    )
+    .await
 }
 
 /// Reads until the peer closes (EOF or reset), or panics after `PATIENCE`; returns what
@@ -73,12 +79,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn idle_and_slow_connections_are_closed_at_the_header_read_timeout() {
-    let upstream = raw::serve_fixed(
-        "200 OK",
-        &["content-type: application/json"],
-        json_upstream_body(),
-    )
-    .await;
+    let upstream = json_upstream().await;
     let sluice = proxy::start_with(
         &upstream.url(),
         vec![],
@@ -128,12 +129,7 @@ async fn idle_and_slow_connections_are_closed_at_the_header_read_timeout() {
 
 #[tokio::test]
 async fn connections_over_the_cap_are_refused_with_503_and_counted() {
-    let upstream = raw::serve_fixed(
-        "200 OK",
-        &["content-type: application/json"],
-        json_upstream_body(),
-    )
-    .await;
+    let upstream = json_upstream().await;
     let sluice = proxy::start_with(
         &upstream.url(),
         vec![],
@@ -329,12 +325,7 @@ const SPOOFED: [(&str, &str); 5] = [
 ];
 
 async fn upstream_head(trusted: Vec<String>) -> String {
-    let upstream = raw::serve_fixed(
-        "200 OK",
-        &["content-type: application/json"],
-        json_upstream_body(),
-    )
-    .await;
+    let upstream = json_upstream().await;
     let sluice = proxy::start_with(
         &upstream.url(),
         vec![],

@@ -10,16 +10,8 @@ use serde_json::{Value, json};
 use sluice::proxy::ProxySettings;
 use sluice::sse::{Event, Frame};
 
+use crate::common::raw::sse_script;
 use crate::common::{client, proxy, raw};
-
-fn sse_script(chunks: &[&str]) -> raw::Script {
-    raw::Script {
-        content_type: "text/event-stream",
-        chunks: chunks.iter().map(|c| c.as_bytes().to_vec()).collect(),
-        end: raw::End::Clean,
-        gate: None,
-    }
-}
 
 /// The reference filter dropping the given JSON-RPC methods.
 fn dropping(methods: &[&str]) -> sluice::plugin::PluginSpec {

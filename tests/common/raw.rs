@@ -133,6 +133,16 @@ pub async fn serve(script: Script) -> RawUpstream {
     }
 }
 
+/// An SSE response of these chunks (each one TCP write), ended cleanly.
+pub fn sse_script(chunks: &[&str]) -> Script {
+    Script {
+        content_type: "text/event-stream",
+        chunks: chunks.iter().map(|c| c.as_bytes().to_vec()).collect(),
+        end: End::Clean,
+        gate: None,
+    }
+}
+
 /// An SSE upstream whose every stream sends `id: i` / `data: {data(i)}` for i in
 /// 1..=events and pauses at the half until the test adds a permit to the returned gate:
 /// the test decides when a stream may finish (e.g. after a reload).
