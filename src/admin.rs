@@ -126,12 +126,7 @@ fn from_a_browser(request: &Request<Incoming>) -> Option<&'static str> {
     if request.headers().contains_key(header::ORIGIN) {
         return Some("requests with an Origin header (from a web page) are refused");
     }
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
-        .or_else(|| request.uri().authority().map(ToString::to_string));
-    match host {
+    match crate::proxy::request_host(request) {
         Some(host) if !origin::host_is_loopback_or_address(&host) => {
             Some("the Host must be a loopback name or an IP address (DNS-rebinding protection)")
         }

@@ -576,13 +576,14 @@ impl Proxy {
     }
 }
 
-/// The host the client addressed: `Host` (HTTP/1.1) or the URI authority (HTTP/2).
-fn request_host<B>(request: &Request<B>) -> Option<String> {
+/// The host the client addressed: `Host` (HTTP/1.1) or the URI authority (HTTP/2). A
+/// `Host` that is not text comes back as U+FFFD, which names nothing: a host check must
+/// not read it as absent. The proxy and the admin API check hosts with this.
+pub(crate) fn request_host<B>(request: &Request<B>) -> Option<String> {
     request
         .headers()
         .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
         .or_else(|| request.uri().authority().map(|a| a.to_string()))
 }
 
