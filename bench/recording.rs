@@ -129,7 +129,7 @@ fn recording(c: &mut Criterion) {
         .and_then(|n| n.parse::<usize>().ok())
     {
         alternate(&runtime, &client, [&off, &on], bytes, rounds);
-        if let Some(recorder) = on.proxy().recorder() {
+        if let Some(recorder) = on.recorder() {
             println!(
                 "recorder: {} records written, {} dropped",
                 recorder.written(),
@@ -163,7 +163,7 @@ fn recording(c: &mut Criterion) {
         });
     }
     group.finish();
-    if let Some(recorder) = on.proxy().recorder() {
+    if let Some(recorder) = on.recorder() {
         println!(
             "recorder: {} records written, {} dropped",
             recorder.written(),

@@ -16,14 +16,15 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use crate::proxy::{Handler, Proxy, ProxyBody, full, origin};
+use crate::http::{Handler, ProxyBody, full, origin};
 use crate::reload::{Reloader, Trigger};
+use crate::tape::Recorder;
 
 /// The admin API over a reloader.
 pub struct Admin {
     reloader: Arc<Reloader>,
     token: Option<String>,
-    proxy: Option<Arc<Proxy>>,
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl Admin {
@@ -32,19 +33,19 @@ impl Admin {
         Self {
             reloader,
             token,
-            proxy: None,
+            recorder: None,
         }
     }
 
-    /// Reads the proxy's own figures (the tape recorder's) at scrape time.
-    pub fn with_proxy(mut self, proxy: Arc<Proxy>) -> Self {
-        self.proxy = Some(proxy);
+    /// Reads the tape recorder's figures at scrape time, when recording.
+    pub fn with_recorder(mut self, recorder: Option<Arc<Recorder>>) -> Self {
+        self.recorder = recorder;
         self
     }
 
     fn metrics(&self) -> Response<ProxyBody> {
         let metrics = self.reloader.metrics();
-        if let Some(recorder) = self.proxy.as_ref().and_then(|p| p.recorder()) {
+        if let Some(recorder) = &self.recorder {
             metrics.set_tape_dropped(recorder.dropped());
             metrics.set_tape_buffers(recorder.buffers());
             metrics.set_tape_queued(recorder.queued_bytes());
@@ -126,7 +127,7 @@ fn from_a_browser(request: &Request<Incoming>) -> Option<&'static str> {
     if request.headers().contains_key(header::ORIGIN) {
         return Some("requests with an Origin header (from a web page) are refused");
     }
-    match crate::proxy::request_host(request) {
+    match crate::http::request_host(request) {
         Some(host) if !origin::host_is_loopback_or_address(&host) => {
             Some("the Host must be a loopback name or an IP address (DNS-rebinding protection)")
         }

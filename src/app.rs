@@ -10,11 +10,12 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::http::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::plugin::CompileCache;
-use crate::proxy::{self, ConnectionLimits, Proxy};
+use crate::proxy::Proxy;
 use crate::reload::{ChainSource, ReloadError, Reloader, Trigger};
-use crate::tape::{RecordError, Recorder};
+use crate::tape::{RecordError, Recorder, Recording};
 use crate::upstream::{self, UpstreamError};
 
 /// Why the proxy could not start.
@@ -57,6 +58,8 @@ pub struct Running {
     addr: SocketAddr,
     proxy: Arc<Proxy>,
     reloader: Arc<Reloader>,
+    /// The tape recorder, when recording (`--record`).
+    recorder: Option<Arc<Recorder>>,
     /// The watcher, the signal listener and the admin server, stopped with the proxy.
     background: Vec<JoinHandle<()>>,
     shutdown: oneshot::Sender<()>,
@@ -64,6 +67,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The tape recorder, when recording.
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.as_ref()
+    }
+
     /// The address the proxy listens on (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -124,14 +132,14 @@ impl Running {
         let listener = TcpListener::bind(listen).await.map_err(bind)?;
         let addr = listener.local_addr().map_err(bind)?;
         let admin =
-            Arc::new(Admin::new(self.reloader.clone(), token).with_proxy(self.proxy.clone()));
+            Arc::new(Admin::new(self.reloader.clone(), token).with_recorder(self.recorder.clone()));
         // The proxy's timeouts, and a cap of its own: a scraper and an operator need a
         // few connections, and a flood of them must not hold descriptors the proxy needs.
         let limits = ConnectionLimits {
             max_connections: ADMIN_MAX_CONNECTIONS,
             ..self.proxy.settings().connections
         };
-        self.background.push(tokio::spawn(proxy::serve_limited(
+        self.background.push(tokio::spawn(http::serve_limited(
             listener,
             admin,
             std::future::pending(),
@@ -160,7 +168,7 @@ impl Running {
             self.proxy.close_streams();
             let _ = task.await;
         }
-        if let Some(recorder) = self.proxy.recorder().cloned() {
+        if let Some(recorder) = self.recorder {
             // Streams have drained: everything they recorded is queued; write it out.
             let _ = tokio::task::spawn_blocking(move || recorder.sync()).await;
         }
@@ -223,7 +231,7 @@ pub async fn start_with_source(
                 path,
                 source: std::io::Error::other(e),
             })?;
-            Some(made?)
+            Some(Arc::new(made?))
         }
         None => None,
     };
@@ -239,15 +247,15 @@ pub async fn start_with_source(
     })?;
     let mut proxy = Proxy::new(upstream, reloader.current().clone(), config.proxy.clone())
         .with_metrics(reloader.metrics().clone());
-    if let Some(recorder) = recorder {
-        proxy = proxy.with_recorder(Arc::new(recorder));
+    if let Some(recorder) = &recorder {
+        proxy = proxy.with_observer(Arc::new(Recording(recorder.clone())));
     }
     let proxy = Arc::new(proxy);
     let (shutdown, stopped) = oneshot::channel::<()>();
     // Connections get the grace period and a little more: streams are ended cleanly
     // at the grace period, and only a connection that ignores that is dropped.
     let drain = config.proxy.shutdown_grace + std::time::Duration::from_secs(5);
-    let task = tokio::spawn(proxy::serve_limited(
+    let task = tokio::spawn(http::serve_limited(
         listener,
         proxy.clone(),
         async {
@@ -263,6 +271,7 @@ pub async fn start_with_source(
         addr,
         proxy,
         reloader,
+        recorder,
         background: Vec::new(),
         shutdown,
         task,

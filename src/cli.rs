@@ -8,10 +8,11 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, ChainFile, Config, ConfigError, LimitOverrides, unique_name};
+use crate::mcp::messages;
 use crate::plugin::{
     Capabilities, CompileCache, FailurePolicy, PluginLimits, PluginSource, PluginSpec,
 };
-use crate::proxy::{ConnectionLimits, ProxySettings, default_plugin_workers, messages};
+use crate::proxy::{ConnectionLimits, ProxySettings, default_plugin_workers};
 
 /// sluice: a reverse proxy for MCP servers that runs every Server-Sent Event through a
 /// chain of sandboxed WebAssembly plugins (pass, drop or modify).

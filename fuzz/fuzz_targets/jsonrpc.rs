@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use sluice::proxy::jsonrpc::{self, Summary};
-use sluice::proxy::messages::{batch_items, join_batch};
+use sluice::mcp::jsonrpc::{self, Summary};
+use sluice::mcp::messages::{batch_items, join_batch};
 
 /// A message with everything JSON has to escape, so the error body's encoding is tested too.
 const MESSAGE: &str = "dropped \"here\" \\ \u{0}\u{1f}\n\u{2028} 😀";

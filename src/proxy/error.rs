@@ -10,8 +10,8 @@
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 
-use super::jsonrpc::{self, Summary};
 use super::{ProxyBody, full};
+use crate::mcp::jsonrpc::{self, Summary};
 use crate::upstream::UpstreamError;
 
 /// A request the proxy answers itself.

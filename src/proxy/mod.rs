@@ -11,50 +11,36 @@
 
 mod error;
 pub mod headers;
-pub mod jsonrpc;
-pub mod legacy;
-pub mod messages;
-pub mod origin;
-pub(crate) mod recording;
-mod server;
 mod sse_body;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
 pub use error::ProxyError;
-use jsonrpc::Summary;
-use legacy::EndpointRewrite;
-use messages::ToServer;
-use recording::TapeStream;
-pub use server::{ClientAddr, ConnectionLimits, Handler, serve, serve_draining, serve_limited};
 use sse_body::InterceptedSse;
 
+pub use crate::http::{
+    ClientAddr, ConnectionLimits, Handler, ProxyBody, full, serve, serve_draining, serve_limited,
+};
+use crate::http::{origin, request_host};
+use crate::mcp::jsonrpc::Summary;
+use crate::mcp::legacy::EndpointRewrite;
+use crate::mcp::messages::{self, ToServer};
+
 use crate::metrics::Metrics;
+use crate::observe::metrics::Counting;
+use crate::observe::{Judged, Observe, Observers, RequestSeen, StreamEnd, UpstreamStage};
 use crate::plugin::{Chain, Direction, Session, StreamMeta};
 use crate::sse::Event;
-use crate::tape::Recorder;
 use crate::upstream::{self, BodyError, SseEvents};
-
-/// The body type of every response the proxy sends.
-pub type ProxyBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-
-/// A complete body.
-pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into())
-        .map_err(|never: Infallible| match never {})
-        .boxed_unsync()
-}
 
 /// Settings of the client-facing side.
 #[derive(Debug, Clone)]
@@ -115,8 +101,9 @@ pub struct Proxy {
     chain: Arc<ArcSwap<Chain>>,
     settings: ProxySettings,
     next_stream: AtomicU64,
-    recorder: Option<Arc<Recorder>>,
     metrics: Arc<Metrics>,
+    /// Who watches each exchange: the metrics first, then tapes and the like.
+    observe: Vec<Arc<dyn Observe>>,
     /// Set to true when open streams must end now (shutdown after the grace period).
     closing: tokio::sync::watch::Sender<bool>,
     /// Permits to run plugin work off the runtime's threads (`plugin_workers`).
@@ -149,10 +136,11 @@ impl Proxy {
             plugin_work: Arc::new(tokio::sync::Semaphore::new(settings.plugin_workers.max(1))),
             settings,
             next_stream: AtomicU64::new(1),
-            recorder: None,
             metrics: Arc::new(Metrics::new()),
+            observe: Vec::new(),
             closing: tokio::sync::watch::Sender::new(false),
         }
+        .with_metrics(Arc::new(Metrics::new()))
     }
 
     /// The client-facing settings.
@@ -168,6 +156,11 @@ impl Proxy {
 
     /// Counts into `metrics` (the ones `/metrics` serves) instead of private ones.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        let counting = Arc::new(Counting(metrics.clone()));
+        match self.observe.first_mut() {
+            Some(first) => *first = counting,
+            None => self.observe.push(counting),
+        }
         self.metrics = metrics;
         self
     }
@@ -177,15 +170,15 @@ impl Proxy {
         &self.metrics
     }
 
-    /// Records every exchange on a tape (`--record`).
-    pub fn with_recorder(mut self, recorder: Arc<Recorder>) -> Self {
-        self.recorder = Some(recorder);
+    /// Tells `observe` about every exchange (a tape recorder, say), after the metrics.
+    pub fn with_observer(mut self, observe: Arc<dyn Observe>) -> Self {
+        self.observe.push(observe);
         self
     }
 
-    /// The tape recorder, when recording.
-    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
-        self.recorder.as_ref()
+    /// The watchers of a new exchange.
+    fn observers_for(&self, meta: &StreamMeta, chain: &Chain) -> Observers {
+        Observers::for_exchange(&self.observe, meta, chain)
     }
 
     /// The chain new streams use.
@@ -254,37 +247,31 @@ impl Proxy {
         let chain = self.chain.load_full();
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
         // A plugin's `modify` is held to the same limit as what the proxy reads.
+        let mut observers = self.observers_for(&meta, &chain);
         let mut session = chain.session(meta).with_max_event_bytes(limit);
-        let mut tape = self
-            .recorder
-            .as_ref()
-            .map(|r| TapeStream::new(r.clone(), stream_id));
-        if tape.is_some() {
+        if observers.wants_steps() {
             session = session.traced();
         }
 
         // Chain, to-server.
         let original = body.clone(); // reference-counted, not copied
-        let received = tape.as_ref().map(|_| body.clone());
         let (returned, forward) = self.to_server(session, body).await;
         session = returned;
-        if let (Some(tape), Some(received)) = (&mut tape, &received) {
-            let sent = match &forward {
-                Forward::Body { body, .. } => Some(body),
-                Forward::Answer(_) => None,
-            };
-            let steps = session.take_steps();
-            tape.request(
-                session.meta(),
-                parts.uri.query(),
-                &parts.headers,
-                received,
-                &steps,
-                sent,
-            );
-            if sent.is_none() {
-                tape.end("answered-by-proxy", None);
-            }
+        let sent = match &forward {
+            Forward::Body { body, .. } => Some(body),
+            Forward::Answer(_) => None,
+        };
+        let steps = session.take_steps();
+        observers.request(&RequestSeen {
+            meta: session.meta(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &original,
+            steps: &steps,
+            sent,
+        });
+        if sent.is_none() {
+            observers.end(&StreamEnd::AnsweredByProxy);
         }
         let (body, answered) = match forward {
             Forward::Body { body, answered } => (body, answered),
@@ -312,10 +299,10 @@ impl Proxy {
             .send(upstream_request)
             .await
             .map_err(|source| {
-                self.metrics.upstream_error("connect");
-                if let Some(tape) = &mut tape {
-                    tape.end("upstream-error", Some(source.to_string()));
-                }
+                observers.end(&StreamEnd::UpstreamFailed {
+                    stage: UpstreamStage::Connect,
+                    reason: &source.to_string(),
+                });
                 ProxyError::Upstream {
                     source,
                     request: summary.clone(),
@@ -325,22 +312,16 @@ impl Proxy {
         // Response: decoder → chain, to-client → encoder.
         let (mut parts, body) = response.into_parts();
         parts.headers = headers::for_client(parts.headers);
-        if let Some(tape) = &mut tape {
-            tape.response(parts.status, &parts.headers);
-        }
+        observers.response(parts.status, &parts.headers);
         if !parts.status.is_success() {
             // 400, 401 (with WWW-Authenticate), 404 (session gone: the client must
             // initialize again), 405 (no GET stream)...: the client must see exactly
             // what the server said.
-            if let Some(tape) = &mut tape {
-                tape.end("not-inspected", None);
-            }
+            observers.end(&StreamEnd::NotInspected);
             return Ok(unchanged(parts, body));
         }
         if parts.status == StatusCode::ACCEPTED && !answered.is_empty() {
-            if let Some(tape) = &mut tape {
-                tape.end("answered-by-proxy", None);
-            }
+            observers.end(&StreamEnd::AnsweredByProxy);
             // The upstream took the notifications that were left; the dropped requests
             // still need their errors.
             return Ok(json_response(StatusCode::OK, &answered));
@@ -355,43 +336,38 @@ impl Proxy {
             // HTML page from a misrouted gateway, say) would leave the client waiting
             // on an answer it cannot read. (202 is the legacy transport's "the answer
             // comes on the GET stream".)
-            self.metrics.upstream_error("response");
-            if let Some(tape) = &mut tape {
-                tape.end("upstream-error", Some("wrong content type".into()));
-            }
             let content_type = parts
                 .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("none")
                 .to_string();
-            return Err(ProxyError::UpstreamResponse {
-                reason: format!(
+            return Err(upstream_unusable(
+                &mut observers,
+                format!(
                     "it answered a JSON-RPC request with content type {content_type}, not JSON or SSE"
                 ),
-                request: summary,
-            });
+                summary,
+            ));
         }
         let inspected = sse || (is_json(&parts.headers) && !session.chain().is_empty());
         if !inspected {
-            if let Some(tape) = &mut tape {
-                tape.end("not-inspected", None);
-            }
+            observers.end(&StreamEnd::NotInspected);
             return Ok(unchanged(parts, body));
         }
         if let Some(encoding) = compressed(&parts.headers) {
-            self.metrics.upstream_error("response");
             // We asked for identity; a compressed body cannot be read event by event,
             // and passing it unread would bypass every plugin.
-            return Err(ProxyError::UpstreamResponse {
-                reason: format!("it is compressed ({encoding}) although identity was requested"),
-                request: summary,
-            });
+            return Err(upstream_unusable(
+                &mut observers,
+                format!("it is compressed ({encoding}) although identity was requested"),
+                summary,
+            ));
         }
         parts.headers.remove(header::CONTENT_LENGTH);
         if !sse {
             return self
-                .json_to_client(parts, body, session, summary, answered, tape)
+                .json_to_client(parts, body, session, summary, answered, observers)
                 .await;
         }
         headers::for_sse(&mut parts.headers);
@@ -406,12 +382,9 @@ impl Proxy {
         let mut body = InterceptedSse::new(events, session, summary.request_ids)
             .with_limits(self.settings.message_limits)
             .with_answers_first(answered)
-            .with_metrics(&self.metrics)
+            .observed_by(observers)
             .closing_on(self.closing.subscribe())
             .in_span(span);
-        if let Some(tape) = tape {
-            body = body.with_tape(tape);
-        }
         if opened_by_get {
             // Only a GET opens a legacy HTTP+SSE stream with an `endpoint` event.
             body = body.with_endpoint_rewrite(EndpointRewrite::new(
@@ -518,29 +491,23 @@ impl Proxy {
         session: Session,
         summary: Summary,
         answered: Vec<Box<RawValue>>,
-        mut tape: Option<TapeStream>,
+        mut observers: Observers,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let unusable = |reason: String| {
-            self.metrics.upstream_error("response");
-            ProxyError::UpstreamResponse {
-                reason,
-                request: summary.clone(),
-            }
+        let body = match upstream::read_to_limit(body, self.settings.max_event_bytes).await {
+            Ok(body) => body,
+            Err(e) => return Err(upstream_unusable(&mut observers, e.to_string(), summary)),
         };
-        let body = upstream::read_to_limit(body, self.settings.max_event_bytes)
-            .await
-            .map_err(|e| unusable(e.to_string()))?;
         if body.is_empty() {
-            if let Some(tape) = &mut tape {
-                tape.end("complete", None);
-            }
+            observers.end(&StreamEnd::Complete);
             return Ok(Response::from_parts(parts, full(body)));
         }
-        let text = String::from_utf8(body.to_vec())
-            .map_err(|_| unusable("JSON body is not UTF-8".into()))?;
+        let Ok(text) = String::from_utf8(body.to_vec()) else {
+            let reason = "JSON body is not UTF-8".to_string();
+            return Err(upstream_unusable(&mut observers, reason, summary));
+        };
         let mut unanswered = summary.request_ids.clone();
         let received = Event::message(text);
-        let recorded = tape.as_ref().map(|_| received.clone());
+        let recorded = observers.wants_upstream_bytes().then(|| received.clone());
         let limits = self.settings.message_limits;
         let (mut session, sent) = self
             .plugin_work(session, move |session| {
@@ -550,10 +517,15 @@ impl Proxy {
                 sent
             })
             .await;
-        if let (Some(tape), Some(received)) = (&mut tape, recorded) {
-            tape.whole_event(&received, &session.take_steps(), sent.as_ref());
-            tape.end("complete", None);
+        if let Some(received) = &recorded {
+            let judged = Judged {
+                steps: &session.take_steps(),
+                sent: sent.as_ref(),
+                rewritten: false,
+            };
+            observers.json_response(received, &judged);
         }
+        observers.end(&StreamEnd::Complete);
         let data = match (sent.and_then(|e| e.data), answered.is_empty()) {
             (Some(data), true) => data,
             (sent, false) => {
@@ -576,15 +548,23 @@ impl Proxy {
     }
 }
 
-/// The host the client addressed: `Host` (HTTP/1.1) or the URI authority (HTTP/2). A
-/// `Host` that is not text comes back as U+FFFD, which names nothing: a host check must
-/// not read it as absent. The proxy and the admin API check hosts with this.
-pub(crate) fn request_host<B>(request: &Request<B>) -> Option<String> {
-    request
-        .headers()
-        .get(header::HOST)
-        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
-        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+impl Handler for Proxy {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl std::future::Future<Output = Response<ProxyBody>> + Send {
+        Proxy::handle(self, request)
+    }
+}
+
+/// The upstream's response cannot be used: the observers are told, and the client gets
+/// an error for its request.
+fn upstream_unusable(observers: &mut Observers, reason: String, request: Summary) -> ProxyError {
+    observers.end(&StreamEnd::UpstreamFailed {
+        stage: UpstreamStage::Response,
+        reason: &reason,
+    });
+    ProxyError::UpstreamResponse { reason, request }
 }
 
 /// An upstream response passed through as it is, streamed.

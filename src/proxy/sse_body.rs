@@ -12,13 +12,12 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use serde_json::value::RawValue;
 
-use super::jsonrpc::{self, RequestId};
-use super::legacy::EndpointRewrite;
-use super::messages;
-use super::recording::TapeStream;
+use crate::mcp::jsonrpc::{self, RequestId};
+use crate::mcp::legacy::EndpointRewrite;
+use crate::mcp::messages;
 use tokio::sync::watch;
 
-use crate::metrics::{Metrics, StreamGuard};
+use crate::observe::{Judged, Observers, StreamEnd, UpstreamStage};
 
 /// The shutdown signal as a body can poll it: a cheap flag, and a future that wakes
 /// the body when the flag turns.
@@ -35,6 +34,14 @@ const BATCH_BYTES: usize = 64 << 10;
 
 /// The most upstream frames taken through the chain together (`Session::on_events`).
 const GATHER: usize = 64;
+
+/// Events gathered to go through the chain together, and whether the proxy rewrote
+/// each (a legacy `endpoint` event) before the chain.
+#[derive(Default)]
+struct Run {
+    events: Vec<Event>,
+    rewritten: Vec<bool>,
+}
 
 /// How the upstream's stream ended.
 enum Ending {
@@ -59,10 +66,8 @@ pub struct InterceptedSse {
     /// Sent before the first upstream event: the proxy's answers for requests a plugin
     /// dropped from the batch that opened the stream.
     first: Option<Bytes>,
-    /// Set when recording (`--record`).
-    tape: Option<TapeStream>,
-    /// Keeps `streams_open` right however the stream ends; event counters.
-    counted: Option<StreamGuard>,
+    /// Who watches the exchange (tapes, metrics): told of each event and the end.
+    observers: Observers,
     /// Resolves when the proxy shuts down past its grace period.
     closing: Option<Closing>,
     /// The exchange's span, entered for the stream's own log lines.
@@ -83,8 +88,7 @@ impl InterceptedSse {
             unanswered,
             endpoint: None,
             first: None,
-            tape: None,
-            counted: None,
+            observers: Observers::default(),
             closing: None,
             span: tracing::Span::none(),
             ending: None,
@@ -99,7 +103,7 @@ impl InterceptedSse {
         self
     }
 
-    /// Rewrites the legacy transport's `endpoint` event (see `proxy::legacy`).
+    /// Rewrites the legacy transport's `endpoint` event (see `mcp::legacy`).
     pub fn with_endpoint_rewrite(mut self, rewrite: EndpointRewrite) -> Self {
         self.endpoint = Some(rewrite);
         self
@@ -131,17 +135,14 @@ impl InterceptedSse {
         }
     }
 
-    /// Counts this stream as open until it ends, and its events in and out.
-    pub(crate) fn with_metrics(mut self, metrics: &Metrics) -> Self {
-        self.counted = Some(metrics.stream_opened());
-        self
-    }
-
-    /// Records the upstream's body, every event's verdicts and the end of the stream on
-    /// a tape.
-    pub(crate) fn with_tape(mut self, tape: TapeStream) -> Self {
-        self.events.keep_raw();
-        self.tape = Some(tape);
+    /// Tells `observers` that the stream opened, then of the upstream's body as read
+    /// (if they want it), every event's verdicts and the end of the stream.
+    pub(crate) fn observed_by(mut self, mut observers: Observers) -> Self {
+        if observers.wants_upstream_bytes() {
+            self.events.keep_raw();
+        }
+        observers.stream_opened();
+        self.observers = observers;
         self
     }
 
@@ -166,18 +167,10 @@ impl InterceptedSse {
     fn on_frame(&mut self, frame: sse::Frame, out: &mut BytesMut) {
         match frame {
             sse::Frame::Comment(text) => {
-                if let Some(tape) = &mut self.tape {
-                    tape.comment(&text);
-                }
+                self.observers.comment(&text);
                 sse::encode_comment(&text, out);
             }
             sse::Frame::Event(mut event) => {
-                if let Some(counted) = &self.counted {
-                    counted.event_in();
-                }
-                if let Some(tape) = &mut self.tape {
-                    tape.event_start();
-                }
                 let rewritten = self
                     .endpoint
                     .as_ref()
@@ -188,14 +181,13 @@ impl InterceptedSse {
                     &mut self.unanswered,
                     &self.limits,
                 );
-                if let Some(tape) = &mut self.tape {
-                    tape.event_end(self.session.steps(), sent.as_ref(), rewritten);
-                    self.session.clear_steps();
-                }
+                self.observers.event(&Judged {
+                    steps: self.session.steps(),
+                    sent: sent.as_ref(),
+                    rewritten,
+                });
+                self.session.clear_steps();
                 if let Some(event) = sent {
-                    if let Some(counted) = &self.counted {
-                        counted.event_out();
-                    }
                     sse::encode_event(&event, out);
                 }
             }
@@ -204,12 +196,10 @@ impl InterceptedSse {
 
     /// Frames the upstream delivered together, through the chain together: runs of
     /// events that each are one message go to `Session::on_events` as one batch (one
-    /// call per batch-capable plugin), everything else as in [`Self::on_frame`]. A
-    /// recorded stream batches too (its tape gets each event's steps); only a recorded
-    /// legacy stream, whose `endpoint` event the proxy rewrites, goes frame by frame.
+    /// call per batch-capable plugin), everything else as in [`Self::on_frame`].
     fn on_frames(&mut self, frames: Vec<sse::Frame>, out: &mut BytesMut) {
-        self.record_raw();
-        if frames.len() == 1 || (self.tape.is_some() && self.endpoint.is_some()) {
+        self.observe_reads();
+        if frames.len() == 1 {
             for frame in frames {
                 self.on_frame(frame, out);
             }
@@ -217,7 +207,7 @@ impl InterceptedSse {
         }
         // No plugin sees these events: skip the chain (same result, no conversions).
         let bypass = self.session.passes_everything();
-        let mut run: Vec<Event> = Vec::new();
+        let mut run = Run::default();
         for frame in frames {
             let mut event = match frame {
                 sse::Frame::Event(event) => event,
@@ -232,69 +222,55 @@ impl InterceptedSse {
                 self.on_frame(sse::Frame::Event(event), out);
                 continue;
             }
-            if let Some(counted) = &self.counted {
-                counted.event_in();
-            }
-            // Never with a tape (above): a tape must know which event was rewritten.
-            if let Some(endpoint) = &self.endpoint {
-                endpoint.apply(&mut event);
-            }
+            let rewritten = self
+                .endpoint
+                .as_ref()
+                .is_some_and(|endpoint| endpoint.apply(&mut event));
             if bypass {
-                if let Some(tape) = &mut self.tape {
-                    tape.event_start();
-                }
                 let sent = messages::passed_through(event, &mut self.unanswered);
-                if let Some(tape) = &mut self.tape {
-                    tape.event_end(&[], Some(&sent), false);
-                }
-                self.emit(Some(sent), out);
+                self.observers.event(&Judged {
+                    steps: &[],
+                    sent: Some(&sent),
+                    rewritten,
+                });
+                sse::encode_event(&sent, out);
             } else {
-                if let Some(tape) = &mut self.tape {
-                    tape.batch_start();
-                }
-                run.push(event);
+                run.events.push(event);
+                run.rewritten.push(rewritten);
             }
         }
         self.flush_run(&mut run, out);
     }
 
-    fn flush_run(&mut self, run: &mut Vec<Event>, out: &mut BytesMut) {
-        if run.is_empty() {
+    fn flush_run(&mut self, run: &mut Run, out: &mut BytesMut) {
+        if run.events.is_empty() {
             return;
         }
-        let events = std::mem::take(run);
+        let events = std::mem::take(&mut run.events);
         let sent = messages::to_client_run(&mut self.session, events, &mut self.unanswered);
-        for (i, sent) in sent.into_iter().enumerate() {
-            if let Some(tape) = &mut self.tape {
-                let steps = self
-                    .session
-                    .event_steps()
-                    .get(i)
-                    .map_or(&[][..], Vec::as_slice);
-                tape.batch_end(i, steps, sent.as_ref());
+        for (i, (sent, rewritten)) in sent.into_iter().zip(run.rewritten.drain(..)).enumerate() {
+            let steps = self
+                .session
+                .event_steps()
+                .get(i)
+                .map_or(&[][..], Vec::as_slice);
+            self.observers.event(&Judged {
+                steps,
+                sent: sent.as_ref(),
+                rewritten,
+            });
+            if let Some(event) = sent {
+                sse::encode_event(&event, out);
             }
-            self.emit(sent, out);
-        }
-        if let Some(tape) = &mut self.tape {
-            tape.batch_done();
         }
     }
 
-    fn emit(&mut self, sent: Option<Event>, out: &mut BytesMut) {
-        if let Some(event) = sent {
-            if let Some(counted) = &self.counted {
-                counted.event_out();
-            }
-            sse::encode_event(&event, out);
-        }
-    }
-
-    /// Puts what the upstream's body delivered so far on the tape, before the chain
-    /// sees the events it completes (the tape's reader decodes the events again from it).
-    fn record_raw(&mut self) {
-        if let Some(tape) = &mut self.tape {
+    /// Tells the observers what the upstream's body delivered so far, before the chain
+    /// sees the events it completes (a tape's reader decodes the events again from it).
+    fn observe_reads(&mut self) {
+        if self.observers.wants_upstream_bytes() {
             for bytes in self.events.take_raw() {
-                tape.raw(&bytes);
+                self.observers.upstream_bytes(&bytes);
             }
         }
     }
@@ -303,27 +279,20 @@ impl InterceptedSse {
     /// requests when it broke), `None` for nothing.
     fn finish(&mut self, ending: Ending) -> Option<Bytes> {
         self.done = true;
-        self.record_raw();
+        self.observe_reads();
         match ending {
             Ending::Broken { reason, public } => {
                 let _span = self.span.clone().entered();
                 tracing::warn!(stream = self.stream_id(), error = %reason, "SSE stream from upstream ended with an error");
-                if let Some(tape) = &mut self.tape {
-                    tape.end("upstream-error", Some(reason.clone()));
-                }
-                if let Some(counted) = &mut self.counted {
-                    counted.upstream_broke();
-                }
+                self.observers.end(&StreamEnd::UpstreamFailed {
+                    stage: UpstreamStage::Stream,
+                    reason: &reason,
+                });
                 self.errors_for_unanswered(&public)
             }
             Ending::Complete => {
                 self.session.end();
-                if let Some(tape) = &mut self.tape {
-                    tape.end("complete", None);
-                }
-                if let Some(counted) = &mut self.counted {
-                    counted.complete();
-                }
+                self.observers.end(&StreamEnd::Complete);
                 tracing::debug!(stream = self.stream_id(), "SSE stream ended");
                 None
             }
@@ -337,12 +306,7 @@ impl InterceptedSse {
         self.session.end();
         let _span = self.span.clone().entered();
         tracing::info!(stream = self.stream_id(), "stream ended by shutdown");
-        if let Some(tape) = &mut self.tape {
-            tape.end("shutdown", None);
-        }
-        if let Some(counted) = &mut self.counted {
-            counted.complete();
-        }
+        self.observers.end(&StreamEnd::Shutdown);
         self.errors_for_unanswered("the proxy is shutting down")
     }
 
@@ -457,9 +421,7 @@ impl Body for InterceptedSse {
 impl Drop for InterceptedSse {
     fn drop(&mut self) {
         if !self.done {
-            if let Some(tape) = &mut self.tape {
-                tape.end("client-gone", None);
-            }
+            self.observers.end(&StreamEnd::ClientGone);
             tracing::debug!(
                 stream = self.stream_id(),
                 "client went away before the SSE stream ended"

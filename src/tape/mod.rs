@@ -9,10 +9,14 @@ pub(crate) mod file;
 pub mod format;
 pub mod harness;
 pub(crate) mod json;
+pub mod observe;
 pub mod recorder;
 pub mod serve;
+pub mod stream;
 
 pub use format::{Record, TapeError, TapeEvent, TapeStep};
+pub use observe::Recording;
 pub use recorder::{
     MAX_BYTES, PREMADE, QUEUE, QUEUE_BYTES, REDACT_QUERY, RecordError, Recorder, TapeSettings,
 };
+pub use stream::TapeStream;

@@ -26,8 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::format::Record;
-use crate::proxy::jsonrpc::{RequestId, Summary};
-use crate::proxy::{Handler, ProxyBody, full};
+use crate::http::{Handler, ProxyBody, full};
+use crate::mcp::jsonrpc::{RequestId, Summary};
 use crate::sse::{self, Event};
 use crate::upstream;
 
@@ -389,7 +389,7 @@ pub async fn start(
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(crate::proxy::serve(listener, replay.clone(), async {
+    let task = tokio::spawn(crate::http::serve(listener, replay.clone(), async {
         let _ = stopped.await;
     }));
     Ok(Serving {

@@ -139,7 +139,7 @@ async fn json_responses_pass_the_chain_as_one_event() {
     .unwrap();
     assert_eq!(body["id"], 1);
     // A failure, not a verdict: its own code, and what failed.
-    assert_eq!(body["error"]["code"], sluice::proxy::jsonrpc::PLUGIN_FAILED);
+    assert_eq!(body["error"]["code"], sluice::mcp::jsonrpc::PLUGIN_FAILED);
     assert!(body["error"]["message"].as_str().unwrap().contains("trap"));
 }
 
@@ -166,10 +166,7 @@ async fn fail_closed_drops_what_the_plugin_failed_on_and_answers_the_request() {
     );
     let value: serde_json::Value = serde_json::from_str(events[0].data_str()).unwrap();
     assert_eq!(value["id"], 5);
-    assert_eq!(
-        value["error"]["code"],
-        sluice::proxy::jsonrpc::PLUGIN_FAILED
-    );
+    assert_eq!(value["error"]["code"], sluice::mcp::jsonrpc::PLUGIN_FAILED);
     assert_eq!(proxy::stats(&sluice, 0).deadlines, 2);
 }
 

@@ -108,7 +108,7 @@ const REQUEST: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":
 
 fn is_stream_error_for_7(event: &Event) -> bool {
     let value: serde_json::Value = serde_json::from_str(event.data_str()).unwrap();
-    value["id"] == 7 && value["error"]["code"] == sluice::proxy::jsonrpc::STREAM_FAILED
+    value["id"] == 7 && value["error"]["code"] == sluice::mcp::jsonrpc::STREAM_FAILED
 }
 
 #[tokio::test]
@@ -213,10 +213,7 @@ async fn an_unreachable_upstream_answers_the_request_with_a_json_rpc_error() {
     assert_eq!(response.status(), 502);
     let body: serde_json::Value = serde_json::from_str(&client::text(response).await).unwrap();
     assert_eq!(body["id"], 7);
-    assert_eq!(
-        body["error"]["code"],
-        sluice::proxy::jsonrpc::UPSTREAM_FAILED
-    );
+    assert_eq!(body["error"]["code"], sluice::mcp::jsonrpc::UPSTREAM_FAILED);
 }
 
 #[tokio::test]

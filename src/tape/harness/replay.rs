@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{EventResult, Leg, Options, Report, StepResult, UNREACHED, final_verdict};
+use crate::mcp::jsonrpc::Summary as RequestSummary;
+use crate::mcp::legacy::EndpointRewrite;
+use crate::mcp::messages::{self, ToServer};
 use crate::plugin::{Chain, Direction, StreamMeta};
-use crate::proxy::jsonrpc::Summary as RequestSummary;
-use crate::proxy::legacy::EndpointRewrite;
-use crate::proxy::messages::{self, ToServer};
 use crate::sse::Event;
 use crate::tape::{Record, TapeEvent, TapeStep};
 

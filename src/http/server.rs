@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 
-use super::{Proxy, ProxyBody};
+use super::ProxyBody;
 use crate::metrics::Metrics;
 
 /// Something that answers requests; errors are responses too.
@@ -29,15 +29,6 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         request: Request<Incoming>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send;
-}
-
-impl Handler for Proxy {
-    fn handle(
-        &self,
-        request: Request<Incoming>,
-    ) -> impl Future<Output = Response<ProxyBody>> + Send {
-        Proxy::handle(self, request)
-    }
 }
 
 /// Limits of the client-facing listener: how many connections, how long a client may

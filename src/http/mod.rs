@@ -1,0 +1,36 @@
+//! HTTP, whatever is behind it: the accept loop and its limits ([`server`]), the
+//! `Origin` and `Host` checks ([`origin`]), and the response body type. The proxy, the
+//! admin API and `sluice tape serve` all answer through it.
+
+pub mod origin;
+mod server;
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+
+pub use server::{ClientAddr, ConnectionLimits, Handler, serve, serve_draining, serve_limited};
+
+/// The body type of every response sluice sends.
+pub type ProxyBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A complete body.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// The host the client addressed: `Host` (HTTP/1.1) or the URI authority (HTTP/2). A
+/// `Host` that is not text comes back as U+FFFD, which names nothing: a host check must
+/// not read it as absent. The proxy and the admin API check hosts with this.
+pub fn request_host<B>(request: &Request<B>) -> Option<String> {
+    request
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
+        .or_else(|| request.uri().authority().map(|a| a.to_string()))
+}
