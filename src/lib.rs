@@ -35,6 +35,7 @@ pub mod observe;
 pub mod plugin;
 pub mod proxy;
 pub mod reload;
+pub mod shape;
 pub mod sse;
 pub mod tape;
 pub mod upstream;

@@ -1,5 +1,5 @@
 //! The JSON-RPC helpers on client bodies, which are untrusted and arrive before any plugin,
-//! and the shape rules (`mcp::shape`) that decide whether a plugin sees them at all.
+//! and the shape rules (`shape`) that decide whether a plugin sees them at all.
 //!
 //! A panic here would take down a request (or the connection) on a malformed body; an error
 //! body that is not JSON would be a broken answer the client cannot match to its request; and
@@ -31,12 +31,12 @@ fuzz_target!(|body: &[u8]| {
     }
 });
 
-/// `mcp::shape`, which decides what a plugin may see: never a panic; what it accepts is
+/// `shape`, which decides what a plugin may see: never a panic; what it accepts is
 /// one JSON object to serde_json too; the client rule is at least as strict as the
 /// deep one, and the deep one as the top-level one; and an object with distinct names
 /// written the plain way (serde_json's own output) is never refused.
 fn check_shape(text: &str, parsed: Option<&Value>) {
-    use sluice::mcp::shape::{Depth, client_message, one_object};
+    use sluice::shape::{Depth, client_message, one_object};
     let top = one_object(text, Depth::Top);
     let all = one_object(text, Depth::All);
     let client = client_message(text);

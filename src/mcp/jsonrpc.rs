@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::client::ClientBody;
+
 /// A plugin dropped a client's request.
 pub const DROPPED_BY_PLUGIN: i64 = -32050;
 /// The upstream could not be reached or answered with something unusable.
@@ -43,7 +45,7 @@ impl RequestId {
 
     /// The id in `raw` (whatever its type: MCP wants a string or an integer, and the
     /// proxy echoes what it got).
-    fn new(raw: &RawValue) -> Self {
+    pub(crate) fn new(raw: &RawValue) -> Self {
         Self(raw.to_owned())
     }
 
@@ -88,40 +90,12 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Reads a body; anything that is not JSON-RPC gives an empty summary.
+    /// Reads a body without refusing anything; anything that is not JSON-RPC gives an
+    /// empty summary (see [`ClientBody::read`]).
     pub fn of(body: &[u8]) -> Self {
-        let Ok(value) = serde_json::from_slice::<Value>(body) else {
-            return Self::default();
-        };
-        // The ids from the text itself (see `RequestId`), the rest from the `Value`.
-        match value {
-            Value::Array(_) => Self {
-                method: None,
-                request_ids: serde_json::from_slice::<Vec<&RawValue>>(body)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|item| request_id(item.get()))
-                    .collect(),
-                batch: true,
-                offered_protocol: None,
-            },
-            item => Self {
-                method: item
-                    .get("method")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                request_ids: std::str::from_utf8(body)
-                    .ok()
-                    .and_then(request_id)
-                    .into_iter()
-                    .collect(),
-                batch: false,
-                offered_protocol: item
-                    .pointer("/params/protocolVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            },
-        }
+        std::str::from_utf8(body)
+            .map(|text| ClientBody::read(text).summary())
+            .unwrap_or_default()
     }
 
     /// The JSON-RPC error body that answers every request in the body, or `None` when

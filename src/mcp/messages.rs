@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 
+use super::client::ClientBody;
+pub use super::client::Refused;
 use super::jsonrpc::{self, RequestId};
-use crate::mcp::shape::{self, ShapeError};
 use crate::plugin::{Direction, FailureKind, Outcome, Session, human_bytes};
 use crate::sse::Event;
 
@@ -60,115 +61,60 @@ pub enum ToServer {
     Refused(Refused),
 }
 
-/// A client body refused before any plugin saw it.
-#[derive(Debug, thiserror::Error)]
-pub enum Refused {
-    /// A message a plugin could read differently from the server (`mcp::shape`).
-    #[error("invalid JSON-RPC message: {0}")]
-    Shape(#[source] ShapeError),
-    /// A batch longer than [`Limits::max_batch`].
-    #[error("a batch of more than {limit} messages is over the limit (max_batch)")]
-    BatchTooLong { limit: usize },
-    /// A byte-order mark or a NUL byte: text a server may decode otherwise (UTF-16, or
-    /// with the mark stripped) than the plugins see it.
-    #[error("the body starts with a byte-order mark or holds a NUL byte")]
-    Encoding,
-}
-
-impl Refused {
-    /// The metric label.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Refused::Shape(e) => e.reason(),
-            Refused::BatchTooLong { .. } => "batch_too_long",
-            Refused::Encoding => "encoding",
-        }
-    }
-
-    /// The JSON-RPC error the client gets (id `null`: which id a refused text carries
-    /// is exactly what cannot be told).
-    pub fn error(&self) -> Box<RawValue> {
-        let code = match self {
-            Refused::Shape(ShapeError::NotJson(_)) | Refused::Encoding => jsonrpc::PARSE_ERROR,
-            Refused::Shape(_) | Refused::BatchTooLong { .. } => jsonrpc::INVALID_REQUEST,
-        };
-        jsonrpc::error(&RequestId::null(), code, &format!("sluice: {self}"))
+/// Reads a client's body for `session`: under the MCP rules where a plugin of its chain
+/// sees client messages ([`ClientBody::checked`]), refusing nothing where none does.
+pub fn read_client_body(
+    session: &Session,
+    body: &str,
+    limits: &Limits,
+) -> Result<ClientBody, Refused> {
+    if session.sees(Direction::ToServer) {
+        ClientBody::checked(body, limits.max_batch)
+    } else {
+        Ok(ClientBody::read(body))
     }
 }
 
 /// Runs a client's message (or each message of a batch) through the chain: begins the
-/// to-server phase, runs each message, ends the phase. Where a plugin sees client
-/// messages, the body is first held to the MCP rules (`client_body`): a body that
-/// breaks them is refused before any plugin is even told of the phase.
-pub fn to_server(session: &mut Session, body: String, limits: &Limits) -> ToServer {
-    let items = if session.sees(Direction::ToServer) {
-        match client_body(&body, limits.max_batch) {
-            Ok(items) => items,
-            Err(refused) => {
-                session
-                    .chain()
-                    .refusals()
-                    .refused("to-server", refused.reason());
-                tracing::warn!(
-                    stream = session.meta().stream_id,
-                    reason = refused.reason(),
-                    "client request refused before the plugins: {refused}"
-                );
-                return ToServer::Refused(refused);
-            }
+/// to-server phase, runs each message, ends the phase. `read` is what
+/// [`read_client_body`] made of `body`: a body that breaks the MCP rules is refused
+/// before any plugin is even told of the phase.
+pub fn to_server(
+    session: &mut Session,
+    body: String,
+    read: Result<ClientBody, Refused>,
+    limits: &Limits,
+) -> ToServer {
+    let read = match read {
+        Ok(read) => read,
+        Err(refused) => {
+            session
+                .chain()
+                .refusals()
+                .refused("to-server", refused.reason());
+            tracing::warn!(
+                stream = session.meta().stream_id,
+                reason = refused.reason(),
+                "client request refused before the plugins: {refused}"
+            );
+            return ToServer::Refused(refused);
         }
-    } else {
-        batch_items(&body)
     };
     session.begin(Direction::ToServer);
-    let decided = through_chain(session, body, items, limits);
+    let decided = through_chain(session, body, read, limits);
     session.end();
     decided
 }
 
-/// The MCP rules for a client body a plugin will see. Text a server would read as JSON
-/// must be JSON every parser reads alike: no byte-order mark or NUL (a server may decode
-/// the body as UTF-16, or strip the mark, where a plugin sees neither `{` first nor the
-/// same text); text led by `{` one object (`mcp::shape::client_message`); text led by
-/// `[` a batch of at most `max_batch` such objects. Other text is not JSON-RPC and the
-/// plugins' to judge. Gives the batch's messages (as [`batch_items`] would), split once.
-fn client_body(body: &str, max_batch: usize) -> Result<Option<Vec<String>>, Refused> {
-    if body.starts_with('\u{feff}') || body.contains('\0') {
-        return Err(Refused::Encoding);
-    }
-    let text = body.trim_start_matches([' ', '\t', '\n', '\r']);
-    if text.starts_with('{') {
-        return shape::client_message(body)
-            .map(|()| None)
-            .map_err(Refused::Shape);
-    }
-    if !text.starts_with('[') {
-        return Ok(None);
-    }
-    // Counted before anything is copied: an over-long batch costs one partial parse.
-    if !shape::array_within(body, max_batch).map_err(Refused::Shape)? {
-        return Err(Refused::BatchTooLong { limit: max_batch });
-    }
-    let items = batch_items(body);
-    for item in items.iter().flatten() {
-        if !item.starts_with('{') {
-            return Err(Refused::Shape(ShapeError::NotObject));
-        }
-        shape::client_message(item).map_err(Refused::Shape)?;
-    }
-    Ok(items)
-}
-
-/// [`to_server`]'s work once the phase has begun; `items` are the body's messages when
-/// it is a batch.
+/// [`to_server`]'s work once the phase has begun.
 fn through_chain(
     session: &mut Session,
     body: String,
-    items: Option<Vec<String>>,
+    read: ClientBody,
     limits: &Limits,
 ) -> ToServer {
-    let Some(items) = items else {
-        let request = jsonrpc::request_id(&body);
+    if !read.batch {
+        let request = read.messages.into_iter().next().and_then(|m| m.request_id);
         return match session.on_event(Event::message(body)) {
             Outcome::Forward(event) => ToServer::Forward {
                 body: event.data.unwrap_or_default(),
@@ -193,8 +139,9 @@ fn through_chain(
     let started = Instant::now();
     let mut kept = Vec::new();
     let mut answered = Vec::new();
-    for item in items {
-        let request = jsonrpc::request_id(&item);
+    for message in read.messages {
+        let request = message.request_id;
+        let item = body[message.range].to_string();
         if started.elapsed() > limits.plugin_budget {
             // Fail closed: what the plugins had no time to check is not forwarded.
             session
@@ -252,7 +199,7 @@ fn through_chain(
 /// * A batch longer than `limits.max_batch` is not handed to the plugins
 ///   (`over_long_batch`).
 ///
-/// Server messages are not held to `mcp::shape` as client messages are: the server's
+/// Server messages are not held to `shape` as client messages are: the server's
 /// own code writes their members (tool content lives inside strings and cannot add
 /// one), and a parse of every event would cost every stream.
 pub fn to_client(
@@ -516,6 +463,7 @@ fn log_dropped(session: &Session, plugin: &str, what: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shape;
 
     #[test]
     fn a_refused_body_is_answered_with_the_json_rpc_code_for_its_fault() {
@@ -544,7 +492,7 @@ mod tests {
             (" {\"method\":\"a\"} x", "not_json"),
         ] {
             let max = if reason == "batch_too_long" { 2 } else { 10 };
-            let refused = client_body(body, max).expect_err(body);
+            let refused = ClientBody::checked(body, max).expect_err(body);
             assert_eq!(refused.reason(), reason, "{body}");
         }
         for body in [
@@ -554,7 +502,7 @@ mod tests {
             "[{\"method\":\"a\"}]",
             "{\"method\":\"a\"}\n",
         ] {
-            assert!(client_body(body, 10).is_ok(), "{body}");
+            assert!(ClientBody::checked(body, 10).is_ok(), "{body}");
         }
     }
 

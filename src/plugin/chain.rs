@@ -16,8 +16,8 @@ use super::bindings::{SseEvent, StreamInfo, Verdict};
 use super::convert::{self, Direction, InFlight, StreamMeta};
 use super::loaded::{CallFailure, FailurePolicy, Instance, Plugin, World};
 use super::stats::FailureKind;
-use crate::mcp::shape;
 use crate::metrics::{Metrics, PluginMetrics, Refusals};
+use crate::shape;
 use crate::sse::Event;
 
 /// Why an event left the chain early.
@@ -39,6 +39,12 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// True when a plugin of this chain sees messages going `direction` (a filter sees
+    /// none going to the server).
+    pub fn sees(&self, direction: Direction) -> bool {
+        self.plugins.iter().any(|p| applies(p, direction))
+    }
+
     /// A chain of already loaded plugins, in order.
     pub fn new(plugins: Vec<Plugin>) -> Self {
         let metrics = plugins
@@ -324,7 +330,7 @@ impl Session {
     /// True when a plugin of this chain sees messages going `direction` (a filter sees
     /// none going to the server), whether or not that phase has begun.
     pub fn sees(&self, direction: Direction) -> bool {
-        self.chain.plugins.iter().any(|p| applies(p, direction))
+        self.chain.sees(direction)
     }
 
     /// Begins a phase (the request going to the server, or the response stream going
@@ -618,7 +624,7 @@ pub(super) fn too_large(plugin: &Plugin, event: &SseEvent) -> Option<CallFailure
 }
 
 /// A `modify` of a JSON-RPC message must give exactly one JSON object with distinct
-/// member names (`mcp::shape`; going to the server, held to the client-message rule at
+/// member names (`shape`; going to the server, held to the client-message rule at
 /// every depth, so a later plugin and the server read it alike); a `modify` of any other
 /// JSON value must give exactly one JSON value. Either way a result cannot splice a
 /// second message into a batch. Other events (SSE that is not JSON) may become any text.

@@ -31,6 +31,7 @@ pub use crate::http::{
     ClientAddr, ConnectionLimits, Handler, ProxyBody, full, serve, serve_draining, serve_limited,
 };
 use crate::http::{origin, request_host};
+use crate::mcp::client::{ClientBody, Refused};
 use crate::mcp::jsonrpc::Summary;
 use crate::mcp::legacy::EndpointRewrite;
 use crate::mcp::messages::{self, ToServer};
@@ -234,7 +235,22 @@ impl Proxy {
                 BodyError::TooLarge { limit } => ProxyError::RequestTooLarge { limit },
                 BodyError::Read(reason) => ProxyError::RequestRead(reason),
             })?;
-        let summary = Summary::of(&body);
+        // The body, read once: under the MCP rules where a plugin sees client messages.
+        let chain = self.chain.load_full();
+        let text = std::str::from_utf8(&body).ok();
+        let read = text.map(|text| {
+            if chain.sees(Direction::ToServer) {
+                ClientBody::checked(text, self.settings.message_limits.max_batch)
+            } else {
+                Ok(ClientBody::read(text))
+            }
+        });
+        let summary = match (&read, text) {
+            (Some(Ok(read)), _) => read.summary(),
+            // Refused, but its method and ids still name it in logs and tapes.
+            (Some(Err(_)), Some(text)) => ClientBody::read(text).summary(),
+            _ => Summary::default(),
+        };
         let meta = StreamMeta {
             stream_id,
             session_id: header_str(&parts.headers, "mcp-session-id"),
@@ -244,7 +260,6 @@ impl Proxy {
             protocol_version: header_str(&parts.headers, "mcp-protocol-version")
                 .or_else(|| summary.offered_protocol.clone()),
         };
-        let chain = self.chain.load_full();
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
         // A plugin's `modify` is held to the same limit as what the proxy reads.
         let mut observers = self.observers_for(&meta, &chain);
@@ -255,7 +270,7 @@ impl Proxy {
 
         // Chain, to-server.
         let original = body.clone(); // reference-counted, not copied
-        let (returned, forward) = self.to_server(session, body).await;
+        let (returned, forward) = self.to_server(session, body, read).await;
         session = returned;
         let sent = match &forward {
             Forward::Body { body, .. } => Some(body),
@@ -436,7 +451,13 @@ impl Proxy {
     }
 
     /// Runs a client's message(s) through the chain on their way to the server.
-    async fn to_server(&self, session: Session, body: Bytes) -> (Session, Forward) {
+    /// `read` is the body as [`ClientBody`] read it (`None`: not UTF-8).
+    async fn to_server(
+        &self,
+        session: Session,
+        body: Bytes,
+        read: Option<Result<ClientBody, Refused>>,
+    ) -> (Session, Forward) {
         if body.is_empty() || session.chain().is_empty() {
             return (
                 session,
@@ -446,7 +467,7 @@ impl Proxy {
                 },
             );
         }
-        let Ok(text) = String::from_utf8(body.to_vec()) else {
+        let (Some(read), Ok(text)) = (read, String::from_utf8(body.to_vec())) else {
             tracing::warn!(
                 stream = session.meta().stream_id,
                 "request answered by the proxy: body is not UTF-8"
@@ -457,7 +478,7 @@ impl Proxy {
         let limits = self.settings.message_limits;
         let (session, decided) = self
             .plugin_work(session, move |session| {
-                messages::to_server(session, text, &limits)
+                messages::to_server(session, text, read, &limits)
             })
             .await;
         let forward = match decided {

@@ -24,6 +24,7 @@ use std::fmt;
 
 use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
 /// Why a message does not have the shape a JSON-RPC message must have here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,16 +69,36 @@ pub enum Depth {
     All,
 }
 
+/// What the proxy needs to know of a client message: read in the same pass that
+/// checks its shape, so a message is parsed once.
+#[derive(Debug, Default, Clone)]
+pub struct Head {
+    /// The message has a `method` member (a request or a notification), whatever its
+    /// value.
+    pub has_method: bool,
+    /// The `method`, when it is a string.
+    pub method: Option<String>,
+    /// The `id` member's text, when there is one (`null` included).
+    pub id: Option<Box<RawValue>>,
+}
+
 /// Checks that `text` is exactly one JSON object whose member names are distinct (at
 /// `depth`).
 pub fn one_object(text: &str, depth: Depth) -> Result<(), ShapeError> {
-    check(text, depth, false)
+    check(text, depth, false, None)
 }
 
 /// [`one_object`] at every depth, and the message's member names and its `method` are
 /// written without escapes: what a client message must be before plugins see it.
 pub fn client_message(text: &str) -> Result<(), ShapeError> {
-    check(text, Depth::All, true)
+    check(text, Depth::All, true, None)
+}
+
+/// [`client_message`], giving the message's [`Head`] read in the same pass.
+pub fn client_message_head(text: &str) -> Result<Head, ShapeError> {
+    let mut head = Head::default();
+    check(text, Depth::All, true, Some(&mut head))?;
+    Ok(head)
 }
 
 /// For text that is a JSON array: whether it holds at most `max` elements. Reads no
@@ -130,13 +151,19 @@ pub fn looks_like_object(text: &str) -> bool {
     t.starts_with('{') && t.ends_with('}')
 }
 
-fn check(text: &str, depth: Depth, plain_names: bool) -> Result<(), ShapeError> {
+fn check(
+    text: &str,
+    depth: Depth,
+    plain_names: bool,
+    head: Option<&mut Head>,
+) -> Result<(), ShapeError> {
     let mut found = None;
     let mut de = serde_json::Deserializer::from_str(text);
     let seed = Message {
         depth,
         plain_names,
         found: &mut found,
+        head,
     };
     let parsed = seed.deserialize(&mut de).and_then(|()| de.end());
     // A shape error found inside is reported as itself, not as the parse error serde
@@ -165,6 +192,7 @@ struct Message<'f> {
     depth: Depth,
     plain_names: bool,
     found: &'f mut Option<ShapeError>,
+    head: Option<&'f mut Head>,
 }
 
 impl<'de> DeserializeSeed<'de> for Message<'_> {
@@ -184,8 +212,9 @@ impl<'de> Visitor<'de> for Message<'_> {
             depth,
             plain_names,
             found,
+            head,
         } = self;
-        members(map, true, depth, plain_names, found)
+        members(map, Some(Top { plain_names, head }), depth, found)
     }
 }
 
@@ -196,19 +225,26 @@ fn refuse<E: de::Error>(found: &mut Option<ShapeError>, error: ShapeError) -> E 
     E::custom(text)
 }
 
+/// What only the message's own members get: the rule against escapes, and the
+/// [`Head`] to fill.
+struct Top<'f> {
+    plain_names: bool,
+    head: Option<&'f mut Head>,
+}
+
 /// The members of one object: names distinct; values checked further at `Depth::All`.
 /// A repeat is reported with the JSON pointer of its object, built on the way out of
 /// the parse (so nothing is allocated for the objects that are fine).
 fn members<'de, A: MapAccess<'de>>(
     mut map: A,
-    top: bool,
+    mut top: Option<Top<'_>>,
     depth: Depth,
-    plain_names: bool,
     found: &mut Option<ShapeError>,
 ) -> Result<(), A::Error> {
+    let plain_names = top.as_ref().is_some_and(|t| t.plain_names);
     let mut seen = Names::default();
     while let Some(name) = map.next_key_seed(Name)? {
-        if top && plain_names && name.escaped {
+        if plain_names && name.escaped {
             return Err(refuse(found, ShapeError::Escaped("a member name")));
         }
         if !seen.insert(name.text.clone()) {
@@ -220,9 +256,21 @@ fn members<'de, A: MapAccess<'de>>(
                 },
             ));
         }
-        if top && plain_names && name.text == "method" {
-            if map.next_value_seed(Plain { found: &mut *found })? {
+        let head = top.as_mut().and_then(|t| t.head.as_deref_mut());
+        if let Some(head) = head.filter(|_| name.text == "id") {
+            let id: &RawValue = map.next_value()?;
+            if depth == Depth::All && id.get().starts_with(['{', '[']) {
+                nested_text(id.get(), found).map_err(|()| refuse_found::<A::Error>(found, "id"))?;
+            }
+            head.id = Some(id.to_owned());
+        } else if plain_names && name.text == "method" {
+            let method = map.next_value_seed(Plain { found: &mut *found })?;
+            if plain_names && method.escaped {
                 return Err(refuse(found, ShapeError::Escaped("the method")));
+            }
+            if let Some(head) = top.as_mut().and_then(|t| t.head.as_deref_mut()) {
+                head.has_method = true;
+                head.method = method.text;
             }
         } else if depth == Depth::All {
             map.next_value_seed(Nested { found: &mut *found })
@@ -232,6 +280,19 @@ fn members<'de, A: MapAccess<'de>>(
         }
     }
     Ok(())
+}
+
+/// Checks the nested values of `text` (an `id` taken whole) as `Depth::All` does.
+fn nested_text(text: &str, found: &mut Option<ShapeError>) -> Result<(), ()> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    Nested { found }.deserialize(&mut de).map_err(|_| ())
+}
+
+/// The error that stops the parse after [`nested_text`] found a repeat inside member
+/// `name`.
+fn refuse_found<E: de::Error>(found: &mut Option<ShapeError>, name: &str) -> E {
+    within(found, name);
+    E::custom(found.as_ref().map_or_else(String::new, ToString::to_string))
 }
 
 /// Puts `/token` in front of the pointer of a repeat found inside a member or element.
@@ -304,50 +365,67 @@ impl<'de> Visitor<'de> for Name {
     }
 }
 
-/// A value that must be written without escapes if it is a string: true when it was.
-/// An object or array in its place is checked like any other value (`Nested`).
+/// The `method` value: its text when a string, and whether it was written with
+/// escapes. An object or array in its place is checked like any other value (`Nested`).
 struct Plain<'f> {
     found: &'f mut Option<ShapeError>,
 }
 
+/// What [`Plain`] read.
+#[derive(Default)]
+struct PlainText {
+    text: Option<String>,
+    escaped: bool,
+}
+
 impl<'de> DeserializeSeed<'de> for Plain<'_> {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<bool, D::Error> {
+    type Value = PlainText;
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<PlainText, D::Error> {
         de.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Plain<'_> {
-    type Value = bool;
+    type Value = PlainText;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<bool, E> {
-        Ok(false)
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<PlainText, E> {
+        Ok(PlainText {
+            text: Some(v.to_string()),
+            escaped: false,
+        })
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
-        Ok(true)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<PlainText, E> {
+        Ok(PlainText {
+            text: Some(v.to_string()),
+            escaped: true,
+        })
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<PlainText, E> {
+        Ok(PlainText::default())
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<PlainText, E> {
+        Ok(PlainText::default())
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<PlainText, E> {
+        Ok(PlainText::default())
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<PlainText, E> {
+        Ok(PlainText::default())
     }
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
+    fn visit_unit<E: de::Error>(self) -> Result<PlainText, E> {
+        Ok(PlainText::default())
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        Nested { found: self.found }.visit_map(map).map(|()| false)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PlainText, A::Error> {
+        Nested { found: self.found }
+            .visit_map(map)
+            .map(|()| PlainText::default())
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
-        Nested { found: self.found }.visit_seq(seq).map(|()| false)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<PlainText, A::Error> {
+        Nested { found: self.found }
+            .visit_seq(seq)
+            .map(|()| PlainText::default())
     }
 }
 
@@ -370,7 +448,7 @@ impl<'de> Visitor<'de> for Nested<'_> {
         f.write_str("any JSON value")
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        members(map, false, Depth::All, false, self.found)
+        members(map, None, Depth::All, self.found)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let found = self.found;
