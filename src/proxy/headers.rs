@@ -87,8 +87,7 @@ pub fn sync_mcp_routing(headers: &mut HeaderMap, received: &[u8], body: &[u8]) {
             headers.remove(MCP_NAME);
         }
     }
-    let received = serde_json::from_slice::<serde_json::Value>(received).ok();
-    sync_param_headers(headers, received.as_ref(), &message);
+    sync_param_headers(headers, received, &message);
 }
 
 /// `Mcp-Param-{Name}` headers mirror the `tools/call` arguments that the tool's schema
@@ -99,11 +98,7 @@ pub fn sync_mcp_routing(headers: &mut HeaderMap, received: &[u8], body: &[u8]) {
 /// of the rewritten body, and removed when that argument is gone or `null` (as a client
 /// omits it); when none or several match, the header stays as the client sent it. A
 /// body that is no longer a `tools/call` keeps none.
-fn sync_param_headers(
-    headers: &mut HeaderMap,
-    received: Option<&serde_json::Value>,
-    sent: &serde_json::Value,
-) {
+fn sync_param_headers(headers: &mut HeaderMap, received: &[u8], sent: &serde_json::Value) {
     let names: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with(MCP_PARAM))
@@ -118,7 +113,12 @@ fn sync_param_headers(
         }
         return;
     }
-    let before = received.and_then(|r| r.pointer("/params/arguments"));
+    // The client's body is read again only here: a rewritten `tools/call` whose
+    // request mirrored arguments in headers.
+    let received = serde_json::from_slice::<serde_json::Value>(received).ok();
+    let before = received
+        .as_ref()
+        .and_then(|r| r.pointer("/params/arguments"));
     let after = sent.pointer("/params/arguments");
     for name in names {
         let Some(carried) = headers
