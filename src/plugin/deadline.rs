@@ -5,7 +5,7 @@
 //! passes is stopped at its next loop header or call. Epochs are wall-clock time, so on
 //! a busy machine a healthy one-microsecond call whose thread is descheduled for longer
 //! than the deadline would be cut, and a fail-open policy would pass the event
-//! unfiltered: a redactor would leak under load (seen on a 2-core machine at 10 ms).
+//! unfiltered: a redactor would leak under load (seen in tests at a 10 ms deadline).
 //!
 //! So the epoch deadline is only the moment to *look*: when it passes, the store's
 //! callback reads the calling thread's CPU clock and lets the call go on in steps of

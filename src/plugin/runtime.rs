@@ -67,12 +67,11 @@ impl Runtime {
         }
         config.epoch_interruption(true);
         // Fuel is on for every engine, even when no plugin has a fuel limit (each call
-        // then starts with u64::MAX). Measured per `on-event` call (same plugins on
-        // engines with and without fuel, batches interleaved): +0% for call-bound
-        // plugins (wat-pass ~330 ns, rust-passthrough ~360 ns) and +10..14% for
-        // compute-bound ones (wat-demo ~400 -> ~445 ns, rust-redact ~7.0 -> ~7.9 us).
-        // Under the 20% we would accept, and switching it on only for chains that ask
-        // for fuel would tie the engine to the chain: a reload adding a fuel limit
+        // then starts with u64::MAX). It costs call-bound plugins nothing measurable
+        // and compute-bound ones about a tenth (engines with and without fuel, calls
+        // interleaved): under the 20% we would accept, and switching it on only for
+        // chains that ask for fuel would tie the engine to the chain: a reload adding
+        // a fuel limit
         // would need a new engine, and every plugin recompiled for it.
         config.consume_fuel(true);
         config.wasm_component_model(true);

@@ -132,10 +132,10 @@ pub(crate) fn describe(caps: &Capabilities) -> String {
 /// - outside any tokio runtime: right here;
 /// - on a multi-thread runtime (sluice's own): here too, inside
 ///   `tokio::task::block_in_place`, which hands this worker's other tasks to another
-///   thread and allows `Handle::block_on` (measured: +0.1 µs per call);
+///   thread and allows `Handle::block_on` (cheap next to a host call);
 /// - on a current-thread runtime (`#[tokio::test]`, embedders), where
 ///   `block_in_place` panics: on a scoped thread outside the runtime (a thread start
-///   per call, ~0.1 to 0.7 ms on a loaded 2-core machine).
+///   per call: slow, and only for embedders and tests).
 ///
 /// A panic in `f` is propagated.
 pub(crate) fn outside_async<R: Send>(f: impl FnOnce() -> R + Send) -> R {
