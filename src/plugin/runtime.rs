@@ -71,8 +71,7 @@ impl Runtime {
         // and compute-bound ones about a tenth (engines with and without fuel, calls
         // interleaved): under the 20% we would accept, and switching it on only for
         // chains that ask for fuel would tie the engine to the chain: a reload adding
-        // a fuel limit
-        // would need a new engine, and every plugin recompiled for it.
+        // a fuel limit would need a new engine, and every plugin recompiled for it.
         config.consume_fuel(true);
         config.wasm_component_model(true);
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
