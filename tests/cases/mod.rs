@@ -7,6 +7,7 @@ mod faults;
 mod guard;
 mod ingress;
 mod languages;
+mod layout;
 mod loadgen;
 mod malicious;
 mod mcp_direct;
