@@ -17,11 +17,11 @@
 //! not to its neighbours.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{
-    Dropped, Outcome, Session, Step, StepVerdict, TIMING_SAMPLE, applies, clock, keeps_shape,
-    too_large, within_limit,
+    Dropped, Outcome, Session, Step, StepVerdict, TIMING_SAMPLE, applies, keeps_shape, too_large,
+    within_limit,
 };
 use crate::plugin::bindings::{SseEvent, Verdict};
 use crate::plugin::convert::{self, Direction, InFlight};
@@ -149,9 +149,9 @@ impl Session {
             .iter()
             .map(|&i| std::mem::replace(&mut flights[i].event, convert::empty_event()))
             .collect();
-        let started = (sampled || traced).then(clock::now);
+        let started = (sampled || traced).then(Instant::now);
         let result = instance.on_events(&events);
-        let elapsed = started.map(|s| clock::between(s, clock::now()));
+        let elapsed = started.map(|s| s.elapsed());
         let fuel = if traced { instance.fuel_used() } else { 0 };
         for (&i, event) in part.iter().zip(events) {
             flights[i].event = event;
@@ -225,16 +225,16 @@ impl Session {
         let limit = self.max_event_bytes;
         let direction = self.phase.as_ref().map_or(Direction::ToClient, |(d, _)| *d);
         // As in `on_event`: the step includes creating the instance, the histogram not.
-        let started = traced.then(clock::now);
+        let started = traced.then(Instant::now);
         let (mut fuel, mut call_time) = (0, None);
         let verdict = match too_large(plugin, &flight.event) {
             Some(failure) => Err(failure),
             None => match self.ensure_instance(index) {
                 Ok(instance) => {
                     plugin.counters().call();
-                    let called = sampled.then(clock::now);
+                    let called = sampled.then(Instant::now);
                     let verdict = instance.on_event(&flight.event);
-                    call_time = called.map(|called| clock::between(called, clock::now()));
+                    call_time = called.map(|called| called.elapsed());
                     if traced {
                         fuel = instance.fuel_used();
                     }
@@ -252,7 +252,7 @@ impl Session {
             self.event_steps[i].push(Step {
                 plugin: self.step_names[index],
                 verdict: StepVerdict::of(&verdict),
-                elapsed: clock::between(started, clock::now()),
+                elapsed: started.elapsed(),
                 fuel,
             });
         }
