@@ -19,7 +19,8 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, Running, StartError};
 use crate::config::Config;
-use crate::plugin::{PluginLimits, PluginSource, PluginSpec, StatsSnapshot, builtin};
+use crate::metrics::StatsSnapshot;
+use crate::plugin::{PluginLimits, PluginSource, PluginSpec, builtin};
 use crate::proxy::{ProxyBody, ProxySettings};
 use crate::sse::{Event, Frame as SseFrame};
 use crate::upstream::{self, SseEvents};
@@ -106,7 +107,7 @@ pub async fn run(
     writeln!(out, "client → POST {url} tools/call get_weather; receives:")?;
     out.flush()?;
     let received = client(&url, out).await?;
-    let plugin = proxy.proxy().chain().plugins()[0].stats();
+    let plugin = proxy.proxy().chain().stats(0);
     writeln!(out)?;
     writeln!(
         out,

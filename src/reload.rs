@@ -16,8 +16,8 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 
-use crate::metrics::Metrics;
-use crate::plugin::{Chain, CompileCache, Plugin, PluginSpec, Runtime, StatsSnapshot};
+use crate::metrics::{Metrics, StatsSnapshot};
+use crate::plugin::{Chain, CompileCache, Plugin, PluginSpec, Runtime};
 
 /// How long the watched files must be quiet before a reload starts: editors and
 /// compilers write a file in several steps, and a half-written plugin must not be
@@ -76,46 +76,8 @@ pub struct PluginStatus {
     pub world: &'static str,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
-    /// Its counters.
-    pub stats: StatsView,
-}
-
-/// [`StatsSnapshot`] in JSON form.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatsView {
-    calls: u64,
-    passed: u64,
-    dropped: u64,
-    modified: u64,
-    instances: u64,
-    traps: u64,
-    deadlines: u64,
-    out_of_memory: u64,
-    out_of_fuel: u64,
-    oversized: u64,
-    instantiate_failures: u64,
-    too_large: u64,
-    malformed: u64,
-}
-
-impl From<StatsSnapshot> for StatsView {
-    fn from(s: StatsSnapshot) -> Self {
-        Self {
-            calls: s.calls,
-            passed: s.passed,
-            dropped: s.dropped,
-            modified: s.modified,
-            instances: s.instances,
-            traps: s.traps,
-            deadlines: s.deadlines,
-            out_of_memory: s.out_of_memory,
-            out_of_fuel: s.out_of_fuel,
-            oversized: s.oversized,
-            instantiate_failures: s.instantiate_failures,
-            too_large: s.too_large,
-            malformed: s.malformed,
-        }
-    }
+    /// Its counters in this generation.
+    pub stats: StatsSnapshot,
 }
 
 /// The whole reload state, as `GET /admin/plugins` returns it.
@@ -294,11 +256,12 @@ impl Reloader {
             plugins: chain
                 .plugins()
                 .iter()
-                .map(|p| PluginStatus {
+                .enumerate()
+                .map(|(i, p)| PluginStatus {
                     name: p.name().to_string(),
                     world: p.world().as_str(),
                     path: p.path().map(Path::to_path_buf),
-                    stats: p.stats().into(),
+                    stats: chain.stats(i),
                 })
                 .collect(),
             reloads: ReloadHistory {

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use super::bindings::{SseEvent, StreamInfo, Verdict};
 use super::convert::{self, Direction, InFlight, StreamMeta};
+use super::failure::FailureKind;
 use super::loaded::{CallFailure, FailurePolicy, Instance, Plugin, World};
-use super::stats::FailureKind;
 use crate::mcp::shape;
-use crate::metrics::{Metrics, PluginMetrics, Refusals};
+use crate::metrics::{Metrics, PluginMetrics, Refusals, StatsSnapshot};
 use crate::sse::Event;
 
 /// Why an event left the chain early.
@@ -42,7 +42,7 @@ impl Chain {
     pub fn new(plugins: Vec<Plugin>) -> Self {
         let metrics = plugins
             .iter()
-            .map(|p| PluginMetrics::detached(p.name()))
+            .map(|p| loaded(PluginMetrics::detached(p.name())))
             .collect();
         Self {
             plugins: plugins.into_iter().map(Arc::new).collect(),
@@ -58,7 +58,7 @@ impl Chain {
         self.metrics = self
             .plugins
             .iter()
-            .map(|p| metrics.plugin(p.name()))
+            .map(|p| loaded(metrics.plugin(p.name())))
             .collect();
         self.refusals = metrics.refusals();
         self
@@ -94,6 +94,11 @@ impl Chain {
     /// The plugins, in order.
     pub fn plugins(&self) -> &[Arc<Plugin>] {
         &self.plugins
+    }
+
+    /// The figures of plugin `index` in this chain (this generation).
+    pub fn stats(&self, index: usize) -> StatsSnapshot {
+        self.metrics[index].stats()
     }
 
     /// Starts one exchange. No instance is created until a phase that needs it begins.
@@ -346,7 +351,6 @@ impl Session {
                 && let Err(failure) = instance.on_stream_start(info)
             {
                 self.discard(index);
-                plugin.counters().failure(failure.kind);
                 self.chain.metrics[index].failure(failure.kind);
                 self.log_failure(&plugin, &failure, "on-stream-start");
             }
@@ -385,7 +389,6 @@ impl Session {
                 Some(failure) => Err(failure),
                 None => match self.ensure_instance(index) {
                     Ok(instance) => {
-                        plugin.counters().call();
                         let called = if created {
                             timed.then(Instant::now)
                         } else {
@@ -399,6 +402,7 @@ impl Session {
                         if timed {
                             fuel = instance.fuel_used();
                         }
+                        self.chain.metrics[index].calls(1);
                         verdict
                             .and_then(|verdict| within_limit(verdict, limit))
                             .and_then(|verdict| keeps_shape(direction, &flight.event, verdict))
@@ -407,7 +411,7 @@ impl Session {
                 },
             };
             if let Some(elapsed) = call_time {
-                self.chain.metrics[index].call(elapsed);
+                self.chain.metrics[index].call_time(elapsed);
             }
             if let Some(steps) = &mut self.steps {
                 steps.push(Step {
@@ -447,11 +451,9 @@ impl Session {
     ) {
         match verdict {
             Ok(Verdict::Pass) => {
-                plugin.counters().passed();
                 self.chain.metrics[index].pass();
             }
             Ok(Verdict::Drop) => {
-                plugin.counters().dropped();
                 self.chain.metrics[index].drop_();
                 tracing::debug!(
                     plugin = plugin.name(),
@@ -464,7 +466,6 @@ impl Session {
                 });
             }
             Ok(Verdict::Modify(new)) => {
-                plugin.counters().modified();
                 self.chain.metrics[index].modify();
                 if convert::has_unsafe_field(&new) {
                     tracing::warn!(
@@ -514,15 +515,14 @@ impl Session {
     fn ensure_instance(&mut self, index: usize) -> Result<&mut Instance, CallFailure> {
         if self.slots[index].is_none() {
             let plugin = &self.chain.plugins[index];
+            self.chain.metrics[index].instantiating();
             let mut instance = plugin.instantiate(self.meta.stream_id).inspect_err(|f| {
-                plugin.counters().failure(f.kind);
                 self.chain.metrics[index].failure(f.kind);
                 self.log_failure(plugin, f, "instantiate");
             })?;
             if let Some((_, info)) = &self.phase
                 && let Err(failure) = instance.on_stream_start(info)
             {
-                plugin.counters().failure(failure.kind);
                 self.chain.metrics[index].failure(failure.kind);
                 self.log_failure(plugin, &failure, "on-stream-start");
                 return Err(failure);
@@ -538,7 +538,6 @@ impl Session {
     fn fail(&self, index: usize, plugin: &Plugin, failure: &CallFailure) -> bool {
         // A failed instantiation was counted and logged where it happened.
         if failure.kind != FailureKind::Instantiate {
-            plugin.counters().failure(failure.kind);
             self.chain.metrics[index].failure(failure.kind);
             self.log_failure(plugin, failure, "on-event");
         }
@@ -580,6 +579,13 @@ impl Drop for Session {
             }
         }
     }
+}
+
+/// A loaded plugin's figures in a new chain: it was instantiated once already, to run
+/// its `init` when it was loaded.
+fn loaded(metrics: PluginMetrics) -> PluginMetrics {
+    metrics.instantiating();
+    metrics
 }
 
 /// A `modify` result larger than `limit` is refused as a failure (`oversized`) rather

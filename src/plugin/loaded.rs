@@ -11,9 +11,9 @@ use super::bindings::{SseEvent, StreamInfo, Verdict};
 use super::cache::{self, CacheStatus, Compiled};
 use super::capabilities::Capabilities;
 use super::error::PluginError;
+use super::failure::FailureKind;
 use super::runtime::Runtime;
 use super::state::PluginState;
-use super::stats::{FailureKind, PluginStats, StatsSnapshot};
 use super::wasi::{self, WasiState};
 
 /// The least time the trial instance of [`Plugin::load`] gets for instantiation and
@@ -145,7 +145,6 @@ pub struct Plugin {
     /// The capabilities, when any are granted: then the plugin is linked with WASI and
     /// every instance gets a `WasiCtx` holding exactly these.
     grants: Option<Capabilities>,
-    stats: Arc<PluginStats>,
     compile_time: Duration,
     cache: CacheStatus,
     path: Option<PathBuf>,
@@ -242,7 +241,6 @@ impl Plugin {
             deadline_ticks: Runtime::ticks(spec.limits.deadline),
             fuel: spec.limits.fuel.unwrap_or(u64::MAX),
             grants,
-            stats: Arc::new(PluginStats::default()),
             compile_time,
             cache,
             path: match &spec.source {
@@ -322,15 +320,6 @@ impl Plugin {
         self.cache
     }
 
-    /// The plugin's counters across all streams.
-    pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
-    }
-
-    pub(crate) fn counters(&self) -> &PluginStats {
-        &self.stats
-    }
-
     /// Creates a fresh instance for one stream and runs `init` on it.
     pub(crate) fn instantiate(&self, stream_id: u64) -> Result<Instance, CallFailure> {
         self.instantiate_within(stream_id, self.deadline_ticks)
@@ -348,7 +337,6 @@ impl Plugin {
     }
 
     fn instantiate_here(&self, stream_id: u64, ticks: u64) -> Result<Instance, CallFailure> {
-        self.stats.instance();
         let mut state = PluginState::new(self.name.clone(), stream_id, self.limits.memory_bytes);
         if let Some(grants) = &self.grants {
             let wasi = WasiState::new(grants).map_err(|message| CallFailure {

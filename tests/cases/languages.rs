@@ -173,9 +173,9 @@ fn run(plugin: Plugin, phases: &[(Direction, Vec<Event>)]) -> (Vec<Verdict>, usi
         for (direction, events) in phases {
             session.begin(*direction);
             for event in events {
-                let before = plugin.stats();
+                let before = chain.stats(0);
                 let outcome = session.on_event(event.clone());
-                let after = plugin.stats();
+                let after = chain.stats(0);
                 assert_eq!(
                     after.failures(),
                     before.failures(),

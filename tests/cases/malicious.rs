@@ -110,7 +110,7 @@ fn assert_unchanged(events: &[Event]) {
 async fn misbehave(
     spec: PluginSpec,
     settings: ProxySettings,
-) -> (Vec<Event>, Vec<Event>, sluice::plugin::StatsSnapshot) {
+) -> (Vec<Event>, Vec<Event>, sluice::metrics::StatsSnapshot) {
     let (upstream, gate) = gated_upstream().await;
     let sluice = proxy::start_with(&upstream.url(), vec![spec], settings).await;
     let (a, b, ()) = two_streams(&sluice, &gate, async || {}).await;
@@ -505,7 +505,7 @@ async fn a_read_dir_is_readable_at_data_and_nothing_more() {
         session.on_event(Event::message("unheard")),
         Outcome::Forward(Event::message("unheard"))
     );
-    assert_eq!(chain.plugins()[0].stats().failures(), 0);
+    assert_eq!(chain.stats(0).failures(), 0);
 
     // A grant that cannot be honoured is a load error.
     let missing = load(granted(

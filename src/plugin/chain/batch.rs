@@ -159,12 +159,12 @@ impl Session {
         let Some(result) = result else {
             return false;
         };
-        plugin.counters().batch_call(part.len() as u64);
+        self.chain.metrics[index].calls(part.len() as u64);
+        self.chain.metrics[index].batch_call();
         let verdicts = match result {
             Ok(verdicts) => verdicts,
             Err(failure) => {
                 self.discard(index);
-                plugin.counters().failure(failure.kind);
                 self.chain.metrics[index].failure(failure.kind);
                 self.log_failure(
                     plugin,
@@ -177,7 +177,7 @@ impl Session {
         // Per event, a batch call counts as its share (the latency histogram, steps).
         let share = elapsed.map(|e| e / part.len() as u32);
         if sampled && let Some(share) = share {
-            self.chain.metrics[index].call(share);
+            self.chain.metrics[index].call_time(share);
         }
         // Only called when tracing.
         let name = traced.then(|| self.step_names[index]);
@@ -205,7 +205,6 @@ impl Session {
             }
             self.apply(index, plugin, verdict, &mut flights[i], &mut dropped[i]);
         }
-        plugin.counters().passed_many(passed);
         self.chain.metrics[index].pass_many(passed);
         true
     }
@@ -231,13 +230,13 @@ impl Session {
             Some(failure) => Err(failure),
             None => match self.ensure_instance(index) {
                 Ok(instance) => {
-                    plugin.counters().call();
                     let called = sampled.then(Instant::now);
                     let verdict = instance.on_event(&flight.event);
                     call_time = called.map(|called| called.elapsed());
                     if traced {
                         fuel = instance.fuel_used();
                     }
+                    self.chain.metrics[index].calls(1);
                     verdict
                         .and_then(|v| within_limit(v, limit))
                         .and_then(|v| keeps_shape(direction, &flight.event, v))
@@ -246,7 +245,7 @@ impl Session {
             },
         };
         if let Some(elapsed) = call_time {
-            self.chain.metrics[index].call(elapsed);
+            self.chain.metrics[index].call_time(elapsed);
         }
         if let Some(started) = started {
             self.event_steps[i].push(Step {
