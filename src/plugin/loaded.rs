@@ -526,31 +526,28 @@ impl Instance {
         }
     }
 
-    /// Calls `on-events` (the `batch-*` worlds) on `events`; `None` when the plugin does
-    /// not export it. A result with another number of verdicts than events is a
-    /// failure of the call (kind `trap`): the contract says one verdict per event.
-    pub(crate) fn on_events(
-        &mut self,
-        events: &[SseEvent],
-    ) -> Option<Result<Vec<Verdict>, CallFailure>> {
-        let func = self.on_events?;
+    /// Calls `on-events` (the `batch-*` worlds) on `events`. A result with another
+    /// number of verdicts than events is a failure of the call (kind `trap`): the
+    /// contract says one verdict per event.
+    pub(crate) fn on_events(&mut self, events: &[SseEvent]) -> Result<Vec<Verdict>, CallFailure> {
+        let func = self
+            .on_events
+            .expect("the chain batches only plugins that export on-events (Plugin::batches)");
         // SAFETY: as in `on_event`: `func` was type-checked as exactly this signature
         // by `get_typed_func` when the instance was created.
         let typed = unsafe { TypedFunc::<(&[SseEvent],), (Vec<Verdict>,)>::new_unchecked(func) };
         let n = events.len();
-        Some(
-            match self.run_for(n as u64, |store| typed.call(store, (events,))) {
-                Ok((verdicts,)) if verdicts.len() == n => Ok(verdicts),
-                Ok((verdicts,)) => Err(CallFailure {
-                    kind: FailureKind::Trap,
-                    message: format!(
-                        "on-events returned {} verdicts for {n} events (one per event, in order)",
-                        verdicts.len()
-                    ),
-                }),
-                Err(e) => Err(CallFailure::from_call(&e, self.store.data())),
-            },
-        )
+        match self.run_for(n as u64, |store| typed.call(store, (events,))) {
+            Ok((verdicts,)) if verdicts.len() == n => Ok(verdicts),
+            Ok((verdicts,)) => Err(CallFailure {
+                kind: FailureKind::Trap,
+                message: format!(
+                    "on-events returned {} verdicts for {n} events (one per event, in order)",
+                    verdicts.len()
+                ),
+            }),
+            Err(e) => Err(CallFailure::from_call(&e, self.store.data())),
+        }
     }
 
     /// Fuel the last call consumed (the budget is reset before every call).
