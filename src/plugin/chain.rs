@@ -29,6 +29,8 @@ struct Dropped {
 #[derive(Debug, Default)]
 pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
+    /// Their names, in the same order: what a [`Step`]'s index resolves to.
+    names: Arc<[Arc<str>]>,
     /// The metric handles of each plugin, in the same order.
     metrics: Vec<PluginMetrics>,
     /// Messages the MCP rules refuse before the plugins (detached until
@@ -45,6 +47,7 @@ impl Chain {
             .map(|p| loaded(PluginMetrics::detached(p.name())))
             .collect();
         Self {
+            names: plugins.iter().map(|p| p.name_arc().clone()).collect(),
             plugins: plugins.into_iter().map(Arc::new).collect(),
             metrics,
             refusals: Refusals::default(),
@@ -96,6 +99,12 @@ impl Chain {
         &self.plugins
     }
 
+    /// The plugins' names, in order: a [`Step`]'s `plugin` indexes them. Shared (a
+    /// tape of the exchange keeps them as long as it needs).
+    pub fn plugin_names(&self) -> &Arc<[Arc<str>]> {
+        &self.names
+    }
+
     /// The figures of plugin `index` in this chain (this generation).
     pub fn stats(&self, index: usize) -> StatsSnapshot {
         self.metrics[index].stats()
@@ -112,7 +121,6 @@ impl Chain {
             steps: None,
             event_steps: Vec::new(),
             event_steps_len: 0,
-            step_names: Vec::new(),
             calls: 0,
         }
     }
@@ -144,69 +152,15 @@ pub const TIMING_SAMPLE: u32 = 8;
 /// read per call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
-    /// The plugin's name.
-    pub plugin: PluginName,
+    /// The plugin: its place in the session's chain ([`Chain::plugin_names`] has its
+    /// name).
+    pub plugin: usize,
     /// What it answered.
     pub verdict: StepVerdict,
     /// Wall time of the call (instantiation included when it happened in this call).
     pub elapsed: Duration,
     /// Fuel (wasm instructions, roughly) the `on-event` call consumed.
     pub fuel: u64,
-}
-
-/// A plugin's name in a [`Step`], interned: a traced batch makes a step per event and
-/// plugin, and a name that is a reference count (`Arc<str>`) cost an atomic increment
-/// and decrement for each. Each distinct name is kept for the life of the process (a
-/// handful per configuration; reloads find theirs again).
-#[derive(Clone, Copy, Debug, Default, Eq)]
-pub struct PluginName(&'static str);
-
-impl PluginName {
-    /// The interned `name`.
-    pub fn new(name: &str) -> Self {
-        static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
-            std::sync::Mutex::new(std::collections::BTreeSet::new());
-        let mut names = NAMES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(&kept) = names.get(name) {
-            return Self(kept);
-        }
-        let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
-        names.insert(kept);
-        Self(kept)
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &'static str {
-        self.0
-    }
-}
-
-impl PartialEq for PluginName {
-    fn eq(&self, other: &Self) -> bool {
-        // Interned: the same name is the same pointer, the text decides otherwise.
-        std::ptr::eq(self.0, other.0) || self.0 == other.0
-    }
-}
-
-impl std::ops::Deref for PluginName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.0
-    }
-}
-
-impl std::fmt::Display for PluginName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl From<&str> for PluginName {
-    fn from(name: &str) -> Self {
-        Self::new(name)
-    }
 }
 
 /// A plugin's answer as a tape records it.
@@ -259,9 +213,6 @@ pub struct Session {
     /// also beyond a shorter batch, so a stream's batches allocate none).
     event_steps: Vec<Vec<Step>>,
     event_steps_len: usize,
-    /// When tracing, the plugins' names for steps, interned once (a step is `Copy`:
-    /// no reference count per step on a fast stream).
-    step_names: Vec<PluginName>,
     /// Plugin calls so far, for sampling the latency histogram.
     calls: u32,
 }
@@ -281,12 +232,6 @@ impl Session {
     /// `sluice plugin test`. Off by default: the hot path reads no clock.
     pub fn traced(mut self) -> Self {
         self.steps = Some(Vec::new());
-        self.step_names = self
-            .chain
-            .plugins
-            .iter()
-            .map(|p| PluginName::new(p.name()))
-            .collect();
         self
     }
 
@@ -406,10 +351,7 @@ impl Session {
         let verdict = verdict
             .and_then(|verdict| within_limit(verdict, limit))
             .and_then(|verdict| keeps_shape(direction, event, verdict));
-        let step = measured.step(
-            self.step_names.get(index).copied(),
-            StepVerdict::of(&verdict),
-        );
+        let step = measured.step(index, StepVerdict::of(&verdict));
         (verdict, step)
     }
 
@@ -616,10 +558,10 @@ impl Measured {
         }
     }
 
-    /// The step of plugin `plugin` (when tracing, its name) that answered `verdict`.
-    fn step(self, plugin: Option<PluginName>, verdict: StepVerdict) -> Step {
+    /// The step of plugin `plugin` (its index) that answered `verdict`.
+    fn step(self, plugin: usize, verdict: StepVerdict) -> Step {
         Step {
-            plugin: plugin.unwrap_or_default(),
+            plugin,
             verdict,
             elapsed: self.elapsed,
             fuel: self.fuel,
@@ -709,21 +651,4 @@ pub fn human_bytes(n: usize) -> String {
 /// A `filter` sees only events going to the client.
 fn applies(plugin: &Plugin, direction: Direction) -> bool {
     plugin.world() == World::Interceptor || direction == Direction::ToClient
-}
-
-#[cfg(test)]
-mod tests {
-    use super::PluginName;
-
-    #[test]
-    fn a_plugin_name_is_interned_once_and_compares_by_its_text() {
-        let a = PluginName::new("redact");
-        let b = PluginName::from(String::from("redact").as_str());
-        assert!(std::ptr::eq(a.as_str(), b.as_str()), "one copy per name");
-        assert_eq!(a, b);
-        assert_ne!(a, PluginName::new("redact2"));
-        assert_eq!(&*a, "redact");
-        assert_eq!(PluginName::default().as_str(), "");
-        assert_eq!(a.to_string(), "redact");
-    }
 }

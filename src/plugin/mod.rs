@@ -21,7 +21,7 @@ mod wasi;
 pub use cache::{CacheStatus, CompileCache};
 pub(crate) use cache::{Compiled, compile};
 pub use capabilities::Capabilities;
-pub use chain::{Chain, Outcome, PluginName, Session, Step, StepVerdict, human_bytes};
+pub use chain::{Chain, Outcome, Session, Step, StepVerdict, human_bytes};
 pub use convert::{Direction, StreamMeta};
 pub use error::PluginError;
 pub use failure::FailureKind;

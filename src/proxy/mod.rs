@@ -258,7 +258,7 @@ impl Proxy {
         let mut tape = self
             .recorder
             .as_ref()
-            .map(|r| TapeStream::new(r.clone(), stream_id));
+            .map(|r| TapeStream::new(r.clone(), stream_id, chain.plugin_names().clone()));
         if tape.is_some() {
             session = session.traced();
         }

@@ -313,7 +313,7 @@ async fn reordering_the_config_file_while_running_takes_effect_for_new_streams()
 async fn the_admin_api_counts_per_generation_and_metrics_across_generations() {
     let (upstream, gate) = gated_upstream().await;
     let (_dir, path) = plugin_file("figures");
-    let mut sluice = start(&upstream, &path).await;
+    let sluice = start(&upstream, &path).await;
     let reloader = sluice.reloader().clone();
     gate.add_permits(2);
     assert_eq!(open(&sluice).await.await.unwrap().len(), EVENTS);

@@ -164,7 +164,6 @@ impl Session {
                 return false;
             }
         };
-        let name = self.step_names.get(index).copied();
         let limit = self.max_event_bytes;
         let direction = self.phase.as_ref().map_or(Direction::ToClient, |(d, _)| *d);
         let traced = self.steps.is_some();
@@ -172,7 +171,7 @@ impl Session {
         for (&i, verdict) in part.iter().zip(verdicts) {
             if matches!(verdict, Verdict::Pass) {
                 if traced {
-                    self.event_steps[i].push(measured.step(name, StepVerdict::Pass));
+                    self.event_steps[i].push(measured.step(index, StepVerdict::Pass));
                 }
                 passed += 1;
                 continue;
@@ -180,7 +179,7 @@ impl Session {
             let verdict = within_limit(verdict, limit)
                 .and_then(|v| keeps_shape(direction, &flights[i].event, v));
             if traced {
-                self.event_steps[i].push(measured.step(name, StepVerdict::of(&verdict)));
+                self.event_steps[i].push(measured.step(index, StepVerdict::of(&verdict)));
             }
             self.apply(index, plugin, verdict, &mut flights[i], &mut dropped[i]);
         }
