@@ -15,6 +15,7 @@ use super::bindings::{SseEvent, StreamInfo, Verdict};
 use super::convert::{self, Direction, InFlight, StreamMeta};
 use super::failure::FailureKind;
 use super::loaded::{CallFailure, FailurePolicy, Instance, Plugin, World};
+use crate::error_chain::ErrorChain;
 use crate::mcp::shape;
 use crate::metrics::{Metrics, PluginMetrics, Refusals, StatsSnapshot};
 use crate::sse::Event;
@@ -523,7 +524,7 @@ impl Session {
             call,
             kind = failure.kind.as_str(),
             "plugin failed: {}; {policy}",
-            failure.message
+            ErrorChain(failure)
         );
     }
 }
@@ -581,14 +582,14 @@ fn loaded(metrics: PluginMetrics) -> PluginMetrics {
 /// plugin's memory cap), but the proxy never emits an event larger than it accepts.
 fn within_limit(verdict: Verdict, limit: usize) -> Result<Verdict, CallFailure> {
     match &verdict {
-        Verdict::Modify(new) if convert::event_bytes(new) > limit => Err(CallFailure {
-            kind: FailureKind::Oversized,
-            message: format!(
+        Verdict::Modify(new) if convert::event_bytes(new) > limit => Err(CallFailure::new(
+            FailureKind::Oversized,
+            format!(
                 "modify returned an event of {} bytes, over the {limit}-byte event limit \
                  (--max-event-bytes)",
                 convert::event_bytes(new)
             ),
-        }),
+        )),
         _ => Ok(verdict),
     }
 }
@@ -598,12 +599,14 @@ fn within_limit(verdict: Verdict, limit: usize) -> Result<Verdict, CallFailure> 
 pub(super) fn too_large(plugin: &Plugin, event: &SseEvent) -> Option<CallFailure> {
     let limit = plugin.limits().max_message_bytes?;
     let size = convert::event_bytes(event);
-    (size > limit).then(|| CallFailure {
-        kind: FailureKind::TooLarge,
-        message: format!(
-            "the message is {}, over the plugin's max_message_bytes ({limit} bytes)",
-            human_bytes(size)
-        ),
+    (size > limit).then(|| {
+        CallFailure::new(
+            FailureKind::TooLarge,
+            format!(
+                "the message is {}, over the plugin's max_message_bytes ({limit} bytes)",
+                human_bytes(size)
+            ),
+        )
     })
 }
 
@@ -621,9 +624,12 @@ pub(super) fn keeps_shape(
     let Verdict::Modify(after) = &verdict else {
         return Ok(verdict);
     };
-    let malformed = |e: shape::ShapeError| CallFailure {
-        kind: FailureKind::Malformed,
-        message: format!("modify turned a JSON-RPC message into something else: {e}"),
+    let malformed = |e: shape::ShapeError| {
+        CallFailure::caused(
+            FailureKind::Malformed,
+            "modify turned a JSON-RPC message into something else",
+            wasmtime::Error::new(e),
+        )
     };
     if shape::looks_like_object(&before.data) {
         match direction {

@@ -25,6 +25,9 @@ pub use chain::{Chain, Outcome, Session, Step, StepVerdict, human_bytes};
 pub use convert::{Direction, StreamMeta};
 pub use error::PluginError;
 pub use failure::FailureKind;
-pub use loaded::{FailurePolicy, Plugin, PluginLimits, PluginSource, PluginSpec, World};
+pub use loaded::{
+    CallFailure, ContractError, FailurePolicy, Plugin, PluginLimits, PluginSource, PluginSpec,
+    World,
+};
 pub use runtime::{EPOCH_TICK, Runtime};
-pub use wasi::GUEST_DIR;
+pub use wasi::{GUEST_DIR, ReadDirError};

@@ -424,7 +424,8 @@ fn check_language(runtime: &Arc<Runtime>, language: &str, path: &Path) {
         r#"{"redact":["a"]"#,
     ] {
         match load(runtime, &name, source(), bad) {
-            Err(PluginError::Init { reason, .. }) => {
+            Err(PluginError::Init { source, .. }) => {
+                let reason = source.to_string();
                 assert!(
                     reason.contains("reference"),
                     "{name}: {bad:?}: message {reason:?} does not name the plugin"
