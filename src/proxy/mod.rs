@@ -40,6 +40,7 @@ use recording::TapeStream;
 pub use server::{ClientAddr, ConnectionLimits, Handler, serve, serve_draining, serve_limited};
 use sse_body::InterceptedSse;
 
+use crate::error_chain::ErrorChain;
 use crate::metrics::Metrics;
 use crate::plugin::{Chain, Direction, Session, StreamMeta};
 use crate::sse::Event;
@@ -210,7 +211,9 @@ impl Proxy {
         {
             Ok(response) => response,
             Err(error) => {
-                span.in_scope(|| tracing::warn!(%error, "request answered by the proxy"));
+                span.in_scope(
+                    || tracing::warn!(error = %ErrorChain(&error), "request answered by the proxy"),
+                );
                 error.into_response_for(stream_id)
             }
         }
@@ -239,7 +242,7 @@ impl Proxy {
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge { limit } => ProxyError::RequestTooLarge { limit },
-                BodyError::Read(reason) => ProxyError::RequestRead(reason),
+                BodyError::Read(e) => ProxyError::RequestRead(ErrorChain(&*e).to_string()),
             })?;
         let summary = Summary::of(&body);
         let meta = StreamMeta {
@@ -314,7 +317,7 @@ impl Proxy {
             .map_err(|source| {
                 self.metrics.upstream_error("connect");
                 if let Some(tape) = &mut tape {
-                    tape.end("upstream-error", Some(source.to_string()));
+                    tape.end("upstream-error", Some(ErrorChain(&source).to_string()));
                 }
                 ProxyError::Upstream {
                     source,
@@ -529,7 +532,7 @@ impl Proxy {
         };
         let body = upstream::read_to_limit(body, self.settings.max_event_bytes)
             .await
-            .map_err(|e| unusable(e.to_string()))?;
+            .map_err(|e| unusable(ErrorChain(&e).to_string()))?;
         if body.is_empty() {
             if let Some(tape) = &mut tape {
                 tape.end("complete", None);
