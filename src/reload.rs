@@ -16,8 +16,10 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 
+use crate::config::ConfigError;
+use crate::error_chain::ErrorChain;
 use crate::metrics::{Metrics, StatsSnapshot};
-use crate::plugin::{Chain, CompileCache, Plugin, PluginSpec, Runtime};
+use crate::plugin::{Chain, CompileCache, Plugin, PluginError, PluginSpec, Runtime};
 
 /// How long the watched files must be quiet before a reload starts: editors and
 /// compilers write a file in several steps, and a half-written plugin must not be
@@ -26,7 +28,18 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Produces the chain's plugin list afresh on every reload (re-reading the config
 /// file, if there is one).
-pub type ChainSource = Box<dyn Fn() -> Result<Vec<PluginSpec>, String> + Send + Sync>;
+pub type ChainSource = Box<dyn Fn() -> Result<Vec<PluginSpec>, ConfigError> + Send + Sync>;
+
+/// What stopped a chain from loading.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The config file cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A plugin cannot be loaded, or the engine created.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+}
 
 /// What started a reload, for logs and the admin API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,12 +57,21 @@ pub enum Trigger {
 
 /// Why a reload was refused. The current chain is untouched.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("reload refused, generation {generation} keeps serving: {reason}")]
+#[error("reload refused, generation {generation} keeps serving: {source}")]
 pub struct ReloadError {
     /// The generation still serving.
     pub generation: u64,
-    /// What failed (the config file, or which plugin and why).
-    pub reason: String,
+    /// What failed (the config file, or which plugin and why); shared by every caller
+    /// the reload answers.
+    pub source: Arc<LoadError>,
+}
+
+impl ReloadError {
+    /// What failed, with all its causes: what the log, the admin API and the reload
+    /// history say.
+    pub fn reason(&self) -> String {
+        ErrorChain(&*self.source).to_string()
+    }
 }
 
 /// Counters and the last failure, for `GET /admin/plugins`.
@@ -138,18 +160,18 @@ impl Reloader {
         cache: Option<CompileCache>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ReloadError> {
-        let fail = |reason: String| ReloadError {
+        let fail = |e: LoadError| ReloadError {
             generation: 0,
-            reason,
+            source: Arc::new(e),
         };
-        let specs = source().map_err(fail)?;
+        let specs = source().map_err(|e| fail(e.into()))?;
         let runtime = if specs.is_empty() {
             None
         } else {
-            Some(Runtime::with_cache(cache.clone()).map_err(|e| fail(e.to_string()))?)
+            Some(Runtime::with_cache(cache.clone()).map_err(|e| fail(e.into()))?)
         };
         let chain = build(runtime.as_ref(), &specs)
-            .map_err(fail)?
+            .map_err(|e| fail(e.into()))?
             .with_metrics(&metrics);
         log_chain(&chain, "chain loaded");
         Ok(Self {
@@ -205,13 +227,13 @@ impl Reloader {
     /// One reload, with `busy` held.
     fn reload_now(&self, trigger: Trigger) -> Result<u64, ReloadError> {
         let serving = self.current.load().generation();
-        let result = (self.source)().and_then(|specs| {
+        let result = (self.source)().map_err(LoadError::from).and_then(|specs| {
             let runtime = match &self.runtime {
                 Some(runtime) => Some(runtime.clone()),
                 None if specs.is_empty() => None,
-                None => Some(Runtime::with_cache(self.cache.clone()).map_err(|e| e.to_string())?),
+                None => Some(Runtime::with_cache(self.cache.clone())?),
             };
-            build(runtime.as_ref(), &specs)
+            Ok(build(runtime.as_ref(), &specs)?)
         });
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history.last_attempt_unix = SystemTime::now()
@@ -231,7 +253,12 @@ impl Reloader {
                 history.last_error = None;
                 Ok(generation)
             }
-            Err(reason) => {
+            Err(error) => {
+                let error = ReloadError {
+                    generation: serving,
+                    source: Arc::new(error),
+                };
+                let reason = error.reason();
                 tracing::error!(
                     generation = serving,
                     ?trigger,
@@ -239,11 +266,8 @@ impl Reloader {
                 );
                 history.failed += 1;
                 self.metrics.reload(false);
-                history.last_error = Some(reason.clone());
-                Err(ReloadError {
-                    generation: serving,
-                    reason,
-                })
+                history.last_error = Some(reason);
+                Err(error)
             }
         }
     }
@@ -364,13 +388,13 @@ fn canonical_parent(path: &Path) -> Option<PathBuf> {
 }
 
 /// Loads every plugin; the first failure refuses the whole chain.
-fn build(runtime: Option<&Arc<Runtime>>, specs: &[PluginSpec]) -> Result<Chain, String> {
+fn build(runtime: Option<&Arc<Runtime>>, specs: &[PluginSpec]) -> Result<Chain, PluginError> {
     let Some(runtime) = runtime else {
         return Ok(Chain::empty());
     };
     let plugins = specs
         .iter()
-        .map(|spec| Plugin::load(runtime, spec.clone()).map_err(|e| e.to_string()))
+        .map(|spec| Plugin::load(runtime, spec.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Chain::new(plugins))
 }

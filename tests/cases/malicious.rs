@@ -338,7 +338,7 @@ fn an_endless_init_is_a_failed_load_not_a_hang() {
 async fn an_endless_init_in_a_reload_is_refused_while_the_proxy_serves() {
     let refused = refused_reload("initloop", builtin::INITLOOP).await;
     assert!(
-        refused.reason.contains("init failed (deadline)"),
+        refused.reason().contains("init failed (deadline)"),
         "{refused}"
     );
 }
@@ -372,7 +372,7 @@ fn a_plugin_importing_wasi_it_was_not_granted_is_refused_with_how_to_grant_it() 
 async fn a_wasi_import_in_a_reload_is_refused_while_the_proxy_serves() {
     let refused = refused_reload("wasi", builtin::WASI_STDOUT).await;
     assert!(
-        refused.reason.contains("wasi:cli/stdout@0.2.0") && refused.reason.contains("granted"),
+        refused.reason().contains("wasi:cli/stdout@0.2.0") && refused.reason().contains("granted"),
         "{refused}"
     );
 }

@@ -274,7 +274,7 @@ async fn reordering_the_config_file_while_running_takes_effect_for_new_streams()
         record_dir: None,
         tape: Default::default(),
     };
-    let source = Box::new(move || file.load().map_err(|e| e.to_string()));
+    let source = Box::new(move || file.load());
     let mut sluice = sluice::app::start_with_source(config, source, vec![toml.clone()])
         .await
         .unwrap();
