@@ -84,7 +84,7 @@ fn fits(
     let mut session = chain.session(meta());
     session.begin(Direction::ToClient);
     let _ = session.on_event(event_256(true));
-    chain.plugins()[0].stats().failures() == 0
+    chain.stats(0).failures() == 0
 }
 
 fn micros(d: Duration) -> f64 {
@@ -110,11 +110,7 @@ fn new_instance(chain: &Arc<Chain>) -> (Duration, Duration) {
         drop(begin());
     }
     let one_by_one = start.elapsed() / rounds as u32;
-    assert_eq!(
-        chain.plugins()[0].stats().failures(),
-        0,
-        "instantiation failed"
-    );
+    assert_eq!(chain.stats(0).failures(), 0, "instantiation failed");
     (live, one_by_one)
 }
 
@@ -276,7 +272,7 @@ fn main() {
             );
             Some(per_event(&mut session, &event_256(true)))
         };
-        assert_eq!(chain.plugins()[0].stats().failures(), 0, "{name} failed");
+        assert_eq!(chain.stats(0).failures(), 0, "{name} failed");
 
         // Memory: the smallest cap, in pages, that works.
         let (mut lo, mut hi) = (0usize, 8192usize); // lo fails (0 pages), hi works (512 MiB)

@@ -96,7 +96,7 @@ impl Admin {
                     Ok(Ok(generation)) => reply(StatusCode::OK, json!({"generation": generation})),
                     Ok(Err(e)) => reply(
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        json!({"error": e.reason, "generation": e.generation}),
+                        json!({"error": e.reason(), "generation": e.generation}),
                     ),
                     Err(e) => reply(
                         StatusCode::INTERNAL_SERVER_ERROR,

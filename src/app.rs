@@ -10,11 +10,12 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::config::Config;
+use crate::error_chain::ErrorChain;
 use crate::http::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::plugin::CompileCache;
 use crate::proxy::Proxy;
-use crate::reload::{ChainSource, ReloadError, Reloader, Trigger};
+use crate::reload::{ChainSource, LoadError, ReloadError, Reloader, Trigger};
 use crate::tape::{RecordError, Recorder, Recording};
 use crate::upstream::{self, UpstreamError};
 
@@ -22,8 +23,8 @@ use crate::upstream::{self, UpstreamError};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The chain could not be loaded (a plugin or the config file).
-    #[error("cannot load the plugin chain: {}", .0.reason)]
-    Chain(#[from] ReloadError),
+    #[error("cannot load the plugin chain: {source}")]
+    Chain { source: Arc<LoadError> },
     /// The upstream URL is unusable.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -48,6 +49,18 @@ pub enum StartError {
         "--admin-listen {addr} is not a loopback address: set a token (SLUICE_ADMIN_TOKEN or --admin-token-file) or listen on loopback"
     )]
     AdminWithoutToken { addr: SocketAddr },
+    /// Loading the chain stopped before it finished (it panicked).
+    #[error("loading the plugin chain did not finish: {0}")]
+    ChainTask(#[source] tokio::task::JoinError),
+}
+
+impl From<ReloadError> for StartError {
+    /// At start there is no generation that keeps serving: only what failed counts.
+    fn from(error: ReloadError) -> Self {
+        StartError::Chain {
+            source: error.source,
+        }
+    }
 }
 
 /// Connections the admin API serves at once.
@@ -210,12 +223,7 @@ pub async fn start_with_source(
         Reloader::with_metrics(source, extra_watch, cache, Arc::new(Metrics::new()))
     })
     .await
-    .map_err(|e| {
-        StartError::Chain(ReloadError {
-            generation: 0,
-            reason: e.to_string(),
-        })
-    })??;
+    .map_err(StartError::ChainTask)??;
     let reloader = Arc::new(reloader);
     // Before the listener: the recorder makes its first buffers now (tens of ms where
     // the host backs memory lazily), and a port that accepts is a proxy that serves.
@@ -288,7 +296,10 @@ fn open_cache(dir: &Path) -> Option<CompileCache> {
             Some(cache)
         }
         Err(e) => {
-            tracing::warn!("{e}; plugins are compiled at every start and reload");
+            tracing::warn!(
+                "{}; plugins are compiled at every start and reload",
+                ErrorChain(&e)
+            );
             None
         }
     }

@@ -36,6 +36,7 @@ use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 
+use crate::error_chain::ErrorChain;
 use crate::plugin::{
     Capabilities, Plugin, PluginError, PluginLimits, PluginSource, PluginSpec, Runtime, World,
 };
@@ -251,8 +252,11 @@ pub enum CheckError {
     )]
     CoreModule { path: PathBuf },
     /// wasmtime could not compile it.
-    #[error("{} is not a valid component: {reason}", path.display())]
-    Invalid { path: PathBuf, reason: String },
+    #[error("{} is not a valid component: {source}", path.display())]
+    Invalid {
+        path: PathBuf,
+        source: wasmtime::Error,
+    },
     /// The engine could not be created.
     #[error(transparent)]
     Engine(PluginError),
@@ -299,12 +303,13 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
         .unwrap_or_else(|| "plugin".to_string());
     let runtime = Runtime::new().map_err(CheckError::Engine)?;
     let compiled = crate::plugin::compile(runtime.engine(), None, &name, bytes).map_err(|e| {
-        CheckError::Invalid {
-            path: file.clone(),
-            reason: match e {
-                PluginError::Compile { reason, .. } => reason,
-                other => other.to_string(),
+        match e {
+            PluginError::Compile { source, .. } => CheckError::Invalid {
+                path: file.clone(),
+                source,
             },
+            // Without a cache, compiling fails only as above.
+            other => CheckError::Engine(other),
         }
     })?;
     let compile_time = compiled.elapsed;
@@ -420,7 +425,8 @@ fn trial(
     };
     match Plugin::from_compiled(runtime, spec, compiled) {
         Ok(_) => Trial::Passed,
-        Err(PluginError::Init { reason, .. }) => {
+        Err(PluginError::Init { source, .. }) => {
+            let reason = ErrorChain(&source).to_string();
             // `Plugin::instantiate` words an `init` failure "init refused ..." or
             // "init failed (...)"; anything else (instantiation, an export of the
             // wrong type) fails whatever the configuration. The BADINIT and wrong-type
@@ -433,20 +439,24 @@ fn trial(
                 Trial::Failed(reason)
             }
         }
-        Err(
-            PluginError::Contract { reason, .. }
-            | PluginError::Imports { reason, .. }
-            | PluginError::Compile { reason, .. },
-        ) => {
+        Err(PluginError::Contract { problem, .. }) => {
+            let reason = problem.to_string();
             problems.push(Problem::Contract(reason.clone()));
             Trial::Failed(reason)
         }
-        Err(PluginError::Capability { reason, .. }) => {
+        Err(PluginError::Imports { source, .. } | PluginError::Compile { source, .. }) => {
+            let source: &(dyn std::error::Error + 'static) = &*source;
+            let reason = ErrorChain(source).to_string();
+            problems.push(Problem::Contract(reason.clone()));
+            Trial::Failed(reason)
+        }
+        Err(PluginError::Capability { source, .. }) => {
+            let reason = ErrorChain(&source).to_string();
             problems.push(Problem::Trial(reason.clone()));
             Trial::Failed(reason)
         }
         Err(other) => {
-            let reason = other.to_string();
+            let reason = ErrorChain(&other).to_string();
             problems.push(Problem::Contract(reason.clone()));
             Trial::Failed(reason)
         }

@@ -19,7 +19,8 @@ use tokio::net::TcpListener;
 
 use crate::app::{self, Running, StartError};
 use crate::config::Config;
-use crate::plugin::{PluginLimits, PluginSource, PluginSpec, StatsSnapshot, builtin};
+use crate::metrics::StatsSnapshot;
+use crate::plugin::{PluginLimits, PluginSource, PluginSpec, builtin};
 use crate::proxy::{ProxyBody, ProxySettings};
 use crate::sse::{Event, Frame as SseFrame};
 use crate::upstream::{self, SseEvents};
@@ -48,7 +49,10 @@ pub enum DemoError {
     Io(#[from] std::io::Error),
     /// The client's exchange through the proxy failed.
     #[error("demo client: {0}")]
-    Client(String),
+    Client(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The proxy answered the demo's call with another status than 200.
+    #[error("demo client: proxy answered {0}")]
+    Status(StatusCode),
 }
 
 /// What the demo client saw.
@@ -106,7 +110,7 @@ pub async fn run(
     writeln!(out, "client → POST {url} tools/call get_weather; receives:")?;
     out.flush()?;
     let received = client(&url, out).await?;
-    let plugin = proxy.proxy().chain().plugins()[0].stats();
+    let plugin = proxy.proxy().chain().stats(0);
     writeln!(out)?;
     writeln!(
         out,
@@ -125,25 +129,24 @@ pub fn try_it(url: &str) -> String {
 }
 
 async fn client(url: &str, out: &mut impl Write) -> Result<Vec<Event>, DemoError> {
-    let failed = |e: &dyn std::fmt::Display| DemoError::Client(e.to_string());
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let request = Request::post(url)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::ACCEPT, "application/json, text/event-stream")
         .body(Full::new(Bytes::from_static(REQUEST.as_bytes())))
-        .map_err(|e| failed(&e))?;
-    let response = client.request(request).await.map_err(|e| failed(&e))?;
+        .map_err(|e| DemoError::Client(e.into()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| DemoError::Client(e.into()))?;
     if response.status() != StatusCode::OK {
-        return Err(DemoError::Client(format!(
-            "proxy answered {}",
-            response.status()
-        )));
+        return Err(DemoError::Status(response.status()));
     }
     let mut events = SseEvents::new(response.into_body(), 1 << 20);
     let mut received = Vec::new();
     while let Some(frame) = events.next().await {
-        match frame.map_err(|e| failed(&e))? {
+        match frame.map_err(|e| DemoError::Client(e.into()))? {
             SseFrame::Comment(text) => writeln!(out, "  ← (comment){text}")?,
             // A dropped event leaves its id behind, so a client that reconnects
             // with Last-Event-ID does not get it again.

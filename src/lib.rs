@@ -27,6 +27,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod error_chain;
 pub mod http;
 pub mod malloc;
 pub mod mcp;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sluice::cli::{self, CliError, Command, LogFormat, PluginCommand, TapeCommand};
+use sluice::error_chain::ErrorChain;
 
 fn main() -> anyhow::Result<()> {
     // Before the runtime's threads exist (and their allocator arenas).
@@ -85,7 +86,7 @@ async fn run(malloc: sluice::malloc::Tuning) -> anyhow::Result<()> {
                 Ok(true) => 0,
                 Ok(false) => 1,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", ErrorChain(&*e));
                     2
                 }
             };
@@ -109,7 +110,7 @@ async fn run(malloc: sluice::malloc::Tuning) -> anyhow::Result<()> {
                 // A config file that lists the chain is re-read on every reload.
                 Some(file) => {
                     let watch_file = vec![file.path.clone()];
-                    let source = Box::new(move || file.load().map_err(|e| e.to_string()));
+                    let source = Box::new(move || file.load());
                     sluice::app::start_with_source(config, source, watch_file).await
                 }
                 None => sluice::app::start(config).await,

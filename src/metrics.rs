@@ -4,11 +4,21 @@
 //! one process (tests, embedders) count separately. Hot-path handles are resolved once
 //! per plugin per chain ([`PluginMetrics`]): counting an event is an atomic add, not a
 //! label lookup.
+//!
+//! A plugin's events are counted once, per chain generation ([`PluginMetrics`]): the
+//! admin API shows a generation's figures ([`StatsSnapshot`]), and the plugin series of
+//! `/metrics` are their sums by plugin name, made at scrape time ([`PluginSeries`]), so
+//! a series goes on across reloads.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -22,20 +32,8 @@ struct Direction {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PluginVerdict {
-    plugin: String,
-    verdict: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginName {
     plugin: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PluginFailure {
-    plugin: String,
-    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,8 +65,7 @@ pub struct Metrics {
     streams_open: Gauge,
     instances_live: Gauge,
     events: Family<Direction, Counter>,
-    verdicts: Family<PluginVerdict, Counter>,
-    failures: Family<PluginFailure, Counter>,
+    plugins: Arc<PluginSeries>,
     call_seconds: CallHistogram,
     reloads: Family<Outcome, Counter>,
     upstream_errors: Family<Kind, Counter>,
@@ -118,18 +115,9 @@ impl Metrics {
             "Events read from the upstream (in) and written to the client (out)",
             events.clone(),
         );
-        let verdicts = Family::<PluginVerdict, Counter>::default();
-        registry.register(
-            "plugin_verdicts",
-            "Plugin verdicts: pass, drop, modify",
-            verdicts.clone(),
-        );
-        let failures = Family::<PluginFailure, Counter>::default();
-        registry.register(
-            "plugin_failures",
-            "Plugin call failures by kind (trap, deadline, fuel, out_of_memory, oversized, instantiate, too_large, malformed)",
-            failures.clone(),
-        );
+        // `plugin_verdicts` and `plugin_failures`.
+        let plugins = Arc::new(PluginSeries::default());
+        registry.register_collector(Box::new(plugins.clone()));
         let call_seconds: CallHistogram = Family::new_with_constructor(call_histogram);
         registry.register(
             "plugin_call_seconds",
@@ -225,8 +213,7 @@ impl Metrics {
             streams_open,
             instances_live,
             events,
-            verdicts,
-            failures,
+            plugins,
             call_seconds,
             reloads,
             upstream_errors,
@@ -256,29 +243,28 @@ impl Metrics {
         out
     }
 
-    /// Handles for one plugin, resolved once per chain.
+    /// One plugin's figures in a new chain generation, and its handles, resolved once
+    /// per chain.
     pub fn plugin(&self, name: &str) -> PluginMetrics {
-        let verdict = |verdict| {
-            self.verdicts
-                .get_or_create(&PluginVerdict {
-                    plugin: name.to_string(),
-                    verdict,
-                })
-                .clone()
-        };
+        let name: Arc<str> = name.into();
+        let counts = Arc::new(Counts::default());
+        self.plugins
+            .lock()
+            .entry(name.clone())
+            .or_default()
+            .live
+            .push(counts.clone());
         PluginMetrics {
-            name: name.to_string(),
-            pass: verdict("pass"),
-            drop: verdict("drop"),
-            modify: verdict("modify"),
             call_seconds: self
                 .call_seconds
                 .get_or_create(&PluginName {
                     plugin: name.to_string(),
                 })
                 .clone(),
-            failures: self.failures.clone(),
             instances_live: self.instances_live.clone(),
+            name,
+            counts,
+            series: self.plugins.clone(),
         }
     }
 
@@ -433,15 +419,190 @@ impl Drop for StreamGuard {
     }
 }
 
-/// One plugin's hot-path handles.
-#[derive(Debug, Clone)]
+/// Where each figure of a plugin's [`Counts`] is kept.
+const CALLS: usize = 0;
+const BATCH_CALLS: usize = 1;
+const PASSED: usize = 2;
+const DROPPED: usize = 3;
+const MODIFIED: usize = 4;
+const INSTANCES: usize = 5;
+/// The failures, at `FAILURES + kind as usize`.
+const FAILURES: usize = 6;
+const SLOTS: usize = FAILURES + FailureKind::ALL.len();
+
+/// One plugin's figures in one chain generation.
+#[derive(Debug, Default)]
+struct Counts([AtomicU64; SLOTS]);
+
+impl Counts {
+    fn add(&self, slot: usize, n: u64) {
+        self.0[slot].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> [u64; SLOTS] {
+        std::array::from_fn(|slot| self.0[slot].load(Ordering::Relaxed))
+    }
+}
+
+/// The series `sluice_plugin_verdicts_total{plugin,verdict}` and
+/// `sluice_plugin_failures_total{plugin,kind}`, summed by plugin name over the chain
+/// generations at each scrape: the figures of the generations in use, and what the
+/// generations that are gone counted.
+#[derive(Debug, Default)]
+struct PluginSeries(Mutex<BTreeMap<Arc<str>, Series>>);
+
+#[derive(Debug, Default)]
+struct Series {
+    retired: [u64; SLOTS],
+    live: Vec<Arc<Counts>>,
+}
+
+impl PluginSeries {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Series>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Each plugin name's figures over all generations, by name.
+    fn totals(&self) -> Vec<(Arc<str>, [u64; SLOTS])> {
+        self.lock()
+            .iter()
+            .map(|(name, series)| {
+                let mut total = series.retired;
+                for counts in &series.live {
+                    for (total, n) in total.iter_mut().zip(counts.read()) {
+                        *total += n;
+                    }
+                }
+                (name.clone(), total)
+            })
+            .collect()
+    }
+}
+
+impl Collector for PluginSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let totals = self.totals();
+        // As for a family: a series without a label set yet is not written.
+        if !totals.is_empty() {
+            let mut verdicts = encoder.encode_descriptor(
+                "plugin_verdicts",
+                "Plugin verdicts: pass, drop, modify",
+                None,
+                MetricType::Counter,
+            )?;
+            for (plugin, total) in &totals {
+                for (verdict, slot) in [("pass", PASSED), ("drop", DROPPED), ("modify", MODIFIED)] {
+                    let labels = [("plugin", &**plugin), ("verdict", verdict)];
+                    ConstCounter::new(total[slot]).encode(verdicts.encode_family(&labels)?)?;
+                }
+            }
+        }
+        // A failure series appears with the first failure of its kind.
+        let failed = |total: &[u64; SLOTS]| {
+            FailureKind::ALL
+                .into_iter()
+                .filter(|kind| total[FAILURES + *kind as usize] > 0)
+                .collect::<Vec<_>>()
+        };
+        if totals.iter().any(|(_, total)| !failed(total).is_empty()) {
+            let mut failures = encoder.encode_descriptor(
+                "plugin_failures",
+                "Plugin call failures by kind (trap, deadline, fuel, out_of_memory, oversized, instantiate, too_large, malformed)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (plugin, total) in &totals {
+                for kind in failed(total) {
+                    let labels = [("plugin", &**plugin), ("kind", kind.as_str())];
+                    ConstCounter::new(total[FAILURES + kind as usize])
+                        .encode(failures.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A plugin's figures in one chain generation at one moment: what the admin API shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    /// Events handed to the plugin: one per `on-event` call, one per event of an
+    /// `on-events` call.
+    pub calls: u64,
+    /// `on-events` calls made (plugins of the `batch-*` worlds).
+    #[serde(skip)]
+    pub batch_calls: u64,
+    /// Calls that answered `pass`.
+    pub passed: u64,
+    /// Calls that answered `drop`.
+    pub dropped: u64,
+    /// Calls that answered `modify`.
+    pub modified: u64,
+    /// Instances created: the trial instance at load, one per exchange that needed
+    /// the plugin, plus one per replacement after a failure (attempts that failed
+    /// included).
+    pub instances: u64,
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Calls cut at their deadline.
+    pub deadlines: u64,
+    /// Calls that hit the memory cap.
+    pub out_of_memory: u64,
+    /// Calls that used up their fuel.
+    pub out_of_fuel: u64,
+    /// `modify` results refused for exceeding the event size limit.
+    pub oversized: u64,
+    /// Instances that could not be created or initialised.
+    pub instantiate_failures: u64,
+    /// Events not handed to the plugin: over its `max_message_bytes`.
+    pub too_large: u64,
+    /// `modify` results refused as not one well-formed JSON-RPC message.
+    pub malformed: u64,
+}
+
+impl StatsSnapshot {
+    /// All failures of any kind.
+    pub fn failures(&self) -> u64 {
+        self.traps
+            + self.deadlines
+            + self.out_of_memory
+            + self.out_of_fuel
+            + self.oversized
+            + self.instantiate_failures
+            + self.too_large
+            + self.malformed
+    }
+
+    fn of(counts: [u64; SLOTS]) -> Self {
+        let failures = |kind: FailureKind| counts[FAILURES + kind as usize];
+        Self {
+            calls: counts[CALLS],
+            batch_calls: counts[BATCH_CALLS],
+            passed: counts[PASSED],
+            dropped: counts[DROPPED],
+            modified: counts[MODIFIED],
+            instances: counts[INSTANCES],
+            traps: failures(FailureKind::Trap),
+            deadlines: failures(FailureKind::Deadline),
+            out_of_memory: failures(FailureKind::OutOfMemory),
+            out_of_fuel: failures(FailureKind::Fuel),
+            oversized: failures(FailureKind::Oversized),
+            instantiate_failures: failures(FailureKind::Instantiate),
+            too_large: failures(FailureKind::TooLarge),
+            malformed: failures(FailureKind::Malformed),
+        }
+    }
+}
+
+/// One plugin of one chain generation: where its events are counted (once each), and
+/// the handles of the series that are not sums of those figures. Dropped with its
+/// chain, when the generation's figures join the retired totals of its series.
+#[derive(Debug)]
 pub struct PluginMetrics {
-    name: String,
-    pass: Counter,
-    drop: Counter,
-    modify: Counter,
+    name: Arc<str>,
+    counts: Arc<Counts>,
+    series: Arc<PluginSeries>,
     call_seconds: Histogram,
-    failures: Family<PluginFailure, Counter>,
     instances_live: Gauge,
 }
 
@@ -452,36 +613,52 @@ impl PluginMetrics {
         Metrics::new().plugin(name)
     }
 
+    /// This generation's figures so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        StatsSnapshot::of(self.counts.read())
+    }
+
+    /// `n` events handed to the plugin.
+    pub(crate) fn calls(&self, n: u64) {
+        self.counts.add(CALLS, n);
+    }
+
+    /// One `on-events` call (its events are counted by [`PluginMetrics::calls`]).
+    pub(crate) fn batch_call(&self) {
+        self.counts.add(BATCH_CALLS, 1);
+    }
+
     pub(crate) fn pass(&self) {
-        self.pass.inc();
+        self.counts.add(PASSED, 1);
     }
 
     /// `n` passes at once (the verdicts of a batch call).
     pub(crate) fn pass_many(&self, n: u64) {
         if n > 0 {
-            self.pass.inc_by(n);
+            self.counts.add(PASSED, n);
         }
     }
 
     pub(crate) fn drop_(&self) {
-        self.drop.inc();
+        self.counts.add(DROPPED, 1);
     }
 
     pub(crate) fn modify(&self) {
-        self.modify.inc();
+        self.counts.add(MODIFIED, 1);
     }
 
-    pub(crate) fn call(&self, elapsed: Duration) {
+    /// The time of one call, or of one event's share of a batch call (sampled).
+    pub(crate) fn call_time(&self, elapsed: Duration) {
         self.call_seconds.observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn failure(&self, kind: FailureKind) {
-        self.failures
-            .get_or_create(&PluginFailure {
-                plugin: self.name.clone(),
-                kind: kind.as_str(),
-            })
-            .inc();
+        self.counts.add(FAILURES + kind as usize, 1);
+    }
+
+    /// An instance is being created (counted whether or not that succeeds).
+    pub(crate) fn instantiating(&self) {
+        self.counts.add(INSTANCES, 1);
     }
 
     pub(crate) fn instance_created(&self) {
@@ -490,6 +667,19 @@ impl PluginMetrics {
 
     pub(crate) fn instance_gone(&self) {
         self.instances_live.dec();
+    }
+}
+
+impl Drop for PluginMetrics {
+    fn drop(&mut self) {
+        // Under the lock, so that a scrape sees these figures either live or retired.
+        let mut series = self.series.lock();
+        if let Some(series) = series.get_mut(&*self.name) {
+            series.live.retain(|c| !Arc::ptr_eq(c, &self.counts));
+            for (total, n) in series.retired.iter_mut().zip(self.counts.read()) {
+                *total += n;
+            }
+        }
     }
 }
 
@@ -503,5 +693,45 @@ impl Refusals {
     /// One message refused on its way `direction` (`to-server`, `to-client`).
     pub fn refused(&self, direction: &'static str, reason: &'static str) {
         self.0.get_or_create(&Refusal { direction, reason }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_series_sum_the_generations_and_keep_what_a_gone_one_counted() {
+        let metrics = Metrics::new();
+        let first = metrics.plugin("p");
+        assert!(
+            !metrics.encode().contains("sluice_plugin_failures"),
+            "no failure series before a failure"
+        );
+        first.pass();
+        first.failure(FailureKind::Trap);
+        let second = metrics.plugin("p");
+        second.pass_many(2);
+        second.drop_();
+        assert_eq!((first.stats().passed, first.stats().traps), (1, 1));
+        assert_eq!((second.stats().passed, second.stats().dropped), (2, 1));
+        assert_eq!(second.stats().failures(), 0);
+        let series = |text: &str| {
+            [
+                r#"sluice_plugin_verdicts_total{plugin="p",verdict="pass"} 3"#,
+                r#"sluice_plugin_verdicts_total{plugin="p",verdict="drop"} 1"#,
+                r#"sluice_plugin_verdicts_total{plugin="p",verdict="modify"} 0"#,
+                r#"sluice_plugin_failures_total{plugin="p",kind="trap"} 1"#,
+            ]
+            .into_iter()
+            .all(|line| text.lines().any(|l| l == line))
+        };
+        assert!(series(&metrics.encode()), "{}", metrics.encode());
+        // A generation that is gone still counts in the sums, never twice.
+        drop(first);
+        assert!(series(&metrics.encode()), "{}", metrics.encode());
+        drop(second);
+        assert!(series(&metrics.encode()), "{}", metrics.encode());
+        assert!(!metrics.encode().contains(r#"kind="deadline""#));
     }
 }

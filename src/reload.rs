@@ -16,8 +16,10 @@ use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 
-use crate::metrics::Metrics;
-use crate::plugin::{Chain, CompileCache, Plugin, PluginSpec, Runtime, StatsSnapshot};
+use crate::config::ConfigError;
+use crate::error_chain::ErrorChain;
+use crate::metrics::{Metrics, StatsSnapshot};
+use crate::plugin::{Chain, CompileCache, Plugin, PluginError, PluginSpec, Runtime};
 
 /// How long the watched files must be quiet before a reload starts: editors and
 /// compilers write a file in several steps, and a half-written plugin must not be
@@ -26,7 +28,18 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Produces the chain's plugin list afresh on every reload (re-reading the config
 /// file, if there is one).
-pub type ChainSource = Box<dyn Fn() -> Result<Vec<PluginSpec>, String> + Send + Sync>;
+pub type ChainSource = Box<dyn Fn() -> Result<Vec<PluginSpec>, ConfigError> + Send + Sync>;
+
+/// What stopped a chain from loading.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The config file cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A plugin cannot be loaded, or the engine created.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+}
 
 /// What started a reload, for logs and the admin API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,12 +57,21 @@ pub enum Trigger {
 
 /// Why a reload was refused. The current chain is untouched.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("reload refused, generation {generation} keeps serving: {reason}")]
+#[error("reload refused, generation {generation} keeps serving: {source}")]
 pub struct ReloadError {
     /// The generation still serving.
     pub generation: u64,
-    /// What failed (the config file, or which plugin and why).
-    pub reason: String,
+    /// What failed (the config file, or which plugin and why); shared by every caller
+    /// the reload answers.
+    pub source: Arc<LoadError>,
+}
+
+impl ReloadError {
+    /// What failed, with all its causes: what the log, the admin API and the reload
+    /// history say.
+    pub fn reason(&self) -> String {
+        ErrorChain(&*self.source).to_string()
+    }
 }
 
 /// Counters and the last failure, for `GET /admin/plugins`.
@@ -76,46 +98,8 @@ pub struct PluginStatus {
     pub world: &'static str,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
-    /// Its counters.
-    pub stats: StatsView,
-}
-
-/// [`StatsSnapshot`] in JSON form.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatsView {
-    calls: u64,
-    passed: u64,
-    dropped: u64,
-    modified: u64,
-    instances: u64,
-    traps: u64,
-    deadlines: u64,
-    out_of_memory: u64,
-    out_of_fuel: u64,
-    oversized: u64,
-    instantiate_failures: u64,
-    too_large: u64,
-    malformed: u64,
-}
-
-impl From<StatsSnapshot> for StatsView {
-    fn from(s: StatsSnapshot) -> Self {
-        Self {
-            calls: s.calls,
-            passed: s.passed,
-            dropped: s.dropped,
-            modified: s.modified,
-            instances: s.instances,
-            traps: s.traps,
-            deadlines: s.deadlines,
-            out_of_memory: s.out_of_memory,
-            out_of_fuel: s.out_of_fuel,
-            oversized: s.oversized,
-            instantiate_failures: s.instantiate_failures,
-            too_large: s.too_large,
-            malformed: s.malformed,
-        }
-    }
+    /// Its counters in this generation.
+    pub stats: StatsSnapshot,
 }
 
 /// The whole reload state, as `GET /admin/plugins` returns it.
@@ -176,18 +160,18 @@ impl Reloader {
         cache: Option<CompileCache>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, ReloadError> {
-        let fail = |reason: String| ReloadError {
+        let fail = |e: LoadError| ReloadError {
             generation: 0,
-            reason,
+            source: Arc::new(e),
         };
-        let specs = source().map_err(fail)?;
+        let specs = source().map_err(|e| fail(e.into()))?;
         let runtime = if specs.is_empty() {
             None
         } else {
-            Some(Runtime::with_cache(cache.clone()).map_err(|e| fail(e.to_string()))?)
+            Some(Runtime::with_cache(cache.clone()).map_err(|e| fail(e.into()))?)
         };
         let chain = build(runtime.as_ref(), &specs)
-            .map_err(fail)?
+            .map_err(|e| fail(e.into()))?
             .with_metrics(&metrics);
         log_chain(&chain, "chain loaded");
         Ok(Self {
@@ -243,13 +227,13 @@ impl Reloader {
     /// One reload, with `busy` held.
     fn reload_now(&self, trigger: Trigger) -> Result<u64, ReloadError> {
         let serving = self.current.load().generation();
-        let result = (self.source)().and_then(|specs| {
+        let result = (self.source)().map_err(LoadError::from).and_then(|specs| {
             let runtime = match &self.runtime {
                 Some(runtime) => Some(runtime.clone()),
                 None if specs.is_empty() => None,
-                None => Some(Runtime::with_cache(self.cache.clone()).map_err(|e| e.to_string())?),
+                None => Some(Runtime::with_cache(self.cache.clone())?),
             };
-            build(runtime.as_ref(), &specs)
+            Ok(build(runtime.as_ref(), &specs)?)
         });
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history.last_attempt_unix = SystemTime::now()
@@ -269,7 +253,12 @@ impl Reloader {
                 history.last_error = None;
                 Ok(generation)
             }
-            Err(reason) => {
+            Err(error) => {
+                let error = ReloadError {
+                    generation: serving,
+                    source: Arc::new(error),
+                };
+                let reason = error.reason();
                 tracing::error!(
                     generation = serving,
                     ?trigger,
@@ -277,11 +266,8 @@ impl Reloader {
                 );
                 history.failed += 1;
                 self.metrics.reload(false);
-                history.last_error = Some(reason.clone());
-                Err(ReloadError {
-                    generation: serving,
-                    reason,
-                })
+                history.last_error = Some(reason);
+                Err(error)
             }
         }
     }
@@ -294,11 +280,12 @@ impl Reloader {
             plugins: chain
                 .plugins()
                 .iter()
-                .map(|p| PluginStatus {
+                .enumerate()
+                .map(|(i, p)| PluginStatus {
                     name: p.name().to_string(),
                     world: p.world().as_str(),
                     path: p.path().map(Path::to_path_buf),
-                    stats: p.stats().into(),
+                    stats: chain.stats(i),
                 })
                 .collect(),
             reloads: ReloadHistory {
@@ -401,13 +388,13 @@ fn canonical_parent(path: &Path) -> Option<PathBuf> {
 }
 
 /// Loads every plugin; the first failure refuses the whole chain.
-fn build(runtime: Option<&Arc<Runtime>>, specs: &[PluginSpec]) -> Result<Chain, String> {
+fn build(runtime: Option<&Arc<Runtime>>, specs: &[PluginSpec]) -> Result<Chain, PluginError> {
     let Some(runtime) = runtime else {
         return Ok(Chain::empty());
     };
     let plugins = specs
         .iter()
-        .map(|spec| Plugin::load(runtime, spec.clone()).map_err(|e| e.to_string()))
+        .map(|spec| Plugin::load(runtime, spec.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Chain::new(plugins))
 }

@@ -47,6 +47,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use super::error::PluginError;
+use crate::error_chain::ErrorChain;
 
 /// Ends every cache file, after the SHA-256 of the precompiled bytes. Bumped when the
 /// file layout changes (the key's domain tag changes with it).
@@ -116,9 +117,9 @@ pub(crate) fn compile(
 }
 
 fn compile_now(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Component, PluginError> {
-    Component::new(engine, bytes).map_err(|e| PluginError::Compile {
+    Component::new(engine, bytes).map_err(|source| PluginError::Compile {
         name: name.to_string(),
-        reason: format!("{e:#}"),
+        source,
     })
 }
 
@@ -242,7 +243,8 @@ impl CompileCache {
             tracing::warn!(
                 plugin = name,
                 dir = %self.dir.display(),
-                "compile cache directory not used ({e}); compiling without it"
+                "compile cache directory not used ({}); compiling without it",
+                ErrorChain(&e)
             );
             let component = compile_now(engine, name, bytes)?;
             return Ok(Compiled {
@@ -279,7 +281,8 @@ impl CompileCache {
                         Err(e) => tracing::warn!(
                             plugin = name,
                             path = %path.display(),
-                            "cached compiled plugin is unusable ({e:#}); compiling it again"
+                            "cached compiled plugin is unusable ({}); compiling it again",
+                            ErrorChain(&*e)
                         ),
                     }
                 }
@@ -299,7 +302,8 @@ impl CompileCache {
             Err(Untrusted::Io(e)) => tracing::warn!(
                 plugin = name,
                 path = %path.display(),
-                "cannot read the compile cache ({e}); compiling"
+                "cannot read the compile cache ({}); compiling",
+                ErrorChain(&e)
             ),
         }
         let component = compile_now(engine, name, bytes)?;
@@ -309,13 +313,15 @@ impl CompileCache {
                     tracing::warn!(
                         plugin = name,
                         path = %path.display(),
-                        "cannot write the compile cache ({e}); the next start compiles again"
+                        "cannot write the compile cache ({}); the next start compiles again",
+                        ErrorChain(&e)
                     );
                 }
             }
             Err(e) => tracing::warn!(
                 plugin = name,
-                "cannot serialise the compiled plugin for the cache: {e:#}"
+                "cannot serialise the compiled plugin for the cache: {}",
+                ErrorChain(&*e)
             ),
         }
         Ok(Compiled {
@@ -679,6 +685,8 @@ mod tests {
         let rt = runtime();
         let err = cache.load(rt.engine(), "junk", b"junk").err().unwrap();
         assert!(matches!(err, PluginError::Compile { .. }), "{err}");
+        // wasmtime's error is kept, not flattened into text.
+        assert!(std::error::Error::source(&err).is_some(), "{err}");
         assert!(files_in(cache.dir()).is_empty());
     }
 

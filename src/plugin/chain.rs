@@ -7,16 +7,16 @@
 //! exchange.
 
 mod batch;
-mod clock;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::bindings::{SseEvent, StreamInfo, Verdict};
 use super::convert::{self, Direction, InFlight, StreamMeta};
+use super::failure::FailureKind;
 use super::loaded::{CallFailure, FailurePolicy, Instance, Plugin, World};
-use super::stats::FailureKind;
-use crate::metrics::{Metrics, PluginMetrics, Refusals};
+use crate::error_chain::ErrorChain;
+use crate::metrics::{Metrics, PluginMetrics, Refusals, StatsSnapshot};
 use crate::shape;
 use crate::sse::Event;
 
@@ -30,6 +30,8 @@ struct Dropped {
 #[derive(Debug, Default)]
 pub struct Chain {
     plugins: Vec<Arc<Plugin>>,
+    /// Their names, in the same order: what a [`Step`]'s index resolves to.
+    names: Arc<[Arc<str>]>,
     /// The metric handles of each plugin, in the same order.
     metrics: Vec<PluginMetrics>,
     /// Messages the MCP rules refuse before the plugins (detached until
@@ -49,9 +51,10 @@ impl Chain {
     pub fn new(plugins: Vec<Plugin>) -> Self {
         let metrics = plugins
             .iter()
-            .map(|p| PluginMetrics::detached(p.name()))
+            .map(|p| loaded(PluginMetrics::detached(p.name())))
             .collect();
         Self {
+            names: plugins.iter().map(|p| p.name_arc().clone()).collect(),
             plugins: plugins.into_iter().map(Arc::new).collect(),
             metrics,
             refusals: Refusals::default(),
@@ -65,7 +68,7 @@ impl Chain {
         self.metrics = self
             .plugins
             .iter()
-            .map(|p| metrics.plugin(p.name()))
+            .map(|p| loaded(metrics.plugin(p.name())))
             .collect();
         self.refusals = metrics.refusals();
         self
@@ -103,6 +106,17 @@ impl Chain {
         &self.plugins
     }
 
+    /// The plugins' names, in order: a [`Step`]'s `plugin` indexes them. Shared (a
+    /// tape of the exchange keeps them as long as it needs).
+    pub fn plugin_names(&self) -> &Arc<[Arc<str>]> {
+        &self.names
+    }
+
+    /// The figures of plugin `index` in this chain (this generation).
+    pub fn stats(&self, index: usize) -> StatsSnapshot {
+        self.metrics[index].stats()
+    }
+
     /// Starts one exchange. No instance is created until a phase that needs it begins.
     pub fn session(self: &Arc<Self>, meta: StreamMeta) -> Session {
         Session {
@@ -114,7 +128,6 @@ impl Chain {
             steps: None,
             event_steps: Vec::new(),
             event_steps_len: 0,
-            step_names: Vec::new(),
             calls: 0,
         }
     }
@@ -146,69 +159,15 @@ pub const TIMING_SAMPLE: u32 = 8;
 /// read per call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
-    /// The plugin's name.
-    pub plugin: PluginName,
+    /// The plugin: its place in the session's chain ([`Chain::plugin_names`] has its
+    /// name).
+    pub plugin: usize,
     /// What it answered.
     pub verdict: StepVerdict,
     /// Wall time of the call (instantiation included when it happened in this call).
     pub elapsed: Duration,
     /// Fuel (wasm instructions, roughly) the `on-event` call consumed.
     pub fuel: u64,
-}
-
-/// A plugin's name in a [`Step`], interned: a traced batch makes a step per event and
-/// plugin, and a name that is a reference count (`Arc<str>`) cost an atomic increment
-/// and decrement for each. Each distinct name is kept for the life of the process (a
-/// handful per configuration; reloads find theirs again).
-#[derive(Clone, Copy, Debug, Default, Eq)]
-pub struct PluginName(&'static str);
-
-impl PluginName {
-    /// The interned `name`.
-    pub fn new(name: &str) -> Self {
-        static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
-            std::sync::Mutex::new(std::collections::BTreeSet::new());
-        let mut names = NAMES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(&kept) = names.get(name) {
-            return Self(kept);
-        }
-        let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
-        names.insert(kept);
-        Self(kept)
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &'static str {
-        self.0
-    }
-}
-
-impl PartialEq for PluginName {
-    fn eq(&self, other: &Self) -> bool {
-        // Interned: the same name is the same pointer, the text decides otherwise.
-        std::ptr::eq(self.0, other.0) || self.0 == other.0
-    }
-}
-
-impl std::ops::Deref for PluginName {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.0
-    }
-}
-
-impl std::fmt::Display for PluginName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl From<&str> for PluginName {
-    fn from(name: &str) -> Self {
-        Self::new(name)
-    }
 }
 
 /// A plugin's answer as a tape records it.
@@ -261,9 +220,6 @@ pub struct Session {
     /// also beyond a shorter batch, so a stream's batches allocate none).
     event_steps: Vec<Vec<Step>>,
     event_steps_len: usize,
-    /// When tracing, the plugins' names for steps, interned once (a step is `Copy`:
-    /// no reference count per step on a fast stream).
-    step_names: Vec<PluginName>,
     /// Plugin calls so far, for sampling the latency histogram.
     calls: u32,
 }
@@ -283,12 +239,6 @@ impl Session {
     /// `sluice plugin test`. Off by default: the hot path reads no clock.
     pub fn traced(mut self) -> Self {
         self.steps = Some(Vec::new());
-        self.step_names = self
-            .chain
-            .plugins
-            .iter()
-            .map(|p| PluginName::new(p.name()))
-            .collect();
         self
     }
 
@@ -352,10 +302,7 @@ impl Session {
             if let (Some(instance), Some((_, info))) = (&mut self.slots[index], &self.phase)
                 && let Err(failure) = instance.on_stream_start(info)
             {
-                self.discard(index);
-                plugin.counters().failure(failure.kind);
-                self.chain.metrics[index].failure(failure.kind);
-                self.log_failure(&plugin, &failure, "on-stream-start");
+                self.failed(index, &failure, "on-stream-start");
             }
             // A failure here is logged and counted; the slot stays empty and the
             // first event retries (and then applies the failure policy).
@@ -369,67 +316,15 @@ impl Session {
             return Outcome::Forward(event);
         };
         let direction = *direction;
-        let limit = self.max_event_bytes;
         let mut flight = InFlight::new(event);
         for index in 0..self.slots.len() {
             let plugin = self.chain.plugins[index].clone();
             if !applies(&plugin, direction) {
                 continue;
             }
-            // Clock reads cost about a tenth of a small plugin's call: time every call
-            // only when tracing, otherwise one call in `TIMING_SAMPLE` for the latency
-            // histogram (which samples the same calls when tracing). Two reads of a
-            // cheap clock (`clock`) per timed call; a third only when the call had to
-            // create the instance.
-            let sampled = self.calls.is_multiple_of(TIMING_SAMPLE);
-            let timed = sampled || self.steps.is_some();
-            self.calls = self.calls.wrapping_add(1);
-            let started = timed.then(clock::now);
-            let created = self.slots[index].is_none();
-            let mut fuel = 0;
-            let mut ended = None;
-            let mut call_time = None;
-            let verdict = match too_large(&plugin, &flight.event) {
-                Some(failure) => Err(failure),
-                None => match self.ensure_instance(index) {
-                    Ok(instance) => {
-                        plugin.counters().call();
-                        let called = if created {
-                            timed.then(clock::now)
-                        } else {
-                            started
-                        };
-                        let verdict = instance.on_event(&flight.event);
-                        ended = timed.then(clock::now);
-                        if sampled {
-                            call_time = called
-                                .zip(ended)
-                                .map(|(called, ended)| clock::between(called, ended));
-                        }
-                        if timed {
-                            fuel = instance.fuel_used();
-                        }
-                        verdict
-                            .and_then(|verdict| within_limit(verdict, limit))
-                            .and_then(|verdict| keeps_shape(direction, &flight.event, verdict))
-                    }
-                    Err(failure) => Err(failure),
-                },
-            };
-            if let Some(elapsed) = call_time {
-                self.chain.metrics[index].call(elapsed);
-            }
+            let (verdict, step) = self.event_call(index, &plugin, &flight.event);
             if let Some(steps) = &mut self.steps {
-                steps.push(Step {
-                    plugin: self.step_names[index],
-                    verdict: StepVerdict::of(&verdict),
-                    elapsed: match (started, ended) {
-                        (Some(started), Some(ended)) => clock::between(started, ended),
-                        (Some(started), None) => clock::between(started, clock::now()),
-                        _ => Duration::ZERO,
-                    },
-                    fuel,
-                });
+                steps.push(step);
             }
             let mut dropped = None;
             self.apply(index, &plugin, verdict, &mut flight, &mut dropped);
@@ -442,6 +337,74 @@ impl Session {
             }
         }
         Outcome::Forward(flight.into_event())
+    }
+
+    /// One `on-event` call of plugin `index` with `event` (unless the event is over the
+    /// plugin's `max_message_bytes`), its result held to the proxy's rules (event size,
+    /// message shape), and the step it makes (recorded by the caller when tracing). For
+    /// [`Session::on_event`] and the batch path's one-at-a-time calls alike.
+    fn event_call(
+        &mut self,
+        index: usize,
+        plugin: &Plugin,
+        event: &SseEvent,
+    ) -> (Result<Verdict, CallFailure>, Step) {
+        let (verdict, measured) = match too_large(plugin, event) {
+            Some(failure) => (Err(failure), Measured::default()),
+            None => self.timed_call(index, 1, |instance| instance.on_event(event)),
+        };
+        let limit = self.max_event_bytes;
+        let direction = self.phase.as_ref().map_or(Direction::ToClient, |(d, _)| *d);
+        let verdict = verdict
+            .and_then(|verdict| within_limit(verdict, limit))
+            .and_then(|verdict| keeps_shape(direction, event, verdict));
+        let step = measured.step(index, StepVerdict::of(&verdict));
+        (verdict, step)
+    }
+
+    /// One call into plugin `index`'s instance (created first when its slot is
+    /// empty), handing it `events` events: counted, and timed when sampled or traced.
+    /// The latency histogram gets the call alone (divided among its events); a traced
+    /// call's steps get its time with the instance's creation, and its fuel, divided
+    /// likewise. Clock reads cost about a tenth of a small plugin's call: every call is
+    /// timed only when tracing, otherwise one in `TIMING_SAMPLE` (the same ones when
+    /// tracing). A failed creation is counted and logged in `ensure_instance`; `call`'s
+    /// failure is the caller's to handle.
+    fn timed_call<R>(
+        &mut self,
+        index: usize,
+        events: usize,
+        call: impl FnOnce(&mut Instance) -> Result<R, CallFailure>,
+    ) -> (Result<R, CallFailure>, Measured) {
+        let sampled = self.calls.is_multiple_of(TIMING_SAMPLE);
+        let traced = self.steps.is_some();
+        self.calls = self.calls.wrapping_add(1);
+        let started = (sampled || traced).then(Instant::now);
+        let created = self.slots[index].is_none();
+        let (result, called, ended, fuel) = match self.ensure_instance(index) {
+            Ok(instance) => {
+                let called = if created && sampled {
+                    Some(Instant::now())
+                } else {
+                    started
+                };
+                let result = call(instance);
+                let ended = started.map(|_| Instant::now());
+                (result, called, ended, traced.then(|| instance.fuel_used()))
+            }
+            Err(failure) => {
+                let elapsed = started.filter(|_| traced).map(|s| s.elapsed());
+                return (Err(failure), Measured::new(elapsed, None, 1));
+            }
+        };
+        let metrics = &self.chain.metrics[index];
+        metrics.calls(events as u64);
+        let share = events.max(1) as u32;
+        if sampled && let (Some(called), Some(ended)) = (called, ended) {
+            metrics.call_time((ended - called) / share);
+        }
+        let elapsed = started.zip(ended).filter(|_| traced).map(|(s, e)| e - s);
+        (result, Measured::new(elapsed, fuel, share))
     }
 
     /// What a verdict (or a failure) does to one event: counted, logged, the event
@@ -457,11 +420,9 @@ impl Session {
     ) {
         match verdict {
             Ok(Verdict::Pass) => {
-                plugin.counters().passed();
                 self.chain.metrics[index].pass();
             }
             Ok(Verdict::Drop) => {
-                plugin.counters().dropped();
                 self.chain.metrics[index].drop_();
                 tracing::debug!(
                     plugin = plugin.name(),
@@ -474,7 +435,6 @@ impl Session {
                 });
             }
             Ok(Verdict::Modify(new)) => {
-                plugin.counters().modified();
                 self.chain.metrics[index].modify();
                 if convert::has_unsafe_field(&new) {
                     tracing::warn!(
@@ -486,10 +446,11 @@ impl Session {
                 flight.event = new;
             }
             Err(failure) => {
-                if failure.kind.breaks_instance() {
-                    self.discard(index);
+                // A failed instantiation was counted and logged where it happened.
+                if failure.kind != FailureKind::Instantiate {
+                    self.failed(index, &failure, "on-event");
                 }
-                if self.fail(index, plugin, &failure) {
+                if plugin.limits().failure == FailurePolicy::Closed {
                     *dropped = Some(Dropped {
                         plugin: plugin.name_arc().clone(),
                         failure: Some(failure.kind),
@@ -512,9 +473,7 @@ impl Session {
             if let Some(instance) = &mut self.slots[index]
                 && let Err(failure) = instance.on_stream_end()
             {
-                self.discard(index);
-                self.chain.metrics[index].failure(failure.kind);
-                self.log_failure(&plugin, &failure, "on-stream-end");
+                self.failed(index, &failure, "on-stream-end");
             }
         }
     }
@@ -523,18 +482,14 @@ impl Session {
     /// the slot is empty: at the start of a phase, or after a failure replaced it.
     fn ensure_instance(&mut self, index: usize) -> Result<&mut Instance, CallFailure> {
         if self.slots[index].is_none() {
-            let plugin = &self.chain.plugins[index];
-            let mut instance = plugin.instantiate(self.meta.stream_id).inspect_err(|f| {
-                plugin.counters().failure(f.kind);
-                self.chain.metrics[index].failure(f.kind);
-                self.log_failure(plugin, f, "instantiate");
-            })?;
+            self.chain.metrics[index].instantiating();
+            let mut instance = self.chain.plugins[index]
+                .instantiate(self.meta.stream_id)
+                .inspect_err(|failure| self.failed(index, failure, "instantiate"))?;
             if let Some((_, info)) = &self.phase
                 && let Err(failure) = instance.on_stream_start(info)
             {
-                plugin.counters().failure(failure.kind);
-                self.chain.metrics[index].failure(failure.kind);
-                self.log_failure(plugin, &failure, "on-stream-start");
+                self.failed(index, &failure, "on-stream-start");
                 return Err(failure);
             }
             self.chain.metrics[index].instance_created();
@@ -543,16 +498,15 @@ impl Session {
         Ok(self.slots[index].as_mut().expect("slot filled above"))
     }
 
-    /// Counts and logs a failed `on-event` call; true when the plugin's policy drops the
-    /// event (fail-closed), false when it goes on unchanged (fail-open).
-    fn fail(&self, index: usize, plugin: &Plugin, failure: &CallFailure) -> bool {
-        // A failed instantiation was counted and logged where it happened.
-        if failure.kind != FailureKind::Instantiate {
-            plugin.counters().failure(failure.kind);
-            self.chain.metrics[index].failure(failure.kind);
-            self.log_failure(plugin, failure, "on-event");
+    /// A failed call of plugin `index` (`call` names it in the log): the instance
+    /// discarded when the failure leaves it untrustworthy, the failure counted and
+    /// logged. Every failure of a plugin goes through here once.
+    fn failed(&mut self, index: usize, failure: &CallFailure, call: &str) {
+        if failure.kind.breaks_instance() {
+            self.discard(index);
         }
-        plugin.limits().failure == FailurePolicy::Closed
+        self.chain.metrics[index].failure(failure.kind);
+        self.log_failure(index, failure, call);
     }
 
     /// Drops plugin `index`'s instance (after a failure); the next event gets a new one.
@@ -562,7 +516,8 @@ impl Session {
         }
     }
 
-    fn log_failure(&self, plugin: &Plugin, failure: &CallFailure, call: &str) {
+    fn log_failure(&self, index: usize, failure: &CallFailure, call: &str) {
+        let plugin = &self.chain.plugins[index];
         let policy = match (plugin.limits().failure, failure.kind.breaks_instance()) {
             (FailurePolicy::Open, true) => "fail-open: event passed unchanged, instance replaced",
             (FailurePolicy::Open, false) => "fail-open: event passed unchanged",
@@ -575,7 +530,7 @@ impl Session {
             call,
             kind = failure.kind.as_str(),
             "plugin failed: {}; {policy}",
-            failure.message
+            ErrorChain(failure)
         );
     }
 }
@@ -592,19 +547,55 @@ impl Drop for Session {
     }
 }
 
+/// What [`Session::timed_call`] measured for the steps of one call: zero unless
+/// tracing.
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    /// Each event's share of the call's time.
+    elapsed: Duration,
+    /// Each event's share of the fuel the call consumed.
+    fuel: u64,
+}
+
+impl Measured {
+    fn new(elapsed: Option<Duration>, fuel: Option<u64>, events: u32) -> Self {
+        Self {
+            elapsed: elapsed.map_or(Duration::ZERO, |e| e / events),
+            fuel: fuel.map_or(0, |f| f / u64::from(events)),
+        }
+    }
+
+    /// The step of plugin `plugin` (its index) that answered `verdict`.
+    fn step(self, plugin: usize, verdict: StepVerdict) -> Step {
+        Step {
+            plugin,
+            verdict,
+            elapsed: self.elapsed,
+            fuel: self.fuel,
+        }
+    }
+}
+
+/// A loaded plugin's figures in a new chain: it was instantiated once already, to run
+/// its `init` when it was loaded.
+fn loaded(metrics: PluginMetrics) -> PluginMetrics {
+    metrics.instantiating();
+    metrics
+}
+
 /// A `modify` result larger than `limit` is refused as a failure (`oversized`) rather
 /// than forwarded: the host has already copied it out of the plugin (bounded by the
 /// plugin's memory cap), but the proxy never emits an event larger than it accepts.
 fn within_limit(verdict: Verdict, limit: usize) -> Result<Verdict, CallFailure> {
     match &verdict {
-        Verdict::Modify(new) if convert::event_bytes(new) > limit => Err(CallFailure {
-            kind: FailureKind::Oversized,
-            message: format!(
+        Verdict::Modify(new) if convert::event_bytes(new) > limit => Err(CallFailure::new(
+            FailureKind::Oversized,
+            format!(
                 "modify returned an event of {} bytes, over the {limit}-byte event limit \
                  (--max-event-bytes)",
                 convert::event_bytes(new)
             ),
-        }),
+        )),
         _ => Ok(verdict),
     }
 }
@@ -614,12 +605,14 @@ fn within_limit(verdict: Verdict, limit: usize) -> Result<Verdict, CallFailure> 
 pub(super) fn too_large(plugin: &Plugin, event: &SseEvent) -> Option<CallFailure> {
     let limit = plugin.limits().max_message_bytes?;
     let size = convert::event_bytes(event);
-    (size > limit).then(|| CallFailure {
-        kind: FailureKind::TooLarge,
-        message: format!(
-            "the message is {}, over the plugin's max_message_bytes ({limit} bytes)",
-            human_bytes(size)
-        ),
+    (size > limit).then(|| {
+        CallFailure::new(
+            FailureKind::TooLarge,
+            format!(
+                "the message is {}, over the plugin's max_message_bytes ({limit} bytes)",
+                human_bytes(size)
+            ),
+        )
     })
 }
 
@@ -637,9 +630,12 @@ pub(super) fn keeps_shape(
     let Verdict::Modify(after) = &verdict else {
         return Ok(verdict);
     };
-    let malformed = |e: shape::ShapeError| CallFailure {
-        kind: FailureKind::Malformed,
-        message: format!("modify turned a JSON-RPC message into something else: {e}"),
+    let malformed = |e: shape::ShapeError| {
+        CallFailure::caused(
+            FailureKind::Malformed,
+            "modify turned a JSON-RPC message into something else",
+            wasmtime::Error::new(e),
+        )
     };
     if shape::looks_like_object(&before.data) {
         match direction {
@@ -667,21 +663,4 @@ pub fn human_bytes(n: usize) -> String {
 /// A `filter` sees only events going to the client.
 fn applies(plugin: &Plugin, direction: Direction) -> bool {
     plugin.world() == World::Interceptor || direction == Direction::ToClient
-}
-
-#[cfg(test)]
-mod tests {
-    use super::PluginName;
-
-    #[test]
-    fn a_plugin_name_is_interned_once_and_compares_by_its_text() {
-        let a = PluginName::new("redact");
-        let b = PluginName::from(String::from("redact").as_str());
-        assert!(std::ptr::eq(a.as_str(), b.as_str()), "one copy per name");
-        assert_eq!(a, b);
-        assert_ne!(a, PluginName::new("redact2"));
-        assert_eq!(&*a, "redact");
-        assert_eq!(PluginName::default().as_str(), "");
-        assert_eq!(a.to_string(), "redact");
-    }
 }

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use super::loaded::{CallFailure, ContractError};
+use super::wasi::ReadDirError;
+
 /// A plugin that cannot be loaded. Every variant names the plugin, because the operator
 /// may have listed several.
 #[derive(Debug, thiserror::Error)]
@@ -20,14 +23,23 @@ pub enum PluginError {
     )]
     CoreModule { name: String },
     /// wasmtime rejected the bytes.
-    #[error("plugin {name}: not a valid component: {reason}")]
-    Compile { name: String, reason: String },
+    #[error("plugin {name}: not a valid component: {source}")]
+    Compile {
+        name: String,
+        source: wasmtime::Error,
+    },
     /// The component does not implement `sluice:plugin@0.1.0` `filter` or `interceptor`.
-    #[error("plugin {name}: {reason}")]
-    Contract { name: String, reason: String },
+    #[error("plugin {name}: {problem}")]
+    Contract {
+        name: String,
+        problem: ContractError,
+    },
     /// The component imports something the host does not provide.
-    #[error("plugin {name}: needs imports the host does not grant: {reason}")]
-    Imports { name: String, reason: String },
+    #[error("plugin {name}: needs imports the host does not grant: {source}")]
+    Imports {
+        name: String,
+        source: wasmtime::Error,
+    },
     /// The component imports WASI but its configuration grants no capability: sluice
     /// links no WASI by default, so that a plugin reaches nothing it was not given.
     #[error(
@@ -40,14 +52,18 @@ pub enum PluginError {
     )]
     WasiNotGranted { name: String, imports: Vec<String> },
     /// A granted capability cannot be provided (e.g. the `read_dir` is missing).
-    #[error("plugin {name}: capability refused: {reason}")]
-    Capability { name: String, reason: String },
+    #[error("plugin {name}: capability refused: {source}")]
+    Capability { name: String, source: ReadDirError },
     /// Instantiation or `init` failed.
-    #[error("plugin {name}: {reason}")]
-    Init { name: String, reason: String },
-    /// The engine could not be created.
+    #[error("plugin {name}: {source}")]
+    Init { name: String, source: CallFailure },
+    /// The engine could not be created, or the host's functions (or WASI) linked.
     #[error("cannot create the wasm engine: {0}")]
-    Engine(String),
+    Engine(#[source] wasmtime::Error),
+    /// The thread that ticks the engine's epochs (the plugins' deadlines) could not be
+    /// started.
+    #[error("cannot create the wasm engine: cannot start the epoch thread: {0}")]
+    EpochThread(#[source] std::io::Error),
     /// The compile-cache directory cannot be created or made private (mode 0700).
     #[error("compile cache {}: {source}", dir.display())]
     Cache {

@@ -1,5 +1,6 @@
 //! A plugin compiled, checked against the contract, and ready to be instantiated.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,9 @@ use super::bindings::{SseEvent, StreamInfo, Verdict};
 use super::cache::{self, CacheStatus, Compiled};
 use super::capabilities::Capabilities;
 use super::error::PluginError;
+use super::failure::FailureKind;
 use super::runtime::Runtime;
 use super::state::PluginState;
-use super::stats::{FailureKind, PluginStats, StatsSnapshot};
 use super::wasi::{self, WasiState};
 
 /// The least time the trial instance of [`Plugin::load`] gets for instantiation and
@@ -145,7 +146,6 @@ pub struct Plugin {
     /// The capabilities, when any are granted: then the plugin is linked with WASI and
     /// every instance gets a `WasiCtx` holding exactly these.
     grants: Option<Capabilities>,
-    stats: Arc<PluginStats>,
     compile_time: Duration,
     cache: CacheStatus,
     path: Option<PathBuf>,
@@ -214,18 +214,18 @@ impl Plugin {
             }
             Some(grants) => {
                 // Checked once here so that a missing directory is a load error.
-                WasiState::new(grants).map_err(|reason| PluginError::Capability {
+                WasiState::new(grants).map_err(|source| PluginError::Capability {
                     name: name.clone(),
-                    reason,
+                    source,
                 })?;
                 runtime.wasi_linker()?
             }
         };
         let pre = linker
             .instantiate_pre(&component)
-            .map_err(|e| PluginError::Imports {
+            .map_err(|source| PluginError::Imports {
                 name: name.clone(),
-                reason: format!("{e:#}"),
+                source,
             })?;
         let world = if exports.lifecycle.is_some() {
             World::Interceptor
@@ -242,7 +242,6 @@ impl Plugin {
             deadline_ticks: Runtime::ticks(spec.limits.deadline),
             fuel: spec.limits.fuel.unwrap_or(u64::MAX),
             grants,
-            stats: Arc::new(PluginStats::default()),
             compile_time,
             cache,
             path: match &spec.source {
@@ -258,10 +257,7 @@ impl Plugin {
         let trial_ticks = plugin.deadline_ticks.max(Runtime::ticks(LOAD_DEADLINE));
         plugin
             .instantiate_within(0, trial_ticks)
-            .map_err(|failure| PluginError::Init {
-                name,
-                reason: failure.message,
-            })?;
+            .map_err(|source| PluginError::Init { name, source })?;
         tracing::info!(
             plugin = %plugin.name,
             world = world.as_str(),
@@ -322,15 +318,6 @@ impl Plugin {
         self.cache
     }
 
-    /// The plugin's counters across all streams.
-    pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
-    }
-
-    pub(crate) fn counters(&self) -> &PluginStats {
-        &self.stats
-    }
-
     /// Creates a fresh instance for one stream and runs `init` on it.
     pub(crate) fn instantiate(&self, stream_id: u64) -> Result<Instance, CallFailure> {
         self.instantiate_within(stream_id, self.deadline_ticks)
@@ -348,12 +335,10 @@ impl Plugin {
     }
 
     fn instantiate_here(&self, stream_id: u64, ticks: u64) -> Result<Instance, CallFailure> {
-        self.stats.instance();
         let mut state = PluginState::new(self.name.clone(), stream_id, self.limits.memory_bytes);
         if let Some(grants) = &self.grants {
-            let wasi = WasiState::new(grants).map_err(|message| CallFailure {
-                kind: FailureKind::Instantiate,
-                message,
+            let wasi = WasiState::new(grants).map_err(|e| {
+                CallFailure::caused(FailureKind::Instantiate, "", wasmtime::Error::new(e))
             })?;
             state.wasi = Some(Box::new(wasi));
         }
@@ -367,10 +352,13 @@ impl Plugin {
         let instance = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| CallFailure::from_error(FailureKind::Instantiate, &e, store.data()))?;
-        let contract = |e: wasmtime::Error| CallFailure {
-            kind: FailureKind::Instantiate,
-            message: format!("export does not match sluice:plugin@0.1.0: {e:#}"),
+            .map_err(|e| CallFailure::caused(FailureKind::Instantiate, "", e))?;
+        let contract = |e: wasmtime::Error| {
+            CallFailure::caused(
+                FailureKind::Instantiate,
+                "export does not match sluice:plugin@0.1.0",
+                e,
+            )
         };
         let on_event = *instance
             .get_typed_func::<(&SseEvent,), (Verdict,)>(&mut store, &self.exports.on_event)
@@ -406,20 +394,21 @@ impl Plugin {
             match init.call(&mut store, (self.config.as_str(),)) {
                 Ok((Ok(()),)) => {}
                 Ok((Err(reason),)) => {
-                    return Err(CallFailure {
-                        kind: FailureKind::Instantiate,
-                        message: format!("init refused the configuration: {reason}"),
-                    });
+                    return Err(CallFailure::new(
+                        FailureKind::Instantiate,
+                        format!("init refused the configuration: {reason}"),
+                    ));
                 }
                 Err(e) => {
-                    let failure = CallFailure::from_call(&e, store.data());
+                    let failure = CallFailure::from_call(e, store.data());
+                    let what = match failure.what.as_ref() {
+                        "" => format!("init failed ({})", failure.kind.as_str()),
+                        what => format!("init failed ({}): {what}", failure.kind.as_str()),
+                    };
                     return Err(CallFailure {
                         kind: FailureKind::Instantiate,
-                        message: format!(
-                            "init failed ({}): {}",
-                            failure.kind.as_str(),
-                            failure.message
-                        ),
+                        what: what.into(),
+                        source: failure.source,
                     });
                 }
             }
@@ -461,15 +450,60 @@ struct InstanceLifecycle {
     end: Func,
 }
 
-/// A failed call, classified for the failure policy, logs and metrics.
-#[derive(Debug, Clone)]
-pub(crate) struct CallFailure {
+/// A failed call (or instantiation), classified for the failure policy, logs and
+/// metrics: what happened in the host's words, and the error beneath it (wasmtime's,
+/// or a rule's) as its source.
+#[derive(Debug)]
+pub struct CallFailure {
     pub(crate) kind: FailureKind,
-    pub(crate) message: String,
+    /// Empty when the source says it all (a trap).
+    what: Cow<'static, str>,
+    source: Option<wasmtime::Error>,
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)?;
+        match (&self.source, self.what.is_empty()) {
+            (Some(source), true) => write!(f, "{source}"),
+            (Some(source), false) => write!(f, ": {source}"),
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for CallFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl CallFailure {
-    fn from_call(err: &wasmtime::Error, state: &PluginState) -> Self {
+    /// A failure the host decided on (a limit, a rule), with nothing beneath it.
+    pub(crate) fn new(kind: FailureKind, what: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by `source`.
+    pub(crate) fn caused(
+        kind: FailureKind,
+        what: impl Into<Cow<'static, str>>,
+        source: wasmtime::Error,
+    ) -> Self {
+        Self {
+            kind,
+            what: what.into(),
+            source: Some(source),
+        }
+    }
+
+    fn from_call(err: wasmtime::Error, state: &PluginState) -> Self {
         let kind = if state.memory_denied {
             FailureKind::OutOfMemory
         } else {
@@ -479,17 +513,15 @@ impl CallFailure {
                 _ => FailureKind::Trap,
             }
         };
-        Self::from_error(kind, err, state)
-    }
-
-    fn from_error(kind: FailureKind, err: &wasmtime::Error, _state: &PluginState) -> Self {
-        let message = match kind {
-            FailureKind::Deadline => "call ran past its deadline and was interrupted".to_string(),
-            FailureKind::Fuel => "call used up its fuel and was stopped".to_string(),
-            FailureKind::OutOfMemory => format!("memory cap reached: {err:#}"),
-            _ => format!("{err:#}"),
-        };
-        Self { kind, message }
+        match kind {
+            // The trap says no more than this (and a backtrace).
+            FailureKind::Deadline => {
+                Self::new(kind, "call ran past its deadline and was interrupted")
+            }
+            FailureKind::Fuel => Self::new(kind, "call used up its fuel and was stopped"),
+            FailureKind::OutOfMemory => Self::caused(kind, "memory cap reached", err),
+            _ => Self::caused(kind, "", err),
+        }
     }
 }
 
@@ -534,35 +566,32 @@ impl Instance {
         let typed = unsafe { TypedFunc::<(&SseEvent,), (Verdict,)>::new_unchecked(self.on_event) };
         match self.run(|store| typed.call(store, (event,))) {
             Ok((verdict,)) => Ok(verdict),
-            Err(e) => Err(CallFailure::from_call(&e, self.store.data())),
+            Err(e) => Err(CallFailure::from_call(e, self.store.data())),
         }
     }
 
-    /// Calls `on-events` (the `batch-*` worlds) on `events`; `None` when the plugin does
-    /// not export it. A result with another number of verdicts than events is a
-    /// failure of the call (kind `trap`): the contract says one verdict per event.
-    pub(crate) fn on_events(
-        &mut self,
-        events: &[SseEvent],
-    ) -> Option<Result<Vec<Verdict>, CallFailure>> {
-        let func = self.on_events?;
+    /// Calls `on-events` (the `batch-*` worlds) on `events`. A result with another
+    /// number of verdicts than events is a failure of the call (kind `trap`): the
+    /// contract says one verdict per event.
+    pub(crate) fn on_events(&mut self, events: &[SseEvent]) -> Result<Vec<Verdict>, CallFailure> {
+        let func = self
+            .on_events
+            .expect("the chain batches only plugins that export on-events (Plugin::batches)");
         // SAFETY: as in `on_event`: `func` was type-checked as exactly this signature
         // by `get_typed_func` when the instance was created.
         let typed = unsafe { TypedFunc::<(&[SseEvent],), (Vec<Verdict>,)>::new_unchecked(func) };
         let n = events.len();
-        Some(
-            match self.run_for(n as u64, |store| typed.call(store, (events,))) {
-                Ok((verdicts,)) if verdicts.len() == n => Ok(verdicts),
-                Ok((verdicts,)) => Err(CallFailure {
-                    kind: FailureKind::Trap,
-                    message: format!(
-                        "on-events returned {} verdicts for {n} events (one per event, in order)",
-                        verdicts.len()
-                    ),
-                }),
-                Err(e) => Err(CallFailure::from_call(&e, self.store.data())),
-            },
-        )
+        match self.run_for(n as u64, |store| typed.call(store, (events,))) {
+            Ok((verdicts,)) if verdicts.len() == n => Ok(verdicts),
+            Ok((verdicts,)) => Err(CallFailure::new(
+                FailureKind::Trap,
+                format!(
+                    "on-events returned {} verdicts for {n} events (one per event, in order)",
+                    verdicts.len()
+                ),
+            )),
+            Err(e) => Err(CallFailure::from_call(e, self.store.data())),
+        }
     }
 
     /// Fuel the last call consumed (the budget is reset before every call).
@@ -578,9 +607,15 @@ impl Instance {
         let start = lifecycle.start;
         let typed = start
             .typed::<(&StreamInfo,), ()>(&self.store)
-            .map_err(|e| CallFailure::from_error(FailureKind::Trap, &e, self.store.data()))?;
+            .map_err(|e| {
+                CallFailure::caused(
+                    FailureKind::Trap,
+                    "export does not match sluice:plugin@0.1.0",
+                    e,
+                )
+            })?;
         self.run(|store| typed.call(store, (info,)))
-            .map_err(|e| CallFailure::from_call(&e, self.store.data()))
+            .map_err(|e| CallFailure::from_call(e, self.store.data()))
     }
 
     /// Calls `on-stream-end` (interceptors only).
@@ -589,11 +624,15 @@ impl Instance {
             return Ok(());
         };
         let end = lifecycle.end;
-        let typed = end
-            .typed::<(), ()>(&self.store)
-            .map_err(|e| CallFailure::from_error(FailureKind::Trap, &e, self.store.data()))?;
+        let typed = end.typed::<(), ()>(&self.store).map_err(|e| {
+            CallFailure::caused(
+                FailureKind::Trap,
+                "export does not match sluice:plugin@0.1.0",
+                e,
+            )
+        })?;
         self.run(|store| typed.call(store, ()))
-            .map_err(|e| CallFailure::from_call(&e, self.store.data()))
+            .map_err(|e| CallFailure::from_call(e, self.store.data()))
     }
 }
 
@@ -603,19 +642,29 @@ fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 
+/// How a component fails the `sluice:plugin@0.1.0` contract.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContractError {
+    /// No `on-event`, which every world exports.
+    #[error("does not export `on-event`: not a sluice:plugin@0.1.0 filter or interceptor")]
+    NoOnEvent,
+    /// Some of the interceptor world's exports, not all.
+    #[error(
+        "exports part of the interceptor world but not {}: export all of init, \
+         on-stream-start and on-stream-end, or none (filter world)",
+        missing.join(", ")
+    )]
+    PartialInterceptor { missing: Vec<&'static str> },
+}
+
 fn resolve_exports(component: &Component, name: &str) -> Result<Exports, PluginError> {
-    let contract = |reason: String| PluginError::Contract {
+    let contract = |problem| PluginError::Contract {
         name: name.to_string(),
-        reason,
+        problem,
     };
     let on_event = component
         .get_export_index(None, "on-event")
-        .ok_or_else(|| {
-            contract(
-                "does not export `on-event`: not a sluice:plugin@0.1.0 filter or interceptor"
-                    .to_string(),
-            )
-        })?;
+        .ok_or_else(|| contract(ContractError::NoOnEvent))?;
     let init = component.get_export_index(None, "init");
     let start = component.get_export_index(None, "on-stream-start");
     let end = component.get_export_index(None, "on-stream-end");
@@ -623,7 +672,7 @@ fn resolve_exports(component: &Component, name: &str) -> Result<Exports, PluginE
         (Some(init), Some(start), Some(end)) => Some(Lifecycle { init, start, end }),
         (None, None, None) => None,
         (init, start, end) => {
-            let missing: Vec<&str> = [
+            let missing: Vec<&'static str> = [
                 ("init", init.is_none()),
                 ("on-stream-start", start.is_none()),
                 ("on-stream-end", end.is_none()),
@@ -631,11 +680,7 @@ fn resolve_exports(component: &Component, name: &str) -> Result<Exports, PluginE
             .into_iter()
             .filter_map(|(n, missing)| missing.then_some(n))
             .collect();
-            return Err(contract(format!(
-                "exports part of the interceptor world but not {}: export all of init, \
-                 on-stream-start and on-stream-end, or none (filter world)",
-                missing.join(", ")
-            )));
+            return Err(contract(ContractError::PartialInterceptor { missing }));
         }
     };
     let on_events = component.get_export_index(None, "on-events");

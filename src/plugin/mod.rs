@@ -12,19 +12,22 @@ mod chain;
 mod convert;
 mod deadline;
 mod error;
+mod failure;
 mod loaded;
 mod runtime;
 mod state;
-mod stats;
 mod wasi;
 
 pub use cache::{CacheStatus, CompileCache};
 pub(crate) use cache::{Compiled, compile};
 pub use capabilities::Capabilities;
-pub use chain::{Chain, Outcome, PluginName, Session, Step, StepVerdict, human_bytes};
+pub use chain::{Chain, Outcome, Session, Step, StepVerdict, human_bytes};
 pub use convert::{Direction, StreamMeta};
 pub use error::PluginError;
-pub use loaded::{FailurePolicy, Plugin, PluginLimits, PluginSource, PluginSpec, World};
+pub use failure::FailureKind;
+pub use loaded::{
+    CallFailure, ContractError, FailurePolicy, Plugin, PluginLimits, PluginSource, PluginSpec,
+    World,
+};
 pub use runtime::{EPOCH_TICK, Runtime};
-pub use stats::{FailureKind, StatsSnapshot};
-pub use wasi::GUEST_DIR;
+pub use wasi::{GUEST_DIR, ReadDirError};

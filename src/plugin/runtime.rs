@@ -74,12 +74,10 @@ impl Runtime {
         // a fuel limit would need a new engine, and every plugin recompiled for it.
         config.consume_fuel(true);
         config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&config).map_err(PluginError::Engine)?;
         let mut linker = Linker::new(&engine);
-        bindings::add_host_to_linker(&mut linker)
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        let ticker = EpochTicker::start(engine.clone())
-            .map_err(|e| PluginError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        bindings::add_host_to_linker(&mut linker).map_err(PluginError::Engine)?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(PluginError::EpochThread)?;
         Ok(Arc::new(Self {
             engine,
             linker,

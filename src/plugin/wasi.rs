@@ -40,6 +40,14 @@ use super::state::PluginState;
 /// Where a granted `read_dir` appears inside the plugin.
 pub const GUEST_DIR: &str = "/data";
 
+/// A granted `read_dir` that cannot be opened (missing, not a directory, no access).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open read_dir {}: {source}", dir.display())]
+pub struct ReadDirError {
+    dir: std::path::PathBuf,
+    source: wasmtime::Error,
+}
+
 /// The WASI half of a granted plugin's store data.
 pub(crate) struct WasiState {
     ctx: WasiCtx,
@@ -49,7 +57,7 @@ pub(crate) struct WasiState {
 impl WasiState {
     /// A context with exactly the grants in `caps`. Fails when the `read_dir` directory
     /// cannot be opened.
-    pub(crate) fn new(caps: &Capabilities) -> Result<Self, String> {
+    pub(crate) fn new(caps: &Capabilities) -> Result<Self, ReadDirError> {
         let mut builder = WasiCtxBuilder::new();
         // The call already runs on its own thread (see `outside_async`): file
         // operations may block it rather than bounce through a thread pool.
@@ -64,7 +72,10 @@ impl WasiState {
         if let Some(dir) = &caps.read_dir {
             builder
                 .preopened_dir(dir, GUEST_DIR, FsPerms::ReadOnly)
-                .map_err(|e| format!("cannot open read_dir {}: {e:#}", dir.display()))?;
+                .map_err(|source| ReadDirError {
+                    dir: dir.clone(),
+                    source,
+                })?;
         }
         Ok(Self {
             ctx: builder.build(),
@@ -93,7 +104,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<PluginState>, PluginError
     let mut linker = Linker::new(engine);
     bindings::add_host_to_linker(&mut linker)
         .and_then(|()| wasmtime_wasi::p2::add_to_linker_sync(&mut linker))
-        .map_err(|e| PluginError::Engine(format!("cannot link WASI: {e:#}")))?;
+        .map_err(|e| PluginError::Engine(e.context("cannot link WASI")))?;
     Ok(linker)
 }
 
@@ -187,7 +198,10 @@ mod tests {
             wasi: false,
         };
         let err = WasiState::new(&caps).err().expect("cannot open");
-        assert!(err.contains("/nonexistent/sluice-data"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/sluice-data"),
+            "{err}"
+        );
     }
 
     #[test]

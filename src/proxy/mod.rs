@@ -35,6 +35,7 @@ use crate::mcp::client::{ClientBody, Refused};
 use crate::mcp::jsonrpc::Summary;
 use crate::mcp::legacy::EndpointRewrite;
 use crate::mcp::messages::{self, ToServer};
+use crate::error_chain::ErrorChain;
 
 use crate::metrics::Metrics;
 use crate::observe::metrics::Counting;
@@ -204,7 +205,9 @@ impl Proxy {
         {
             Ok(response) => response,
             Err(error) => {
-                span.in_scope(|| tracing::warn!(%error, "request answered by the proxy"));
+                span.in_scope(
+                    || tracing::warn!(error = %ErrorChain(&error), "request answered by the proxy"),
+                );
                 error.into_response_for(stream_id)
             }
         }
@@ -233,7 +236,7 @@ impl Proxy {
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge { limit } => ProxyError::RequestTooLarge { limit },
-                BodyError::Read(reason) => ProxyError::RequestRead(reason),
+                BodyError::Read(e) => ProxyError::RequestRead(ErrorChain(&*e).to_string()),
             })?;
         // The body, read once: under the MCP rules where a plugin sees client messages.
         let chain = self.chain.load_full();
@@ -316,7 +319,7 @@ impl Proxy {
             .map_err(|source| {
                 observers.end(&StreamEnd::UpstreamFailed {
                     stage: UpstreamStage::Connect,
-                    reason: &source.to_string(),
+                    reason: &ErrorChain(&source).to_string(),
                 });
                 ProxyError::Upstream {
                     source,
@@ -516,7 +519,10 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let body = match upstream::read_to_limit(body, self.settings.max_event_bytes).await {
             Ok(body) => body,
-            Err(e) => return Err(upstream_unusable(&mut observers, e.to_string(), summary)),
+            Err(e) => {
+                let reason = ErrorChain(&e).to_string();
+                return Err(upstream_unusable(&mut observers, reason, summary));
+            }
         };
         if body.is_empty() {
             observers.end(&StreamEnd::Complete);

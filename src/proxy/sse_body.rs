@@ -385,7 +385,7 @@ impl Body for InterceptedSse {
                         StreamError::Decode(_) | StreamError::Idle(_) => e.to_string(),
                     };
                     break Some(Ending::Broken {
-                        reason: e.to_string(),
+                        reason: crate::error_chain::ErrorChain(&e).to_string(),
                         public,
                     });
                 }

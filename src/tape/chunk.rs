@@ -246,10 +246,18 @@ impl Chunk {
     }
 
     /// A `passed` record: events `first .. first + count` of `stream` each went through
-    /// the plugins of `steps` (all `pass`; their time and fuel summed over the events)
-    /// and out unchanged. Counts as `count` records (what a tape
-    /// with a record per event would hold), so drops count events.
-    pub fn passed(&mut self, stream: u64, t_ms: u64, first: u64, count: u64, steps: &[Step]) {
+    /// the plugins of `steps` (all `pass`; their time and fuel summed over the events;
+    /// `names` has the plugins' names) and out unchanged. Counts as `count` records
+    /// (what a tape with a record per event would hold), so drops count events.
+    pub fn passed(
+        &mut self,
+        stream: u64,
+        t_ms: u64,
+        first: u64,
+        count: u64,
+        steps: &[Step],
+        names: &[Arc<str>],
+    ) {
         let out = &mut self.bytes;
         record_head(out, b"passed", stream, t_ms);
         out.extend_from_slice(br#","first":"#);
@@ -262,7 +270,7 @@ impl Chunk {
                 out.push(b',');
             }
             out.extend_from_slice(br#"{"plugin":"#);
-            json::string(out, step.plugin.as_bytes());
+            json::string(out, names[step.plugin].as_bytes());
             out.extend_from_slice(br#","verdict":""#);
             // `pass`, `drop`, `modify`, a failure kind: nothing to escape.
             out.extend_from_slice(step.verdict.as_str().as_bytes());
@@ -331,7 +339,7 @@ mod tests {
 
     fn step(verdict: StepVerdict) -> Step {
         Step {
-            plugin: "re\"dact".into(),
+            plugin: 0,
             verdict,
             elapsed: Duration::from_micros(12),
             fuel: 3456,
@@ -351,7 +359,8 @@ mod tests {
                 chunk.raw(4, 10 + i as u64, bytes);
             }
             let steps = [step(StepVerdict::Pass), step(StepVerdict::Pass)];
-            chunk.passed(4, 99, 7, 30, &steps);
+            let names: [Arc<str>; 1] = ["re\"dact".into()];
+            chunk.passed(4, 99, 7, 30, &steps, &names);
             assert_eq!(chunk.records(), 3 + 30, "a run counts its events");
             chunk.seal(at, direct);
             if direct {
@@ -383,7 +392,7 @@ mod tests {
                     t_ms: 99,
                     first: 7,
                     count: 30,
-                    steps: steps.iter().map(TapeStep::from).collect(),
+                    steps: steps.iter().map(|s| TapeStep::new(s, "re\"dact")).collect(),
                 }
             );
         }
@@ -400,7 +409,7 @@ mod tests {
         };
         chunk.record(&end(1));
         chunk.raw(2, 0, b"data: x\n\n");
-        chunk.passed(3, 0, 0, 1, &[]);
+        chunk.passed(3, 0, 0, 1, &[], &[]);
         chunk.record(&end(4));
         assert_eq!(chunk.records(), 4);
         chunk.seal(0, false);

@@ -256,10 +256,11 @@ pub struct TapeStep {
     pub fuel: u64,
 }
 
-impl From<&Step> for TapeStep {
-    fn from(s: &Step) -> Self {
+impl TapeStep {
+    /// `step` of the plugin named `plugin`.
+    pub fn new(s: &Step, plugin: &str) -> Self {
         Self {
-            plugin: s.plugin.to_string(),
+            plugin: plugin.to_string(),
             verdict: s.verdict.as_str().to_string(),
             micros: u64::try_from(s.elapsed.as_micros()).unwrap_or(u64::MAX),
             fuel: s.fuel,

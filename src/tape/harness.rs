@@ -235,10 +235,11 @@ pub fn final_verdict<'a>(verdicts: impl IntoIterator<Item = &'a str>) -> String 
     best.to_string()
 }
 
-impl From<&crate::plugin::Step> for StepResult {
-    fn from(step: &crate::plugin::Step) -> Self {
+impl StepResult {
+    /// `step` of the plugin named `plugin`.
+    fn new(step: &crate::plugin::Step, plugin: &str) -> Self {
         Self {
-            plugin: step.plugin.to_string(),
+            plugin: plugin.to_string(),
             verdict: step.verdict.as_str().to_string(),
             micros: step.elapsed.as_nanos() as f64 / 1000.0,
             fuel: step.fuel,
@@ -330,12 +331,15 @@ mod tests {
     #[test]
     fn the_live_run_is_reproduced_plugin_by_plugin() {
         let ours = vec![
-            StepResult::from(&crate::plugin::Step {
-                plugin: "a".into(),
-                verdict: crate::plugin::StepVerdict::Modify,
-                elapsed: std::time::Duration::from_nanos(1500),
-                fuel: 9,
-            }),
+            StepResult::new(
+                &crate::plugin::Step {
+                    plugin: 0,
+                    verdict: crate::plugin::StepVerdict::Modify,
+                    elapsed: std::time::Duration::from_nanos(1500),
+                    fuel: 9,
+                },
+                "a",
+            ),
             StepResult {
                 plugin: "b".into(),
                 verdict: "drop".into(),

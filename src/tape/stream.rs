@@ -41,6 +41,8 @@ const DIRECT_DATA: usize = 32 << 10;
 pub struct TapeStream {
     recorder: Arc<Recorder>,
     stream: u64,
+    /// The names of the chain's plugins, which steps refer to by index.
+    names: Arc<[Arc<str>]>,
     chunk: Chunk,
     /// `t_ms` of the last record, and when the chunk was last handed over: the age
     /// check reuses the clock read each record makes anyway.
@@ -95,10 +97,13 @@ impl Run {
 }
 
 impl TapeStream {
-    pub fn new(recorder: Arc<Recorder>, stream: u64) -> Self {
+    /// Records exchange `stream`, whose steps are those of the chain whose plugins are
+    /// `names` ([`crate::plugin::Chain::plugin_names`]).
+    pub fn new(recorder: Arc<Recorder>, stream: u64, names: Arc<[Arc<str>]>) -> Self {
         Self {
             recorder,
             stream,
+            names,
             chunk: Chunk::default(),
             last_ms: 0,
             flushed_ms: 0,
@@ -110,6 +115,14 @@ impl TapeStream {
             spare_steps: Vec::new(),
             patches: Vec::new(),
         }
+    }
+
+    /// `steps` as the tape writes them, with their plugins' names.
+    fn tape_steps(&self, steps: &[Step]) -> Vec<TapeStep> {
+        steps
+            .iter()
+            .map(|s| TapeStep::new(s, &self.names[s.plugin]))
+            .collect()
     }
 
     /// Milliseconds since recording started, remembered for the age check.
@@ -149,8 +162,14 @@ impl TapeStream {
     fn write_run(&mut self) {
         if let Some(run) = self.run.take() {
             self.ready();
-            self.chunk
-                .passed(self.stream, run.t_ms, run.first, run.count, &run.steps);
+            self.chunk.passed(
+                self.stream,
+                run.t_ms,
+                run.first,
+                run.count,
+                &run.steps,
+                &self.names,
+            );
             // Its step list, for the next run.
             self.spare_steps = run.steps;
         }
@@ -200,7 +219,7 @@ impl TapeStream {
             protocol_version: meta.protocol_version.clone(),
             headers: format::kept_headers(headers, REQUEST_HEADERS),
             body: text(body),
-            steps: chain_steps.iter().map(TapeStep::from).collect(),
+            steps: self.tape_steps(chain_steps),
             sent: sent.map(text),
         };
         self.push(&record);
@@ -288,7 +307,7 @@ impl TapeStream {
             t_ms: self.now_ms(),
             seq: Some(seq),
             received: TapeEvent::default(),
-            steps: chain_steps.iter().map(TapeStep::from).collect(),
+            steps: self.tape_steps(chain_steps),
             sent: sent.map(TapeEvent::from),
             unchanged: false,
         };
@@ -303,7 +322,7 @@ impl TapeStream {
             t_ms: self.now_ms(),
             seq: None,
             received: TapeEvent::from(received),
-            steps: chain_steps.iter().map(TapeStep::from).collect(),
+            steps: self.tape_steps(chain_steps),
             sent: if unchanged {
                 None
             } else {
@@ -459,7 +478,7 @@ mod tests {
     fn verdicts_pair_with_the_events_their_raw_bytes_decode_to() {
         let dir = std::env::temp_dir().join(format!("sluice-split-{}", std::process::id()));
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
-        let mut tape = TapeStream::new(recorder.clone(), 9);
+        let mut tape = TapeStream::new(recorder.clone(), 9, ["p".into()].into());
         let received: Vec<Event> = (0..4)
             .map(|i| Event {
                 id: Some(i.to_string()),
@@ -467,7 +486,7 @@ mod tests {
             })
             .collect();
         let step = |verdict| Step {
-            plugin: "p".into(),
+            plugin: 0,
             verdict,
             elapsed: std::time::Duration::from_micros(3),
             fuel: 10,
@@ -531,7 +550,7 @@ mod tests {
     fn a_fast_streams_events_read_back_byte_for_byte() {
         let dir = std::env::temp_dir().join(format!("sluice-fast-{}", std::process::id()));
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
-        let mut tape = TapeStream::new(recorder.clone(), 1);
+        let mut tape = TapeStream::new(recorder.clone(), 1, Arc::default());
         // Sizes from a few bytes to past a chunk's data room (read whole: a read the
         // tape splits), some in batches, some one by one, read in pieces that split
         // events anywhere.
@@ -625,7 +644,7 @@ mod tests {
             .unwrap(),
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
-        let mut tape = TapeStream::new(recorder.clone(), 5);
+        let mut tape = TapeStream::new(recorder.clone(), 5, Arc::default());
         let events: Vec<Event> = (0..300)
             .map(|i| Event {
                 id: Some(i.to_string()),
@@ -696,7 +715,7 @@ mod tests {
         let query = "a=1&API_KEY=s3cret&token=t0k&x=%20y+z&Key=k3y&keyless&sig=&\
                      access_token=at&Password=pw&signature=sg&code=c0de&secret=sh&\
                      auth=au&apikey=ak&api%5Fkey=enc&b=2&&c";
-        let mut tape = TapeStream::new(recorder.clone(), 1);
+        let mut tape = TapeStream::new(recorder.clone(), 1, Arc::default());
         let meta = StreamMeta {
             method: "POST".into(),
             path: "/mcp".into(),
@@ -740,7 +759,7 @@ mod tests {
     /// Sends `events` of `size` bytes each through one recorded stream, as the proxy
     /// does (bytes, then verdicts), and ends it.
     fn record_stream(recorder: &Arc<Recorder>, events: usize, size: usize) -> Vec<Event> {
-        let mut tape = TapeStream::new(recorder.clone(), 1);
+        let mut tape = TapeStream::new(recorder.clone(), 1, Arc::default());
         let sent: Vec<Event> = (0..events)
             .map(|i| Event {
                 id: Some(i.to_string()),

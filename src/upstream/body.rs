@@ -18,7 +18,7 @@ where
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(BodyError::TooLarge { limit })
         }
-        Err(e) => Err(BodyError::Read(e.to_string())),
+        Err(e) => Err(BodyError::Read(e)),
     }
 }
 

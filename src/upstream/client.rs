@@ -30,13 +30,16 @@ pub struct Http {
 impl Http {
     /// A client for `base`, e.g. `http://127.0.0.1:8000` or `http://host/api`.
     pub fn new(base: &str) -> Result<Self, UpstreamError> {
-        let invalid = |reason: &str| UpstreamError::InvalidUrl {
+        let invalid = |reason| UpstreamError::InvalidUrl {
             url: base.to_string(),
-            reason: reason.to_string(),
+            reason,
         };
         let uri: Uri = base
             .parse()
-            .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+            .map_err(|source| UpstreamError::UnparsableUrl {
+                url: base.to_string(),
+                source,
+            })?;
         let scheme = uri
             .scheme()
             .cloned()
@@ -97,15 +100,10 @@ impl Http {
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let uri = request.uri().to_string();
-        self.client.request(request).await.map_err(|e| {
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(inner) = source {
-                reason = format!("{reason}: {inner}");
-                source = inner.source();
-            }
-            UpstreamError::Unreachable { uri, reason }
-        })
+        self.client
+            .request(request)
+            .await
+            .map_err(|source| UpstreamError::Unreachable { uri, source })
     }
 }
 
@@ -129,6 +127,34 @@ mod tests {
         assert_eq!(
             nested.uri_for(None).to_string(),
             "http://127.0.0.1:8000/api/"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_upstream_keeps_the_os_error_beneath_it() {
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let http = Http::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        let request = Request::get(http.uri_for(None))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let err = http.send(request).await.unwrap_err();
+        let chain = crate::error_chain::ErrorChain(&err).to_string();
+        assert!(
+            chain.starts_with(&format!("upstream http://127.0.0.1:{port}/ unreachable: ")),
+            "{chain}"
+        );
+        let refused = std::iter::successors(std::error::Error::source(&err), |e| e.source())
+            .find_map(|e| e.downcast_ref::<std::io::Error>())
+            .map(std::io::Error::kind);
+        assert_eq!(
+            refused,
+            Some(std::io::ErrorKind::ConnectionRefused),
+            "{chain}"
         );
     }
 

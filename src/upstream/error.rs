@@ -5,10 +5,19 @@
 pub enum UpstreamError {
     /// The `--upstream` URL is not usable.
     #[error("invalid upstream URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl { url: String, reason: &'static str },
+    /// The `--upstream` URL is not a URL.
+    #[error("invalid upstream URL {url:?}: {source}")]
+    UnparsableUrl {
+        url: String,
+        source: http::uri::InvalidUri,
+    },
     /// Connecting or exchanging headers failed (refused, reset, DNS, timeout).
-    #[error("upstream {uri} unreachable: {reason}")]
-    Unreachable { uri: String, reason: String },
+    #[error("upstream {uri} unreachable: {source}")]
+    Unreachable {
+        uri: String,
+        source: hyper_util::client::legacy::Error,
+    },
 }
 
 /// Reading a whole body failed.
@@ -19,5 +28,5 @@ pub enum BodyError {
     TooLarge { limit: usize },
     /// The connection failed while reading.
     #[error("reading the body failed: {0}")]
-    Read(String),
+    Read(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

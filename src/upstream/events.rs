@@ -24,7 +24,7 @@ pub enum StreamError {
     Decode(#[from] DecodeError),
     /// The connection broke mid-stream.
     #[error("upstream connection failed mid-stream: {0}")]
-    Body(String),
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Nothing arrived for longer than the idle timeout.
     #[error("upstream sent nothing for {0:?} (--upstream-idle-timeout)")]
     Idle(Duration),
@@ -56,7 +56,7 @@ pub struct SseEvents<B> {
 impl<B> SseEvents<B>
 where
     B: Body<Data = Bytes>,
-    B::Error: std::fmt::Display,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     /// Decodes `body`, refusing events larger than `max_event_bytes`.
     pub fn new(body: B, max_event_bytes: usize) -> Self {
@@ -159,7 +159,7 @@ where
                 }
                 Some(Err(e)) => {
                     self.finished = true;
-                    return Poll::Ready(Some(Err(StreamError::Body(e.to_string()))));
+                    return Poll::Ready(Some(Err(StreamError::Body(e.into()))));
                 }
                 None => {
                     self.finished = true;
@@ -216,7 +216,7 @@ mod tests {
         let mut events = SseEvents::new(body(vec![Ok(b"data: a\n\n"), Err("reset")]), 1024);
         assert!(events.next().await.unwrap().is_ok());
         assert!(
-            matches!(events.next().await, Some(Err(StreamError::Body(m))) if m.contains("reset"))
+            matches!(events.next().await, Some(Err(StreamError::Body(m))) if m.to_string().contains("reset"))
         );
         assert!(events.next().await.is_none());
     }

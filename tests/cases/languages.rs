@@ -173,9 +173,9 @@ fn run(plugin: Plugin, phases: &[(Direction, Vec<Event>)]) -> (Vec<Verdict>, usi
         for (direction, events) in phases {
             session.begin(*direction);
             for event in events {
-                let before = plugin.stats();
+                let before = chain.stats(0);
                 let outcome = session.on_event(event.clone());
-                let after = plugin.stats();
+                let after = chain.stats(0);
                 assert_eq!(
                     after.failures(),
                     before.failures(),
@@ -424,7 +424,8 @@ fn check_language(runtime: &Arc<Runtime>, language: &str, path: &Path) {
         r#"{"redact":["a"]"#,
     ] {
         match load(runtime, &name, source(), bad) {
-            Err(PluginError::Init { reason, .. }) => {
+            Err(PluginError::Init { source, .. }) => {
+                let reason = source.to_string();
                 assert!(
                     reason.contains("reference"),
                     "{name}: {bad:?}: message {reason:?} does not name the plugin"

@@ -110,7 +110,7 @@ fn assert_unchanged(events: &[Event]) {
 async fn misbehave(
     spec: PluginSpec,
     settings: ProxySettings,
-) -> (Vec<Event>, Vec<Event>, sluice::plugin::StatsSnapshot) {
+) -> (Vec<Event>, Vec<Event>, sluice::metrics::StatsSnapshot) {
     let (upstream, gate) = gated_upstream().await;
     let sluice = proxy::start_with(&upstream.url(), vec![spec], settings).await;
     let (a, b, ()) = two_streams(&sluice, &gate, async || {}).await;
@@ -338,7 +338,7 @@ fn an_endless_init_is_a_failed_load_not_a_hang() {
 async fn an_endless_init_in_a_reload_is_refused_while_the_proxy_serves() {
     let refused = refused_reload("initloop", builtin::INITLOOP).await;
     assert!(
-        refused.reason.contains("init failed (deadline)"),
+        refused.reason().contains("init failed (deadline)"),
         "{refused}"
     );
 }
@@ -372,7 +372,7 @@ fn a_plugin_importing_wasi_it_was_not_granted_is_refused_with_how_to_grant_it() 
 async fn a_wasi_import_in_a_reload_is_refused_while_the_proxy_serves() {
     let refused = refused_reload("wasi", builtin::WASI_STDOUT).await;
     assert!(
-        refused.reason.contains("wasi:cli/stdout@0.2.0") && refused.reason.contains("granted"),
+        refused.reason().contains("wasi:cli/stdout@0.2.0") && refused.reason().contains("granted"),
         "{refused}"
     );
 }
@@ -505,7 +505,7 @@ async fn a_read_dir_is_readable_at_data_and_nothing_more() {
         session.on_event(Event::message("unheard")),
         Outcome::Forward(Event::message("unheard"))
     );
-    assert_eq!(chain.plugins()[0].stats().failures(), 0);
+    assert_eq!(chain.stats(0).failures(), 0);
 
     // A grant that cannot be honoured is a load error.
     let missing = load(granted(

@@ -274,7 +274,7 @@ async fn reordering_the_config_file_while_running_takes_effect_for_new_streams()
         record_dir: None,
         tape: Default::default(),
     };
-    let source = Box::new(move || file.load().map_err(|e| e.to_string()));
+    let source = Box::new(move || file.load());
     let mut sluice = sluice::app::start_with_source(config, source, vec![toml.clone()])
         .await
         .unwrap();
@@ -306,5 +306,45 @@ async fn reordering_the_config_file_while_running_takes_effect_for_new_streams()
         after.iter().all(|d| d == "key [REDACTED]"),
         "markers then secrets: {after:?}"
     );
+    sluice.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_counts_per_generation_and_metrics_across_generations() {
+    let (upstream, gate) = gated_upstream().await;
+    let (_dir, path) = plugin_file("figures");
+    let sluice = start(&upstream, &path).await;
+    let reloader = sluice.reloader().clone();
+    gate.add_permits(2);
+    assert_eq!(open(&sluice).await.await.unwrap().len(), EVENTS);
+    let first = reloader.status().plugins[0].stats;
+    let events = EVENTS as u64;
+    // The filter sees the events going to the client (not the request); it was
+    // instantiated for its trial `init` at load and once for the stream.
+    assert_eq!(
+        (first.calls, first.passed, first.instances, first.failures()),
+        (events, events, 2, 0),
+        "{first:?}"
+    );
+    // What `GET /admin/plugins` shows of it, member for member.
+    assert_eq!(
+        serde_json::to_string(&first).unwrap(),
+        format!(
+            r#"{{"calls":{events},"passed":{events},"dropped":0,"modified":0,"instances":2,"traps":0,"deadlines":0,"out_of_memory":0,"out_of_fuel":0,"oversized":0,"instantiate_failures":0,"too_large":0,"malformed":0}}"#
+        )
+    );
+
+    assert_eq!(reloader.reload(Trigger::Api).unwrap(), 1);
+    let fresh = reloader.status().plugins[0].stats;
+    assert_eq!((fresh.calls, fresh.instances), (0, 1), "{fresh:?}");
+    assert_eq!(open(&sluice).await.await.unwrap().len(), EVENTS);
+    assert_eq!(reloader.status().plugins[0].stats.passed, events);
+    // The series goes on across the reload: both generations' passes.
+    let metrics = reloader.metrics().encode();
+    let pass = format!(
+        r#"sluice_plugin_verdicts_total{{plugin="filter",verdict="pass"}} {}"#,
+        2 * events
+    );
+    assert!(metrics.lines().any(|l| l == pass), "{metrics}");
     sluice.stop().await;
 }

@@ -39,7 +39,7 @@ fn request(
 async fn next_message<B>(events: &mut SseEvents<B>) -> Event
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(10), events.next())

@@ -5,7 +5,8 @@ use std::sync::OnceLock;
 
 use sluice::app::{self, Running};
 use sluice::config::Config;
-use sluice::plugin::{PluginLimits, PluginSource, PluginSpec, StatsSnapshot};
+use sluice::metrics::StatsSnapshot;
+use sluice::plugin::{PluginLimits, PluginSource, PluginSpec};
 use sluice::proxy::ProxySettings;
 
 /// An example plugin built from Rust source by `plugins/build.sh` (run here once if the
@@ -95,9 +96,9 @@ pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySe
     .expect("sluice starts")
 }
 
-/// The counters of the plugin at `index` in the chain.
+/// The counters of the plugin at `index` in the current chain.
 pub fn stats(running: &Running, index: usize) -> StatsSnapshot {
-    running.proxy().chain().plugins()[index].stats()
+    running.proxy().chain().stats(index)
 }
 
 /// The base URL (scheme and authority) of an `http://host:port/path` URL.

@@ -17,15 +17,13 @@
 //! not to its neighbours.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{
-    Dropped, Outcome, Session, Step, StepVerdict, TIMING_SAMPLE, applies, clock, keeps_shape,
-    too_large, within_limit,
+    Dropped, Outcome, Session, StepVerdict, applies, keeps_shape, too_large, within_limit,
 };
 use crate::plugin::bindings::{SseEvent, Verdict};
 use crate::plugin::convert::{self, Direction, InFlight};
-use crate::plugin::loaded::{CallFailure, Plugin};
+use crate::plugin::loaded::Plugin;
 use crate::sse::Event;
 
 /// The most events handed over in one `on-events` call: bounds the memory a batch
@@ -108,7 +106,10 @@ impl Session {
                 single.extend(live);
             }
             for i in single {
-                let verdict = self.single_call(index, &plugin, i, &flights[i]);
+                let (verdict, step) = self.event_call(index, &plugin, &flights[i].event);
+                if self.steps.is_some() {
+                    self.event_steps[i].push(step);
+                }
                 self.apply(index, &plugin, verdict, &mut flights[i], &mut dropped[i]);
             }
         }
@@ -137,63 +138,40 @@ impl Session {
         flights: &mut [InFlight],
         dropped: &mut [Option<Dropped>],
     ) -> bool {
-        let sampled = self.calls.is_multiple_of(TIMING_SAMPLE);
-        let traced = self.steps.is_some();
-        self.calls = self.calls.wrapping_add(1);
-        let Ok(instance) = self.ensure_instance(index) else {
+        if self.ensure_instance(index).is_err() {
             // Counted and logged where it failed; one by one, each event tries again.
             return false;
-        };
+        }
         // Moved out for the call (no copy) and back in after it, whatever it answered.
         let events: Vec<SseEvent> = part
             .iter()
             .map(|&i| std::mem::replace(&mut flights[i].event, convert::empty_event()))
             .collect();
-        let started = (sampled || traced).then(clock::now);
-        let result = instance.on_events(&events);
-        let elapsed = started.map(|s| clock::between(s, clock::now()));
-        let fuel = if traced { instance.fuel_used() } else { 0 };
+        let (result, measured) =
+            self.timed_call(index, part.len(), |instance| instance.on_events(&events));
         for (&i, event) in part.iter().zip(events) {
             flights[i].event = event;
         }
-        let Some(result) = result else {
-            return false;
-        };
-        plugin.counters().batch_call(part.len() as u64);
+        self.chain.metrics[index].batch_call();
         let verdicts = match result {
             Ok(verdicts) => verdicts,
             Err(failure) => {
-                self.discard(index);
-                plugin.counters().failure(failure.kind);
-                self.chain.metrics[index].failure(failure.kind);
-                self.log_failure(
-                    plugin,
+                self.failed(
+                    index,
                     &failure,
                     "on-events (retrying its events one at a time)",
                 );
                 return false;
             }
         };
-        // Per event, a batch call counts as its share (the latency histogram, steps).
-        let share = elapsed.map(|e| e / part.len() as u32);
-        if sampled && let Some(share) = share {
-            self.chain.metrics[index].call(share);
-        }
-        // Only called when tracing.
-        let name = traced.then(|| self.step_names[index]);
-        let step = |verdict: StepVerdict| Step {
-            plugin: name.unwrap_or_default(),
-            verdict,
-            elapsed: share.unwrap_or(Duration::ZERO),
-            fuel: fuel / part.len() as u64,
-        };
         let limit = self.max_event_bytes;
         let direction = self.phase.as_ref().map_or(Direction::ToClient, |(d, _)| *d);
+        let traced = self.steps.is_some();
         let mut passed = 0;
         for (&i, verdict) in part.iter().zip(verdicts) {
             if matches!(verdict, Verdict::Pass) {
                 if traced {
-                    self.event_steps[i].push(step(StepVerdict::Pass));
+                    self.event_steps[i].push(measured.step(index, StepVerdict::Pass));
                 }
                 passed += 1;
                 continue;
@@ -201,61 +179,11 @@ impl Session {
             let verdict = within_limit(verdict, limit)
                 .and_then(|v| keeps_shape(direction, &flights[i].event, v));
             if traced {
-                self.event_steps[i].push(step(StepVerdict::of(&verdict)));
+                self.event_steps[i].push(measured.step(index, StepVerdict::of(&verdict)));
             }
             self.apply(index, plugin, verdict, &mut flights[i], &mut dropped[i]);
         }
-        plugin.counters().passed_many(passed);
         self.chain.metrics[index].pass_many(passed);
         true
-    }
-
-    /// One `on-event` call for event `i` of a batch (a plugin without `on-events`, or
-    /// a retry after a failed batch call); its step recorded when tracing.
-    fn single_call(
-        &mut self,
-        index: usize,
-        plugin: &Plugin,
-        i: usize,
-        flight: &InFlight,
-    ) -> Result<Verdict, CallFailure> {
-        let sampled = self.calls.is_multiple_of(TIMING_SAMPLE);
-        let traced = self.steps.is_some();
-        self.calls = self.calls.wrapping_add(1);
-        let limit = self.max_event_bytes;
-        let direction = self.phase.as_ref().map_or(Direction::ToClient, |(d, _)| *d);
-        // As in `on_event`: the step includes creating the instance, the histogram not.
-        let started = traced.then(clock::now);
-        let (mut fuel, mut call_time) = (0, None);
-        let verdict = match too_large(plugin, &flight.event) {
-            Some(failure) => Err(failure),
-            None => match self.ensure_instance(index) {
-                Ok(instance) => {
-                    plugin.counters().call();
-                    let called = sampled.then(clock::now);
-                    let verdict = instance.on_event(&flight.event);
-                    call_time = called.map(|called| clock::between(called, clock::now()));
-                    if traced {
-                        fuel = instance.fuel_used();
-                    }
-                    verdict
-                        .and_then(|v| within_limit(v, limit))
-                        .and_then(|v| keeps_shape(direction, &flight.event, v))
-                }
-                Err(failure) => Err(failure),
-            },
-        };
-        if let Some(elapsed) = call_time {
-            self.chain.metrics[index].call(elapsed);
-        }
-        if let Some(started) = started {
-            self.event_steps[i].push(Step {
-                plugin: self.step_names[index],
-                verdict: StepVerdict::of(&verdict),
-                elapsed: clock::between(started, clock::now()),
-                fuel,
-            });
-        }
-        verdict
     }
 }

@@ -9,7 +9,7 @@ use super::{EventResult, Leg, Options, Report, StepResult, UNREACHED, final_verd
 use crate::mcp::jsonrpc::Summary as RequestSummary;
 use crate::mcp::legacy::EndpointRewrite;
 use crate::mcp::messages::{self, ToServer};
-use crate::plugin::{Chain, Direction, StreamMeta};
+use crate::plugin::{Chain, Direction, Session, StreamMeta};
 use crate::sse::Event;
 use crate::tape::{Record, TapeEvent, TapeStep};
 
@@ -74,6 +74,16 @@ fn tape_chain(records: &[Record]) -> Vec<String> {
         }
     }
     names
+}
+
+/// The session's steps since the last call, each with its plugin's name.
+fn steps_of(session: &mut Session) -> Vec<StepResult> {
+    let names = session.chain().plugin_names().clone();
+    let steps = session.take_steps();
+    steps
+        .iter()
+        .map(|s| StepResult::new(s, &names[s.plugin]))
+        .collect()
 }
 
 /// One exchange, as `proxy::Proxy::forward` and `InterceptedSse` handle it.
@@ -147,7 +157,7 @@ fn replay(
             Leg::ToServer,
             data_only(body.clone()),
             output,
-            session.take_steps().iter().map(StepResult::from).collect(),
+            steps_of(&mut session),
             live_request_steps,
         ));
     }
@@ -201,7 +211,7 @@ fn replay(
         }
         let input = TapeEvent::from(&event);
         let sent = messages::to_client(&mut session, event, &mut unanswered, &limits);
-        let steps = session.take_steps().iter().map(StepResult::from).collect();
+        let steps = steps_of(&mut session);
         report.events.push(result(
             stream,
             i + 1,
