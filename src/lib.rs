@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error_chain;
+pub mod failure;
 pub mod http;
 pub mod malloc;
 pub mod mcp;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::bindings::{SseEvent, StreamInfo, Verdict};
 use super::convert::{self, Direction, InFlight, StreamMeta};
-use super::failure::FailureKind;
 use super::loaded::{CallFailure, FailurePolicy, Instance, Plugin, World};
 use crate::error_chain::ErrorChain;
+use crate::failure::FailureKind;
 use crate::metrics::{Metrics, PluginMetrics, Refusals, StatsSnapshot};
 use crate::shape;
 use crate::sse::Event;

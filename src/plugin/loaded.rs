@@ -12,10 +12,10 @@ use super::bindings::{SseEvent, StreamInfo, Verdict};
 use super::cache::{self, CacheStatus, Compiled};
 use super::capabilities::Capabilities;
 use super::error::PluginError;
-use super::failure::FailureKind;
 use super::runtime::Runtime;
 use super::state::PluginState;
 use super::wasi::{self, WasiState};
+use crate::failure::FailureKind;
 
 /// The least time the trial instance of [`Plugin::load`] gets for instantiation and
 /// `init` (see there).

@@ -12,19 +12,19 @@ mod chain;
 mod convert;
 mod deadline;
 mod error;
-mod failure;
+
 mod loaded;
 mod runtime;
 mod state;
 mod wasi;
 
+pub use crate::failure::FailureKind;
 pub use cache::{CacheStatus, CompileCache};
 pub(crate) use cache::{Compiled, compile};
 pub use capabilities::Capabilities;
 pub use chain::{Chain, Outcome, Session, Step, StepVerdict, human_bytes};
 pub use convert::{Direction, StreamMeta};
 pub use error::PluginError;
-pub use failure::FailureKind;
 pub use loaded::{
     CallFailure, ContractError, FailurePolicy, Plugin, PluginLimits, PluginSource, PluginSpec,
     World,

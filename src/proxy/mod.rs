@@ -27,6 +27,7 @@ use tracing::Instrument;
 pub use error::ProxyError;
 use sse_body::InterceptedSse;
 
+use crate::error_chain::ErrorChain;
 pub use crate::http::{
     ClientAddr, ConnectionLimits, Handler, ProxyBody, full, serve, serve_draining, serve_limited,
 };
@@ -35,7 +36,6 @@ use crate::mcp::client::{ClientBody, Refused};
 use crate::mcp::jsonrpc::Summary;
 use crate::mcp::legacy::EndpointRewrite;
 use crate::mcp::messages::{self, ToServer};
-use crate::error_chain::ErrorChain;
 
 use crate::metrics::Metrics;
 use crate::observe::metrics::Counting;
