@@ -5,15 +5,29 @@
 
 use http::HeaderMap;
 
+/// A request refused at ingress: its `Origin` or `Host` (the value is the client's own,
+/// so telling it back leaks nothing).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAllowed {
+    /// A browser origin that is not allowed.
+    #[error("origin {0} is not allowed (see --allow-origin)")]
+    Origin(String),
+    /// A `Host` that does not name this proxy (DNS rebinding).
+    #[error(
+        "host {0} is not allowed: DNS-rebinding protection accepts loopback names only (see --allow-host)"
+    )]
+    Host(String),
+}
+
 /// Whether a request may pass. Requests without `Origin` (non-browser clients) pass;
 /// loopback origins pass; anything else must be listed (`*` allows all).
-pub fn allowed(headers: &HeaderMap, allow: &[String]) -> Result<(), String> {
+pub fn allowed(headers: &HeaderMap, allow: &[String]) -> Result<(), NotAllowed> {
     let Some(origin) = headers.get(http::header::ORIGIN) else {
         return Ok(());
     };
     let origin = origin
         .to_str()
-        .map_err(|_| "<non-ASCII origin>".to_string())?;
+        .map_err(|_| NotAllowed::Origin("<non-ASCII origin>".to_string()))?;
     if allow
         .iter()
         .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
@@ -21,13 +35,13 @@ pub fn allowed(headers: &HeaderMap, allow: &[String]) -> Result<(), String> {
     {
         return Ok(());
     }
-    Err(origin.to_string())
+    Err(NotAllowed::Origin(origin.to_string()))
 }
 
 /// Whether the `Host` header (the `:authority` in HTTP/2) names this proxy: a loopback
 /// name or one of `allow` (host names without port; `*` turns the check off). A request
 /// without any host passes only in HTTP/1.0 style requests, which browsers never send.
-pub fn host_allowed(host: Option<&str>, allow: &[String]) -> Result<(), String> {
+pub fn host_allowed(host: Option<&str>, allow: &[String]) -> Result<(), NotAllowed> {
     if allow.iter().any(|a| a == "*") {
         return Ok(());
     }
@@ -38,7 +52,7 @@ pub fn host_allowed(host: Option<&str>, allow: &[String]) -> Result<(), String> 
     if is_loopback_host(name) || allow.iter().any(|a| a.eq_ignore_ascii_case(name)) {
         return Ok(());
     }
-    Err(host.to_string())
+    Err(NotAllowed::Host(host.to_string()))
 }
 
 fn is_loopback(origin: &str) -> bool {
@@ -95,7 +109,10 @@ mod tests {
     #[test]
     fn foreign_origins_are_refused_unless_listed() {
         let evil = with_origin("https://evil.example");
-        assert_eq!(allowed(&evil, &[]).unwrap_err(), "https://evil.example");
+        assert_eq!(
+            allowed(&evil, &[]).unwrap_err(),
+            NotAllowed::Origin("https://evil.example".into())
+        );
         assert!(allowed(&with_origin("http://localhost.evil.example"), &[]).is_err());
         assert!(allowed(&with_origin("null"), &[]).is_err());
         assert!(allowed(&evil, &["https://evil.example".into()]).is_ok());
@@ -110,7 +127,7 @@ mod tests {
         assert!(host_allowed(None, &[]).is_ok());
         assert_eq!(
             host_allowed(Some("rebind.evil.example:8080"), &[]).unwrap_err(),
-            "rebind.evil.example:8080"
+            NotAllowed::Host("rebind.evil.example:8080".into())
         );
         assert!(host_allowed(Some("127.0.0.1.evil.example"), &[]).is_err());
         assert!(host_allowed(Some("mcp.internal:8080"), &["mcp.internal".into()]).is_ok());

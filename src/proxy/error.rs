@@ -11,26 +11,22 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 
 use super::{ProxyBody, full};
+use crate::http::origin::NotAllowed;
 use crate::mcp::jsonrpc::{self, Summary};
-use crate::upstream::UpstreamError;
+use crate::upstream::{BodyError, UpstreamError};
 
 /// A request the proxy answers itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// A browser origin that is not allowed.
-    #[error("origin {0} is not allowed (see --allow-origin)")]
-    Origin(String),
-    /// A `Host` that does not name this proxy (DNS rebinding).
-    #[error(
-        "host {0} is not allowed: DNS-rebinding protection accepts loopback names only (see --allow-host)"
-    )]
-    Host(String),
+    /// A browser origin or a `Host` that is not allowed.
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
     /// The request body is over `--max-event-bytes`.
     #[error("request body larger than the limit of {limit} bytes")]
     RequestTooLarge { limit: usize },
     /// The request body could not be read.
-    #[error("cannot read the request body: {0}")]
-    RequestRead(String),
+    #[error("cannot read the request body")]
+    RequestRead(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The request body is not UTF-8, so it cannot be a JSON-RPC message or pass the chain.
     #[error("request body is not UTF-8 text")]
     RequestNotText,
@@ -40,9 +36,31 @@ pub enum ProxyError {
         source: UpstreamError,
         request: Summary,
     },
-    /// The upstream's JSON response was unusable (too large, not UTF-8, broken).
-    #[error("upstream response unusable: {reason}")]
-    UpstreamResponse { reason: String, request: Summary },
+    /// The upstream's response was unusable (wrong type, compressed, too large, not
+    /// UTF-8, broken).
+    #[error("upstream response unusable")]
+    UpstreamResponse {
+        #[source]
+        reason: Unusable,
+        request: Summary,
+    },
+}
+
+/// Why an upstream's response cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    /// A JSON-RPC request answered 200 with neither JSON nor SSE.
+    #[error("it answered a JSON-RPC request with content type {0}, not JSON or SSE")]
+    ContentType(String),
+    /// A compressed body, though identity was asked for.
+    #[error("it is compressed ({0}) although identity was requested")]
+    Compressed(String),
+    /// A JSON body that is not UTF-8.
+    #[error("JSON body is not UTF-8")]
+    NotText,
+    /// The body could not be read (too large, or the connection broke).
+    #[error("cannot read its body")]
+    Body(#[source] BodyError),
 }
 
 impl ProxyError {
@@ -62,8 +80,7 @@ impl ProxyError {
     /// what the client sent and which flag allows it), the upstream's as a fixed text.
     fn public_message(&self) -> String {
         match self {
-            ProxyError::Origin(_)
-            | ProxyError::Host(_)
+            ProxyError::NotAllowed(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestNotText => self.to_string(),
             ProxyError::RequestRead(_) => "cannot read the request body".into(),
@@ -77,7 +94,7 @@ impl ProxyError {
     /// Each variant picks its status deliberately.
     fn response(self, request: Option<u64>) -> Response<ProxyBody> {
         let status = match &self {
-            ProxyError::Origin(_) | ProxyError::Host(_) => StatusCode::FORBIDDEN,
+            ProxyError::NotAllowed(_) => StatusCode::FORBIDDEN,
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestRead(_) => StatusCode::BAD_REQUEST,
             ProxyError::RequestNotText => StatusCode::BAD_REQUEST,
@@ -92,8 +109,7 @@ impl ProxyError {
             ProxyError::Upstream { request, .. } | ProxyError::UpstreamResponse { request, .. } => {
                 request.error_body(jsonrpc::UPSTREAM_FAILED, &message)
             }
-            ProxyError::Origin(_)
-            | ProxyError::Host(_)
+            ProxyError::NotAllowed(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestRead(_)
             | ProxyError::RequestNotText => None,
@@ -118,11 +134,13 @@ mod tests {
     fn upstream_failures_are_described_by_a_fixed_text_and_the_request_id() {
         let leaky = "http://10.1.2.3:8443/private unreachable: Connection refused (os error 111)";
         let error = ProxyError::UpstreamResponse {
-            reason: leaky.into(),
+            reason: Unusable::ContentType(leaky.into()),
             request: Summary::of(br#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#),
         };
         assert!(
-            error.to_string().contains("10.1.2.3"),
+            crate::error_chain::ErrorChain(&error)
+                .to_string()
+                .contains("10.1.2.3"),
             "the log keeps the reason"
         );
         let response = error.into_response_for(41);

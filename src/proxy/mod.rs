@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
-pub use error::ProxyError;
+pub use error::{ProxyError, Unusable};
 use sse_body::InterceptedSse;
 
 use crate::error_chain::ErrorChain;
@@ -220,15 +220,13 @@ impl Proxy {
         span: tracing::Span,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // Ingress.
-        origin::allowed(request.headers(), &self.settings.allowed_origins)
-            .map_err(ProxyError::Origin)?;
+        origin::allowed(request.headers(), &self.settings.allowed_origins)?;
         let client_host = request_host(&request);
         let peer = request
             .extensions()
             .get::<ClientAddr>()
             .map(|ClientAddr(addr)| addr.ip().to_canonical());
-        origin::host_allowed(client_host.as_deref(), &self.settings.allowed_hosts)
-            .map_err(ProxyError::Host)?;
+        origin::host_allowed(client_host.as_deref(), &self.settings.allowed_hosts)?;
         let (parts, body) = request.into_parts();
         let opened_by_get = parts.method == Method::GET;
         let limit = self.settings.max_event_bytes;
@@ -236,7 +234,7 @@ impl Proxy {
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge { limit } => ProxyError::RequestTooLarge { limit },
-                BodyError::Read(e) => ProxyError::RequestRead(ErrorChain(&*e).to_string()),
+                BodyError::Read(e) => ProxyError::RequestRead(e),
             })?;
         // The body, read once: under the MCP rules where a plugin sees client messages.
         let chain = self.chain.load_full();
@@ -362,9 +360,7 @@ impl Proxy {
                 .to_string();
             return Err(upstream_unusable(
                 &mut observers,
-                format!(
-                    "it answered a JSON-RPC request with content type {content_type}, not JSON or SSE"
-                ),
+                Unusable::ContentType(content_type),
                 summary,
             ));
         }
@@ -378,7 +374,7 @@ impl Proxy {
             // and passing it unread would bypass every plugin.
             return Err(upstream_unusable(
                 &mut observers,
-                format!("it is compressed ({encoding}) although identity was requested"),
+                Unusable::Compressed(encoding),
                 summary,
             ));
         }
@@ -520,8 +516,11 @@ impl Proxy {
         let body = match upstream::read_to_limit(body, self.settings.max_event_bytes).await {
             Ok(body) => body,
             Err(e) => {
-                let reason = ErrorChain(&e).to_string();
-                return Err(upstream_unusable(&mut observers, reason, summary));
+                return Err(upstream_unusable(
+                    &mut observers,
+                    Unusable::Body(e),
+                    summary,
+                ));
             }
         };
         if body.is_empty() {
@@ -529,8 +528,11 @@ impl Proxy {
             return Ok(Response::from_parts(parts, full(body)));
         }
         let Ok(text) = String::from_utf8(body.to_vec()) else {
-            let reason = "JSON body is not UTF-8".to_string();
-            return Err(upstream_unusable(&mut observers, reason, summary));
+            return Err(upstream_unusable(
+                &mut observers,
+                Unusable::NotText,
+                summary,
+            ));
         };
         let mut unanswered = summary.request_ids.clone();
         let received = Event::message(text);
@@ -586,10 +588,10 @@ impl Handler for Proxy {
 
 /// The upstream's response cannot be used: the observers are told, and the client gets
 /// an error for its request.
-fn upstream_unusable(observers: &mut Observers, reason: String, request: Summary) -> ProxyError {
+fn upstream_unusable(observers: &mut Observers, reason: Unusable, request: Summary) -> ProxyError {
     observers.end(&StreamEnd::UpstreamFailed {
         stage: UpstreamStage::Response,
-        reason: &reason,
+        reason: &ErrorChain(&reason).to_string(),
     });
     ProxyError::UpstreamResponse { reason, request }
 }
