@@ -24,14 +24,19 @@ use crate::upstream::{self, UpstreamError};
 pub enum StartError {
     /// The chain could not be loaded (a plugin or the config file).
     #[error("cannot load the plugin chain: {source}")]
-    Chain { source: Arc<LoadError> },
+    Chain {
+        /// The cause.
+        source: Arc<LoadError>,
+    },
     /// The upstream URL is unusable.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// The cause.
         source: std::io::Error,
     },
     /// `--record` could not create its tape.
@@ -42,13 +47,19 @@ pub enum StartError {
     #[error(
         "--listen {listen} is not a loopback address: give the host names clients use with --allow-host (--allow-host '*' accepts any Host, without DNS-rebinding protection)"
     )]
-    NoAllowedHosts { listen: SocketAddr },
+    NoAllowedHosts {
+        /// The listen address.
+        listen: SocketAddr,
+    },
     /// The admin API beyond loopback without a token: anyone who can reach the port
     /// could reload the chain.
     #[error(
         "--admin-listen {addr} is not a loopback address: set a token (SLUICE_ADMIN_TOKEN or --admin-token-file) or listen on loopback"
     )]
-    AdminWithoutToken { addr: SocketAddr },
+    AdminWithoutToken {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// Loading the chain stopped before it finished (it panicked).
     #[error("loading the plugin chain did not finish: {0}")]
     ChainTask(#[source] tokio::task::JoinError),

@@ -238,23 +238,33 @@ pub enum CheckError {
     /// The file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The cause.
         source: std::io::Error,
     },
     /// No `\0asm` magic number.
     #[error("{} is not WebAssembly (it does not start with the \\0asm magic number)", path.display())]
-    NotWasm { path: PathBuf },
+    NotWasm {
+        /// The file.
+        path: PathBuf,
+    },
     /// A core module, not a component.
     #[error(
         "{} is a core WebAssembly module, not a component: wrap it with \
          `wasm-tools component new` or build it for wasm32-wasip2 (see plugins/README.md)",
         path.display()
     )]
-    CoreModule { path: PathBuf },
+    CoreModule {
+        /// The file.
+        path: PathBuf,
+    },
     /// wasmtime could not compile it.
     #[error("{} is not a valid component: {source}", path.display())]
     Invalid {
+        /// The file.
         path: PathBuf,
+        /// The cause.
         source: wasmtime::Error,
     },
     /// The engine could not be created.

@@ -23,9 +23,11 @@ use crate::proxy::{ConnectionLimits, ProxySettings, default_plugin_workers};
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    /// A subcommand; none runs the proxy.
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// The proxy's flags.
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -452,7 +454,9 @@ pub enum CliError {
     /// `--plugin-config @file` could not be read.
     #[error("--plugin-config {path}: {source}")]
     ConfigFile {
+        /// The file.
         path: String,
+        /// The cause.
         source: std::io::Error,
     },
     /// A numeric flag out of range.

@@ -48,13 +48,17 @@ pub enum ToServer {
     /// Send `body` upstream; `answered` holds the proxy's error responses for requests
     /// a plugin dropped from a batch, to be added to what the upstream answers.
     Forward {
+        /// The body to send.
         body: String,
+        /// The proxy's error responses for dropped requests.
         answered: Vec<Box<RawValue>>,
     },
     /// Nothing is left to send. `answered` holds the error responses for the dropped
     /// requests (none when only notifications or responses were dropped: 202).
     Answer {
+        /// The proxy's error responses for dropped requests.
         answered: Vec<Box<RawValue>>,
+        /// The client sent a batch.
         batch: bool,
     },
     /// Refused before any plugin saw it; the client gets a JSON-RPC error.

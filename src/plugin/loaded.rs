@@ -654,7 +654,10 @@ pub enum ContractError {
          on-stream-start and on-stream-end, or none (filter world)",
         missing.join(", ")
     )]
-    PartialInterceptor { missing: Vec<&'static str> },
+    PartialInterceptor {
+        /// The exports it lacks.
+        missing: Vec<&'static str>,
+    },
 }
 
 fn resolve_exports(component: &Component, name: &str) -> Result<Exports, PluginError> {

@@ -23,7 +23,10 @@ pub enum ProxyError {
     NotAllowed(#[from] NotAllowed),
     /// The request body is over `--max-event-bytes`.
     #[error("request body larger than the limit of {limit} bytes")]
-    RequestTooLarge { limit: usize },
+    RequestTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The request body could not be read.
     #[error("cannot read the request body")]
     RequestRead(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -33,15 +36,19 @@ pub enum ProxyError {
     /// The upstream could not be reached.
     #[error("{source}")]
     Upstream {
+        /// The cause.
         source: UpstreamError,
+        /// What the request held (its ids get the JSON-RPC errors).
         request: Summary,
     },
     /// The upstream's response was unusable (wrong type, compressed, too large, not
     /// UTF-8, broken).
     #[error("upstream response unusable")]
     UpstreamResponse {
+        /// What is wrong with it.
         #[source]
         reason: Unusable,
+        /// What the request held (its ids get the JSON-RPC errors).
         request: Summary,
     },
 }

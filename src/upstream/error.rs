@@ -5,17 +5,26 @@
 pub enum UpstreamError {
     /// The `--upstream` URL is not usable.
     #[error("invalid upstream URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: &'static str },
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The `--upstream` URL is not a URL.
     #[error("invalid upstream URL {url:?}: {source}")]
     UnparsableUrl {
+        /// The URL as given.
         url: String,
+        /// The cause.
         source: http::uri::InvalidUri,
     },
     /// Connecting or exchanging headers failed (refused, reset, DNS, timeout).
     #[error("upstream {uri} unreachable: {source}")]
     Unreachable {
+        /// The URL the request went to.
         uri: String,
+        /// The cause.
         source: hyper_util::client::legacy::Error,
     },
 }
@@ -25,7 +34,10 @@ pub enum UpstreamError {
 pub enum BodyError {
     /// The body is larger than the limit.
     #[error("body larger than the limit of {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The connection failed while reading.
     #[error("reading the body failed: {0}")]
     Read(#[source] Box<dyn std::error::Error + Send + Sync>),
