@@ -15,7 +15,6 @@ pub mod jsonrpc;
 pub mod legacy;
 pub mod messages;
 pub mod origin;
-pub(crate) mod recording;
 mod server;
 mod sse_body;
 
@@ -36,14 +35,13 @@ pub use error::ProxyError;
 use jsonrpc::Summary;
 use legacy::EndpointRewrite;
 use messages::ToServer;
-use recording::TapeStream;
 pub use server::{ClientAddr, ConnectionLimits, Handler, serve, serve_draining, serve_limited};
 use sse_body::InterceptedSse;
 
 use crate::metrics::Metrics;
 use crate::plugin::{Chain, Direction, Session, StreamMeta};
 use crate::sse::Event;
-use crate::tape::Recorder;
+use crate::tape::{Recorder, TapeStream};
 use crate::upstream::{self, BodyError, SseEvents};
 
 /// The body type of every response the proxy sends.

@@ -15,7 +15,6 @@ use serde_json::value::RawValue;
 use super::jsonrpc::{self, RequestId};
 use super::legacy::EndpointRewrite;
 use super::messages;
-use super::recording::TapeStream;
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, StreamGuard};
@@ -28,6 +27,7 @@ struct Closing {
 }
 use crate::plugin::Session;
 use crate::sse::{self, Event};
+use crate::tape::TapeStream;
 use crate::upstream::{SseEvents, StreamError};
 
 /// The most bytes of already-delivered events sent to the client in one frame.

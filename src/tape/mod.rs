@@ -11,8 +11,10 @@ pub mod harness;
 pub(crate) mod json;
 pub mod recorder;
 pub mod serve;
+pub mod stream;
 
 pub use format::{Record, TapeError, TapeEvent, TapeStep};
 pub use recorder::{
     MAX_BYTES, PREMADE, QUEUE, QUEUE_BYTES, REDACT_QUERY, RecordError, Recorder, TapeSettings,
 };
+pub use stream::TapeStream;

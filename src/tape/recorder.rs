@@ -888,7 +888,7 @@ mod probes {
         let (data, step) = bench_event();
         let events = 2_000_000 / (event_bytes() as u64).div_ceil(256) / 64 * 64;
         let recorder = Arc::new(recorder);
-        let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
+        let mut tape = crate::tape::TapeStream::new(recorder.clone(), 1);
         let batch = bench_batch(&data);
         let sent = Event::message(data.clone());
         let per_batch = batch_us();
@@ -930,7 +930,7 @@ mod probes {
         let (data, step) = bench_event();
         let batch = bench_batch(&data);
         let sent: Vec<Event> = (0..64).map(|_| Event::message(data.clone())).collect();
-        let mut tape = crate::proxy::recording::TapeStream::new(recorder.clone(), 1);
+        let mut tape = crate::tape::TapeStream::new(recorder.clone(), 1);
         // Batches of 64 at `batch_us` (the writer keeps up, and chunk buffers come back
         // to the pool, as in the proxy); only the recording is timed.
         let rounds = (20_000 / event_bytes().div_ceil(256) as u32).max(100);

@@ -38,7 +38,7 @@ const CHUNK_AGE_MS: u64 = 100;
 const DIRECT_DATA: usize = 32 << 10;
 
 /// Records one exchange.
-pub(crate) struct TapeStream {
+pub struct TapeStream {
     recorder: Arc<Recorder>,
     stream: u64,
     chunk: Chunk,
@@ -95,7 +95,7 @@ impl Run {
 }
 
 impl TapeStream {
-    pub(crate) fn new(recorder: Arc<Recorder>, stream: u64) -> Self {
+    pub fn new(recorder: Arc<Recorder>, stream: u64) -> Self {
         Self {
             recorder,
             stream,
@@ -180,7 +180,7 @@ impl TapeStream {
 
     /// The client's request, what the chain said about its body, and what went upstream
     /// (`None`: the proxy answered itself).
-    pub(crate) fn request(
+    pub fn request(
         &mut self,
         meta: &StreamMeta,
         query: Option<&str>,
@@ -207,7 +207,7 @@ impl TapeStream {
     }
 
     /// The upstream's response head.
-    pub(crate) fn response(&mut self, status: http::StatusCode, headers: &HeaderMap) {
+    pub fn response(&mut self, status: http::StatusCode, headers: &HeaderMap) {
         let record = Record::Response {
             stream: self.stream,
             t_ms: self.now_ms(),
@@ -224,7 +224,7 @@ impl TapeStream {
     /// into the next chunk's when it is full (a `raw` record per piece; a reader joins a
     /// stream's raw bytes in order): hyper's reads grow to hundreds of KiB on a busy
     /// connection, and a buffer of that size came from the heap, fresh pages each time.
-    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+    pub fn raw(&mut self, bytes: &[u8]) {
         let t_ms = self.now_ms();
         let mut rest = bytes;
         while !rest.is_empty() && !self.broken {
@@ -239,19 +239,14 @@ impl TapeStream {
     /// The next upstream event is about to go through the chain. Call for every event
     /// the upstream's body decodes to, in order, then [`TapeStream::event_end`] (with
     /// no other event in between: a batch is done before the next single event).
-    pub(crate) fn event_start(&mut self) {
+    pub fn event_start(&mut self) {
         self.next_seq += 1;
     }
 
     /// Each plugin's step and what the client got. `rewritten`: the proxy itself
     /// changed the event before the chain (a legacy `endpoint` event), so an all-pass
     /// chain still did not send it unchanged.
-    pub(crate) fn event_end(
-        &mut self,
-        chain_steps: &[Step],
-        sent: Option<&Event>,
-        rewritten: bool,
-    ) {
+    pub fn event_end(&mut self, chain_steps: &[Step], sent: Option<&Event>, rewritten: bool) {
         self.event_done(self.next_seq - 1, chain_steps, sent, rewritten);
         self.record_done();
     }
@@ -301,12 +296,7 @@ impl TapeStream {
     }
 
     /// An event that did not come from an SSE body (a JSON response), recorded whole.
-    pub(crate) fn whole_event(
-        &mut self,
-        received: &Event,
-        chain_steps: &[Step],
-        sent: Option<&Event>,
-    ) {
+    pub fn whole_event(&mut self, received: &Event, chain_steps: &[Step], sent: Option<&Event>) {
         let unchanged = all_passed(chain_steps, sent);
         let record = Record::Event {
             stream: self.stream,
@@ -326,7 +316,7 @@ impl TapeStream {
 
     /// [`TapeStream::event_start`] for the next event of a batch: the events of a batch
     /// go through the chain together.
-    pub(crate) fn batch_start(&mut self) {
+    pub fn batch_start(&mut self) {
         if self.batch_len == 0 {
             self.batch_first = self.next_seq;
         }
@@ -335,18 +325,18 @@ impl TapeStream {
     }
 
     /// [`TapeStream::event_end`] for the batch's event `i` (in `batch_start` order).
-    pub(crate) fn batch_end(&mut self, i: usize, chain_steps: &[Step], sent: Option<&Event>) {
+    pub fn batch_end(&mut self, i: usize, chain_steps: &[Step], sent: Option<&Event>) {
         self.event_done(self.batch_first + i as u64, chain_steps, sent, false);
     }
 
     /// The batch is done: the next `batch_start` begins another.
-    pub(crate) fn batch_done(&mut self) {
+    pub fn batch_done(&mut self) {
         self.batch_len = 0;
         self.record_done();
     }
 
     /// A comment (keep-alive), passed as it was.
-    pub(crate) fn comment(&mut self, text: &str) {
+    pub fn comment(&mut self, text: &str) {
         let record = Record::Comment {
             stream: self.stream,
             t_ms: self.now_ms(),
@@ -358,7 +348,7 @@ impl TapeStream {
     /// The end of the exchange: `complete`, `upstream-error`, `client-gone`, `shutdown`,
     /// `not-inspected` (a body passed unread, e.g. an error status) or
     /// `answered-by-proxy`. Hands everything buffered to the recorder.
-    pub(crate) fn end(&mut self, outcome: &str, error: Option<String>) {
+    pub fn end(&mut self, outcome: &str, error: Option<String>) {
         let record = Record::End {
             stream: self.stream,
             t_ms: self.now_ms(),
