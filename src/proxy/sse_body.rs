@@ -175,9 +175,6 @@ impl InterceptedSse {
                 if let Some(counted) = &self.counted {
                     counted.event_in();
                 }
-                if let Some(tape) = &mut self.tape {
-                    tape.event_start();
-                }
                 let rewritten = self
                     .endpoint
                     .as_ref()
@@ -189,7 +186,7 @@ impl InterceptedSse {
                     &self.limits,
                 );
                 if let Some(tape) = &mut self.tape {
-                    tape.event_end(self.session.steps(), sent.as_ref(), rewritten);
+                    tape.event(self.session.steps(), sent.as_ref(), rewritten);
                     self.session.clear_steps();
                 }
                 if let Some(event) = sent {
@@ -240,18 +237,12 @@ impl InterceptedSse {
                 endpoint.apply(&mut event);
             }
             if bypass {
-                if let Some(tape) = &mut self.tape {
-                    tape.event_start();
-                }
                 let sent = messages::passed_through(event, &mut self.unanswered);
                 if let Some(tape) = &mut self.tape {
-                    tape.event_end(&[], Some(&sent), false);
+                    tape.event(&[], Some(&sent), false);
                 }
                 self.emit(Some(sent), out);
             } else {
-                if let Some(tape) = &mut self.tape {
-                    tape.batch_start();
-                }
                 run.push(event);
             }
         }
@@ -271,12 +262,9 @@ impl InterceptedSse {
                     .event_steps()
                     .get(i)
                     .map_or(&[][..], Vec::as_slice);
-                tape.batch_end(i, steps, sent.as_ref());
+                tape.event(steps, sent.as_ref(), false);
             }
             self.emit(sent, out);
-        }
-        if let Some(tape) = &mut self.tape {
-            tape.batch_done();
         }
     }
 

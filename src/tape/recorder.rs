@@ -897,12 +897,8 @@ mod probes {
         for round in 0..events / 64 {
             tape.raw(&batch);
             for _ in 0..64 {
-                tape.batch_start();
+                tape.event(std::slice::from_ref(&step), Some(&sent), false);
             }
-            for i in 0..64 {
-                tape.batch_end(i, std::slice::from_ref(&step), Some(&sent));
-            }
-            tape.batch_done();
             while t.elapsed().as_micros() < u128::from(round) * per_batch {
                 std::hint::spin_loop();
             }
@@ -940,13 +936,9 @@ mod probes {
         for round in 0..rounds {
             let started = Instant::now();
             tape.raw(&batch);
-            for _ in &sent {
-                tape.batch_start();
+            for e in &sent {
+                tape.event(std::slice::from_ref(&step), Some(e), false);
             }
-            for (i, e) in sent.iter().enumerate() {
-                tape.batch_end(i, std::slice::from_ref(&step), Some(e));
-            }
-            tape.batch_done();
             busy += started.elapsed();
             while t.elapsed().as_micros() < u128::from(round) * per_batch {
                 std::hint::spin_loop();

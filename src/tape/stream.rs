@@ -46,12 +46,8 @@ pub struct TapeStream {
     /// check reuses the clock read each record makes anyway.
     last_ms: u64,
     flushed_ms: u64,
-    /// The number the next upstream event gets (`seq`; the one between
-    /// [`TapeStream::event_start`] and `event_end` is the one before), the first of the
-    /// current batch ([`TapeStream::batch_start`]) and how many it has.
+    /// The number the next upstream event gets (`seq`).
     next_seq: u64,
-    batch_first: u64,
-    batch_len: u64,
     /// Passed events not yet written: a run that one `passed` record will describe.
     run: Option<Run>,
     /// The recorder dropped a chunk of this stream: its raw bytes have a hole, so the
@@ -103,8 +99,6 @@ impl TapeStream {
             last_ms: 0,
             flushed_ms: 0,
             next_seq: 0,
-            batch_first: 0,
-            batch_len: 0,
             run: None,
             broken: false,
             spare_steps: Vec::new(),
@@ -236,18 +230,16 @@ impl TapeStream {
         }
     }
 
-    /// The next upstream event is about to go through the chain. Call for every event
-    /// the upstream's body decodes to, in order, then [`TapeStream::event_end`] (with
-    /// no other event in between: a batch is done before the next single event).
-    pub fn event_start(&mut self) {
+    /// The next upstream event, after the chain judged it: each plugin's step and what
+    /// the client got. Call for every event the upstream's body decodes to, in that
+    /// order (the events of a batch one by one), after [`TapeStream::raw`] of the bytes
+    /// that complete it: the tape numbers events by these calls (`seq`). `rewritten`:
+    /// the proxy itself changed the event before the chain (a legacy `endpoint`
+    /// event), so an all-pass chain still did not send it unchanged.
+    pub fn event(&mut self, chain_steps: &[Step], sent: Option<&Event>, rewritten: bool) {
+        let seq = self.next_seq;
         self.next_seq += 1;
-    }
-
-    /// Each plugin's step and what the client got. `rewritten`: the proxy itself
-    /// changed the event before the chain (a legacy `endpoint` event), so an all-pass
-    /// chain still did not send it unchanged.
-    pub fn event_end(&mut self, chain_steps: &[Step], sent: Option<&Event>, rewritten: bool) {
-        self.event_done(self.next_seq - 1, chain_steps, sent, rewritten);
+        self.event_done(seq, chain_steps, sent, rewritten);
         self.record_done();
     }
 
@@ -312,27 +304,6 @@ impl TapeStream {
             unchanged,
         };
         self.push(&record);
-    }
-
-    /// [`TapeStream::event_start`] for the next event of a batch: the events of a batch
-    /// go through the chain together.
-    pub fn batch_start(&mut self) {
-        if self.batch_len == 0 {
-            self.batch_first = self.next_seq;
-        }
-        self.batch_len += 1;
-        self.next_seq += 1;
-    }
-
-    /// [`TapeStream::event_end`] for the batch's event `i` (in `batch_start` order).
-    pub fn batch_end(&mut self, i: usize, chain_steps: &[Step], sent: Option<&Event>) {
-        self.event_done(self.batch_first + i as u64, chain_steps, sent, false);
-    }
-
-    /// The batch is done: the next `batch_start` begins another.
-    pub fn batch_done(&mut self) {
-        self.batch_len = 0;
-        self.record_done();
     }
 
     /// A comment (keep-alive), passed as it was.
@@ -490,8 +461,7 @@ mod tests {
                 step.elapsed = std::time::Duration::from_micros(5);
                 step.fuel = 30;
             }
-            tape.event_start();
-            tape.event_end(&[step], sent, false);
+            tape.event(&[step], sent, false);
         }
         drop(tape);
         recorder.sync();
@@ -533,8 +503,8 @@ mod tests {
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
         let mut tape = TapeStream::new(recorder.clone(), 1);
         // Sizes from a few bytes to past a chunk's data room (read whole: a read the
-        // tape splits), some in batches, some one by one, read in pieces that split
-        // events anywhere.
+        // tape splits), read in pieces that split events anywhere, their verdicts seven
+        // at a time once their bytes are read.
         let events: Vec<Event> = (0..3000)
             .map(|i: usize| {
                 let len = match i {
@@ -577,19 +547,8 @@ mod tests {
                 read = end;
                 piece = piece * 7 % 50_021 + 1;
             }
-            if n % 2 == 0 {
-                for _ in group {
-                    tape.batch_start();
-                }
-                for (i, e) in group.iter().enumerate() {
-                    tape.batch_end(i, &[], Some(e));
-                }
-                tape.batch_done();
-            } else {
-                for e in group {
-                    tape.event_start();
-                    tape.event_end(&[], Some(e), false);
-                }
+            for e in group {
+                tape.event(&[], Some(e), false);
             }
         }
         drop(tape);
@@ -636,8 +595,7 @@ mod tests {
             .collect();
         for (i, e) in events.iter().enumerate() {
             tape.raw(&encoded(std::slice::from_ref(e)));
-            tape.event_start();
-            tape.event_end(&[], Some(e), false);
+            tape.event(&[], Some(e), false);
             // Now and then the writer catches up, so later chunks get through again:
             // after a lost chunk, they must not be read as the events that were lost.
             if i % 10 == 9 {
@@ -749,8 +707,7 @@ mod tests {
             .collect();
         for e in &sent {
             tape.raw(&encoded(std::slice::from_ref(e)));
-            tape.event_start();
-            tape.event_end(&[], Some(e), false);
+            tape.event(&[], Some(e), false);
         }
         tape.end("complete", None);
         drop(tape);
