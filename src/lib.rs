@@ -27,7 +27,6 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod malloc;
 pub mod mcp;
 pub mod metrics;
 pub mod plugin;
