@@ -769,6 +769,44 @@ mod tests {
         assert_eq!(streams, vec![1, 2, 3, 4]);
     }
 
+    #[test]
+    fn a_write_error_stops_the_writer_and_later_records_find_it_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("read-only");
+        std::fs::write(&path, b"").unwrap();
+        // Handles the writer cannot write through.
+        let handle = || BufWriter::with_capacity(16, File::open(&path).unwrap());
+        let writer = Writer {
+            lines: handle(),
+            data: handle(),
+            data_end: 0,
+            raw_line: Vec::new(),
+            pending: 0,
+            written: Arc::default(),
+        };
+        let (tx, rx) = mpsc::sync_channel(4);
+        let raw = || Message::Raw {
+            stream: 1,
+            t_ms: 0,
+            bytes: b"data: x\n\n".to_vec(),
+        };
+        tx.send(raw()).unwrap();
+        let (done, wait) = mpsc::channel();
+        tx.send(Message::Sync(done)).unwrap();
+        let queued = AtomicUsize::new(raw().size());
+        let writer = std::thread::spawn(move || writer.run(&rx, &queued, "read-only"));
+        assert!(
+            wait.recv().is_err(),
+            "a sync was answered after a write error"
+        );
+        writer.join().unwrap();
+        // The recorder counts what it cannot queue any more as dropped.
+        assert!(matches!(
+            tx.try_send(raw()),
+            Err(TrySendError::Disconnected(_))
+        ));
+    }
+
     /// The mode bits of `path` itself (not of a symlink's target).
     fn mode_of(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
