@@ -11,9 +11,9 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
@@ -25,9 +25,9 @@ use super::format::{FORMAT, Record, VERSION};
 /// before new ones are dropped.
 pub const QUEUE: usize = 16 * 1024;
 
-/// How many bytes of records (lines, and upstream bytes with their `raw` line) may
-/// wait for the writer before new ones are dropped: what a stalled disk can make the
-/// proxy hold.
+/// How many bytes of memory the records waiting for the writer may hold (lines, and
+/// buffers of upstream bytes) before new ones are dropped: what a stalled disk can make
+/// the proxy hold.
 pub const QUEUE_BYTES: usize = 256 << 20;
 
 /// The default size cap of a tape (`--tape-max-bytes`): the bytes of its records and
@@ -105,11 +105,20 @@ enum Message {
 }
 
 impl Message {
-    /// Bytes it counts for on the queue and against the size cap.
+    /// Bytes it adds to the tape at most, against the size cap.
     fn size(&self) -> usize {
         match self {
             Message::Lines { lines, .. } => lines.len(),
             Message::Raw { bytes, .. } => bytes.len() + RAW_LINE,
+            _ => 0,
+        }
+    }
+
+    /// Bytes of memory it holds, on the queue.
+    fn footprint(&self) -> usize {
+        match self {
+            Message::Lines { lines, .. } => lines.capacity(),
+            Message::Raw { bytes, .. } => bytes.capacity() + RAW_LINE,
             _ => 0,
         }
     }
@@ -124,11 +133,48 @@ impl Message {
     }
 }
 
+/// Buffers of reads the writer is done with, for the next reads: memory already
+/// touched and no allocator work across threads (a fresh buffer per read, freed on the
+/// writer's thread, made the allocator give pages back to the kernel and fault them in
+/// again, page by page, for the next ones).
+#[derive(Default)]
+struct Pool(Mutex<(Vec<Vec<u8>>, usize)>);
+
+/// At most this many bytes of buffers are kept ([`Pool`]).
+const POOL_BYTES: usize = 16 << 20;
+
+impl Pool {
+    /// A copy of `bytes`, in a kept buffer if there is one.
+    fn copy(&self, bytes: &[u8]) -> Vec<u8> {
+        let kept = {
+            let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let kept = pool.0.pop();
+            pool.1 -= kept.as_ref().map_or(0, Vec::capacity);
+            kept
+        };
+        let mut out = kept.unwrap_or_default();
+        out.clear();
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// Keeps `bytes` for a later read, up to [`POOL_BYTES`].
+    fn put(&self, bytes: Vec<u8>) {
+        let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.1 + bytes.capacity() <= POOL_BYTES {
+            pool.1 += bytes.capacity();
+            pool.0.push(bytes);
+        }
+    }
+}
+
 /// Writes one tape file.
 pub struct Recorder {
     tx: SyncSender<Message>,
-    /// Bytes of the records in the queue ([`Message::size`]): added when one is
-    /// queued, taken back by the writer when it takes it out.
+    /// Buffers for reads, shared with the writer.
+    pool: Arc<Pool>,
+    /// Bytes of memory the records in the queue hold ([`Message::footprint`]): added
+    /// when one is queued, taken back by the writer when it takes it out.
     queued: Arc<AtomicUsize>,
     /// At most this many `queued` bytes ([`QUEUE_BYTES`]).
     queue_bytes: usize,
@@ -219,7 +265,9 @@ impl Recorder {
         let (tx, rx) = mpsc::sync_channel(limits.records);
         let queued = Arc::new(AtomicUsize::new(0));
         let written = Arc::new(AtomicU64::new(0));
+        let pool = Arc::new(Pool::default());
         let writer = Writer {
+            pool: pool.clone(),
             lines: BufWriter::with_capacity(LINES_BUFFER, file),
             data: BufWriter::with_capacity(DATA_BUFFER, data_file),
             data_end: 0,
@@ -234,6 +282,7 @@ impl Recorder {
             .map_err(failed(&path))?;
         let recorder = Self {
             tx,
+            pool,
             queued,
             queue_bytes: limits.bytes,
             started: Instant::now(),
@@ -295,7 +344,7 @@ impl Recorder {
         self.send(Message::Raw {
             stream,
             t_ms,
-            bytes: bytes.to_vec(),
+            bytes: self.pool.copy(bytes),
         })
     }
 
@@ -303,13 +352,13 @@ impl Recorder {
     /// queue full (in records or in bytes: [`QueueLimits`]), it is dropped and its
     /// records counted (`false`).
     fn send(&self, message: Message) -> bool {
-        let (records, size) = (message.records(), message.size());
+        let (records, size, footprint) = (message.records(), message.size(), message.footprint());
         if !self.within_cap(size as u64) {
             self.count_dropped(records);
             return false;
         }
         let refused = |counted: bool| {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
+            self.queued.fetch_sub(footprint, Ordering::Relaxed);
             self.accepted.fetch_sub(size as u64, Ordering::Relaxed);
             if counted {
                 self.count_dropped(records);
@@ -319,7 +368,7 @@ impl Recorder {
             }
             false
         };
-        if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.queue_bytes {
+        if self.queued.fetch_add(footprint, Ordering::Relaxed) + footprint > self.queue_bytes {
             return refused(true);
         }
         match self.tx.try_send(message) {
@@ -491,6 +540,8 @@ const LINES_BUFFER: usize = 64 << 10;
 
 /// The writer thread's side of the files.
 struct Writer {
+    /// Where the buffers of reads written go back to.
+    pool: Arc<Pool>,
     lines: BufWriter<File>,
     data: BufWriter<File>,
     /// The data file's length, buffered bytes included: where the next read goes.
@@ -520,7 +571,7 @@ impl Writer {
             loop {
                 match rx.try_recv() {
                     Ok(message) => {
-                        queued.fetch_sub(message.size(), Ordering::Relaxed);
+                        queued.fetch_sub(message.footprint(), Ordering::Relaxed);
                         self.take(message)?;
                         took = true;
                     }
@@ -541,7 +592,7 @@ impl Writer {
             let Ok(message) = rx.recv() else {
                 return Ok(());
             };
-            queued.fetch_sub(message.size(), Ordering::Relaxed);
+            queued.fetch_sub(message.footprint(), Ordering::Relaxed);
             self.take(message)?;
             (flushed, idle) = (Instant::now(), 0);
         }
@@ -573,6 +624,7 @@ impl Writer {
                 self.put_lines(&line)?;
                 self.raw_line = line;
                 self.pending += 1;
+                self.pool.put(bytes);
             }
             Message::Sync(done) => {
                 self.flush()?;
@@ -777,6 +829,7 @@ mod tests {
         // Handles the writer cannot write through.
         let handle = || BufWriter::with_capacity(16, File::open(&path).unwrap());
         let writer = Writer {
+            pool: Arc::default(),
             lines: handle(),
             data: handle(),
             data_end: 0,
@@ -793,7 +846,7 @@ mod tests {
         tx.send(raw()).unwrap();
         let (done, wait) = mpsc::channel();
         tx.send(Message::Sync(done)).unwrap();
-        let queued = AtomicUsize::new(raw().size());
+        let queued = AtomicUsize::new(raw().footprint());
         let writer = std::thread::spawn(move || writer.run(&rx, &queued, "read-only"));
         assert!(
             wait.recv().is_err(),
@@ -805,6 +858,25 @@ mod tests {
             tx.try_send(raw()),
             Err(TrySendError::Disconnected(_))
         ));
+    }
+
+    #[test]
+    fn reads_are_copied_into_kept_buffers_up_to_the_pools_bytes() {
+        let pool = Pool::default();
+        let full = pool.copy(&vec![7u8; POOL_BYTES]);
+        let kept = full.as_ptr();
+        pool.put(full);
+        let again = pool.copy(b"abc");
+        assert_eq!(again, b"abc");
+        assert_eq!(again.as_ptr(), kept, "the kept buffer was not reused");
+        pool.put(again);
+        pool.put(vec![0; 1]);
+        let held = pool.0.lock().unwrap();
+        assert_eq!(
+            (held.0.len(), held.1),
+            (1, POOL_BYTES),
+            "more than the pool's bytes kept"
+        );
     }
 
     /// The mode bits of `path` itself (not of a symlink's target).
