@@ -134,9 +134,9 @@ impl Message {
 }
 
 /// Buffers of reads the writer is done with, for the next reads: memory already
-/// touched and no allocator work across threads (a fresh buffer per read, freed on the
-/// writer's thread, made the allocator give pages back to the kernel and fault them in
-/// again, page by page, for the next ones).
+/// touched, and no allocation made on a proxy thread and freed on the writer's for
+/// every read (a free on another thread takes the lock of the arena the allocator gave
+/// the buffer from, which the proxy's threads allocate from meanwhile).
 #[derive(Default)]
 struct Pool(Mutex<(Vec<Vec<u8>>, usize)>);
 
