@@ -533,9 +533,11 @@ const IDLE_POLLS: u32 = 50;
 /// while it grows.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// The writers' buffers: few, large writes to the data file, which holds nearly all
-/// of a tape's bytes.
-const DATA_BUFFER: usize = 1 << 20;
+/// The data file's buffer: small reads (a slow stream's) are gathered into writes of
+/// this size; a read at least this large goes to the file straight from its own
+/// buffer (`BufWriter` writes such a slice directly), not copied once more on the way.
+const DATA_BUFFER: usize = 32 << 10;
+/// The lines' buffer.
 const LINES_BUFFER: usize = 64 << 10;
 
 /// The writer thread's side of the files.
