@@ -109,8 +109,6 @@ async fn proxy(upstream: SocketAddr, record: Option<std::path::PathBuf>) -> Runn
 }
 
 fn recording(c: &mut Criterion) {
-    // As the `sluice` binary does first thing (the allocator's thresholds).
-    sluice::malloc::tune();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -245,7 +245,9 @@ for size in ${REC_SIZES:-256 16384}; do
             sync
             start_sluice rec-off --plugin "$PASS"
             cell "record-off" "$(endpoint sluice)" --streams $streams --size "$size" --duration-ms "$DURATION_MS"
-            ADMIN_PORT=18003 start_sluice rec-on --plugin "$PASS" --record "$OUT/tapes"
+            # No size cap: the whole run is recorded (at 16 KiB the default 1 GiB is
+            # reached within a run, and recording would stop there).
+            ADMIN_PORT=18003 start_sluice rec-on --plugin "$PASS" --record "$OUT/tapes" --tape-max-bytes 0
             cell "record-on" "$(endpoint sluice)" --streams $streams --size "$size" --duration-ms "$DURATION_MS"
             # A tape that dropped records is not a recording at that rate: say so.
             dropped=$(curl -s http://127.0.0.1:18003/metrics | awk '/^sluice_tape_records_dropped / {print $2}' || true)

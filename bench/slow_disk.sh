@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Recording to a disk that cannot keep up: sluice (the Rust pass-through plugin) records
-# 100 streams of 16 KiB events while its direct writes are throttled to MBPS megabytes
-# a second by the block I/O controller, and every second prints sluice's resident
-# memory, the bytes waiting in the recorder's queue, the records dropped and the heap
-# buffers taken. What it shows: the queue's bound in bytes (tape::QUEUE_BYTES) caps
-# the memory a stalled disk costs, the proxied streams lose nothing, and the drops are
-# counted. Needs root and a cgroup block I/O controller (v1 blkio or v2 io).
+# 100 streams of 16 KiB events while its writes are throttled to MBPS megabytes a second
+# by the block I/O controller, and every second prints sluice's resident memory, the
+# bytes waiting in the recorder's queue and the records dropped. What it shows: the
+# queue's bound in bytes (tape::QUEUE_BYTES) caps the memory a stalled disk costs, the
+# proxied streams lose nothing, and the drops are counted. Needs root and a cgroup block
+# I/O controller (v1 blkio or v2 io).
 #
 #   bash bench/slow_disk.sh [MBPS] [SECONDS]      (defaults: 20, 6)
 set -euo pipefail
@@ -69,9 +69,8 @@ for t in $(seq "$SECONDS_"); do
     sleep 1
     metrics=$(curl -s http://127.0.0.1:$ADMIN_PORT/metrics)
     rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$SLUICE/status")
-    printf 't=%ss  sluice RSS %4d MB  queued %4d MiB  dropped %8s records  heap buffers %s\n' \
-        "$t" $((rss_kb / 1024)) $(($(gauge queued_bytes) / 1048576)) \
-        "$(gauge records_dropped)" "$(gauge heap_buffers)"
+    printf 't=%ss  sluice RSS %4d MB  queued %4d MiB  dropped %8s records\n' \
+        "$t" $((rss_kb / 1024)) $(($(gauge queued_bytes) / 1048576)) "$(gauge records_dropped)"
 done
 wait $LOAD
 python3 -c '

@@ -47,7 +47,6 @@ impl Admin {
         let metrics = self.reloader.metrics();
         if let Some(recorder) = &self.recorder {
             metrics.set_tape_dropped(recorder.dropped());
-            metrics.set_tape_buffers(recorder.buffers());
             metrics.set_tape_queued(recorder.queued_bytes());
         }
         Response::builder()

@@ -236,8 +236,8 @@ pub async fn start_with_source(
     .await
     .map_err(StartError::ChainTask)??;
     let reloader = Arc::new(reloader);
-    // Before the listener: the recorder makes its first buffers now (tens of ms where
-    // the host backs memory lazily), and a port that accepts is a proxy that serves.
+    // Before the listener: a port that accepts is a proxy that serves (creating the tape
+    // touches the disk, so off the runtime's threads).
     let recorder = match config.record_dir.clone() {
         Some(dir) => {
             let (path, upstream_url) = (dir.display().to_string(), config.upstream.clone());

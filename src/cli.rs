@@ -366,9 +366,8 @@ pub struct RunArgs {
     /// Record the traffic to a tape in DIR (one tape per run: a JSON-lines file and the
     /// data file beside it; format in docs/tapes.md): requests, upstream events, each
     /// plugin's verdict, what the client got. Authorization and cookies are never
-    /// recorded. The recorder holds 32-64 MiB of buffers for event data, made at start,
-    /// and at most 256 MiB of records waiting for the disk: when the disk falls behind
-    /// further, records are dropped and counted (sluice_tape_records_dropped).
+    /// recorded. At most 256 MiB of records wait for the disk: when the disk falls
+    /// behind further, records are dropped and counted (sluice_tape_records_dropped).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,
 

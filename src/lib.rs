@@ -30,7 +30,6 @@ pub mod demo;
 pub mod error_chain;
 pub mod failure;
 pub mod http;
-pub mod malloc;
 pub mod mcp;
 pub mod metrics;
 pub mod observe;

@@ -7,16 +7,14 @@ use sluice::cli::{self, CliError, Command, LogFormat, PluginCommand, TapeCommand
 use sluice::error_chain::ErrorChain;
 
 fn main() -> anyhow::Result<()> {
-    // Before the runtime's threads exist (and their allocator arenas).
-    let malloc = sluice::malloc::tune();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(malloc))
+        .block_on(run())
 }
 
-async fn run(malloc: sluice::malloc::Tuning) -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let (cli, matches) = match cli::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(CliError::Clap(e)) => e.exit(),
@@ -31,7 +29,6 @@ async fn run(malloc: sluice::malloc::Tuning) -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().with_current_span(true).init(),
     }
-    tracing::debug!(?malloc, "glibc allocator thresholds");
     match cli.command {
         Some(Command::Demo(args)) => {
             let mut stdout = std::io::stdout();

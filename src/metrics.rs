@@ -71,8 +71,6 @@ pub struct Metrics {
     upstream_errors: Family<Kind, Counter>,
     streams_ended: Family<Outcome, Counter>,
     tape_dropped: Gauge,
-    tape_buffer_bytes: Gauge,
-    tape_heap_buffers: Gauge,
     tape_queued_bytes: Gauge,
     refused: Family<Refusal, Counter>,
     connections_open: Gauge,
@@ -148,22 +146,10 @@ impl Metrics {
             "Tape records dropped because the recorder fell behind",
             tape_dropped.clone(),
         );
-        let tape_buffer_bytes = Gauge::default();
-        registry.register(
-            "tape_buffer_bytes",
-            "Bytes of buffers the recorder holds for event data on its way to the disk",
-            tape_buffer_bytes.clone(),
-        );
-        let tape_heap_buffers = Gauge::default();
-        registry.register(
-            "tape_heap_buffers",
-            "Recorder buffers taken from the heap because none of its own was free (it is making more, or is at its 64 MiB)",
-            tape_heap_buffers.clone(),
-        );
         let tape_queued_bytes = Gauge::default();
         registry.register(
             "tape_queued_bytes",
-            "Bytes of recorded chunks waiting for the recorder's writer (at 256 MiB new ones are dropped)",
+            "Bytes of records waiting for the recorder's writer (at 256 MiB new ones are dropped)",
             tape_queued_bytes.clone(),
         );
         let refused = Family::<Refusal, Counter>::default();
@@ -219,8 +205,6 @@ impl Metrics {
             upstream_errors,
             streams_ended,
             tape_dropped,
-            tape_buffer_bytes,
-            tape_heap_buffers,
             tape_queued_bytes,
             refused,
             connections_open,
@@ -313,13 +297,6 @@ impl Metrics {
     pub fn set_tape_dropped(&self, dropped: u64) {
         self.tape_dropped
             .set(i64::try_from(dropped).unwrap_or(i64::MAX));
-    }
-
-    /// The recorder's buffers (bytes held) and heap fallbacks, copied at scrape time.
-    pub fn set_tape_buffers(&self, (bytes, from_heap): (u64, u64)) {
-        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.tape_buffer_bytes.set(gauge(bytes));
-        self.tape_heap_buffers.set(gauge(from_heap));
     }
 
     /// Bytes waiting in the recorder's queue, copied at scrape time: a disk that falls

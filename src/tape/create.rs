@@ -1,8 +1,7 @@
 //! Creating a tape's directory and files so that nobody else can read them, and so
 //! that a name planted in the directory (a symlink to a file the user owns, an
 //! existing file) is never written through: tapes hold request bodies and upstream
-//! data. Kept to these two functions so that any tape writer (the current one, or a
-//! plain buffered one) creates its files the same way.
+//! data.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -29,13 +28,4 @@ pub(crate) fn private_file(path: &Path) -> io::Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-}
-
-/// Whether two handles are on the same file (device and inode).
-pub(crate) fn same_file(a: &File, b: &File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (a.metadata(), b.metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
 }

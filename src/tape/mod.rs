@@ -2,13 +2,9 @@
 //! serve` plays one back as an upstream ([`serve`]), and `sluice plugin test` runs
 //! plugins over one offline. The format is [`format`], documented in `docs/tapes.md`.
 
-pub(crate) mod chunk;
 pub(crate) mod create;
-pub(crate) mod data_buf;
-pub(crate) mod file;
 pub mod format;
 pub mod harness;
-pub(crate) mod json;
 pub mod observe;
 pub mod recorder;
 pub mod serve;
@@ -17,6 +13,6 @@ pub mod stream;
 pub use format::{Record, TapeError, TapeEvent, TapeStep};
 pub use observe::Recording;
 pub use recorder::{
-    MAX_BYTES, PREMADE, QUEUE, QUEUE_BYTES, REDACT_QUERY, RecordError, Recorder, TapeSettings,
+    MAX_BYTES, QUEUE, QUEUE_BYTES, REDACT_QUERY, RecordError, Recorder, TapeSettings,
 };
 pub use stream::TapeStream;

@@ -49,8 +49,7 @@ impl ExchangeObserver for TapeStream {
     }
 
     fn event(&mut self, event: &Judged<'_>) {
-        self.event_start();
-        self.event_end(event.steps, event.sent, event.rewritten);
+        TapeStream::event(self, event.steps, event.sent, event.rewritten);
     }
 
     fn json_response(&mut self, received: &Event, judged: &Judged<'_>) {

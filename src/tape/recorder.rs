@@ -1,41 +1,33 @@
-//! `--record DIR`: writes a tape while the proxy runs, off the hot path.
+//! `--record DIR`: writes a tape while the proxy runs, off the proxy's threads.
 //!
-//! Each exchange writes its records as JSON lines on the proxy's own thread into a
-//! [`Chunk`] of its own and hands it over when it is full or old; one thread drains the
-//! bounded queue of chunks every couple of milliseconds and writes them in batches of
-//! up to 4 MiB (full chunks as they are, without a copy: see `tape::file`). If that
-//! thread falls behind (a slow disk), records are dropped and counted: recording never
+//! Exchanges ([`TapeStream`](super::TapeStream)) hand their records to one writer
+//! thread through a bounded queue: JSON lines, serialised with `serde_json` where they
+//! happen (few: a run of passed events is one line), and the upstream's bytes as read,
+//! which the writer appends to the data file before it writes the `raw` line that
+//! points at them. Each file goes through a `BufWriter`. If the writer falls behind (a
+//! slow disk), the queue fills and records are dropped and counted: recording never
 //! slows or breaks a proxied stream.
 
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::counter::Counter;
 
-use super::chunk::{Chunk, DataParts, Pool};
 use super::create;
-use super::data_buf::{Arena, REGION};
-use super::file::{BLOCK, DataFile, TapeFile};
 use super::format::{FORMAT, Record, VERSION};
 
-/// Buffers for event data made when recording starts (whole regions of the arena):
-/// what 100 streams of 16 KiB events at full speed hold in flight here (with 16 MiB,
-/// such a start took a heap buffer for every slot it lacked while more were made, and
-/// the proxy's memory reached 200 MiB instead of 107-122). More is made as needed, up
-/// to 64 MiB, and kept.
-pub const PREMADE: usize = 32 << 20;
+/// How many records (a line, or one read of upstream bytes) may wait for the writer
+/// before new ones are dropped.
+pub const QUEUE: usize = 16 * 1024;
 
-/// How many chunks (each up to `tape` flush size, typically many records) may wait for
-/// the writer before new ones are dropped.
-pub const QUEUE: usize = 4 * 1024;
-
-/// How many bytes of chunks (their buffers, full or not: [`Chunk::footprint`]) may wait
-/// for the writer before new ones are dropped: what a stalled disk can make the proxy
-/// hold. [`QUEUE`] alone would allow 4 096 full chunks, about 670 MiB; at a gigabyte
-/// a second of event data this is a quarter of a second of writes.
+/// How many bytes of memory the records waiting for the writer may hold (lines, and
+/// buffers of upstream bytes) before new ones are dropped: what a stalled disk can make
+/// the proxy hold.
 pub const QUEUE_BYTES: usize = 256 << 20;
 
 /// The default size cap of a tape (`--tape-max-bytes`): the bytes of its records and
@@ -82,48 +74,120 @@ impl Default for TapeSettings {
 }
 
 /// Bounds on what waits for the writer (tests make the writer fall behind with small
-/// ones): beyond either, chunks are dropped and counted.
+/// ones): beyond either, records are dropped and counted.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct QueueLimits {
-    /// Chunks ([`QUEUE`]).
-    pub chunks: usize,
-    /// Bytes of chunks' buffers ([`QUEUE_BYTES`]).
+    /// Records ([`QUEUE`]).
+    pub records: usize,
+    /// Bytes of records ([`QUEUE_BYTES`]).
     pub bytes: usize,
 }
 
+/// The longest `raw` line (four `u64` fields at their widest, and the newline): what
+/// a read of upstream bytes adds to its bytes, on the queue and against the size cap.
+const RAW_LINE: usize = 128;
+
 enum Message {
-    /// Records of one exchange.
-    Chunk(Chunk),
+    /// Whole lines, and how many records they count as (a `passed` run: its events).
+    Lines { lines: Vec<u8>, records: u64 },
+    /// Bytes of a stream's upstream body, for the data file and a `raw` line.
+    Raw {
+        stream: u64,
+        t_ms: u64,
+        bytes: Vec<u8>,
+    },
     /// Answered once everything sent before it is written and flushed.
     Sync(mpsc::Sender<()>),
+    /// The writer answers the first, then waits until the second is dropped: tests
+    /// make it fall behind.
+    #[cfg(test)]
+    Stall(mpsc::Sender<()>, Receiver<()>),
+}
+
+impl Message {
+    /// Bytes it adds to the tape at most, against the size cap.
+    fn size(&self) -> usize {
+        match self {
+            Message::Lines { lines, .. } => lines.len(),
+            Message::Raw { bytes, .. } => bytes.len() + RAW_LINE,
+            _ => 0,
+        }
+    }
+
+    /// Bytes of memory it holds, on the queue.
+    fn footprint(&self) -> usize {
+        match self {
+            Message::Lines { lines, .. } => lines.capacity(),
+            Message::Raw { bytes, .. } => bytes.capacity() + RAW_LINE,
+            _ => 0,
+        }
+    }
+
+    /// Records it counts as, written or dropped.
+    fn records(&self) -> u64 {
+        match self {
+            Message::Lines { records, .. } => *records,
+            Message::Raw { .. } => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Buffers of reads the writer is done with, for the next reads: memory already
+/// touched, and no allocation made on a proxy thread and freed on the writer's for
+/// every read (a free on another thread takes the lock of the arena the allocator gave
+/// the buffer from, which the proxy's threads allocate from meanwhile).
+#[derive(Default)]
+struct Pool(Mutex<(Vec<Vec<u8>>, usize)>);
+
+/// At most this many bytes of buffers are kept ([`Pool`]).
+const POOL_BYTES: usize = 16 << 20;
+
+impl Pool {
+    /// A copy of `bytes`, in a kept buffer if there is one.
+    fn copy(&self, bytes: &[u8]) -> Vec<u8> {
+        let kept = {
+            let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            let kept = pool.0.pop();
+            pool.1 -= kept.as_ref().map_or(0, Vec::capacity);
+            kept
+        };
+        let mut out = kept.unwrap_or_default();
+        out.clear();
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    /// Keeps `bytes` for a later read, up to [`POOL_BYTES`].
+    fn put(&self, bytes: Vec<u8>) {
+        let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.1 + bytes.capacity() <= POOL_BYTES {
+            pool.1 += bytes.capacity();
+            pool.0.push(bytes);
+        }
+    }
 }
 
 /// Writes one tape file.
 pub struct Recorder {
     tx: SyncSender<Message>,
-    /// Bytes of the chunks in the queue ([`Chunk::footprint`]): added when one is
-    /// queued, taken back by the writer when it takes it out.
+    /// Buffers for reads, shared with the writer.
+    pool: Arc<Pool>,
+    /// Bytes of memory the records in the queue hold ([`Message::footprint`]): added
+    /// when one is queued, taken back by the writer when it takes it out.
     queued: Arc<AtomicUsize>,
     /// At most this many `queued` bytes ([`QUEUE_BYTES`]).
     queue_bytes: usize,
-    /// Milliseconds since recording started, kept by the writer thread (every
-    /// `DRAIN_EVERY`): a record's `t_ms` is an atomic load, not a clock read.
-    clock: std::sync::Arc<AtomicU64>,
+    /// When recording started: `t_ms` counts from here.
+    started: Instant,
     path: PathBuf,
     dropped: AtomicU64,
-    written: std::sync::Arc<AtomicU64>,
-    /// Chunk buffers the writer is done with (lines), and where raw bytes wait.
-    pool: Arc<Pool>,
-    data_arena: Arc<Arena>,
-    /// The end of what is reserved in the data file (`reserve_data`).
-    data_end: AtomicU64,
-    /// Whether data may be written around the page cache (cleared by the writer when
-    /// the file system refuses it).
-    data_direct: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
     /// [`TapeSettings::max_bytes`], 0 for none.
     max_bytes: u64,
-    /// Bytes of lines of the chunks accepted so far (their data: `data_end`).
-    lines_bytes: AtomicU64,
+    /// Bytes of records accepted so far ([`Message::size`]): an upper bound of the
+    /// tape's size on disk, lines and data together.
+    accepted: AtomicU64,
     /// The cap was reached: nothing more is recorded.
     capped: AtomicBool,
     /// Records not recorded because of the cap (`sluice_tape_records_over_cap`).
@@ -147,8 +211,6 @@ impl Recorder {
     /// Creates `DIR/sluice-<unix seconds>-<pid>.jsonl` and its data file (`.data`;
     /// and `DIR` if needed), writes the header and starts the writer thread, with
     /// the default [`TapeSettings`].
-    /// The first [`PREMADE`] bytes of the buffers for event data are made here, before
-    /// any traffic (`Arena::premake`).
     pub fn create(dir: &Path, upstream: &str) -> Result<Self, RecordError> {
         Self::with_settings(dir, upstream, &TapeSettings::default(), Counter::default())
     }
@@ -162,37 +224,28 @@ impl Recorder {
         over_cap: Counter,
     ) -> Result<Self, RecordError> {
         let limits = QueueLimits {
-            chunks: QUEUE,
+            records: QUEUE,
             bytes: QUEUE_BYTES,
         };
-        Self::open(dir, upstream, limits, PREMADE, settings, over_cap)
+        Self::open(dir, upstream, limits, settings, over_cap)
     }
 
     /// [`Recorder::create`] with a queue of at most `limits` (tests make the writer
-    /// fall behind with small ones) and `premade` bytes of buffers.
+    /// fall behind with small ones).
     #[cfg(test)]
     pub(crate) fn with_queue(
         dir: &Path,
         upstream: &str,
         limits: QueueLimits,
-        premade: usize,
     ) -> Result<Self, RecordError> {
         let settings = TapeSettings::default();
-        Self::open(
-            dir,
-            upstream,
-            limits,
-            premade,
-            &settings,
-            Counter::default(),
-        )
+        Self::open(dir, upstream, limits, &settings, Counter::default())
     }
 
     fn open(
         dir: &Path,
         upstream: &str,
         limits: QueueLimits,
-        premade: usize,
         settings: &TapeSettings,
         over_cap: Counter,
     ) -> Result<Self, RecordError> {
@@ -209,42 +262,35 @@ impl Recorder {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (tx, rx) = mpsc::sync_channel(limits.chunks);
+        let (tx, rx) = mpsc::sync_channel(limits.records);
         let queued = Arc::new(AtomicUsize::new(0));
-        let written = std::sync::Arc::new(AtomicU64::new(0));
-        let counter = written.clone();
-        let name = path.display().to_string();
-        let clock = std::sync::Arc::new(AtomicU64::new(0));
-        let ticking = (clock.clone(), Instant::now());
+        let written = Arc::new(AtomicU64::new(0));
         let pool = Arc::new(Pool::default());
-        let data_arena = Arena::new(DATA_SLOT);
-        // Before the writer starts: it grows the arena itself once it has a region.
-        data_arena.premake(premade.div_ceil(REGION));
-        let file = TapeFile::new(file, &path, WRITE_BYTES + (64 << 10), pool.clone());
-        let data = DataFile::new(data_file, &data_path);
-        let direct = file.is_direct();
-        let data_direct = Arc::new(AtomicBool::new(data.is_direct()));
-        let files = (file, data, data_direct.clone());
-        let arena = data_arena.clone();
-        let taken = queued.clone();
+        let writer = Writer {
+            pool: pool.clone(),
+            lines: BufWriter::with_capacity(LINES_BUFFER, file),
+            data: BufWriter::with_capacity(DATA_BUFFER, data_file),
+            data_end: 0,
+            raw_line: Vec::new(),
+            pending: 0,
+            written: written.clone(),
+        };
+        let (name, taken) = (path.display().to_string(), queued.clone());
         std::thread::Builder::new()
             .name("sluice-recorder".into())
-            .spawn(move || write_loop(files, &arena, (rx, &taken), &counter, &name, &ticking))
+            .spawn(move || writer.run(&rx, &taken, &name))
             .map_err(failed(&path))?;
         let recorder = Self {
             tx,
+            pool,
             queued,
             queue_bytes: limits.bytes,
-            clock,
+            started: Instant::now(),
             path,
             dropped: AtomicU64::new(0),
             written,
-            pool,
-            data_arena,
-            data_end: AtomicU64::new(0),
-            data_direct,
             max_bytes: settings.max_bytes,
-            lines_bytes: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
             capped: AtomicBool::new(false),
             over_cap,
             redact_query: settings
@@ -261,7 +307,7 @@ impl Recorder {
             started_unix,
             data_file: Some(data_name),
         });
-        tracing::info!(tape = %recorder.path.display(), direct, "recording traffic");
+        tracing::info!(tape = %recorder.path.display(), "recording traffic");
         Ok(recorder)
     }
 
@@ -270,99 +316,82 @@ impl Recorder {
         &self.path
     }
 
-    /// Milliseconds since recording started, for a record's `t_ms` (to within the
-    /// writer's tick, 2 ms).
+    /// Milliseconds since recording started, for a record's `t_ms`.
     pub fn t_ms(&self) -> u64 {
-        self.clock.load(Ordering::Relaxed)
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Where a chunk's buffers come from (`Chunk::fill_from`): lines, event data.
-    pub(crate) fn pools(&self) -> (&Pool, &Arc<Arena>) {
-        (&self.pool, &self.data_arena)
-    }
-
-    /// Whether a chunk's data may go around the page cache (then it must be reserved
-    /// `direct` and padded: `Chunk::seal`).
-    pub(crate) fn data_direct(&self) -> bool {
-        self.data_direct.load(Ordering::Relaxed)
-    }
-
-    /// Reserves `len` bytes of the data file for one chunk's event data and returns
-    /// where they start. `direct`: block-aligned and rounded up to whole blocks (the
-    /// gaps are zeros nothing refers to). Chunks reserve in the order they are handed
-    /// over and the writer writes each at its place, whatever order they arrive in.
-    pub(crate) fn reserve_data(&self, len: usize, direct: bool) -> u64 {
-        let (len, align) = if direct {
-            (len.next_multiple_of(BLOCK) as u64, BLOCK as u64)
-        } else {
-            (len as u64, 1)
-        };
-        let mut at = 0;
-        let _ = self
-            .data_end
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |end| {
-                at = end.next_multiple_of(align);
-                Some(at + len)
-            });
-        at
-    }
-
-    /// Queues one record; never blocks (see [`Recorder::write_chunk`]).
+    /// Queues one record; never blocks (see [`Recorder::write_record`]).
     pub fn record(&self, record: Record) {
-        let mut chunk = Chunk::default();
-        chunk.record(&record);
-        self.write_chunk(chunk);
+        self.write_record(&record);
     }
 
-    /// Queues a chunk of records; never blocks. A full queue (in chunks or in bytes:
-    /// [`QueueLimits`]) drops them and counts them (`false`: dropped).
-    pub(crate) fn write_chunk(&self, mut chunk: Chunk) -> bool {
-        chunk.fence();
-        let records = chunk.records();
-        let lines = chunk.len() as u64;
-        if !self.within_cap(lines) {
+    /// Queues one record, serialised now; never blocks. A `passed` run counts as its
+    /// events. `false`: dropped (and counted: [`Recorder::send`]).
+    pub(crate) fn write_record(&self, record: &Record) -> bool {
+        let records = match record {
+            Record::Passed { count, .. } => *count,
+            _ => 1,
+        };
+        let mut lines = serde_json::to_vec(record).expect("a record always serialises");
+        lines.push(b'\n');
+        self.send(Message::Lines { lines, records })
+    }
+
+    /// Queues bytes of `stream`'s upstream body as read (copied), for the data file
+    /// and a `raw` record; never blocks. `false`: dropped (and counted).
+    pub(crate) fn write_raw(&self, stream: u64, t_ms: u64, bytes: &[u8]) -> bool {
+        self.send(Message::Raw {
+            stream,
+            t_ms,
+            bytes: self.pool.copy(bytes),
+        })
+    }
+
+    /// Queues a message for the writer; never blocks. Past the size cap, or with the
+    /// queue full (in records or in bytes: [`QueueLimits`]), it is dropped and its
+    /// records counted (`false`).
+    fn send(&self, message: Message) -> bool {
+        let (records, size, footprint) = (message.records(), message.size(), message.footprint());
+        if !self.within_cap(size as u64) {
             self.count_dropped(records);
             return false;
         }
-        let size = chunk.footprint();
-        let refused = |reason_dropped: bool| {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
-            self.lines_bytes.fetch_sub(lines, Ordering::Relaxed);
-            if reason_dropped {
+        let refused = |counted: bool| {
+            self.queued.fetch_sub(footprint, Ordering::Relaxed);
+            self.accepted.fetch_sub(size as u64, Ordering::Relaxed);
+            if counted {
                 self.count_dropped(records);
             } else {
+                // The writer has stopped (a write error, logged there).
                 self.dropped.fetch_add(records, Ordering::Relaxed);
             }
             false
         };
-        if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.queue_bytes {
+        if self.queued.fetch_add(footprint, Ordering::Relaxed) + footprint > self.queue_bytes {
             return refused(true);
         }
-        match self.tx.try_send(Message::Chunk(chunk)) {
+        match self.tx.try_send(message) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => refused(true),
             Err(TrySendError::Disconnected(_)) => refused(false),
         }
     }
 
-    /// Counts `lines` more bytes of lines against the size cap: `false` once the tape
-    /// would pass it (lines so far, and the data file's end, `data_end`, which the
-    /// chunk's data has already reserved), from then on for good, with one warning.
-    /// The count is an upper bound of what reaches the disk, except for the block
-    /// padding of direct writes (at most an eighth of the lines: `tape::file`).
-    fn within_cap(&self, lines: u64) -> bool {
+    /// Counts `bytes` more against the size cap: `false` once the tape would pass it,
+    /// from then on for good, with one warning. The count is an upper bound of what
+    /// reaches the disk ([`Message::size`]).
+    fn within_cap(&self, bytes: u64) -> bool {
         if self.max_bytes == 0 {
             return true;
         }
         if self.capped.load(Ordering::Relaxed) {
             return false;
         }
-        let total = (self.lines_bytes.fetch_add(lines, Ordering::Relaxed) + lines)
-            .saturating_add(self.data_end.load(Ordering::Relaxed));
-        if total <= self.max_bytes {
+        if self.accepted.fetch_add(bytes, Ordering::Relaxed) + bytes <= self.max_bytes {
             return true;
         }
-        self.lines_bytes.fetch_sub(lines, Ordering::Relaxed);
+        self.accepted.fetch_sub(bytes, Ordering::Relaxed);
         if !self.capped.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 tape = %self.path.display(),
@@ -389,8 +418,8 @@ impl Recorder {
         &self.redact_query
     }
 
-    /// Bytes of chunks waiting in the queue for the writer (their buffers': at
-    /// [`QUEUE_BYTES`] new ones are dropped).
+    /// Bytes of records waiting in the queue for the writer (at [`QUEUE_BYTES`] new
+    /// ones are dropped).
     pub fn queued_bytes(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
@@ -412,13 +441,7 @@ impl Recorder {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Bytes of buffers for event data the recorder holds, and how many buffers came
-    /// from the heap because none of those was free (`Arena::usage`).
-    pub fn buffers(&self) -> (u64, u64) {
-        self.data_arena.usage()
-    }
-
-    /// Records written so far.
+    /// Records written to the files so far (counted when the writer flushes).
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
     }
@@ -429,6 +452,18 @@ impl Recorder {
         if self.tx.send(Message::Sync(done)).is_ok() {
             let _ = wait.recv();
         }
+    }
+
+    /// Stops the writer until the returned sender is dropped (it has taken everything
+    /// queued before): tests make it fall behind.
+    #[cfg(test)]
+    pub(crate) fn stall(&self) -> mpsc::Sender<()> {
+        let (stalled, wait) = mpsc::channel();
+        let (resume, until) = mpsc::channel();
+        if self.tx.send(Message::Stall(stalled, until)).is_ok() {
+            let _ = wait.recv();
+        }
+        resume
     }
 }
 
@@ -483,187 +518,153 @@ fn create_files(
     ))
 }
 
-/// How often the writer wakes to drain the queue. Polling, not blocking: a blocked
-/// receiver makes every `try_send` wake it (a futex call and a context switch per
-/// record, measured at several microseconds per event); a writer that drains on a
-/// timer costs the proxy only the queue push.
-const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+/// How often the writer looks at the queue while records come. Polling, not blocking
+/// on the queue: a blocked receiver makes every `try_send` wake it (a futex call and a
+/// context switch per record); a writer that drains on a timer costs the proxy only the
+/// queue push.
+const DRAIN_EVERY: Duration = Duration::from_millis(2);
 
-/// The writer writes once this much is staged or held (or when the queue ran empty).
-/// Large writes, few system calls: the writer probe (`writer_cpu_per_event`) costs
-/// 0.046-0.056 µs per event at 4 MiB against 0.065-0.066 at 1 MiB (three runs each);
-/// at most this much is held back from a tape's reader.
-const WRITE_BYTES: usize = 4 << 20;
+/// After this many polls found nothing, the writer flushes and blocks on the queue
+/// (one wake-up for the next record) rather than wake every [`DRAIN_EVERY`] for
+/// nothing.
+const IDLE_POLLS: u32 = 50;
 
-/// When the queue runs empty, held chunks wait for more (up to [`WRITE_BYTES`], or
-/// [`HELD_CHUNKS`]) for at most this long. Writing whatever two milliseconds brought
-/// made writes of about 500 KiB at 100 streams of small events, a thousand a second:
-/// each a system call, block requests and their completion interrupts, which wake the
-/// writer on a core the proxy is using.
-const HOLD: std::time::Duration = std::time::Duration::from_millis(50);
+/// Buffered records reach the files at least this often, so a tape can be followed
+/// while it grows.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// At most this many chunks are held: many streams' small chunks each hold a whole
-/// buffer (a slot of the data arena), which goes back once written.
-const HELD_CHUNKS: usize = 64;
+/// The data file's buffer: small reads (a slow stream's) are gathered into writes of
+/// this size; a read at least this large goes to the file straight from its own
+/// buffer (`BufWriter` writes such a slice directly), not copied once more on the way.
+const DATA_BUFFER: usize = 32 << 10;
+/// The lines' buffer.
+const LINES_BUFFER: usize = 64 << 10;
 
-/// The size of a chunk's buffer for raw bytes, a slot of the recorder's [`Arena`]
-/// (`proxy::recording` fills it, splitting reads, and hands the chunk over when it is
-/// full, so a chunk never needs more than a slot). The arena keeps at most 64 MiB of
-/// slots for the recorder's life.
-pub(crate) const DATA_SLOT: usize = 128 << 10;
-
-/// The writer thread's side of the files: failures stop it for good.
-struct Writer<'a> {
-    file: TapeFile,
-    data: DataFile,
-    data_direct: Arc<AtomicBool>,
-    /// Chunks received and not yet written: lines, data, their bytes in all.
-    held_lines: Vec<(Vec<u8>, usize)>,
-    held_data: Vec<DataParts>,
-    held_bytes: usize,
-    /// When the first of the held chunks came.
-    held_since: Instant,
-    name: &'a str,
-    failed: bool,
-    /// Records handed to the file since `written` was last counted up.
+/// The writer thread's side of the files.
+struct Writer {
+    /// Where the buffers of reads written go back to.
+    pool: Arc<Pool>,
+    lines: BufWriter<File>,
+    data: BufWriter<File>,
+    /// The data file's length, buffered bytes included: where the next read goes.
+    data_end: u64,
+    /// A `raw` record's line, reused.
+    raw_line: Vec<u8>,
+    /// Records in the buffers, counted into `written` when they are flushed.
     pending: u64,
-    written: &'a AtomicU64,
+    written: Arc<AtomicU64>,
 }
 
-impl Writer<'_> {
-    /// Runs `op` unless writing has failed; counts the records so far written when it
-    /// succeeds and `counts`.
-    fn run(&mut self, counts: bool, op: impl FnOnce(&mut TapeFile) -> std::io::Result<()>) {
-        if self.failed {
-            return;
-        }
-        match op(&mut self.file) {
-            Ok(()) if counts => {
-                self.written.fetch_add(self.pending, Ordering::Relaxed);
-                self.pending = 0;
-            }
-            Ok(()) => {}
-            Err(e) => {
-                self.failed = true;
-                tracing::error!(tape = self.name, error = %e, "cannot write the tape; recording stopped");
-            }
+impl Writer {
+    /// Takes records from `rx` until every sender is gone (then flushes and returns),
+    /// or until a write fails, which stops recording for good (the proxy goes on; what
+    /// comes later is counted as dropped).
+    fn run(mut self, rx: &Receiver<Message>, queued: &AtomicUsize, name: &str) {
+        if let Err(e) = self.drain(rx, queued) {
+            tracing::error!(tape = name, error = %e, "cannot write the tape; recording stopped");
         }
     }
 
-    /// Holds a chunk until [`WRITE_BYTES`] or [`HELD_CHUNKS`] are held (or [`HOLD`] has
-    /// passed).
-    fn chunk(&mut self, chunk: Chunk) {
-        if self.failed {
-            return;
-        }
-        self.pending += chunk.records();
-        if self.held_lines.is_empty() {
-            self.held_since = Instant::now();
-        }
-        let parts = chunk.into_parts();
-        if let Some(data) = parts.data {
-            self.held_bytes += data.buffer.len();
-            self.held_data.push(data);
-        }
-        self.held_bytes += parts.lines.0.len() - parts.lines.1;
-        self.held_lines.push(parts.lines);
-        if self.held_bytes >= WRITE_BYTES || self.held_lines.len() >= HELD_CHUNKS {
-            self.release();
-        }
-    }
-
-    /// Writes the held chunks: their data first, so that a line on disk never refers to
-    /// data that is not, then their lines (as `TapeFile` does: large chunks whole, the
-    /// rest staged, whole blocks written once `WRITE_BYTES` are staged).
-    fn release(&mut self) {
-        self.held_bytes = 0;
-        let data = std::mem::take(&mut self.held_data);
-        if !self.failed && !data.is_empty() {
-            let result = self.data.write(data);
-            if !self.data.is_direct() {
-                // Refused by the file system: later chunks reserve unaligned.
-                self.data_direct.store(false, Ordering::Relaxed);
-            }
-            if let Err(e) = result {
-                self.failed = true;
-                tracing::error!(tape = self.name, error = %e, "cannot write the tape's data file; recording stopped");
-            }
-        }
-        for (bytes, start) in std::mem::take(&mut self.held_lines) {
-            self.run(false, |file| file.append_chunk(bytes, start));
-        }
-        if self.file.staged() >= WRITE_BYTES {
-            self.run(true, TapeFile::write_blocks);
-        }
-    }
-
-    /// Everything held and staged to the file, the partial last block included.
-    fn write_out(&mut self) {
-        self.release();
-        self.run(true, |file| file.write_tail(false));
-    }
-
-    /// The queue ran empty: held chunks are written once they have waited [`HOLD`],
-    /// the partial last block of lines every `TAIL_EVERY`.
-    fn idle(&mut self) {
-        if !self.held_lines.is_empty() && self.held_since.elapsed() >= HOLD {
-            self.release();
-        }
-        self.run(true, |file| file.write_tail(true));
-    }
-}
-
-fn write_loop(
-    (file, data, data_direct): (TapeFile, DataFile, Arc<AtomicBool>),
-    arena: &Arc<Arena>,
-    (rx, queued): (Receiver<Message>, &AtomicUsize),
-    written: &AtomicU64,
-    name: &str,
-    (clock, started): &(std::sync::Arc<AtomicU64>, Instant),
-) {
-    let mut writer = Writer {
-        file,
-        data,
-        data_direct,
-        held_lines: Vec::new(),
-        held_data: Vec::new(),
-        held_bytes: 0,
-        held_since: Instant::now(),
-        name,
-        failed: false,
-        pending: 0,
-        written,
-    };
-    loop {
-        let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        clock.store(now, Ordering::Relaxed);
+    fn drain(&mut self, rx: &Receiver<Message>, queued: &AtomicUsize) -> io::Result<()> {
+        let mut flushed = Instant::now();
+        let mut idle = 0;
         loop {
-            match rx.try_recv() {
-                Ok(Message::Chunk(chunk)) => {
-                    queued.fetch_sub(chunk.footprint(), Ordering::Relaxed);
-                    writer.chunk(chunk);
-                }
-                Ok(Message::Sync(done)) => {
-                    writer.write_out();
-                    let _ = done.send(());
-                }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    writer.write_out();
-                    return;
+            let mut took = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(message) => {
+                        queued.fetch_sub(message.footprint(), Ordering::Relaxed);
+                        self.take(message)?;
+                        took = true;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return self.flush(),
                 }
             }
+            if self.pending > 0 && flushed.elapsed() >= FLUSH_EVERY {
+                self.flush()?;
+                flushed = Instant::now();
+            }
+            idle = if took { 0 } else { idle + 1 };
+            if idle < IDLE_POLLS {
+                std::thread::sleep(DRAIN_EVERY);
+                continue;
+            }
+            self.flush()?;
+            let Ok(message) = rx.recv() else {
+                return Ok(());
+            };
+            queued.fetch_sub(message.footprint(), Ordering::Relaxed);
+            self.take(message)?;
+            (flushed, idle) = (Instant::now(), 0);
         }
-        writer.idle();
-        arena.grow_ahead();
-        std::thread::sleep(DRAIN_EVERY);
+    }
+
+    fn take(&mut self, message: Message) -> io::Result<()> {
+        match message {
+            Message::Lines { lines, records } => {
+                self.put_lines(&lines)?;
+                self.pending += records;
+            }
+            Message::Raw {
+                stream,
+                t_ms,
+                bytes,
+            } => {
+                self.data.write_all(&bytes)?;
+                let len = bytes.len() as u64;
+                let record = Record::Raw {
+                    stream,
+                    t_ms,
+                    data_at: (self.data_end, len),
+                };
+                self.data_end += len;
+                let mut line = std::mem::take(&mut self.raw_line);
+                line.clear();
+                serde_json::to_writer(&mut line, &record).expect("a record always serialises");
+                line.push(b'\n');
+                self.put_lines(&line)?;
+                self.raw_line = line;
+                self.pending += 1;
+                self.pool.put(bytes);
+            }
+            Message::Sync(done) => {
+                self.flush()?;
+                let _ = done.send(());
+            }
+            #[cfg(test)]
+            Message::Stall(stalled, until) => {
+                let _ = stalled.send(());
+                let _ = until.recv();
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends lines; when the lines' buffer is about to go to the file, the data
+    /// buffered so far goes first, so a line on disk never refers to data that is not.
+    fn put_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        if self.lines.buffer().len() + lines.len() > self.lines.capacity() {
+            self.data.flush()?;
+        }
+        self.lines.write_all(lines)
+    }
+
+    /// Everything buffered to the files, the data first.
+    fn flush(&mut self) -> io::Result<()> {
+        self.data.flush()?;
+        self.lines.flush()?;
+        self.written.fetch_add(self.pending, Ordering::Relaxed);
+        self.pending = 0;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tape::format;
+    use crate::plugin::{Step, StepVerdict};
+    use crate::tape::{TapeStep, format};
 
     #[test]
     fn a_tape_starts_with_its_header_and_keeps_record_order() {
@@ -687,13 +688,13 @@ mod tests {
     }
 
     #[test]
-    fn chunks_beyond_the_queue_bytes_are_dropped_and_counted_and_the_writer_gives_bytes_back() {
+    fn records_beyond_the_queue_bytes_are_dropped_and_counted_and_the_writer_gives_bytes_back() {
         let dir = std::env::temp_dir().join(format!("sluice-qbytes-{}", std::process::id()));
         let limits = QueueLimits {
-            chunks: QUEUE,
+            records: QUEUE,
             bytes: 64 << 10,
         };
-        let recorder = Recorder::with_queue(&dir, "http://up", limits, 0).unwrap();
+        let recorder = Recorder::with_queue(&dir, "http://up", limits).unwrap();
         let end = |stream| Record::End {
             stream,
             t_ms: recorder.t_ms(),
@@ -707,28 +708,21 @@ mod tests {
             "the writer took the header's bytes out"
         );
 
-        // A chunk holding a data slot counts for the whole slot, however little is in
-        // it: more than the queue may hold even when it is empty.
-        let mut big = Chunk::default();
-        let (lines, arena) = recorder.pools();
-        big.fill_from(lines, 4096, arena, DATA_SLOT, Vec::new());
-        big.record(&end(1));
-        assert!(big.footprint() >= DATA_SLOT, "{}", big.footprint());
+        // A read counts for its bytes and its line: more than the queue may hold even
+        // when it is empty.
         assert!(
-            !recorder.write_chunk(big),
-            "a chunk larger than the queue was queued"
+            !recorder.write_raw(1, 0, &[b'x'; 64 << 10]),
+            "a read larger than the queue was queued"
         );
         assert_eq!(recorder.dropped(), 1);
         assert_eq!(
             recorder.queued_bytes(),
             0,
-            "a dropped chunk's bytes stay counted"
+            "a dropped record's bytes stay counted"
         );
 
         // A small one goes through, and its bytes are given back once it is taken.
-        let mut small = Chunk::default();
-        small.record(&end(2));
-        assert!(recorder.write_chunk(small));
+        assert!(recorder.write_record(&end(2)));
         recorder.sync();
         assert_eq!(recorder.queued_bytes(), 0);
         assert_eq!(recorder.dropped(), 1);
@@ -737,9 +731,154 @@ mod tests {
         assert_eq!(
             streams,
             vec![2],
-            "only the chunk that fitted is on the tape"
+            "only the record that fitted is on the tape"
         );
+        let data = std::fs::metadata(recorder.path().with_extension("data")).unwrap();
+        assert_eq!(data.len(), 0, "the dropped read's bytes are on the tape");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn step(verdict: StepVerdict) -> Step {
+        Step {
+            plugin: 0,
+            verdict,
+            elapsed: std::time::Duration::from_micros(12),
+            fuel: 3456,
+        }
+    }
+
+    /// The records of a tape's lines as written (`raw` and `passed` records as they
+    /// are), the header left out.
+    fn lines_of(recorder: &Recorder) -> Vec<Record> {
+        std::fs::read_to_string(recorder.path())
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn raw_bytes_and_passed_runs_read_back_as_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recorder = Recorder::create(tmp.path(), "http://up").unwrap();
+        let reads: [&[u8]; 3] = [b"data: {\"a\":1}\n\n", b"", b"event: x\ndata: \xff\"\\\n\n"];
+        for (i, bytes) in reads.iter().enumerate() {
+            assert!(recorder.write_raw(4, 10 + i as u64, bytes));
+        }
+        let steps = [step(StepVerdict::Pass), step(StepVerdict::Pass)];
+        let passed = Record::Passed {
+            stream: 4,
+            t_ms: 99,
+            first: 7,
+            count: 30,
+            steps: steps.iter().map(|s| TapeStep::new(s, "re\"dact")).collect(),
+        };
+        assert!(recorder.write_record(&passed));
+        recorder.sync();
+        assert_eq!(recorder.written(), 1 + 3 + 30, "a run counts its events");
+        let file = std::fs::read(recorder.path().with_extension("data")).unwrap();
+        let records = lines_of(&recorder);
+        for (i, bytes) in reads.iter().enumerate() {
+            let Record::Raw {
+                stream: 4,
+                t_ms,
+                data_at: (offset, len),
+            } = records[i]
+            else {
+                panic!("not a raw record: {records:?}");
+            };
+            assert_eq!(t_ms, 10 + i as u64);
+            assert_eq!(&file[offset as usize..(offset + len) as usize], *bytes);
+        }
+        assert_eq!(records[3], passed);
+    }
+
+    #[test]
+    fn lines_keep_their_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recorder = Recorder::create(tmp.path(), "http://up").unwrap();
+        let end = |stream| Record::End {
+            stream,
+            t_ms: 5,
+            outcome: "complete".into(),
+            error: None,
+        };
+        recorder.record(end(1));
+        recorder.write_raw(2, 0, b"data: x\n\n");
+        recorder.record(Record::Passed {
+            stream: 3,
+            t_ms: 0,
+            first: 0,
+            count: 1,
+            steps: Vec::new(),
+        });
+        recorder.record(end(4));
+        recorder.sync();
+        assert_eq!(recorder.written(), 1 + 4);
+        let streams: Vec<u64> = lines_of(&recorder)
+            .iter()
+            .map(|r| r.stream().unwrap())
+            .collect();
+        assert_eq!(streams, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_write_error_stops_the_writer_and_later_records_find_it_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("read-only");
+        std::fs::write(&path, b"").unwrap();
+        // Handles the writer cannot write through.
+        let handle = || BufWriter::with_capacity(16, File::open(&path).unwrap());
+        let writer = Writer {
+            pool: Arc::default(),
+            lines: handle(),
+            data: handle(),
+            data_end: 0,
+            raw_line: Vec::new(),
+            pending: 0,
+            written: Arc::default(),
+        };
+        let (tx, rx) = mpsc::sync_channel(4);
+        let raw = || Message::Raw {
+            stream: 1,
+            t_ms: 0,
+            bytes: b"data: x\n\n".to_vec(),
+        };
+        tx.send(raw()).unwrap();
+        let (done, wait) = mpsc::channel();
+        tx.send(Message::Sync(done)).unwrap();
+        let queued = AtomicUsize::new(raw().footprint());
+        let writer = std::thread::spawn(move || writer.run(&rx, &queued, "read-only"));
+        assert!(
+            wait.recv().is_err(),
+            "a sync was answered after a write error"
+        );
+        writer.join().unwrap();
+        // The recorder counts what it cannot queue any more as dropped.
+        assert!(matches!(
+            tx.try_send(raw()),
+            Err(TrySendError::Disconnected(_))
+        ));
+    }
+
+    #[test]
+    fn reads_are_copied_into_kept_buffers_up_to_the_pools_bytes() {
+        let pool = Pool::default();
+        let full = pool.copy(&vec![7u8; POOL_BYTES]);
+        let kept = full.as_ptr();
+        pool.put(full);
+        let again = pool.copy(b"abc");
+        assert_eq!(again, b"abc");
+        assert_eq!(again.as_ptr(), kept, "the kept buffer was not reused");
+        pool.put(again);
+        pool.put(vec![0; 1]);
+        let held = pool.0.lock().unwrap();
+        assert_eq!(
+            (held.0.len(), held.1),
+            (1, POOL_BYTES),
+            "more than the pool's bytes kept"
+        );
     }
 
     /// The mode bits of `path` itself (not of a symlink's target).
@@ -898,12 +1037,8 @@ mod probes {
         for round in 0..events / 64 {
             tape.raw(&batch);
             for _ in 0..64 {
-                tape.batch_start();
+                tape.event(std::slice::from_ref(&step), Some(&sent), false);
             }
-            for i in 0..64 {
-                tape.batch_end(i, std::slice::from_ref(&step), Some(&sent));
-            }
-            tape.batch_done();
             while t.elapsed().as_micros() < u128::from(round) * per_batch {
                 std::hint::spin_loop();
             }
@@ -933,8 +1068,8 @@ mod probes {
         let sent: Vec<Event> = (0..64).map(|_| Event::message(data.clone())).collect();
         let mut tape =
             crate::tape::TapeStream::new(recorder.clone(), 1, ["passthrough".into()].into());
-        // Batches of 64 at `batch_us` (the writer keeps up, and chunk buffers come back
-        // to the pool, as in the proxy); only the recording is timed.
+        // Batches of 64 at `batch_us` (the writer keeps up, as in the proxy); only the
+        // recording is timed.
         let rounds = (20_000 / event_bytes().div_ceil(256) as u32).max(100);
         let per_batch = batch_us();
         let t = Instant::now();
@@ -942,13 +1077,9 @@ mod probes {
         for round in 0..rounds {
             let started = Instant::now();
             tape.raw(&batch);
-            for _ in &sent {
-                tape.batch_start();
+            for e in &sent {
+                tape.event(std::slice::from_ref(&step), Some(e), false);
             }
-            for (i, e) in sent.iter().enumerate() {
-                tape.batch_end(i, std::slice::from_ref(&step), Some(e));
-            }
-            tape.batch_done();
             busy += started.elapsed();
             while t.elapsed().as_micros() < u128::from(round) * per_batch {
                 std::hint::spin_loop();

@@ -1,14 +1,14 @@
 //! The proxy's side of `--record`: one [`TapeStream`] per exchange turns what happens
 //! into tape records. Only built when recording is on.
 //!
-//! Cost matters here (recording must not slow the proxy by more than a tenth), so
+//! Cost matters here (a stream runs at the proxy's speed with recording on), so
 //! nothing is written per passed event: the upstream's body goes on the tape as it was
 //! read (`raw` records, one per read), events are only counted (`seq`, in the order
 //! they decode, which is how the tape's reader numbers them again), and a run of events
 //! that every plugin passed and that went out unchanged becomes one `passed` record.
 //! Only an event a plugin dropped or changed (or the proxy rewrote) gets an `event`
-//! record of its own. Records go, as JSON lines, into the exchange's own [`Chunk`],
-//! which goes to the recorder when full or old.
+//! record of its own. Records go to the [`Recorder`]'s writer thread as they are made;
+//! a run goes once it ends, or is old or long enough to be worth a line.
 
 use std::sync::Arc;
 
@@ -17,25 +17,15 @@ use http::HeaderMap;
 
 use crate::plugin::{Step, StepVerdict, StreamMeta};
 use crate::sse::Event;
-use crate::tape::chunk::{Chunk, Patch};
 use crate::tape::format::{self, REQUEST_HEADERS, RESPONSE_HEADERS};
-use crate::tape::recorder::DATA_SLOT;
 use crate::tape::{Record, Recorder, TapeEvent, TapeStep};
 
-/// A chunk goes to the recorder once it holds this many bytes of lines...
-const CHUNK_BYTES: usize = 32 << 10;
-/// ...in a buffer with room for the record that crosses the line, so that record does
-/// not make the buffer grow (a copy of the whole chunk)...
-const CHUNK_ROOM: usize = CHUNK_BYTES + (8 << 10);
-/// ...or its buffer for raw data is full (a slot of the recorder's arena, `DATA_SLOT`:
-/// reads are split to fill it, so a chunk's data never moves, which would end its
-/// direct write, and the slots in flight are full ones)...
-/// ...or is this old (ms), so a tape can be followed while a slow stream runs.
-const CHUNK_AGE_MS: u64 = 100;
-/// Chunks with at least this much data write it around the page cache when the file
-/// system allows (`Recorder::reserve_data`); padding it to whole blocks then costs at
-/// most an eighth. Less goes through the page cache, exactly.
-const DIRECT_DATA: usize = 32 << 10;
+/// A run of passed events still going is written when the next read comes once it is
+/// this old (ms), so a tape can be followed while a long stream runs...
+const RUN_AGE_MS: u64 = 100;
+/// ...or once this many bytes were read since the last run was written, so a full
+/// queue or the size cap loses at most the verdicts of that much of a stream.
+const RUN_BYTES: usize = 128 << 10;
 
 /// Records one exchange.
 pub struct TapeStream {
@@ -43,26 +33,20 @@ pub struct TapeStream {
     stream: u64,
     /// The names of the chain's plugins, which steps refer to by index.
     names: Arc<[Arc<str>]>,
-    chunk: Chunk,
-    /// `t_ms` of the last record, and when the chunk was last handed over: the age
-    /// check reuses the clock read each record makes anyway.
+    /// `t_ms` of the last record or read: a run's time, without a clock read per event.
     last_ms: u64,
-    flushed_ms: u64,
-    /// The number the next upstream event gets (`seq`; the one between
-    /// [`TapeStream::event_start`] and `event_end` is the one before), the first of the
-    /// current batch ([`TapeStream::batch_start`]) and how many it has.
+    /// The number the next upstream event gets (`seq`).
     next_seq: u64,
-    batch_first: u64,
-    batch_len: u64,
     /// Passed events not yet written: a run that one `passed` record will describe.
     run: Option<Run>,
-    /// The recorder dropped a chunk of this stream: its raw bytes have a hole, so the
-    /// events after it cannot be read back. Nothing more is recorded but the end.
+    /// Bytes read since the last run was written ([`RUN_BYTES`]).
+    read_since_run: usize,
+    /// The recorder dropped a record of this stream: its raw bytes may have a hole, so
+    /// the events after it cannot be read back. Nothing more is recorded but the
+    /// stream's other records (its `end`).
     broken: bool,
     /// The last run's step list, for the next run (no allocation per run).
     spare_steps: Vec<Step>,
-    /// The last chunk's reference list, empty, for the next chunk.
-    patches: Vec<Patch>,
 }
 
 /// Events `first .. first + count`, all passed by the same plugins in the same order;
@@ -104,16 +88,12 @@ impl TapeStream {
             recorder,
             stream,
             names,
-            chunk: Chunk::default(),
             last_ms: 0,
-            flushed_ms: 0,
             next_seq: 0,
-            batch_first: 0,
-            batch_len: 0,
             run: None,
+            read_since_run: 0,
             broken: false,
             spare_steps: Vec::new(),
-            patches: Vec::new(),
         }
     }
 
@@ -125,76 +105,37 @@ impl TapeStream {
             .collect()
     }
 
-    /// Milliseconds since recording started, remembered for the age check.
+    /// Milliseconds since recording started, remembered for the next run.
     fn now_ms(&mut self) -> u64 {
         self.last_ms = self.recorder.t_ms();
         self.last_ms
     }
 
+    /// Queues `record` after the pending run.
     fn push(&mut self, record: &Record) {
         self.write_run();
-        self.ready();
-        self.chunk.record(record);
-        self.record_done();
-    }
-
-    /// Buffers for the chunk, from the recorder's pools, when it has none (it gives
-    /// them up with each flush, so an idle exchange holds none).
-    fn ready(&mut self) {
-        if !self.chunk.has_buffers() {
-            let (lines, pool) = self.recorder.pools();
-            let patches = std::mem::take(&mut self.patches);
-            self.chunk
-                .fill_from(lines, CHUNK_ROOM, pool, DATA_SLOT, patches);
-        }
-    }
-
-    fn record_done(&mut self) {
-        if self.chunk.len() >= CHUNK_BYTES
-            || (self.chunk.data_len() > 0 && self.chunk.data_room() == 0)
-            || self.last_ms.saturating_sub(self.flushed_ms) >= CHUNK_AGE_MS
-        {
-            self.flush();
+        if !self.recorder.write_record(record) {
+            self.broken = true;
         }
     }
 
     /// Writes the pending run of passed events as one `passed` record.
     fn write_run(&mut self) {
+        self.read_since_run = 0;
         if let Some(run) = self.run.take() {
-            self.ready();
-            self.chunk.passed(
-                self.stream,
-                run.t_ms,
-                run.first,
-                run.count,
-                &run.steps,
-                &self.names,
-            );
+            let record = Record::Passed {
+                stream: self.stream,
+                t_ms: run.t_ms,
+                first: run.first,
+                count: run.count,
+                steps: self.tape_steps(&run.steps),
+            };
+            if !self.recorder.write_record(&record) {
+                self.broken = true;
+            }
             // Its step list, for the next run.
             self.spare_steps = run.steps;
         }
-    }
-
-    /// Hands what is buffered to the recorder: reserves the data's place in the data
-    /// file, writes it into the lines that refer to it, and queues the chunk.
-    fn flush(&mut self) {
-        self.write_run();
-        if !self.chunk.is_empty() {
-            let mut full = std::mem::take(&mut self.chunk);
-            let data = full.data_len();
-            if data > 0 {
-                // A chunk's data buffer is block-aligned and whole blocks: it can go
-                // around the page cache as it is, padded.
-                let direct = data >= DIRECT_DATA && self.recorder.data_direct();
-                let at = self.recorder.reserve_data(data, direct);
-                full.seal(at, direct);
-            }
-            self.patches = full.take_patches();
-            if !self.recorder.write_chunk(full) {
-                self.broken = true;
-            }
-        }
-        self.flushed_ms = self.last_ms;
     }
 
     /// The client's request, what the chain said about its body, and what went upstream
@@ -237,53 +178,40 @@ impl TapeStream {
     }
 
     /// Bytes of the upstream's body, as read: call with every read, before the chain
-    /// sees the events they complete.
-    ///
-    /// A read fills the chunk's data buffer, a slot of the recorder's arena, and goes on
-    /// into the next chunk's when it is full (a `raw` record per piece; a reader joins a
-    /// stream's raw bytes in order): hyper's reads grow to hundreds of KiB on a busy
-    /// connection, and a buffer of that size came from the heap, fresh pages each time.
+    /// sees the events they complete. One `raw` record per read (copied: a kept
+    /// reference would pin hyper's read buffer, see docs/architecture.md).
     pub fn raw(&mut self, bytes: &[u8]) {
-        let t_ms = self.now_ms();
-        let mut rest = bytes;
-        while !rest.is_empty() && !self.broken {
-            self.ready();
-            let piece;
-            (piece, rest) = rest.split_at(self.chunk.data_room().min(rest.len()));
-            self.chunk.raw(self.stream, t_ms, piece);
-            self.record_done();
-        }
-    }
-
-    /// The next upstream event is about to go through the chain. Call for every event
-    /// the upstream's body decodes to, in order, then [`TapeStream::event_end`] (with
-    /// no other event in between: a batch is done before the next single event).
-    pub fn event_start(&mut self) {
-        self.next_seq += 1;
-    }
-
-    /// Each plugin's step and what the client got. `rewritten`: the proxy itself
-    /// changed the event before the chain (a legacy `endpoint` event), so an all-pass
-    /// chain still did not send it unchanged.
-    pub fn event_end(&mut self, chain_steps: &[Step], sent: Option<&Event>, rewritten: bool) {
-        self.event_done(self.next_seq - 1, chain_steps, sent, rewritten);
-        self.record_done();
-    }
-
-    /// An event's verdicts: a passed, unchanged event joins the run (or starts one), any
-    /// other gets an `event` record (its `received` is in the raw bytes).
-    fn event_done(
-        &mut self,
-        seq: u64,
-        chain_steps: &[Step],
-        sent: Option<&Event>,
-        rewritten: bool,
-    ) {
-        if self.broken {
-            self.recorder.count_dropped(1);
+        if self.broken || bytes.is_empty() {
             return;
         }
-        if !rewritten && all_passed(chain_steps, sent) {
+        let t_ms = self.now_ms();
+        if self.run.as_ref().is_some_and(|run| {
+            t_ms.saturating_sub(run.t_ms) >= RUN_AGE_MS || self.read_since_run >= RUN_BYTES
+        }) {
+            self.write_run();
+            if self.broken {
+                return;
+            }
+        }
+        self.read_since_run += bytes.len();
+        if !self.recorder.write_raw(self.stream, t_ms, bytes) {
+            self.broken = true;
+        }
+    }
+
+    /// The next upstream event, after the chain judged it: each plugin's step and what
+    /// the client got. Call for every event the upstream's body decodes to, in that
+    /// order (the events of a batch one by one), after [`TapeStream::raw`] of the bytes
+    /// that complete it: the tape numbers events by these calls (`seq`). `rewritten`:
+    /// the proxy itself changed the event before the chain (a legacy `endpoint`
+    /// event), so an all-pass chain still did not send it unchanged.
+    ///
+    /// A passed, unchanged event joins the run (or starts one), any other gets an
+    /// `event` record (its `received` is in the raw bytes).
+    pub fn event(&mut self, chain_steps: &[Step], sent: Option<&Event>, rewritten: bool) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if !self.broken && !rewritten && all_passed(chain_steps, sent) {
             if let Some(run) = &mut self.run
                 && run.first + run.count == seq
                 && run.extend(chain_steps)
@@ -291,15 +219,21 @@ impl TapeStream {
                 return;
             }
             self.write_run();
-            let mut steps = std::mem::take(&mut self.spare_steps);
-            steps.clear();
-            steps.extend_from_slice(chain_steps);
-            self.run = Some(Run {
-                t_ms: self.last_ms,
-                first: seq,
-                count: 1,
-                steps,
-            });
+            if !self.broken {
+                let mut steps = std::mem::take(&mut self.spare_steps);
+                steps.clear();
+                steps.extend_from_slice(chain_steps);
+                self.run = Some(Run {
+                    t_ms: self.last_ms,
+                    first: seq,
+                    count: 1,
+                    steps,
+                });
+                return;
+            }
+        }
+        if self.broken {
+            self.recorder.count_dropped(1);
             return;
         }
         let record = Record::Event {
@@ -333,27 +267,6 @@ impl TapeStream {
         self.push(&record);
     }
 
-    /// [`TapeStream::event_start`] for the next event of a batch: the events of a batch
-    /// go through the chain together.
-    pub fn batch_start(&mut self) {
-        if self.batch_len == 0 {
-            self.batch_first = self.next_seq;
-        }
-        self.batch_len += 1;
-        self.next_seq += 1;
-    }
-
-    /// [`TapeStream::event_end`] for the batch's event `i` (in `batch_start` order).
-    pub fn batch_end(&mut self, i: usize, chain_steps: &[Step], sent: Option<&Event>) {
-        self.event_done(self.batch_first + i as u64, chain_steps, sent, false);
-    }
-
-    /// The batch is done: the next `batch_start` begins another.
-    pub fn batch_done(&mut self) {
-        self.batch_len = 0;
-        self.record_done();
-    }
-
     /// A comment (keep-alive), passed as it was.
     pub fn comment(&mut self, text: &str) {
         let record = Record::Comment {
@@ -366,7 +279,7 @@ impl TapeStream {
 
     /// The end of the exchange: `complete`, `upstream-error`, `client-gone`, `shutdown`,
     /// `not-inspected` (a body passed unread, e.g. an error status) or
-    /// `answered-by-proxy`. Hands everything buffered to the recorder.
+    /// `answered-by-proxy`. The pending run goes first.
     pub fn end(&mut self, outcome: &str, error: Option<String>) {
         let record = Record::End {
             stream: self.stream,
@@ -375,7 +288,6 @@ impl TapeStream {
             error,
         };
         self.push(&record);
-        self.flush();
     }
 }
 
@@ -449,7 +361,7 @@ fn percent_decoded(text: &str) -> Vec<u8> {
 
 impl Drop for TapeStream {
     fn drop(&mut self) {
-        self.flush();
+        self.write_run();
     }
 }
 
@@ -509,8 +421,7 @@ mod tests {
                 step.elapsed = std::time::Duration::from_micros(5);
                 step.fuel = 30;
             }
-            tape.event_start();
-            tape.event_end(&[step], sent, false);
+            tape.event(&[step], sent, false);
         }
         drop(tape);
         recorder.sync();
@@ -551,9 +462,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-fast-{}", std::process::id()));
         let recorder = Arc::new(Recorder::create(&dir, "http://up").unwrap());
         let mut tape = TapeStream::new(recorder.clone(), 1, Arc::default());
-        // Sizes from a few bytes to past a chunk's data room (read whole: a read the
-        // tape splits), some in batches, some one by one, read in pieces that split
-        // events anywhere.
+        // Sizes from a few bytes to past the writer's buffers (read whole), read in
+        // pieces that split events anywhere, their verdicts seven at a time once their
+        // bytes are read.
         let events: Vec<Event> = (0..3000)
             .map(|i: usize| {
                 let len = match i {
@@ -585,8 +496,7 @@ mod tests {
             // At least this group's bytes have been read before its verdicts.
             let needed = read.max(ends[n * 7 + group.len() - 1]);
             while read < needed {
-                // The 300 KiB event comes in one read, larger than a chunk's buffer:
-                // the tape takes it in pieces.
+                // The 300 KiB event comes in one read.
                 let end = if needed - read > 200 << 10 {
                     needed
                 } else {
@@ -596,19 +506,8 @@ mod tests {
                 read = end;
                 piece = piece * 7 % 50_021 + 1;
             }
-            if n % 2 == 0 {
-                for _ in group {
-                    tape.batch_start();
-                }
-                for (i, e) in group.iter().enumerate() {
-                    tape.batch_end(i, &[], Some(e));
-                }
-                tape.batch_done();
-            } else {
-                for e in group {
-                    tape.event_start();
-                    tape.event_end(&[], Some(e), false);
-                }
+            for e in group {
+                tape.event(&[], Some(e), false);
             }
         }
         drop(tape);
@@ -627,46 +526,43 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_lost_a_chunk_stops_recording_and_what_it_kept_reads_back() {
+    fn a_stream_that_lost_a_record_stops_recording_and_what_it_kept_reads_back() {
         let dir = std::env::temp_dir().join(format!("sluice-lost-{}", std::process::id()));
-        // A queue of one chunk: the writer drains it every 2 ms, far slower than the
-        // loop below hands chunks over, so chunks are dropped.
+        // A queue of eight records and a writer that stops taking them: the ninth is
+        // dropped.
         let recorder = Arc::new(
             Recorder::with_queue(
                 &dir,
                 "http://up",
                 QueueLimits {
-                    chunks: 1,
+                    records: 8,
                     bytes: usize::MAX,
                 },
-                0,
             )
             .unwrap(),
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
         let mut tape = TapeStream::new(recorder.clone(), 5, Arc::default());
         let events: Vec<Event> = (0..300)
             .map(|i| Event {
                 id: Some(i.to_string()),
-                // A read is more than half a chunk's data: each chunk ends inside an
-                // event, and is handed over with the verdicts of the events before.
-                ..Event::message(format!("{i}:{}", "x".repeat(DATA_SLOT / 2)))
+                // Reads of half a run's bytes: runs are written every two events, in
+                // between the reads.
+                ..Event::message(format!("{i}:{}", "x".repeat(RUN_BYTES / 2)))
             })
             .collect();
+        let mut resume = Some(recorder.stall());
         for (i, e) in events.iter().enumerate() {
             tape.raw(&encoded(std::slice::from_ref(e)));
-            tape.event_start();
-            tape.event_end(&[], Some(e), false);
-            // Now and then the writer catches up, so later chunks get through again:
-            // after a lost chunk, they must not be read as the events that were lost.
-            if i % 10 == 9 {
-                std::thread::sleep(std::time::Duration::from_millis(5));
+            tape.event(&[], Some(e), false);
+            // Then the writer catches up, so later records get through again: after a
+            // lost one, they must not be read as the events that were lost.
+            if i == 100 {
+                drop(resume.take());
+                recorder.sync();
             }
         }
         let dropped = recorder.dropped();
-        assert!(dropped > 0, "the writer kept up with a queue of one");
-        // Let the writer drain, so the end is not dropped too.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(dropped > 0, "the writer kept up with a queue of eight");
         tape.end("complete", None);
         drop(tape);
         recorder.sync();
@@ -768,8 +664,7 @@ mod tests {
             .collect();
         for e in &sent {
             tape.raw(&encoded(std::slice::from_ref(e)));
-            tape.event_start();
-            tape.event_end(&[], Some(e), false);
+            tape.event(&[], Some(e), false);
         }
         tape.end("complete", None);
         drop(tape);

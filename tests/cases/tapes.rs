@@ -45,38 +45,26 @@ async fn recording_sluice(upstream: &str, dir: &Path) -> Running {
     .expect("sluice starts")
 }
 
-/// The recorder makes its first buffers when sluice starts (before it listens), so
-/// the first fast stream does not wait for them; the admin API shows them, and that
-/// none came from the heap.
+/// The admin API shows the recorder's queue and its drops: none in a session, and a
+/// queue that empties once the writer has taken everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_recorders_buffers_are_made_at_start_and_show_in_the_metrics() {
+async fn the_recorders_queue_and_drops_show_in_the_metrics() {
     use crate::cases::operations::{scrape, value};
     let server = mcp::spawn_mcp_server().await;
-    let dir = temp_dir("buffers");
+    let dir = temp_dir("queue");
     let mut sluice = recording_sluice(&proxy::base_of(&server.url), &dir).await;
     let admin = sluice
         .serve_admin("127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
-    let premade = if cfg!(target_os = "linux") {
-        sluice::tape::PREMADE as f64
-    } else {
-        0.0
-    };
     let before = scrape(admin).await;
-    assert_eq!(
-        value(&before, "sluice_tape_buffer_bytes", ""),
-        Some(premade)
-    );
-    assert_eq!(value(&before, "sluice_tape_heap_buffers", ""), Some(0.0));
+    assert_eq!(value(&before, "sluice_tape_records_dropped", ""), Some(0.0));
     let seen = session(&format!("{}/mcp", sluice.url())).await;
     assert_eq!(seen.count, "counted 3");
     let after = scrape(admin).await;
-    assert_eq!(value(&after, "sluice_tape_buffer_bytes", ""), Some(premade));
-    assert_eq!(value(&after, "sluice_tape_heap_buffers", ""), Some(0.0));
     assert_eq!(value(&after, "sluice_tape_records_dropped", ""), Some(0.0));
-    // Once the writer has taken every chunk out, nothing is left counted against the
-    // queue's bound (it drains every 2 ms; the last chunks go when the streams end).
+    // Once the writer has taken every record out, nothing is left counted against the
+    // queue's bound.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let queued = value(&scrape(admin).await, "sluice_tape_queued_bytes", "");
