@@ -21,6 +21,8 @@
 //!                      sse::encode_event ──▶ client (streamed, back-pressured)
 //! ```
 
+#![deny(missing_docs)]
+
 pub mod admin;
 pub mod app;
 pub mod check;

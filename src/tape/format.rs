@@ -69,13 +69,19 @@ pub enum Record {
     },
     /// A client request and what the chain did with its body.
     Request {
+        /// The exchange (the stream id plugins saw).
         stream: u64,
         /// Milliseconds since recording started.
         t_ms: u64,
+        /// The HTTP method.
         method: String,
+        /// The request path.
         path: String,
+        /// The query string (secret parameters redacted).
         query: Option<String>,
+        /// The JSON-RPC method, for a single message.
         rpc_method: Option<String>,
+        /// The MCP protocol revision (header, or what `initialize` offered).
         protocol_version: Option<String>,
         /// Kept headers only ([`REQUEST_HEADERS`]).
         headers: BTreeMap<String, String>,
@@ -88,15 +94,20 @@ pub enum Record {
     },
     /// The upstream's response head.
     Response {
+        /// The exchange (the stream id plugins saw).
         stream: u64,
+        /// Milliseconds since recording started.
         t_ms: u64,
+        /// The HTTP status.
         status: u16,
         /// Kept headers only ([`RESPONSE_HEADERS`]).
         headers: BTreeMap<String, String>,
     },
     /// An upstream event (SSE) or body (JSON response), and what the chain did.
     Event {
+        /// The exchange (the stream id plugins saw).
         stream: u64,
+        /// Milliseconds since recording started.
         t_ms: u64,
         /// The event's number in its stream's `raw` bytes (version 3; counted from 0 in
         /// the order they decode). [`read`] fills `received` from them.
@@ -105,6 +116,7 @@ pub enum Record {
         /// As received from the upstream (left out when `seq` gives it).
         #[serde(default, skip_serializing_if = "TapeEvent::is_empty")]
         received: TapeEvent,
+        /// Each plugin's verdict, time and fuel.
         steps: Vec<TapeStep>,
         /// As sent to the client; `None` when nothing was sent, or when `unchanged`.
         sent: Option<TapeEvent>,
@@ -117,7 +129,9 @@ pub enum Record {
     /// stream's `raw` records together are its body as far as the proxy read it.
     /// [`read`] decodes them and leaves no `raw` record in what it returns.
     Raw {
+        /// The exchange (the stream id plugins saw).
         stream: u64,
+        /// Milliseconds since recording started.
         t_ms: u64,
         /// `[offset, length]` in the data file.
         data_at: (u64, u64),
@@ -127,24 +141,35 @@ pub enum Record {
     /// its time and fuel summed over the events. [`read`] turns it into one `event`
     /// record per event, each step with an equal share.
     Passed {
+        /// The exchange (the stream id plugins saw).
         stream: u64,
+        /// Milliseconds since recording started.
         t_ms: u64,
+        /// The first event's number.
         first: u64,
+        /// How many events.
         count: u64,
+        /// Each plugin's verdict, time and fuel.
         steps: Vec<TapeStep>,
     },
     /// An SSE comment (keep-alive), passed as it was.
     Comment {
+        /// The exchange (the stream id plugins saw).
         stream: u64,
+        /// Milliseconds since recording started.
         t_ms: u64,
+        /// The comment's text.
         text: String,
     },
     /// The end of a stream.
     End {
+        /// The exchange (the stream id plugins saw).
         stream: u64,
+        /// Milliseconds since recording started.
         t_ms: u64,
         /// `complete`, `upstream-error` or `client-gone`.
         outcome: String,
+        /// What went wrong, for `upstream-error`.
         error: Option<String>,
     },
 }
@@ -188,16 +213,20 @@ impl Record {
 /// An SSE event (or a JSON body, as `data`) on a tape.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapeEvent {
+    /// The SSE `id` field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The SSE `event` field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// The SSE `data` (lines joined with `\n`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
     /// Where the data is in the tape's data file: `[offset, length]` in bytes.
     /// [`read`] replaces it with `data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_at: Option<(u64, u64)>,
+    /// The SSE `retry` field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<u64>,
 }
@@ -247,6 +276,7 @@ impl From<TapeEvent> for Event {
 /// One plugin's verdict on a tape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapeStep {
+    /// The plugin's name.
     pub plugin: String,
     /// `pass`, `drop`, `modify`, or a failure kind (`trap`, `deadline`, `fuel`, ...).
     pub verdict: String,
@@ -274,19 +304,29 @@ pub enum TapeError {
     /// The file could not be opened or read.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// The cause.
         source: std::io::Error,
     },
     /// A line is not a record.
     #[error("{path}:{line}: not a tape record: {reason}")]
     Parse {
+        /// The file.
         path: String,
+        /// The line number.
         line: usize,
+        /// What is wrong with it.
         reason: String,
     },
     /// The header is missing or from another version.
     #[error("{path}: {reason}")]
-    Header { path: String, reason: String },
+    Header {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Reads a whole tape. The header must come first and carry this version.

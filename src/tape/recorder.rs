@@ -202,7 +202,9 @@ pub enum RecordError {
     /// The directory or file could not be created.
     #[error("cannot record to {path}: {source}")]
     Create {
+        /// The file.
         path: String,
+        /// The cause.
         source: std::io::Error,
     },
 }
