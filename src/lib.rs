@@ -2,13 +2,13 @@
 //! upstream, which hands every event that crosses it to a chain of sandboxed
 //! WebAssembly plugins that pass, drop or modify it.
 //!
-//! The life of a request, module by module:
+//! The life of a request, module by module (docs/architecture.md has the map):
 //!
 //! ```text
-//! MCP client ──HTTP──▶ proxy (ingress: origin, bounded body)
-//!                        │ POST body = one event, direction to-server
+//! MCP client ──HTTP──▶ http (accept loop, limits) ─▶ proxy (Origin/Host, bounded body)
+//!                        │ mcp::client::ClientBody: the body read once
 //!                        ▼
-//!                      plugin::Session::on_event   (init / on-stream-start / on-event …)
+//!                      mcp::messages::to_server → plugin::Session (to-server)
 //!                        ▼
 //!                      upstream::Http  (pooled, streaming)
 //!                        │ response
@@ -16,10 +16,13 @@
 //!     upstream::SseEvents   │ one event
 //!     (sse::Decoder, bounded buffer)
 //!                        ▼
-//!                      plugin::Session::on_event   (direction to-client)
+//!                      mcp::messages::to_client → plugin::Session (to-client)
 //!                        ▼
 //!                      sse::encode_event ──▶ client (streamed, back-pressured)
 //! ```
+//!
+//! Tapes and metrics watch each exchange through `observe` (request, events, end);
+//! the proxy does not know them.
 
 #![deny(missing_docs)]
 
