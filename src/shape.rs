@@ -259,8 +259,11 @@ fn members<'de, A: MapAccess<'de>>(
         let head = top.as_mut().and_then(|t| t.head.as_deref_mut());
         if let Some(head) = head.filter(|_| name.text == "id") {
             let id: &RawValue = map.next_value()?;
-            if depth == Depth::All && id.get().starts_with(['{', '[']) {
-                nested_text(id.get(), found).map_err(|()| refuse_found::<A::Error>(found, "id"))?;
+            // Taken whole, so checked as any other value: names distinct, strings
+            // decodable (a lone surrogate escape is refused, as everywhere else).
+            if depth == Depth::All {
+                nested_text(id.get(), found)
+                    .map_err(|reason| refuse_found::<A::Error>(found, "id", reason))?;
             }
             head.id = Some(id.to_owned());
         } else if plain_names && name.text == "method" {
@@ -282,17 +285,19 @@ fn members<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
-/// Checks the nested values of `text` (an `id` taken whole) as `Depth::All` does.
-fn nested_text(text: &str, found: &mut Option<ShapeError>) -> Result<(), ()> {
+/// Checks `text` (an `id` taken whole) as `Depth::All` checks any value.
+fn nested_text(text: &str, found: &mut Option<ShapeError>) -> Result<(), String> {
     let mut de = serde_json::Deserializer::from_str(text);
-    Nested { found }.deserialize(&mut de).map_err(|_| ())
+    Nested { found }
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())
 }
 
-/// The error that stops the parse after [`nested_text`] found a repeat inside member
-/// `name`.
-fn refuse_found<E: de::Error>(found: &mut Option<ShapeError>, name: &str) -> E {
+/// The error that stops the parse after [`nested_text`] refused the value of member
+/// `name`: a repeat inside it, or text serde_json cannot decode (`reason`).
+fn refuse_found<E: de::Error>(found: &mut Option<ShapeError>, name: &str, reason: String) -> E {
     within(found, name);
-    E::custom(found.as_ref().map_or_else(String::new, ToString::to_string))
+    E::custom(found.as_ref().map_or(reason, ToString::to_string))
 }
 
 /// Puts `/token` in front of the pointer of a repeat found inside a member or element.

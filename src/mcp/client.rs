@@ -323,6 +323,10 @@ mod tests {
             ClientBody::checked(text, 10).unwrap_err().to_string(),
             "invalid JSON-RPC message: member \"a\" appears twice in /id"
         );
+        // A string that serde_json cannot decode is refused in an id as anywhere else.
+        let lone = r#"{"id":"\ud800","method":"m"}"#;
+        assert!(ClientBody::checked(lone, 10).is_err());
+        assert!(shape::client_message(lone).is_err());
         let fine = r#"{"id":{"a":1},"method":"m"}"#;
         assert_eq!(ids(&ClientBody::checked(fine, 10).unwrap()), [r#"{"a":1}"#]);
     }
