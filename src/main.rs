@@ -6,12 +6,22 @@ use anyhow::Context;
 use sluice::cli::{self, CliError, Command, LogFormat, PluginCommand, TapeCommand};
 use sluice::error_chain::ErrorChain;
 
-fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+fn main() -> std::process::ExitCode {
+    let ran = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(run())
+        .context("cannot start the async runtime")
+        .and_then(|runtime| runtime.block_on(run()));
+    match ran {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line with each cause once (the messages already name their direct
+            // cause), and no backtrace: a failed start is the operator's to fix, not a
+            // crash of sluice.
+            eprintln!("error: {}", ErrorChain(error.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn run() -> anyhow::Result<()> {
