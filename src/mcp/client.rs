@@ -211,9 +211,7 @@ fn items(text: &str) -> Option<Vec<Range<usize>>> {
 /// A message's head, read without refusing anything: an object's `method` and `id`
 /// (the last of each, if repeated), or nothing for text that is not a JSON object.
 fn lenient_head(text: &str) -> Head {
-    use std::borrow::Cow;
-    use std::collections::HashMap;
-    let Ok(members) = serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(text) else {
+    let Some(members) = jsonrpc::members(text) else {
         return Head::default();
     };
     let method = members.get("method");
@@ -222,6 +220,11 @@ fn lenient_head(text: &str) -> Head {
         method: method.and_then(|m| serde_json::from_str::<String>(m.get()).ok()),
         id: members.get("id").map(|id| (*id).to_owned()),
     }
+}
+
+/// `text` as one message, read without refusing anything.
+pub(super) fn lenient_message(text: &str) -> ClientMessage {
+    ClientMessage::new(0..text.len(), lenient_head(text))
 }
 
 /// `params.protocolVersion` of a request (the one `initialize` offers).

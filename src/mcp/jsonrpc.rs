@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::client::ClientBody;
+use super::client::{self, ClientBody};
 
 /// A plugin dropped a client's request.
 pub const DROPPED_BY_PLUGIN: i64 = -32050;
@@ -119,15 +119,14 @@ impl Summary {
 }
 
 /// A message's members, each as its text (`null` included, unlike `Option`).
-fn members(text: &str) -> Option<HashMap<Cow<'_, str>, &RawValue>> {
+pub(super) fn members(text: &str) -> Option<HashMap<Cow<'_, str>, &RawValue>> {
     serde_json::from_str(text).ok()
 }
 
-/// The id of a request (a message with both `method` and `id`), if `text` is one.
+/// The id of a request (a message with both `method` and `id`), if `text` is one
+/// (read as [`ClientBody::read`] reads a message).
 pub fn request_id(text: &str) -> Option<RequestId> {
-    let message = members(text)?;
-    message.get("method")?;
-    message.get("id").map(|id| RequestId::new(id))
+    client::lenient_message(text).request_id
 }
 
 /// The id of a response (a message with `id` and `result` or `error`, no `method`),
