@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::client::ClientBody;
 pub use super::client::Refused;
 use super::jsonrpc::{self, RequestId};
-use crate::plugin::{Direction, FailureKind, Outcome, Session, human_bytes};
+use crate::plugin::{Chain, Direction, FailureKind, Outcome, Session, human_bytes};
 use crate::sse::Event;
 
 /// How much plugin work one exchange may cause. A client controls how many messages a
@@ -65,14 +65,10 @@ pub enum ToServer {
     Refused(Refused),
 }
 
-/// Reads a client's body for `session`: under the MCP rules where a plugin of its chain
-/// sees client messages ([`ClientBody::checked`]), refusing nothing where none does.
-pub fn read_client_body(
-    session: &Session,
-    body: &str,
-    limits: &Limits,
-) -> Result<ClientBody, Refused> {
-    if session.sees(Direction::ToServer) {
+/// Reads a client's body for `chain`: under the MCP rules where a plugin of it sees
+/// client messages ([`ClientBody::checked`]), refusing nothing where none does.
+pub fn read_client_body(chain: &Chain, body: &str, limits: &Limits) -> Result<ClientBody, Refused> {
+    if chain.sees(Direction::ToServer) {
         ClientBody::checked(body, limits.max_batch)
     } else {
         Ok(ClientBody::read(body))

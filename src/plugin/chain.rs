@@ -277,12 +277,6 @@ impl Session {
         &self.chain
     }
 
-    /// True when a plugin of this chain sees messages going `direction` (a filter sees
-    /// none going to the server), whether or not that phase has begun.
-    pub fn sees(&self, direction: Direction) -> bool {
-        self.chain.sees(direction)
-    }
-
     /// Begins a phase (the request going to the server, or the response stream going
     /// to the client): ends the previous phase, then calls `on-stream-start` on every
     /// plugin that sees this direction, creating its instance if it has none.

@@ -239,13 +239,8 @@ impl Proxy {
         // The body, read once: under the MCP rules where a plugin sees client messages.
         let chain = self.chain.load_full();
         let text = std::str::from_utf8(&body).ok();
-        let read = text.map(|text| {
-            if chain.sees(Direction::ToServer) {
-                ClientBody::checked(text, self.settings.message_limits.max_batch)
-            } else {
-                Ok(ClientBody::read(text))
-            }
-        });
+        let read = text
+            .map(|text| messages::read_client_body(&chain, text, &self.settings.message_limits));
         let summary = match (&read, text) {
             (Some(Ok(read)), _) => read.summary(),
             // Refused, but its method and ids still name it in logs and tapes.

@@ -142,7 +142,7 @@ fn replay(
     // To the server: an empty body (GET, DELETE) never meets the chain.
     let mut answered_by_proxy = false;
     if !body.is_empty() {
-        let read = messages::read_client_body(&session, body, &limits);
+        let read = messages::read_client_body(session.chain(), body, &limits);
         let decided = messages::to_server(&mut session, body.clone(), read, &limits);
         let output = match decided {
             ToServer::Forward { body, .. } => Some(data_only(body)),
