@@ -257,29 +257,34 @@ fn members<'de, A: MapAccess<'de>>(
             ));
         }
         let head = top.as_mut().and_then(|t| t.head.as_deref_mut());
-        if let Some(head) = head.filter(|_| name.text == "id") {
-            let id: &RawValue = map.next_value()?;
-            // Taken whole, so checked as any other value: names distinct, strings
-            // decodable (a lone surrogate escape is refused, as everywhere else).
-            if depth == Depth::All {
-                nested_text(id.get(), found)
-                    .map_err(|reason| refuse_found::<A::Error>(found, "id", reason))?;
+        match (name.text.as_ref(), head) {
+            ("id", Some(head)) => {
+                let id: &RawValue = map.next_value()?;
+                // Taken whole, so checked as any other value: names distinct, strings
+                // decodable (a lone surrogate escape is refused, as everywhere else).
+                if depth == Depth::All {
+                    nested_text(id.get(), found)
+                        .map_err(|reason| refuse_found::<A::Error>(found, "id", reason))?;
+                }
+                head.id = Some(id.to_owned());
             }
-            head.id = Some(id.to_owned());
-        } else if plain_names && name.text == "method" {
-            let method = map.next_value_seed(Plain { found: &mut *found })?;
-            if plain_names && method.escaped {
-                return Err(refuse(found, ShapeError::Escaped("the method")));
+            ("method", head) if plain_names => {
+                let method = map.next_value_seed(Plain { found: &mut *found })?;
+                if method.escaped {
+                    return Err(refuse(found, ShapeError::Escaped("the method")));
+                }
+                if let Some(head) = head {
+                    head.has_method = true;
+                    head.method = method.text;
+                }
             }
-            if let Some(head) = top.as_mut().and_then(|t| t.head.as_deref_mut()) {
-                head.has_method = true;
-                head.method = method.text;
+            _ if depth == Depth::All => {
+                map.next_value_seed(Nested { found: &mut *found })
+                    .inspect_err(|_| within(found, &pointer_token(&name.text)))?;
             }
-        } else if depth == Depth::All {
-            map.next_value_seed(Nested { found: &mut *found })
-                .inspect_err(|_| within(found, &pointer_token(&name.text)))?;
-        } else {
-            map.next_value::<IgnoredAny>()?;
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
     }
     Ok(())

@@ -132,17 +132,17 @@ impl Proxy {
         chain: Arc<ArcSwap<Chain>>,
         settings: ProxySettings,
     ) -> Self {
+        let metrics = Arc::new(Metrics::new());
         Self {
             upstream,
             chain,
             plugin_work: Arc::new(tokio::sync::Semaphore::new(settings.plugin_workers.max(1))),
             settings,
             next_stream: AtomicU64::new(1),
-            metrics: Arc::new(Metrics::new()),
-            observe: Vec::new(),
+            metrics: metrics.clone(),
+            observe: vec![Arc::new(Counting(metrics))],
             closing: tokio::sync::watch::Sender::new(false),
         }
-        .with_metrics(Arc::new(Metrics::new()))
     }
 
     /// The client-facing settings.
@@ -158,11 +158,8 @@ impl Proxy {
 
     /// Counts into `metrics` (the ones `/metrics` serves) instead of private ones.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        let counting = Arc::new(Counting(metrics.clone()));
-        match self.observe.first_mut() {
-            Some(first) => *first = counting,
-            None => self.observe.push(counting),
-        }
+        // The metrics are always the first observer (`new`).
+        self.observe[0] = Arc::new(Counting(metrics.clone()));
         self.metrics = metrics;
         self
     }
