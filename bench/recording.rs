@@ -103,6 +103,9 @@ async fn proxy(upstream: SocketAddr, record: Option<std::path::PathBuf>) -> Runn
         cache_dir: None,
         record_dir: record,
         tape: Default::default(),
+        tls: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
     })
     .await
     .unwrap()

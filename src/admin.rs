@@ -25,6 +25,8 @@ pub struct Admin {
     reloader: Arc<Reloader>,
     token: Option<String>,
     recorder: Option<Arc<Recorder>>,
+    /// Each `[[route]]`'s reloader, by route name (`?route=<name>`).
+    routes: Vec<(String, Arc<Reloader>)>,
 }
 
 impl Admin {
@@ -34,6 +36,34 @@ impl Admin {
             reloader,
             token,
             recorder: None,
+            routes: Vec::new(),
+        }
+    }
+
+    /// The routes' chains, which `?route=<name>` on `/admin/plugins` and
+    /// `/admin/reload` picks (without it: the default chain).
+    pub fn with_routes(mut self, routes: Vec<(String, Arc<Reloader>)>) -> Self {
+        self.routes = routes;
+        self
+    }
+
+    /// The reloader a request names with `?route=`, or the default one; `Err`: the
+    /// name of no route.
+    fn reloader_for<'a>(&self, request: &'a Request<Incoming>) -> Result<Arc<Reloader>, &'a str> {
+        let route = request
+            .uri()
+            .query()
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|pair| pair.strip_prefix("route="));
+        match route {
+            None => Ok(self.reloader.clone()),
+            Some(name) => self
+                .routes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, r)| r.clone())
+                .ok_or(name),
         }
     }
 
@@ -85,12 +115,18 @@ impl Admin {
         }
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/metrics") => self.metrics(),
-            (&Method::GET, "/admin/plugins") => reply(
-                StatusCode::OK,
-                serde_json::to_value(self.reloader.status()).unwrap_or_default(),
-            ),
+            (&Method::GET, "/admin/plugins") => match self.reloader_for(&request) {
+                Ok(reloader) => reply(
+                    StatusCode::OK,
+                    serde_json::to_value(reloader.status()).unwrap_or_default(),
+                ),
+                Err(name) => no_route(name),
+            },
             (&Method::POST, "/admin/reload") => {
-                let reloader = self.reloader.clone();
+                let reloader = match self.reloader_for(&request) {
+                    Ok(reloader) => reloader,
+                    Err(name) => return no_route(name),
+                };
                 match tokio::task::spawn_blocking(move || reloader.reload(Trigger::Admin)).await {
                     Ok(Ok(generation)) => reply(StatusCode::OK, json!({"generation": generation})),
                     Ok(Err(e)) => reply(
@@ -119,6 +155,14 @@ impl Handler for Admin {
     ) -> impl Future<Output = Response<ProxyBody>> + Send {
         self.answer(request)
     }
+}
+
+/// 404 for a `?route=` that names no route.
+fn no_route(name: &str) -> Response<ProxyBody> {
+    reply(
+        StatusCode::NOT_FOUND,
+        json!({"error": format!("no route named {name:?}")}),
+    )
 }
 
 /// Why a request looks as if a web page sent it, if it does.

@@ -53,6 +53,21 @@ pub enum Command {
     /// Work with tapes (traffic recorded with --record).
     #[command(subcommand)]
     Tape(TapeCommand),
+    /// Serve one MCP client on stdin and stdout, for a desktop client to launch in
+    /// place of the server: each line it writes (newline-delimited JSON-RPC) passes
+    /// the plugin chain to the server at --upstream (its endpoint URL, e.g.
+    /// http://127.0.0.1:8000/mcp), and each message back passes the chain to stdout.
+    /// Logs go to stderr (or --log-file), never stdout. Hot swap, --record,
+    /// --config and --admin-listen work as for the proxy; --listen is not used.
+    Stdio(Box<StdioArgs>),
+}
+
+/// Flags of `sluice stdio`: the proxy's.
+#[derive(Debug, clap::Args)]
+pub struct StdioArgs {
+    /// The proxy's flags.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `sluice tape ...`.
@@ -427,6 +442,78 @@ pub struct RunArgs {
         default_values_t = crate::tape::REDACT_QUERY.iter().map(|n| n.to_string())
     )]
     pub tape_redact_query: Vec<String>,
+
+    /// PEM file of the CA certificates to trust for an https:// upstream, instead of
+    /// the system's trust store (as curl's --cacert: only these are trusted).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// PEM certificate chain sluice presents to an https:// upstream that asks for a
+    /// client certificate (mutual TLS). Needs --upstream-client-key.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --upstream-client-cert.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_client_key: Option<PathBuf>,
+
+    /// PEM certificate chain (the server's own certificate first): the listener speaks
+    /// TLS (HTTP/1.1 and HTTP/2 by ALPN) instead of plain HTTP. Needs --tls-key. Both
+    /// files are reloaded when they change (and on SIGHUP); new connections get the new
+    /// certificate, and a pair that cannot be used leaves the old one serving.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// A variable for the stdio server (`-- <cmd…>`), on top of sluice's own
+    /// environment (repeatable).
+    #[arg(long = "upstream-env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub upstream_env: Vec<(String, String)>,
+
+    /// The stdio server's working directory (sluice's own by default).
+    #[arg(long, value_name = "DIR")]
+    pub upstream_cwd: Option<PathBuf>,
+
+    /// stdio server processes alive at once (one per MCP session); a new session past
+    /// it is answered 503.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub upstream_max_processes: usize,
+
+    /// End a stdio session (and its process) after this many seconds with no request
+    /// waiting and no GET stream open. 0: never.
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub session_idle_timeout: u64,
+
+    /// What a line on the stdio server's stdout that is not a JSON-RPC message does:
+    /// `end` the session (waiting requests get errors) or `skip` it (logged, counted).
+    #[arg(long, default_value = "end", value_name = "end|skip")]
+    pub upstream_garbage: crate::upstream::stdio::Garbage,
+
+    /// A stdio MCP server to run as the upstream instead of --upstream, after `--`:
+    /// `sluice --plugin p.wasm -- npx -y @modelcontextprotocol/server-everything`.
+    /// sluice starts one process per MCP session and serves it as Streamable HTTP.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+
+    /// Append log lines to this file instead of writing them to stderr.
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Run one stdio server process for every session instead of one per session (for
+    /// a stateless server): request ids and progress tokens are remapped so clients
+    /// cannot get each other's answers, a later session's initialize is answered from
+    /// the first one's result, and --upstream-max-processes does not apply.
+    #[arg(long)]
+    pub upstream_shared: bool,
+}
+
+/// `KEY=VALUE`.
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
 }
 
 /// `--plugin-failure` values.
@@ -445,7 +532,9 @@ pub enum CliError {
     #[error(transparent)]
     Clap(#[from] clap::Error),
     /// `--upstream` is required to run the proxy.
-    #[error("--upstream is required (or run `sluice demo` to try sluice without an upstream)")]
+    #[error(
+        "--upstream URL or a stdio server after `--` is required (or run `sluice demo` to try sluice without an upstream)"
+    )]
     NoUpstream,
     /// A `--plugin-config` with no `--plugin` before it, or two for one plugin.
     #[error("--plugin-config {0:?} must follow the --plugin it configures (one per plugin)")]
@@ -545,11 +634,26 @@ fn pick<T>(matches: &ArgMatches, id: &str, from_file: Option<T>, flag: T) -> T {
 pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> {
     let file = run.config.as_deref().map(config::load).transpose()?;
     let file = file.as_ref();
-    let upstream = run
-        .upstream
-        .clone()
-        .or_else(|| file.and_then(|f| f.upstream.clone()))
-        .ok_or(CliError::NoUpstream)?;
+    let stdio = stdio_target(run, matches, file)?;
+    if stdio.is_some() && run.upstream.is_some() {
+        return Err(CliError::Invalid(
+            "give either --upstream URL or a stdio server after `--`, not both".into(),
+        ));
+    }
+    let has_routes = file.is_some_and(|f| !f.routes.is_empty());
+    let upstream = match &stdio {
+        Some(_) => String::new(),
+        None => match run
+            .upstream
+            .clone()
+            .or_else(|| file.and_then(|f| f.upstream.clone()))
+        {
+            Some(url) => url,
+            // Routes alone: a request no route takes is answered 404.
+            None if has_routes => String::new(),
+            None => return Err(CliError::NoUpstream),
+        },
+    };
     if run.plugin_deadline_ms == 0 {
         return Err(CliError::Invalid(
             "--plugin-deadline-ms must be at least 1".into(),
@@ -651,6 +755,7 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             spec.limits = flags.apply(spec.limits);
         }
     }
+    let routes = routes(run, matches, file, &flags, &plugins, max_event_bytes);
     Ok(Config {
         listen,
         upstream,
@@ -674,7 +779,176 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
         },
         record_dir: run.record.clone(),
         tape: tape_settings(run, matches, file)?,
+        tls: tls_settings(run, file)?,
+        stdio: stdio.map(|mut stdio| {
+            // The process writes one message per line; the proxy's limit applies.
+            stdio.settings.max_line_bytes = max_event_bytes;
+            stdio
+        }),
+        routes,
     })
+}
+
+/// The file's `[[route]]`s: each route's chain is its own `[[route.plugin]]`s or else
+/// the top-level chain (`chain`), with the command line's limit flags applied; a reload
+/// re-reads it from the file.
+fn routes(
+    run: &RunArgs,
+    matches: &ArgMatches,
+    file: Option<&config::FileConfig>,
+    flags: &LimitOverrides,
+    chain: &[PluginSpec],
+    max_event_bytes: usize,
+) -> Vec<config::Route> {
+    let Some(file) = file else {
+        return Vec::new();
+    };
+    let reload = run.config.clone().map(|path| ChainFile {
+        path,
+        overrides: run.limit_flags(matches),
+    });
+    file.routes
+        .iter()
+        .map(|route| {
+            let mut plugins = route.plugins.clone().unwrap_or_else(|| chain.to_vec());
+            if route.plugins.is_some() {
+                for spec in &mut plugins {
+                    spec.limits = flags.apply(spec.limits);
+                }
+            }
+            config::Route {
+                name: route.name.clone(),
+                prefix: route.prefix.clone(),
+                host: route.host.clone(),
+                upstream: route.upstream.clone().unwrap_or_default(),
+                stdio: route
+                    .stdio
+                    .as_ref()
+                    .map(|stdio| stdio_from_file(stdio, max_event_bytes)),
+                plugins,
+                // A route without its own chain follows the top-level one, which
+                // `--plugin` flags may have replaced: then there is nothing to re-read.
+                reload: reload
+                    .clone()
+                    .filter(|_| route.plugins.is_some() || run.plugins.is_empty()),
+            }
+        })
+        .collect()
+}
+
+/// A `[stdio]` table (the file's or a route's) as a stdio target, the built-in
+/// defaults under it (the `--upstream-*` flags' defaults too).
+fn stdio_from_file(stdio: &config::FileStdio, max_line_bytes: usize) -> config::StdioTarget {
+    use crate::upstream::{StdioCommand, StdioSettings};
+    let defaults = StdioSettings::default();
+    let idle = stdio
+        .session_idle_timeout_secs
+        .unwrap_or(defaults.idle_timeout.map_or(0, |d| d.as_secs()));
+    config::StdioTarget {
+        command: StdioCommand {
+            program: stdio.command[0].clone(),
+            args: stdio.command[1..].to_vec(),
+            env: stdio.env.clone().into_iter().collect(),
+            cwd: stdio.cwd.clone(),
+        },
+        settings: StdioSettings {
+            max_processes: stdio.max_processes.unwrap_or(defaults.max_processes),
+            idle_timeout: (idle > 0).then(|| Duration::from_secs(idle)),
+            garbage: stdio.garbage.unwrap_or_default(),
+            max_line_bytes,
+            shared: stdio.shared.unwrap_or(false),
+            ..defaults
+        },
+    }
+}
+
+/// The stdio upstream: a command after `--` (with the `--upstream-*` flags), or the
+/// file's `[stdio]` (flags given override its settings).
+fn stdio_target(
+    run: &RunArgs,
+    matches: &ArgMatches,
+    file: Option<&config::FileConfig>,
+) -> Result<Option<config::StdioTarget>, CliError> {
+    let from_file = file.and_then(|f| f.stdio.as_ref());
+    let argv = if !run.command.is_empty() {
+        run.command.clone()
+    } else if let Some(stdio) = from_file.filter(|_| run.upstream.is_none()) {
+        stdio.command.clone()
+    } else {
+        return Ok(None);
+    };
+    if run.upstream_max_processes == 0 {
+        return Err(CliError::Invalid(
+            "--upstream-max-processes must be at least 1".into(),
+        ));
+    }
+    // The file's table (or none) read as a route's is, then each flag given over it.
+    let table = config::FileStdio {
+        command: argv,
+        ..from_file.cloned().unwrap_or_default()
+    };
+    // Its line limit is the proxy's event limit, which `resolve` sets.
+    let mut target = stdio_from_file(
+        &table,
+        crate::upstream::StdioSettings::default().max_line_bytes,
+    );
+    target.command.env.extend(run.upstream_env.iter().cloned());
+    if let Some(cwd) = &run.upstream_cwd {
+        target.command.cwd = Some(cwd.clone());
+    }
+    let settings = &mut target.settings;
+    if given(matches, "upstream_max_processes") {
+        settings.max_processes = run.upstream_max_processes;
+    }
+    if given(matches, "session_idle_timeout") {
+        settings.idle_timeout =
+            (run.session_idle_timeout > 0).then(|| Duration::from_secs(run.session_idle_timeout));
+    }
+    if given(matches, "upstream_garbage") {
+        settings.garbage = run.upstream_garbage;
+    }
+    if given(matches, "upstream_shared") {
+        settings.shared = run.upstream_shared;
+    }
+    Ok(Some(target))
+}
+
+/// The TLS files from the flags, each over the file's key of the same name; a
+/// certificate needs its key (and the reverse).
+fn tls_settings(
+    run: &RunArgs,
+    file: Option<&config::FileConfig>,
+) -> Result<crate::tls::TlsSettings, CliError> {
+    let either = |flag: &Option<PathBuf>, key: Option<&PathBuf>| flag.clone().or(key.cloned());
+    let upstream = crate::tls::UpstreamTls {
+        ca: either(&run.upstream_ca, file.and_then(|f| f.upstream_ca.as_ref())),
+        client_cert: either(
+            &run.upstream_client_cert,
+            file.and_then(|f| f.upstream_client_cert.as_ref()),
+        ),
+        client_key: either(
+            &run.upstream_client_key,
+            file.and_then(|f| f.upstream_client_key.as_ref()),
+        ),
+    };
+    if upstream.client_cert.is_some() != upstream.client_key.is_some() {
+        return Err(CliError::Invalid(
+            "--upstream-client-cert and --upstream-client-key go together: give both or neither"
+                .into(),
+        ));
+    }
+    let cert = either(&run.tls_cert, file.and_then(|f| f.tls_cert.as_ref()));
+    let key = either(&run.tls_key, file.and_then(|f| f.tls_key.as_ref()));
+    let listener = match (cert, key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(crate::tls::ListenerTls { cert, key }),
+        _ => {
+            return Err(CliError::Invalid(
+                "--tls-cert and --tls-key go together: give both or neither".into(),
+            ));
+        }
+    };
+    Ok(crate::tls::TlsSettings { upstream, listener })
 }
 
 /// `--tape-max-bytes` and `--tape-redact-query`, over the file's `tape_max_bytes` and
@@ -1100,5 +1374,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("tape_max_bytes"), "{error}");
+    }
+
+    #[test]
+    fn stdio_takes_the_proxy_flags_read_in_its_own_matches() {
+        let (cli, matches) = parse([
+            "sluice",
+            "stdio",
+            "--upstream",
+            "http://127.0.0.1:9/mcp",
+            "--plugin",
+            "a.wasm",
+            "--plugin-config",
+            "A",
+            "--log-file",
+            "/tmp/sluice.log",
+        ])
+        .unwrap();
+        let Some(Command::Stdio(args)) = cli.command else {
+            panic!("not stdio: {:?}", cli.command);
+        };
+        assert_eq!(args.run.log_file, Some(PathBuf::from("/tmp/sluice.log")));
+        let stdio = matches.subcommand_matches("stdio").unwrap();
+        let c = args.run.into_config(stdio).unwrap();
+        assert_eq!(c.upstream, "http://127.0.0.1:9/mcp");
+        assert_eq!(c.plugins[0].config, "A");
+    }
+
+    #[test]
+    fn a_stdio_server_is_shared_by_the_flag_or_the_file_key() {
+        let shared = |c: Config| c.stdio.expect("a stdio server").settings.shared;
+        assert!(!shared(config(&["--", "server"]).unwrap()));
+        assert!(shared(
+            config(&["--upstream-shared", "--", "server"]).unwrap()
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(&file, "[stdio]\ncommand = [\"server\"]\nshared = true\n").unwrap();
+        let file = file.display().to_string();
+        assert!(shared(config(&["--config", &file]).unwrap()));
+        // The file's settings stand unless a flag is given; flags' env adds to the file's.
+        std::fs::write(
+            &file,
+            "[stdio]\ncommand = [\"server\"]\nmax_processes = 3\nenv = { A = \"1\" }\n",
+        )
+        .unwrap();
+        let stdio = |args: &[&str]| config(args).unwrap().stdio.expect("a stdio server");
+        let from_file = stdio(&["--config", &file]);
+        assert_eq!(from_file.settings.max_processes, 3);
+        assert_eq!(from_file.command.env, [("A".to_string(), "1".to_string())]);
+        let flagged = stdio(&[
+            "--config",
+            &file,
+            "--upstream-max-processes",
+            "5",
+            "--upstream-env",
+            "B=2",
+            "--",
+            "other",
+        ]);
+        assert_eq!(flagged.settings.max_processes, 5);
+        assert_eq!(flagged.command.program, "other");
+        assert_eq!(flagged.command.env.len(), 2);
     }
 }

@@ -87,6 +87,9 @@ pub async fn run(
         cache_dir: None,
         record_dir: None,
         tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
     })
     .await?;
     let url = format!("{}/mcp", proxy.url());

@@ -30,15 +30,11 @@ async fn run() -> anyhow::Result<()> {
         Err(CliError::Clap(e)) => e.exit(),
         Err(e) => return Err(e.into()),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.run.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().with_current_span(true).init(),
-    }
+    let logging = match &cli.command {
+        Some(Command::Stdio(args)) => &args.run,
+        _ => &cli.run,
+    };
+    init_logs(logging.log_format, logging.log_file.as_deref())?;
     match cli.command {
         Some(Command::Demo(args)) => {
             let mut stdout = std::io::stdout();
@@ -102,15 +98,7 @@ async fn run() -> anyhow::Result<()> {
         }
         None => {
             let (admin_listen, watch) = (cli.run.admin_listen, !cli.run.no_watch);
-            let admin_token = match &cli.run.admin_token_file {
-                Some(path) => Some(read_token(path)?),
-                None => cli.run.admin_token.clone(),
-            };
-            if matches.value_source("admin_token") == Some(clap::parser::ValueSource::CommandLine) {
-                tracing::warn!(
-                    "--admin-token on the command line is visible in the process list; prefer SLUICE_ADMIN_TOKEN or --admin-token-file"
-                );
-            }
+            let admin_token = admin_token(&cli.run, &matches)?;
             let chain_file = cli.run.chain_file(&matches);
             let config = cli.run.into_config(&matches)?;
             let started = match chain_file {
@@ -142,8 +130,128 @@ async fn run() -> anyhow::Result<()> {
             tracing::info!("shutting down");
             running.stop().await;
         }
+        Some(Command::Stdio(args)) => {
+            let matches = matches
+                .subcommand_matches("stdio")
+                .expect("clap parsed the stdio subcommand");
+            let code = match run_stdio(args.run, matches).await {
+                Ok(()) => 0,
+                Err(error) => {
+                    eprintln!("error: {}", ErrorChain(error.as_ref()));
+                    1
+                }
+            };
+            // tokio reads stdin on a blocking thread that cannot be interrupted: after a
+            // signal, dropping the runtime would wait for the client's next line.
+            std::process::exit(code);
+        }
     }
     Ok(())
+}
+
+/// `sluice stdio`: the chain as for the proxy, fed by the client on stdin and stdout.
+async fn run_stdio(run: cli::RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    // First: from here on, fd 1 is the protocol's alone.
+    #[cfg(unix)]
+    let output = sluice::ingress::stdio::take_stdout().context("cannot take over stdout")?;
+    #[cfg(not(unix))]
+    let output = tokio::io::stdout();
+    let (admin_listen, watch) = (run.admin_listen, !run.no_watch);
+    let admin_token = admin_token(&run, matches)?;
+    let chain_file = run.chain_file(matches);
+    let mut config = run.into_config(matches)?;
+    let (max_line, drain) = (config.proxy.max_event_bytes, config.proxy.shutdown_grace);
+    let settings = if config.stdio.is_some() {
+        sluice::ingress::stdio::Settings::for_stdio_server(max_line, drain)
+    } else {
+        let (base, settings) =
+            sluice::ingress::stdio::Settings::for_endpoint(&config.upstream, max_line, drain);
+        config.upstream = base;
+        settings
+    };
+    let (source, watch_files): (sluice::reload::ChainSource, _) = match chain_file {
+        // A config file that lists the chain is re-read on every reload.
+        Some(file) => {
+            let watch_file = vec![file.path.clone()];
+            (Box::new(move || file.load()), watch_file)
+        }
+        None => {
+            let specs = config.plugins.clone();
+            (Box::new(move || Ok(specs.clone())), Vec::new())
+        }
+    };
+    let mut core = sluice::app::Core::start(&config, source, watch_files)
+        .await
+        .context("sluice could not start")?;
+    if watch {
+        core.watch_files()
+            .context("cannot watch the plugin files (--no-watch to run without)")?;
+    }
+    #[cfg(unix)]
+    core.reload_on_sighup()
+        .context("cannot listen for SIGHUP")?;
+    if let Some(addr) = admin_listen {
+        core.serve_admin(addr, admin_token)
+            .await
+            .context("cannot start the admin API")?;
+    }
+    let plugins = core.proxy().chain().plugins().len();
+    tracing::info!(upstream = %config.upstream_label(), path = %settings.path, plugins, "sluice stdio: serving the client on stdin and stdout");
+    let served = sluice::ingress::stdio::serve(
+        core.proxy().clone(),
+        settings,
+        tokio::io::stdin(),
+        output,
+        shutdown_signal(),
+    )
+    .await;
+    tracing::info!("sluice stdio: the client is gone; stopping");
+    core.stop().await;
+    Ok(served?)
+}
+
+/// Logs to stderr, or appended to `file`; never to stdout (`sluice stdio` speaks
+/// JSON-RPC there).
+fn init_logs(format: LogFormat, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let writer = match file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open --log-file {}", path.display()))?;
+            BoxMakeWriter::new(std::sync::Mutex::new(file))
+        }
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    let mut logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    if file.is_some() {
+        logs = logs.with_ansi(false); // no colour codes in a file
+    }
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
+    Ok(())
+}
+
+/// The admin token: from `--admin-token-file`, else `--admin-token` (with a warning
+/// when that was on the command line).
+fn admin_token(run: &cli::RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<Option<String>> {
+    if matches.value_source("admin_token") == Some(clap::parser::ValueSource::CommandLine) {
+        tracing::warn!(
+            "--admin-token on the command line is visible in the process list; prefer SLUICE_ADMIN_TOKEN or --admin-token-file"
+        );
+    }
+    match &run.admin_token_file {
+        Some(path) => Ok(Some(read_token(path)?)),
+        None => Ok(run.admin_token.clone()),
+    }
 }
 
 /// The admin token in `path`: its first line, without surrounding whitespace.

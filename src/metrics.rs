@@ -47,6 +47,16 @@ struct Kind {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Refusal {
     direction: &'static str,
     reason: &'static str,
@@ -59,9 +69,14 @@ fn call_histogram() -> Histogram {
     Histogram::new(exponential_buckets(250e-9, 2.0, 17))
 }
 
-/// Everything the proxy counts.
+/// Everything the proxy counts. A clone shares every series; [`Metrics::for_route`]
+/// is such a clone whose plugin series carry a `route` label.
+#[derive(Clone)]
 pub struct Metrics {
-    registry: Registry,
+    registry: Arc<Registry>,
+    /// The route whose plugins this handle counts (`None`: the default upstream).
+    route: Option<Arc<str>>,
+    route_requests: Family<RouteLabel, Counter>,
     streams_open: Gauge,
     instances_live: Gauge,
     events: Family<Direction, Counter>,
@@ -77,6 +92,10 @@ pub struct Metrics {
     connections_refused: Counter,
     connection_timeouts: Family<Kind, Counter>,
     tape_over_cap: Counter,
+    stdio_answered: Family<Kind, Counter>,
+    stdio: StdioMetrics,
+    tls_cert_reloads: Family<Outcome, Counter>,
+    tls_handshake_failures: Family<Kind, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -173,10 +192,10 @@ impl Metrics {
         let connection_timeouts = Family::<Kind, Counter>::default();
         registry.register(
             "connection_timeouts",
-            "Client connections closed by a timeout: header (no request head within --header-read-timeout), write (the client read nothing for --client-write-timeout)",
+            "Client connections closed by a timeout: header (no request head within --header-read-timeout), write (the client read nothing for --client-write-timeout), handshake (no TLS handshake within --header-read-timeout)",
             connection_timeouts.clone(),
         );
-        for kind in ["header", "write"] {
+        for kind in ["header", "write", "handshake"] {
             let _ = connection_timeouts.get_or_create(&Kind { kind });
         }
         let tape_over_cap = Counter::default();
@@ -185,8 +204,42 @@ impl Metrics {
             "Tape records not recorded because the tape reached its size cap (--tape-max-bytes; recording stopped there)",
             tape_over_cap.clone(),
         );
+        let stdio_answered = Family::<Kind, Counter>::default();
+        registry.register(
+            "stdio_answered",
+            "Requests of a sluice stdio client answered with a JSON-RPC error by sluice stdio itself, because the HTTP exchange gave no answer: status (an error status without one), unanswered (the response ended without it), too_long (a stdin line over --max-event-bytes)",
+            stdio_answered.clone(),
+        );
+        for kind in ["status", "unanswered", "too_long"] {
+            let _ = stdio_answered.get_or_create(&Kind { kind });
+        }
+        let stdio = StdioMetrics::register(&mut registry);
+        let route_requests = Family::<RouteLabel, Counter>::default();
+        registry.register(
+            "route_requests",
+            "Requests taken by each [[route]] of the config file (the default upstream's are not counted here)",
+            route_requests.clone(),
+        );
         for outcome in ["ok", "refused"] {
             let _ = reloads.get_or_create(&Outcome { outcome });
+        }
+        let tls_cert_reloads = Family::<Outcome, Counter>::default();
+        registry.register(
+            "tls_cert_reloads",
+            "TLS listener certificate reloads by result (ok; refused: the files did not hold a usable pair, the previous certificate keeps serving)",
+            tls_cert_reloads.clone(),
+        );
+        let tls_handshake_failures = Family::<Kind, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "Client connections to the TLS listener that failed before TLS was up: plain_http (a plain HTTP request, answered 400), error (a failed handshake)",
+            tls_handshake_failures.clone(),
+        );
+        for outcome in ["ok", "refused"] {
+            let _ = tls_cert_reloads.get_or_create(&Outcome { outcome });
+        }
+        for kind in ["plain_http", "error"] {
+            let _ = tls_handshake_failures.get_or_create(&Kind { kind });
         }
         for kind in ["connect", "response", "stream"] {
             let _ = upstream_errors.get_or_create(&Kind { kind });
@@ -195,7 +248,9 @@ impl Metrics {
             let _ = events.get_or_create(&Direction { direction });
         }
         Self {
-            registry,
+            registry: Arc::new(registry),
+            route: None,
+            route_requests,
             streams_open,
             instances_live,
             events,
@@ -211,7 +266,34 @@ impl Metrics {
             connections_refused,
             connection_timeouts,
             tape_over_cap,
+            stdio_answered,
+            stdio,
+            tls_cert_reloads,
+            tls_handshake_failures,
         }
+    }
+
+    /// The same series, with the plugins of the route `name` counted under
+    /// `route="name"` (a plugin name may be used by several routes).
+    pub fn for_route(&self, name: &str) -> Metrics {
+        Metrics {
+            route: Some(name.into()),
+            ..self.clone()
+        }
+    }
+
+    /// A request the route `name` took.
+    pub fn route_request(&self, name: &str) {
+        self.route_requests
+            .get_or_create(&RouteLabel {
+                route: name.to_string(),
+            })
+            .inc();
+    }
+
+    /// The stdio upstream's series (`sluice_stdio_*`).
+    pub fn stdio(&self) -> StdioMetrics {
+        self.stdio.clone()
     }
 
     /// Counts refused messages; see [`Refusals`].
@@ -230,11 +312,14 @@ impl Metrics {
     /// One plugin's figures in a new chain generation, and its handles, resolved once
     /// per chain.
     pub fn plugin(&self, name: &str) -> PluginMetrics {
-        let name: Arc<str> = name.into();
+        let key: Arc<str> = match &self.route {
+            Some(route) => format!("{route}{ROUTE_SEPARATOR}{name}").into(),
+            None => name.into(),
+        };
         let counts = Arc::new(Counts::default());
         self.plugins
             .lock()
-            .entry(name.clone())
+            .entry(key.clone())
             .or_default()
             .live
             .push(counts.clone());
@@ -246,7 +331,7 @@ impl Metrics {
                 })
                 .clone(),
             instances_live: self.instances_live.clone(),
-            name,
+            key,
             counts,
             series: self.plugins.clone(),
         }
@@ -327,7 +412,7 @@ impl Metrics {
         self.connections_refused.inc();
     }
 
-    /// A client connection was closed by a timeout: `header` or `write`.
+    /// A client connection was closed by a timeout: `header`, `write` or `handshake`.
     pub fn connection_timeout(&self, kind: &'static str) {
         self.connection_timeouts.get_or_create(&Kind { kind }).inc();
     }
@@ -336,6 +421,29 @@ impl Metrics {
     /// recorder to count into as it happens (a handle: the same counter).
     pub fn tape_over_cap(&self) -> Counter {
         self.tape_over_cap.clone()
+    }
+
+    /// `sluice stdio` answered a client's request itself: `status`, `unanswered` or
+    /// `too_long` (see the series' help).
+    pub fn stdio_answered(&self, kind: &'static str) {
+        self.stdio_answered.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// A reload of the TLS listener's certificate made a new pair current (`ok`) or
+    /// was refused.
+    pub fn tls_cert_reload(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "refused" };
+        self.tls_cert_reloads
+            .get_or_create(&Outcome { outcome })
+            .inc();
+    }
+
+    /// A connection to the TLS listener failed before TLS was up: `plain_http` or
+    /// `error`.
+    pub fn tls_handshake_failure(&self, kind: &'static str) {
+        self.tls_handshake_failures
+            .get_or_create(&Kind { kind })
+            .inc();
     }
 }
 
@@ -428,6 +536,17 @@ impl Counts {
 #[derive(Debug, Default)]
 struct PluginSeries(Mutex<BTreeMap<Arc<str>, Series>>);
 
+/// Between a route's name and a plugin's in a [`PluginSeries`] key (a NUL: in neither).
+const ROUTE_SEPARATOR: char = '\0';
+
+/// The labels of a series key: `route` (when it has one) and `plugin`.
+fn series_labels(key: &str) -> Vec<(&'static str, &str)> {
+    match key.split_once(ROUTE_SEPARATOR) {
+        Some((route, plugin)) => vec![("route", route), ("plugin", plugin)],
+        None => vec![("plugin", key)],
+    }
+}
+
 #[derive(Debug, Default)]
 struct Series {
     retired: [u64; SLOTS],
@@ -469,7 +588,8 @@ impl Collector for PluginSeries {
             )?;
             for (plugin, total) in &totals {
                 for (verdict, slot) in [("pass", PASSED), ("drop", DROPPED), ("modify", MODIFIED)] {
-                    let labels = [("plugin", &**plugin), ("verdict", verdict)];
+                    let mut labels = series_labels(plugin);
+                    labels.push(("verdict", verdict));
                     ConstCounter::new(total[slot]).encode(verdicts.encode_family(&labels)?)?;
                 }
             }
@@ -490,7 +610,8 @@ impl Collector for PluginSeries {
             )?;
             for (plugin, total) in &totals {
                 for kind in failed(total) {
-                    let labels = [("plugin", &**plugin), ("kind", kind.as_str())];
+                    let mut labels = series_labels(plugin);
+                    labels.push(("kind", kind.as_str()));
                     ConstCounter::new(total[FAILURES + kind as usize])
                         .encode(failures.encode_family(&labels)?)?;
                 }
@@ -576,7 +697,8 @@ impl StatsSnapshot {
 /// chain, when the generation's figures join the retired totals of its series.
 #[derive(Debug)]
 pub struct PluginMetrics {
-    name: Arc<str>,
+    /// The plugin's key in [`PluginSeries`] (its route and name).
+    key: Arc<str>,
     counts: Arc<Counts>,
     series: Arc<PluginSeries>,
     call_seconds: Histogram,
@@ -651,7 +773,7 @@ impl Drop for PluginMetrics {
     fn drop(&mut self) {
         // Under the lock, so that a scrape sees these figures either live or retired.
         let mut series = self.series.lock();
-        if let Some(series) = series.get_mut(&*self.name) {
+        if let Some(series) = series.get_mut(&*self.key) {
             series.live.retain(|c| !Arc::ptr_eq(c, &self.counts));
             for (total, n) in series.retired.iter_mut().zip(self.counts.read()) {
                 *total += n;
@@ -710,5 +832,90 @@ mod tests {
         drop(second);
         assert!(series(&metrics.encode()), "{}", metrics.encode());
         assert!(!metrics.encode().contains(r#"kind="deadline""#));
+    }
+}
+
+/// What a stdio upstream counts: its server processes, how they ended, and what it
+/// refused or dropped.
+#[derive(Clone, Debug, Default)]
+pub struct StdioMetrics {
+    processes: Gauge,
+    ended: Family<Reason, Counter>,
+    refused: Family<Reason, Counter>,
+    lines_dropped: Family<Reason, Counter>,
+    session_ends: Family<Reason, Counter>,
+    client_dropped: Family<Reason, Counter>,
+}
+
+impl StdioMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "stdio_processes",
+            "stdio server processes running now (at --upstream-max-processes new sessions are refused)",
+            metrics.processes.clone(),
+        );
+        registry.register(
+            "stdio_process_ends",
+            "stdio server processes ended, by reason (deleted, idle, exited, garbage, shutdown)",
+            metrics.ended.clone(),
+        );
+        registry.register(
+            "stdio_sessions_refused",
+            "New sessions of a stdio upstream refused, by reason (max_processes, max_sessions, spawn_failed)",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "stdio_lines_dropped",
+            "Lines a stdio server wrote that reached no client, by reason (not_json, too_long, unmatched, backlog_full, client_stalled)",
+            metrics.lines_dropped.clone(),
+        );
+        registry.register(
+            "stdio_session_ends",
+            "Sessions of a shared stdio server (--upstream-shared) ended, by reason (deleted, idle, exited, garbage, shutdown); its process goes on unless it exited",
+            metrics.session_ends.clone(),
+        );
+        registry.register(
+            "stdio_client_messages_dropped",
+            "Client messages a shared stdio server never saw, by reason (foreign_answer: an answer to a server request sent to another session or to none; unknown_request: a cancellation of no waiting request of the session)",
+            metrics.client_dropped.clone(),
+        );
+        metrics
+    }
+
+    /// A process started.
+    pub fn started(&self) {
+        self.processes.inc();
+    }
+
+    /// A process ended, for `reason`.
+    pub fn ended(&self, reason: &'static str) {
+        self.processes.dec();
+        self.ended.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// A new session was refused, for `reason`.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// A line reached no client, for `reason`.
+    pub fn line_dropped(&self, reason: &'static str) {
+        self.lines_dropped.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// Processes running now.
+    pub fn processes(&self) -> i64 {
+        self.processes.get()
+    }
+
+    /// A session of the shared process ended, for `reason`.
+    pub fn session_ended(&self, reason: &'static str) {
+        self.session_ends.get_or_create(&Reason { reason }).inc();
+    }
+
+    /// A client message was not written to the shared process, for `reason`.
+    pub fn client_message_dropped(&self, reason: &'static str) {
+        self.client_dropped.get_or_create(&Reason { reason }).inc();
     }
 }

@@ -6,25 +6,18 @@
 //! streams get the new one. A failed reload is logged, counted and reported, and the
 //! current chain keeps serving.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
 
 use crate::config::ConfigError;
 use crate::error_chain::ErrorChain;
 use crate::metrics::{Metrics, StatsSnapshot};
 use crate::plugin::{Chain, CompileCache, Plugin, PluginError, PluginSpec, Runtime};
-
-/// How long the watched files must be quiet before a reload starts: editors and
-/// compilers write a file in several steps, and a half-written plugin must not be
-/// loaded (if one is, the reload fails and the next write triggers another).
-pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Produces the chain's plugin list afresh on every reload (re-reading the config
 /// file, if there is one).
@@ -247,8 +240,10 @@ impl Reloader {
                     .with_generation(generation)
                     .with_metrics(&self.metrics);
                 self.metrics.reload(true);
+                // Swapped first: whoever reads the log line gets the new chain.
+                let chain = Arc::new(chain);
+                self.current.store(chain.clone());
                 log_chain(&chain, &format!("chain reloaded ({trigger:?})"));
-                self.current.store(Arc::new(chain));
                 history.succeeded += 1;
                 history.last_error = None;
                 Ok(generation)
@@ -314,49 +309,14 @@ impl Reloader {
     /// Watches the plugin and config files and reloads after each burst of changes.
     /// The watcher lives as long as the returned task.
     pub fn watch(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event
-                    && !matches!(event.kind, notify::EventKind::Access(_))
-                {
-                    for path in event.paths {
-                        let _ = tx.send(path);
-                    }
-                }
-            })?;
-        // Watch the directories: editors and build tools replace files by renaming, and
-        // a watch on the old inode would go silent.
-        let mut dirs = HashSet::new();
-        for file in self.watched_files() {
-            let dir = file
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            if dirs.insert(dir.to_path_buf()) {
-                watcher.watch(dir, RecursiveMode::NonRecursive)?;
-            }
-        }
-        let reloader = self.clone();
-        Ok(tokio::spawn(async move {
-            let _watcher = watcher;
-            while let Some(path) = rx.recv().await {
-                if !reloader.is_watched(&path) {
-                    continue;
-                }
-                // Debounce: wait until the files have been quiet for a while.
-                loop {
-                    match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                        Ok(Some(_)) => continue,
-                        Ok(None) => return,
-                        Err(_) => break,
-                    }
-                }
-                let reloader = reloader.clone();
-                let _ =
-                    tokio::task::spawn_blocking(move || reloader.reload(Trigger::FileChange)).await;
-            }
-        }))
+        let (seen, reloader) = (self.clone(), self.clone());
+        crate::watch::watch_files(
+            &self.watched_files(),
+            move |path| seen.is_watched(path),
+            move || {
+                let _ = reloader.reload(Trigger::FileChange);
+            },
+        )
     }
 
     fn is_watched(&self, path: &Path) -> bool {

@@ -110,7 +110,8 @@ pub struct StreamOutcome {
 /// backlog of any server, which would measure the kernel, not the proxy.
 const CONNECTING_AT_ONCE: usize = 256;
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A task aborted when its handle is dropped (a connection's driver, say).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

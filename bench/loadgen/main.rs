@@ -9,13 +9,24 @@
 //! sluice-loadgen idle --url http://127.0.0.1:18002/mcp --streams 10000 --pid ...
 //! ```
 //!
+//! And request/response through a stdio MCP server (`bench/stdio.sh`): `stdio-server`
+//! is the server, `stdio-bench` the client, straight through its pipe or over HTTP:
+//!
+//! ```sh
+//! sluice-loadgen stdio-bench --concurrency 16 -- sluice-loadgen stdio-server
+//! sluice --listen 127.0.0.1:18012 -- sluice-loadgen stdio-server &
+//! sluice-loadgen stdio-bench --url http://127.0.0.1:18012/mcp --concurrency 16
+//! ```
+//!
 //! The upstream and the clients are separate processes so each side's CPU shows apart
 //! from the proxy's. Every client checks its stream (its own events, in order, none
 //! missing, the count the upstream says it sent) and exits non-zero on any fault.
 
+mod calls;
 mod clients;
 mod procstat;
 mod stats;
+mod stdio_server;
 mod upstream;
 mod wire;
 
@@ -81,6 +92,43 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         settle_ms: u64,
     },
+    /// A stdio MCP server that answers at once: initialize, ping, tools/list and
+    /// tools/call of `echo` (its text back), one JSON line per message.
+    StdioServer,
+    /// tools/call round trips to a stdio MCP server: the command after `--` through its
+    /// own stdin and stdout, or --url, a Streamable HTTP bridge in front of one (sluice,
+    /// supergateway). One session; each lane keeps one call in flight.
+    StdioBench {
+        /// The bridge's MCP endpoint (without it: spawn the command after `--`).
+        #[arg(long, conflicts_with = "command")]
+        url: Option<String>,
+        /// Calls in flight at once (lanes; over HTTP each has its own connection).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Timed calls in all (0: as many as fit in --duration-ms).
+        #[arg(long, default_value_t = 0)]
+        requests: u64,
+        #[arg(long, default_value_t = 2000)]
+        duration_ms: u64,
+        /// Untimed calls before the timed ones.
+        #[arg(long, default_value_t = 200)]
+        warmup: u64,
+        /// Bytes of text each call sends and gets back.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Processes whose CPU to report (the bridge). Repeatable.
+        #[arg(long = "pid")]
+        pids: Vec<u32>,
+        /// A name for the report line.
+        #[arg(long, default_value = "run")]
+        label: String,
+        /// Print one JSON object instead of a line of text.
+        #[arg(long)]
+        json: bool,
+        /// The stdio server to spawn (direct mode).
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -108,10 +156,32 @@ struct Common {
     json: bool,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let ok = match cli.command {
+    // The stdio server is one thread of blocking reads and writes: no runtime.
+    if let Command::StdioServer = cli.command {
+        return match stdio_server::serve() {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sluice-loadgen stdio-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command(cli.command)),
+        Err(e) => {
+            eprintln!("sluice-loadgen: no runtime: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn command(command: Command) -> std::process::ExitCode {
+    let ok = match command {
         Command::Upstream { listen } => {
             let bound = match upstream::spawn(listen).await {
                 Ok(bound) => bound,
@@ -137,6 +207,42 @@ async fn main() -> std::process::ExitCode {
             streams,
             settle_ms,
         } => idle(&common, streams, Duration::from_millis(settle_ms)).await,
+        Command::StdioServer => unreachable!("served before the runtime starts"),
+        Command::StdioBench {
+            url,
+            concurrency,
+            requests,
+            duration_ms,
+            warmup,
+            size,
+            pids,
+            label,
+            json,
+            command,
+        } => {
+            let via = match url {
+                Some(url) => match Target::parse(&url) {
+                    Ok(target) => calls::Via::Http(target),
+                    Err(e) => {
+                        eprintln!("sluice-loadgen: {e}");
+                        return std::process::ExitCode::from(2);
+                    }
+                },
+                None if command.is_empty() => {
+                    eprintln!("sluice-loadgen: give --url or a command after --");
+                    return std::process::ExitCode::from(2);
+                }
+                None => calls::Via::Pipe(command),
+            };
+            let plan = calls::Plan {
+                concurrency,
+                requests,
+                duration: Duration::from_millis(duration_ms),
+                warmup,
+                size,
+            };
+            stdio_bench(&via, &plan, pids, &label, json).await
+        }
     };
     if ok {
         std::process::ExitCode::SUCCESS
@@ -297,6 +403,64 @@ async fn idle(common: &Common, streams: u64, settle: Duration) -> bool {
         }
     }
     outcome.errors.is_empty() && outcome.opened == streams
+}
+
+async fn stdio_bench(
+    via: &calls::Via,
+    plan: &calls::Plan,
+    pids: Vec<u32>,
+    label: &str,
+    json: bool,
+) -> bool {
+    let proxy = Procs::start(pids);
+    let me = Procs::start(vec![std::process::id()]);
+    let mut outcome = calls::run(via, plan).await;
+    let (proxy_cpu, my_cpu) = (proxy.cpu_percent(), me.cpu_percent());
+    outcome.latencies.finish();
+    let seconds = outcome.elapsed.as_secs_f64();
+    let calls_per_s = if seconds > 0.0 {
+        outcome.calls as f64 / seconds
+    } else {
+        0.0
+    };
+    let l = &outcome.latencies;
+    let report = json!({
+        "label": label,
+        "via": match via { calls::Via::Pipe(_) => "pipe", calls::Via::Http(_) => "http" },
+        "concurrency": plan.concurrency,
+        "size": plan.size,
+        "seconds": round(seconds, 3),
+        "calls": outcome.calls,
+        "sse_answers": outcome.sse_answers,
+        "calls_per_s": calls_per_s.round(),
+        "p50_us": round(l.percentile_us(50.0), 1),
+        "p99_us": round(l.percentile_us(99.0), 1),
+        "max_us": round(l.percentile_us(100.0), 1),
+        "errors": outcome.errors.len(),
+        "first_errors": outcome.errors.iter().take(5).collect::<Vec<_>>(),
+        "proxy_cpu_pct": if proxy.is_empty() { None } else { Some(round(proxy_cpu, 1)) },
+        "loadgen_cpu_pct": round(my_cpu, 1),
+    });
+    if json {
+        println!("{report}");
+    } else {
+        println!(
+            "{label}: {} calls x {} B, {} in flight, {seconds:.2} s: {:.0} calls/s; \
+             latency p50 {} us, p99 {} us; proxy CPU {}%; errors {}",
+            outcome.calls,
+            plan.size,
+            plan.concurrency,
+            calls_per_s,
+            report["p50_us"],
+            report["p99_us"],
+            report["proxy_cpu_pct"],
+            outcome.errors.len(),
+        );
+        for e in outcome.errors.iter().take(5) {
+            eprintln!("  {e}");
+        }
+    }
+    outcome.errors.is_empty() && outcome.calls > 0
 }
 
 /// Samples the processes' memory every 100 ms into `peak` until aborted.

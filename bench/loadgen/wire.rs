@@ -132,7 +132,7 @@ pub fn parse_block(block: &[u8]) -> Block {
 }
 
 /// The value of the block's first `data` line.
-fn data_of(block: &[u8]) -> Option<&[u8]> {
+pub fn data_of(block: &[u8]) -> Option<&[u8]> {
     let mut rest = block;
     loop {
         let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());

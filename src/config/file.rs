@@ -77,6 +77,83 @@ pub struct FileConfig {
     pub tape_max_bytes: Option<u64>,
     /// `tape_redact_query`.
     pub tape_redact_query: Option<Vec<String>>,
+    /// `upstream_ca`, resolved against the file's directory.
+    pub upstream_ca: Option<PathBuf>,
+    /// `upstream_client_cert`, resolved against the file's directory.
+    pub upstream_client_cert: Option<PathBuf>,
+    /// `upstream_client_key`, resolved against the file's directory.
+    pub upstream_client_key: Option<PathBuf>,
+    /// `tls_cert`, resolved against the file's directory.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key`, resolved against the file's directory.
+    pub tls_key: Option<PathBuf>,
+    /// `[stdio]`: a stdio server as the upstream.
+    pub stdio: Option<FileStdio>,
+    /// `[[route]]`s, in file order.
+    pub routes: Vec<FileRoute>,
+}
+
+/// A route name: letters, digits, `.`, `_`, `-`, not starting with `.` (it names a
+/// directory under `--record`).
+fn is_route_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A `[[route]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<Spanned<String>>,
+    prefix: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    upstream: Option<Spanned<String>>,
+    stdio: Option<FileStdio>,
+    #[serde(default, rename = "plugin")]
+    plugins: Option<Vec<RawPlugin>>,
+}
+
+/// A `[[route]]`, checked: requests whose path starts with `prefix` (or whose `Host`
+/// is `host`) go to this upstream through this chain.
+#[derive(Debug, Clone)]
+pub struct FileRoute {
+    /// `name` (default: the prefix without its slashes, or the host): the route's label
+    /// in logs, metrics and tapes.
+    pub name: String,
+    /// `prefix`: a path prefix, `/` then segments, no trailing slash.
+    pub prefix: Option<String>,
+    /// `host`: a host name, matched against `Host` without its port.
+    pub host: Option<String>,
+    /// `upstream`.
+    pub upstream: Option<String>,
+    /// `[route.stdio]`.
+    pub stdio: Option<FileStdio>,
+    /// `[[route.plugin]]`; `None`: the route runs the file's top-level chain.
+    pub plugins: Option<Vec<PluginSpec>>,
+}
+
+/// The file's `[stdio]` table: a command sluice starts, one process per session.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileStdio {
+    /// `command`: the program and its arguments.
+    pub command: Vec<String>,
+    /// `env`: variables set on top of sluice's environment.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// `cwd`: the working directory (relative to the file's directory).
+    pub cwd: Option<PathBuf>,
+    /// `max_processes`.
+    pub max_processes: Option<usize>,
+    /// `session_idle_timeout_secs` (0: none).
+    pub session_idle_timeout_secs: Option<u64>,
+    /// `garbage`: `end` or `skip`.
+    pub garbage: Option<crate::upstream::stdio::Garbage>,
+    /// `shared`: one process for every session (ids remapped).
+    pub shared: Option<bool>,
 }
 
 /// Why a config file cannot be used.
@@ -158,7 +235,15 @@ struct RawFile {
     h2_max_header_list_bytes: Option<Spanned<u32>>,
     trusted_proxies: Option<Vec<Spanned<String>>>,
     tape_max_bytes: Option<Spanned<u64>>,
+    stdio: Option<Spanned<FileStdio>>,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
     tape_redact_query: Option<Vec<String>>,
+    upstream_ca: Option<PathBuf>,
+    upstream_client_cert: Option<PathBuf>,
+    upstream_client_key: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -236,6 +321,29 @@ impl Source<'_> {
     }
 
     fn build(&self, raw: RawFile) -> Result<FileConfig, ConfigError> {
+        let stdio = match raw.stdio {
+            Some(stdio) => {
+                let span = stdio.span();
+                let mut stdio = stdio.into_inner();
+                if stdio.command.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err(self.error(span, "stdio.command", "must name a program"));
+                }
+                if raw.upstream.is_some() {
+                    return Err(self.error(
+                        span,
+                        "stdio",
+                        "give either upstream or [stdio], not both",
+                    ));
+                }
+                if stdio.max_processes == Some(0) {
+                    return Err(self.error(span, "stdio.max_processes", "must be at least 1"));
+                }
+                let dir = self.file.parent().unwrap_or(Path::new("."));
+                stdio.cwd = stdio.cwd.map(|cwd| dir.join(cwd));
+                Some(stdio)
+            }
+            None => None,
+        };
         if let Some(upstream) = &raw.upstream
             && upstream.get_ref().trim().is_empty()
         {
@@ -318,31 +426,8 @@ impl Source<'_> {
         let base = defaults.apply(PluginLimits::default());
         let dir = base_dir(self.file);
 
-        let mut checked = Vec::with_capacity(raw.plugins.len());
-        // Explicit names so far, with the index of the plugin that has each.
-        let mut named: Vec<(usize, String)> = Vec::new();
-        for (i, plugin) in raw.plugins.into_iter().enumerate() {
-            checked.push(self.plugin(i, plugin, &dir, base, &mut named)?);
-        }
-        // Default names step aside for explicit ones, whatever their order.
-        let mut taken: Vec<String> = named.into_iter().map(|(_, name)| name).collect();
-        let plugins = checked
-            .into_iter()
-            .map(|c| {
-                let name = c.name.unwrap_or_else(|| {
-                    let name = unique_name(&c.path, &taken);
-                    taken.push(name.clone());
-                    name
-                });
-                PluginSpec {
-                    name,
-                    source: PluginSource::File(c.path),
-                    config: c.config,
-                    limits: c.limits,
-                    capabilities: c.capabilities,
-                }
-            })
-            .collect();
+        let plugins = self.chain(raw.plugins, &dir, base)?;
+        let routes = self.routes(raw.routes, &dir, base)?;
         Ok(FileConfig {
             file: self.file.to_path_buf(),
             listen: raw.listen,
@@ -365,7 +450,147 @@ impl Source<'_> {
             trusted_proxies,
             tape_max_bytes,
             tape_redact_query: raw.tape_redact_query,
+            stdio,
+            routes,
+            // PEM files are read (and each failure named) when sluice starts.
+            upstream_ca: raw.upstream_ca.map(|p| dir.join(p)),
+            upstream_client_cert: raw.upstream_client_cert.map(|p| dir.join(p)),
+            upstream_client_key: raw.upstream_client_key.map(|p| dir.join(p)),
+            tls_cert: raw.tls_cert.map(|p| dir.join(p)),
+            tls_key: raw.tls_key.map(|p| dir.join(p)),
         })
+    }
+
+    /// A list of `[[plugin]]` entries checked and named (default names step aside for
+    /// explicit ones).
+    fn chain(
+        &self,
+        raws: Vec<RawPlugin>,
+        dir: &Path,
+        base: PluginLimits,
+    ) -> Result<Vec<PluginSpec>, ConfigError> {
+        let mut checked = Vec::with_capacity(raws.len());
+        // Explicit names so far, with the index of the plugin that has each.
+        let mut named: Vec<(usize, String)> = Vec::new();
+        for (i, plugin) in raws.into_iter().enumerate() {
+            checked.push(self.plugin(i, plugin, dir, base, &mut named)?);
+        }
+        // Default names step aside for explicit ones, whatever their order.
+        let mut taken: Vec<String> = named.into_iter().map(|(_, name)| name).collect();
+        Ok(checked
+            .into_iter()
+            .map(|c| {
+                let name = c.name.unwrap_or_else(|| {
+                    let name = unique_name(&c.path, &taken);
+                    taken.push(name.clone());
+                    name
+                });
+                PluginSpec {
+                    name,
+                    source: PluginSource::File(c.path),
+                    config: c.config,
+                    limits: c.limits,
+                    capabilities: c.capabilities,
+                }
+            })
+            .collect())
+    }
+
+    /// The `[[route]]`s, checked: each has a prefix or a host, one upstream, a unique
+    /// name; prefixes are unique.
+    fn routes(
+        &self,
+        raws: Vec<RawRoute>,
+        dir: &Path,
+        base: PluginLimits,
+    ) -> Result<Vec<FileRoute>, ConfigError> {
+        let mut routes: Vec<FileRoute> = Vec::with_capacity(raws.len());
+        for (i, raw) in raws.into_iter().enumerate() {
+            let at = |field: &str| format!("route[{i}].{field}");
+            let prefix = match raw.prefix {
+                Some(prefix) => {
+                    let value = prefix.get_ref().trim_end_matches('/').to_string();
+                    if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
+                        return Err(self.error(
+                            prefix.span(),
+                            &at("prefix"),
+                            "must be a path: / then segments (e.g. /github)",
+                        ));
+                    }
+                    Some(value)
+                }
+                None => None,
+            };
+            let host = raw.host.map(|h| h.into_inner().to_ascii_lowercase());
+            let name = match (&raw.name, &prefix, &host) {
+                // A tape directory under --record and a metrics label: a plain name.
+                (Some(name), _, _) if is_route_name(name.get_ref()) => name.get_ref().clone(),
+                (Some(name), _, _) => {
+                    return Err(self.error(
+                        name.span(),
+                        &at("name"),
+                        "must be letters, digits, '.', '_' or '-', not starting with '.'",
+                    ));
+                }
+                (None, Some(prefix), _) if !prefix.is_empty() => {
+                    prefix.trim_start_matches('/').replace('/', "-")
+                }
+                (None, _, Some(host)) => host.replace(
+                    |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+                    "-",
+                ),
+                _ => String::new(),
+            };
+            let whole = 0..0;
+            if prefix.as_deref().is_none_or(str::is_empty) && host.is_none() {
+                return Err(self.error(
+                    raw.name.as_ref().map_or(whole.clone(), Spanned::span),
+                    &format!("route[{i}]"),
+                    "needs a prefix (other than /) or a host",
+                ));
+            }
+            let upstream = raw.upstream.map(Spanned::into_inner);
+            if upstream.is_some() == raw.stdio.is_some() {
+                return Err(self.error(
+                    whole,
+                    &format!("route[{i}]"),
+                    "needs exactly one of upstream = \"http(s)://…\" or [route.stdio]",
+                ));
+            }
+            let mut stdio = raw.stdio;
+            if let Some(stdio) = &mut stdio {
+                if stdio.command.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err(self.error(0..0, &at("stdio.command"), "must name a program"));
+                }
+                if stdio.max_processes == Some(0) {
+                    return Err(self.error(0..0, &at("stdio.max_processes"), "must be at least 1"));
+                }
+                stdio.cwd = stdio.cwd.take().map(|cwd| dir.join(cwd));
+            }
+            if routes.iter().any(|r| r.name == name) {
+                return Err(self.error(
+                    0..0,
+                    &at("name"),
+                    format!("route name {name:?} is used twice"),
+                ));
+            }
+            if prefix.is_some() && routes.iter().any(|r| r.prefix == prefix && r.host == host) {
+                return Err(self.error(0..0, &at("prefix"), "another route has this prefix"));
+            }
+            let plugins = match raw.plugins {
+                Some(raws) => Some(self.chain(raws, dir, base)?),
+                None => None,
+            };
+            routes.push(FileRoute {
+                name,
+                prefix,
+                host,
+                upstream,
+                stdio,
+                plugins,
+            });
+        }
+        Ok(routes)
     }
 
     fn plugin(
@@ -1085,5 +1310,70 @@ mod tests {
             "1:34",
             "trusted_proxies[1]",
         );
+    }
+
+    #[test]
+    fn tls_files_resolve_against_the_files_directory() {
+        let dir = Scratch::new("tls");
+        let c = dir
+            .load(
+                "upstream_ca = 'pki/ca.pem'\nupstream_client_cert = 'pki/me.pem'\n\
+                 upstream_client_key = '/etc/sluice/me.key'\ntls_cert = 'cert.pem'\n\
+                 tls_key = 'key.pem'\n",
+            )
+            .unwrap();
+        let base = std::path::absolute(&dir.0).unwrap();
+        assert_eq!(c.upstream_ca, Some(base.join("pki/ca.pem")));
+        assert_eq!(c.upstream_client_cert, Some(base.join("pki/me.pem")));
+        assert_eq!(
+            c.upstream_client_key,
+            Some(PathBuf::from("/etc/sluice/me.key"))
+        );
+        assert_eq!(c.tls_cert, Some(base.join("cert.pem")));
+        assert_eq!(c.tls_key, Some(base.join("key.pem")));
+    }
+
+    #[test]
+    fn routes_are_checked_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        let parsed = |text: &str| parse(&file, text);
+        let ok = parsed(
+            "[[route]]\nprefix = \"/a/b/\"\nupstream = \"http://x\"\n\n[[route]]\nhost = \"Mcp.Example\"\n[route.stdio]\ncommand = [\"srv\"]\n",
+        )
+        .unwrap();
+        let names: Vec<_> = ok.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a-b", "mcp.example"]);
+        assert_eq!(ok.routes[0].prefix.as_deref(), Some("/a/b"));
+        assert!(ok.routes[0].plugins.is_none(), "no chain of its own");
+        for (text, field) in [
+            ("[[route]]\nupstream = \"http://x\"\n", "route[0]"),
+            ("[[route]]\nprefix = \"/a\"\n", "route[0]"),
+            (
+                "[[route]]\nprefix = \"/a\"\nupstream = \"http://x\"\n[route.stdio]\ncommand = [\"s\"]\n",
+                "route[0]",
+            ),
+            (
+                "[[route]]\nname = \"../up\"\nprefix = \"/a\"\nupstream = \"http://x\"\n",
+                "route[0].name",
+            ),
+            (
+                "[[route]]\nprefix = \"a\"\nupstream = \"http://x\"\n",
+                "route[0].prefix",
+            ),
+            (
+                "[[route]]\nprefix = \"/a\"\n[route.stdio]\ncommand = [\"s\"]\nmax_processes = 0\n",
+                "route[0].stdio.max_processes",
+            ),
+            (
+                "[[route]]\nprefix = \"/a\"\nupstream = \"http://x\"\n[[route]]\nprefix = \"/a\"\nname = \"b\"\nupstream = \"http://y\"\n",
+                "route[1].prefix",
+            ),
+        ] {
+            match parsed(text) {
+                Err(ConfigError::Invalid { field: got, .. }) => assert_eq!(got, field, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 }

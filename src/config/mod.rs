@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::plugin::{FailurePolicy, PluginLimits, PluginSpec};
 use crate::proxy::ProxySettings;
 
-pub use file::{ConfigError, FileConfig, load};
+pub use file::{ConfigError, FileConfig, FileStdio, load};
 
 /// Everything `app::start` needs.
 #[derive(Debug, Clone)]
@@ -32,6 +32,53 @@ pub struct Config {
     /// A tape's size cap and redacted query parameters (`--tape-max-bytes`,
     /// `--tape-redact-query`).
     pub tape: crate::tape::TapeSettings,
+    /// The upstream's TLS trust and client certificate, and the listener's certificate
+    /// (`--upstream-ca`, `--upstream-client-cert/-key`, `--tls-cert/-key`).
+    pub tls: crate::tls::TlsSettings,
+    /// A stdio server to start instead of `upstream` (`sluice [flags] -- <cmd…>`, or
+    /// the file's `[stdio]`): sluice runs it, one process per session.
+    pub stdio: Option<StdioTarget>,
+    /// Further upstreams behind the same listener, by path prefix or host (the file's
+    /// `[[route]]`s); a request no route takes goes to `upstream`/`stdio`, if any.
+    pub routes: Vec<Route>,
+}
+
+/// One `[[route]]`: which requests, where they go, through which chain.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The route's label in logs, metrics (`route`) and tapes.
+    pub name: String,
+    /// A path prefix (`/github`): `/github/mcp` reaches the upstream's `/mcp`.
+    pub prefix: Option<String>,
+    /// A host name, matched against the request's `Host` without its port.
+    pub host: Option<String>,
+    /// The upstream base URL (empty when `stdio` is given).
+    pub upstream: String,
+    /// A stdio server instead of `upstream`.
+    pub stdio: Option<StdioTarget>,
+    /// The route's chain.
+    pub plugins: Vec<PluginSpec>,
+    /// Where a reload re-reads the route's chain (the config file).
+    pub reload: Option<ChainFile>,
+}
+
+/// A stdio upstream: what to run and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdioTarget {
+    /// The command.
+    pub command: crate::upstream::StdioCommand,
+    /// Its limits.
+    pub settings: crate::upstream::StdioSettings,
+}
+
+impl Config {
+    /// The upstream as logs and tapes name it: the URL, or `stdio:<command>`.
+    pub fn upstream_label(&self) -> String {
+        match &self.stdio {
+            Some(stdio) => format!("stdio:{}", stdio.command),
+            None => self.upstream.clone(),
+        }
+    }
 }
 
 /// A partial [`PluginLimits`]: only the settings that were actually given. The file's
@@ -81,6 +128,29 @@ pub struct ChainFile {
 }
 
 impl ChainFile {
+    /// Re-reads and re-validates the whole file and returns the chain of the route
+    /// `name` (the top-level chain when the route has no `[[route.plugin]]`).
+    pub fn load_route(&self, name: &str) -> Result<Vec<PluginSpec>, ConfigError> {
+        let file = load(&self.path)?;
+        let route = file.routes.into_iter().find(|r| r.name == name);
+        let Some(route) = route else {
+            return Err(ConfigError::Invalid {
+                file: self.path.clone(),
+                line: 1,
+                column: 1,
+                field: "route".into(),
+                message: format!(
+                    "the route {name:?} is gone; routes are read at start (restart sluice to change them)"
+                ),
+            });
+        };
+        let mut plugins = route.plugins.unwrap_or(file.plugins);
+        for spec in &mut plugins {
+            spec.limits = self.overrides.apply(spec.limits);
+        }
+        Ok(plugins)
+    }
+
     /// Re-reads and re-validates the whole file and returns its chain.
     pub fn load(&self) -> Result<Vec<PluginSpec>, ConfigError> {
         let mut plugins = chain_from_file(&self.path)?;

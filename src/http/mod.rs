@@ -2,6 +2,7 @@
 //! `Origin` and `Host` checks ([`origin`]), and the response body type. The proxy, the
 //! admin API and `sluice tape serve` all answer through it.
 
+mod channel;
 pub mod origin;
 mod server;
 
@@ -12,7 +13,16 @@ use http::{Request, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 
-pub use server::{ClientAddr, ConnectionLimits, Handler, serve, serve_draining, serve_limited};
+pub use channel::ChannelBody;
+pub use server::{
+    ClientAddr, ClientTls, ConnectionLimits, Handler, serve, serve_draining, serve_limited,
+    serve_tls,
+};
+
+/// The path prefix a router took off a request before the proxy saw it (a
+/// `[[route]]`'s): what the client addresses and the upstream does not see.
+#[derive(Debug, Clone)]
+pub struct RoutePrefix(pub String);
 
 /// The body type of every response sluice sends.
 pub type ProxyBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;

@@ -1,5 +1,6 @@
-//! The accept loop: HTTP/1.1 and h2c (prior knowledge) on one listener. The proxy and
-//! the admin API both run on it.
+//! The accept loop: HTTP/1.1 and h2c (prior knowledge) on one listener, or HTTP/1.1 and
+//! h2 over TLS (ALPN) when it has a certificate. The proxy and the admin API both run
+//! on it.
 
 use std::future::Future;
 use std::io;
@@ -14,7 +15,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
@@ -80,6 +81,18 @@ const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// In the extensions of every request that came over TLS: the client addressed an
+/// `https://` URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTls;
+
+/// What a plain-HTTP client gets from the TLS listener: a readable answer instead of
+/// TLS alert bytes it cannot parse.
+const NOT_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 50\r\n\r\nsluice: this port speaks TLS; use an https:// URL\n";
+
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 /// Serves `handler` on `listener` until `shutdown` completes, then drains connections.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
@@ -118,6 +131,23 @@ pub async fn serve_limited<H: Handler>(
     limits: ConnectionLimits,
     metrics: Option<Arc<Metrics>>,
 ) {
+    serve_tls(listener, handler, shutdown, drain, limits, metrics, None).await;
+}
+
+/// Like [`serve_limited`], speaking TLS with `tls` when given. The same limits hold:
+/// a connection takes its slot before the handshake, and the handshake and the first
+/// request head must both come within the header read timeout of the connection's
+/// start, so a client that opens TCP and sends nothing (or half a ClientHello) is
+/// closed like one that sends half a request head.
+pub async fn serve_tls<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+    limits: ConnectionLimits,
+    metrics: Option<Arc<Metrics>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The timer is what makes hyper's header read timeout real: without one it is off.
     builder
@@ -129,6 +159,7 @@ pub async fn serve_limited<H: Handler>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(limits.h2_max_header_list_bytes);
+    let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     // Connections refused since the cap was last reached: logged once per episode.
@@ -170,51 +201,25 @@ pub async fn serve_limited<H: Handler>(
         }
         let _ = stream.set_nodelay(true);
         let open = metrics.as_ref().map(|m| m.connection_opened());
-        let first_request = Arc::new(Notify::new());
-        let seen = first_request.clone();
-        let handler = handler.clone();
-        let service = service_fn(move |mut request: Request<Incoming>| {
-            seen.notify_one();
-            request.extensions_mut().insert(ClientAddr(peer));
-            let handler = handler.clone();
-            async move { Ok::<_, std::convert::Infallible>(handler.handle(request).await) }
-        });
-        let io = TimedWrites::new(stream, limits.client_write_timeout, metrics.clone());
-        let connection = builder
-            .serve_connection(TokioIo::new(io), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        let metrics = metrics.clone();
-        let header_timeout = limits.header_read_timeout;
+        let connection = Connection {
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            handler: handler.clone(),
+            peer,
+            limits,
+            metrics: metrics.clone(),
+            deadline: tokio::time::Instant::now() + limits.header_read_timeout,
+        };
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let _open = open;
-            tokio::select! {
-                ended = connection => match ended {
-                    Ok(()) => {}
-                    Err(error) => {
-                        let timed_out = error
-                            .downcast_ref::<hyper::Error>()
-                            .is_some_and(hyper::Error::is_timeout);
-                        if timed_out {
-                            if let Some(metrics) = &metrics {
-                                metrics.connection_timeout("header");
-                            }
-                            tracing::debug!(%peer, "no request head within the header read timeout; connection closed");
-                        } else {
-                            tracing::debug!(%peer, %error, "client connection ended with an error");
-                        }
+            match tls {
+                None => connection.serve(stream, false).await,
+                Some(acceptor) => {
+                    if let Some(stream) = connection.handshake(stream, &acceptor).await {
+                        connection.serve(stream, true).await;
                     }
-                },
-                // hyper times the head only once it knows the protocol, and h2 not at
-                // all: a connection that sends nothing, or part of a preface, would
-                // otherwise be held for ever. Only the first request is timed here;
-                // later HTTP/1.1 heads are hyper's.
-                () = first_request_late(&first_request, header_timeout) => {
-                    if let Some(metrics) = &metrics {
-                        metrics.connection_timeout("header");
-                    }
-                    tracing::debug!(%peer, "no request within the header read timeout; connection closed");
                 }
             }
         });
@@ -230,12 +235,140 @@ pub async fn serve_limited<H: Handler>(
     }
 }
 
-/// Completes when `timeout` passes before the connection's first request; never
+/// One accepted connection, before and while it is served.
+struct Connection<H> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    handler: Arc<H>,
+    peer: SocketAddr,
+    limits: ConnectionLimits,
+    metrics: Option<Arc<Metrics>>,
+    /// When the first request must have come (the handshake too): the header read
+    /// timeout after the connection was accepted.
+    deadline: tokio::time::Instant,
+}
+
+impl<H: Handler> Connection<H> {
+    /// The TLS handshake, bounded by the deadline; `None` (logged and counted) when it
+    /// fails or does not finish in time. A client that speaks plain HTTP to this port
+    /// is told so in plain HTTP.
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+        acceptor: &tokio_rustls::TlsAcceptor,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let peer = self.peer;
+        let mut first = [0u8; 1];
+        match tokio::time::timeout_at(self.deadline, stream.peek(&mut first)).await {
+            Err(_) => {
+                self.handshake_late();
+                return None;
+            }
+            Ok(Ok(1)) if first[0] != TLS_HANDSHAKE_RECORD => {
+                self.count_failure("plain_http");
+                tracing::debug!(%peer, "plain HTTP on the TLS listener; answered 400 and closed");
+                answer_and_close(stream, NOT_TLS).await;
+                return None;
+            }
+            Ok(Ok(1)) => {}
+            // Closed (or failed) before it sent anything: nothing to count.
+            Ok(_) => return None,
+        }
+        match tokio::time::timeout_at(self.deadline, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(error)) => {
+                self.count_failure("error");
+                tracing::debug!(%peer, %error, "TLS handshake failed; connection closed");
+                None
+            }
+            Err(_) => {
+                self.handshake_late();
+                None
+            }
+        }
+    }
+
+    fn handshake_late(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.connection_timeout("handshake");
+        }
+        tracing::debug!(peer = %self.peer, "no TLS handshake within the header read timeout; connection closed");
+    }
+
+    fn count_failure(&self, kind: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.tls_handshake_failure(kind);
+        }
+    }
+
+    /// Serves HTTP on `io` until the connection ends, a timeout cuts it, or shutdown
+    /// drains it.
+    async fn serve<I>(self, io: I, over_tls: bool)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            builder,
+            watcher,
+            handler,
+            peer,
+            limits,
+            metrics,
+            deadline,
+        } = self;
+        let first_request = Arc::new(Notify::new());
+        let seen = first_request.clone();
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            seen.notify_one();
+            request.extensions_mut().insert(ClientAddr(peer));
+            if over_tls {
+                request.extensions_mut().insert(ClientTls);
+            }
+            let handler = handler.clone();
+            async move { Ok::<_, std::convert::Infallible>(handler.handle(request).await) }
+        });
+        let io = TimedWrites::new(io, limits.client_write_timeout, metrics.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        let connection = watcher.watch(connection);
+        tokio::select! {
+            ended = connection => match ended {
+                Ok(()) => {}
+                Err(error) => {
+                    let timed_out = error
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_timeout);
+                    if timed_out {
+                        if let Some(metrics) = &metrics {
+                            metrics.connection_timeout("header");
+                        }
+                        tracing::debug!(%peer, "no request head within the header read timeout; connection closed");
+                    } else {
+                        tracing::debug!(%peer, %error, "client connection ended with an error");
+                    }
+                }
+            },
+            // hyper times the head only once it knows the protocol, and h2 not at
+            // all: a connection that sends nothing, or part of a preface, would
+            // otherwise be held for ever. Only the first request is timed here;
+            // later HTTP/1.1 heads are hyper's.
+            () = first_request_late(&first_request, deadline) => {
+                if let Some(metrics) = &metrics {
+                    metrics.connection_timeout("header");
+                }
+                tracing::debug!(%peer, "no request within the header read timeout; connection closed");
+            }
+        }
+    }
+}
+
+/// Completes when `deadline` passes before the connection's first request; never
 /// completes once that request has come.
-async fn first_request_late(first_request: &Notify, timeout: Duration) {
+async fn first_request_late(first_request: &Notify, deadline: tokio::time::Instant) {
     tokio::select! {
         () = first_request.notified() => std::future::pending().await,
-        () = tokio::time::sleep(timeout) => {}
+        () = tokio::time::sleep_until(deadline) => {}
     }
 }
 
@@ -249,19 +382,23 @@ fn refuse(stream: TcpStream, refusals: &Arc<Semaphore>) {
     };
     tokio::spawn(async move {
         let _turn = turn;
-        let mut stream = stream;
-        // One write into an empty send buffer: it does not block.
-        if stream.try_write(REFUSAL).is_err() || stream.shutdown().await.is_err() {
-            return;
-        }
-        // Read what the client sent until it closes, briefly: closing with unread data
-        // would send a reset, which can destroy the 503 before the client reads it.
-        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-            let mut sink = [0u8; 4096];
-            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-        })
-        .await;
+        answer_and_close(stream, REFUSAL).await;
     });
+}
+
+/// Writes a short plain-HTTP `answer` and closes the connection.
+async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
+    // One write into an empty send buffer: it does not block.
+    if stream.try_write(answer).is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    // Read what the client sent until it closes, briefly: closing with unread data
+    // would send a reset, which can destroy the answer before the client reads it.
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// A client socket whose writes must make progress: a write (or flush) that stays

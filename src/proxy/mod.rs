@@ -31,7 +31,7 @@ use crate::error_chain::ErrorChain;
 pub use crate::http::{
     ClientAddr, ConnectionLimits, Handler, ProxyBody, full, serve, serve_draining, serve_limited,
 };
-use crate::http::{origin, request_host};
+use crate::http::{ClientTls, origin, request_host};
 use crate::mcp::client::{ClientBody, Refused};
 use crate::mcp::jsonrpc::Summary;
 use crate::mcp::legacy::EndpointRewrite;
@@ -42,7 +42,11 @@ use crate::observe::metrics::Counting;
 use crate::observe::{Judged, Observe, Observers, RequestSeen, StreamEnd, UpstreamStage};
 use crate::plugin::{Chain, Direction, Session, StreamMeta};
 use crate::sse::Event;
-use crate::upstream::{self, BodyError, SseEvents};
+use crate::upstream::{self, BodyError, SseEvents, UpstreamBody};
+
+/// A client request's body, whatever carried it.
+type RequestBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Settings of the client-facing side.
 #[derive(Debug, Clone)]
@@ -99,7 +103,7 @@ pub fn default_plugin_workers() -> usize {
 
 /// The proxy: an upstream, a plugin chain and the rules between them.
 pub struct Proxy {
-    upstream: upstream::Http,
+    upstream: upstream::Upstream,
     chain: Arc<ArcSwap<Chain>>,
     settings: ProxySettings,
     next_stream: AtomicU64,
@@ -128,10 +132,11 @@ impl Proxy {
     /// A proxy in front of `upstream` running whatever chain is current in `chain`
     /// when each exchange starts (a reload swaps it; see `reload`).
     pub fn new(
-        upstream: upstream::Http,
+        upstream: impl Into<upstream::Upstream>,
         chain: Arc<ArcSwap<Chain>>,
         settings: ProxySettings,
     ) -> Self {
+        let upstream = upstream.into();
         let metrics = Arc::new(Metrics::new());
         Self {
             upstream,
@@ -143,6 +148,11 @@ impl Proxy {
             observe: vec![Arc::new(Counting(metrics))],
             closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Where requests go.
+    pub fn upstream(&self) -> &upstream::Upstream {
+        &self.upstream
     }
 
     /// The client-facing settings.
@@ -186,7 +196,24 @@ impl Proxy {
     }
 
     /// Handles one client request. Never fails: errors become responses.
-    pub async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+    /// Any body will do: a client connection's, or a request made in-process (`sluice
+    /// stdio`).
+    pub fn handle<B>(
+        &self,
+        request: Request<B>,
+    ) -> impl std::future::Future<Output = Response<ProxyBody>> + Send + '_
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let request = request.map(|body| {
+            body.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })
+                .boxed_unsync()
+        });
+        self.handle_boxed(request)
+    }
+
+    async fn handle_boxed(&self, request: Request<RequestBody>) -> Response<ProxyBody> {
         // One span per exchange: every log line about it carries the stream id (the
         // one plugins see and tapes record) and the MCP session.
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
@@ -212,7 +239,7 @@ impl Proxy {
 
     async fn forward(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         stream_id: u64,
         span: tracing::Span,
     ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -224,7 +251,16 @@ impl Proxy {
             .get::<ClientAddr>()
             .map(|ClientAddr(addr)| addr.ip().to_canonical());
         origin::host_allowed(client_host.as_deref(), &self.settings.allowed_hosts)?;
+        // The scheme the client reached the proxy with, for a legacy endpoint URL.
+        let client_scheme = match request.extensions().get::<ClientTls>() {
+            Some(ClientTls) => "https",
+            None => "http",
+        };
         let (parts, body) = request.into_parts();
+        let route_prefix = parts
+            .extensions
+            .get::<crate::http::RoutePrefix>()
+            .map(|p| p.0.clone());
         let opened_by_get = parts.method == Method::GET;
         let limit = self.settings.max_event_bytes;
         let body = upstream::read_to_limit(body, limit)
@@ -391,13 +427,17 @@ impl Proxy {
             .observed_by(observers)
             .closing_on(self.closing.subscribe())
             .in_span(span);
-        if opened_by_get {
+        if opened_by_get && let Some(base) = self.upstream.legacy_endpoint() {
             // Only a GET opens a legacy HTTP+SSE stream with an `endpoint` event.
-            body = body.with_endpoint_rewrite(EndpointRewrite::new(
-                self.upstream.authority().as_str(),
-                self.upstream.prefix(),
+            let rewrite = EndpointRewrite::new(
+                base,
+                client_scheme,
                 client_host.as_deref().unwrap_or("127.0.0.1"),
-            ));
+            );
+            body = body.with_endpoint_rewrite(match &route_prefix {
+                Some(prefix) => rewrite.with_client_prefix(prefix),
+                None => rewrite,
+            });
         }
         Ok(Response::from_parts(
             parts,
@@ -499,7 +539,7 @@ impl Proxy {
     async fn json_to_client(
         &self,
         parts: http::response::Parts,
-        body: Incoming,
+        body: UpstreamBody,
         session: Session,
         summary: Summary,
         answered: Vec<Box<RawValue>>,
@@ -589,8 +629,8 @@ fn upstream_unusable(observers: &mut Observers, reason: Unusable, request: Summa
 }
 
 /// An upstream response passed through as it is, streamed.
-fn unchanged(parts: http::response::Parts, body: Incoming) -> Response<ProxyBody> {
-    Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+fn unchanged(parts: http::response::Parts, body: UpstreamBody) -> Response<ProxyBody> {
+    Response::from_parts(parts, body)
 }
 
 /// A JSON body (the proxy's own answers keep their ids as the client wrote them:

@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use serde_json::value::RawValue;
 
 use crate::mcp::jsonrpc::{self, RequestId};
@@ -27,7 +26,7 @@ struct Closing {
 }
 use crate::plugin::Session;
 use crate::sse::{self, Event};
-use crate::upstream::{SseEvents, StreamError};
+use crate::upstream::{SseEvents, StreamError, UpstreamBody};
 
 /// The most bytes of already-delivered events sent to the client in one frame.
 const BATCH_BYTES: usize = 64 << 10;
@@ -55,7 +54,7 @@ enum Ending {
 
 /// An SSE response body with the plugin chain applied.
 pub struct InterceptedSse {
-    events: SseEvents<Incoming>,
+    events: SseEvents<UpstreamBody>,
     session: Session,
     /// Requests of the POST that opened the stream still waiting for their response.
     /// If the stream breaks, the proxy answers them with errors so no client waits
@@ -81,7 +80,11 @@ pub struct InterceptedSse {
 
 impl InterceptedSse {
     /// Wraps an upstream SSE body; `session` must have begun its to-client phase.
-    pub fn new(events: SseEvents<Incoming>, session: Session, unanswered: Vec<RequestId>) -> Self {
+    pub fn new(
+        events: SseEvents<UpstreamBody>,
+        session: Session,
+        unanswered: Vec<RequestId>,
+    ) -> Self {
         Self {
             events,
             session,

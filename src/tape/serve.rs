@@ -11,14 +11,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -26,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use super::format::Record;
-use crate::http::{Handler, ProxyBody, full};
+use crate::http::{ChannelBody, Handler, ProxyBody, full};
 use crate::mcp::jsonrpc::{RequestId, Summary};
 use crate::sse::{self, Event};
 use crate::upstream;
@@ -250,7 +247,7 @@ impl Replay {
             Recorded::Sse(frames) => {
                 let (tx, rx) = mpsc::channel(16);
                 tokio::spawn(play(frames, substitutions, self.timing, tx));
-                ChannelBody(rx).boxed_unsync()
+                ChannelBody::new(rx).boxed_unsync()
             }
         };
         response.body(body).expect("recorded status and headers")
@@ -333,21 +330,6 @@ async fn play(
         if tx.send(out.freeze()).await.is_err() {
             return; // the client went away
         }
-    }
-}
-
-/// A response body fed by a channel; ends when the sender is dropped.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
     }
 }
 

@@ -1,17 +1,21 @@
-//! The outgoing HTTP transport: a pooled hyper-util client bound to one base URL.
+//! The outgoing HTTP transport: a pooled hyper-util client bound to one base URL, over
+//! plain TCP or TLS (hyper-rustls; HTTP/2 when the server offers it by ALPN).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::UpstreamBody;
 use super::error::UpstreamError;
+use crate::tls::{self, TlsError, UpstreamTls};
 
 /// How long to wait for a TCP connection to the upstream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,16 +24,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// base URL's scheme, authority and path prefix are applied here.
 #[derive(Clone, Debug)]
 pub struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     scheme: Scheme,
     authority: Authority,
     /// The base URL's path without a trailing slash ("" for the root).
     prefix: String,
+    /// The base URL as given (scheme, authority, path).
+    base: Uri,
 }
 
 impl Http {
-    /// A client for `base`, e.g. `http://127.0.0.1:8000` or `http://host/api`.
+    /// A client for `base`, e.g. `http://127.0.0.1:8000` or `https://host/api`; an
+    /// `https://` base trusts the system's roots.
     pub fn new(base: &str) -> Result<Self, UpstreamError> {
+        Self::with_tls(base, &UpstreamTls::default())
+    }
+
+    /// A client for `base`; an `https://` base trusts and authenticates as `tls` says
+    /// (TLS settings for an `http://` base are refused: they would do nothing).
+    pub fn with_tls(base: &str, tls: &UpstreamTls) -> Result<Self, UpstreamError> {
         let invalid = |reason| UpstreamError::InvalidUrl {
             url: base.to_string(),
             reason,
@@ -43,9 +56,9 @@ impl Http {
         let scheme = uri
             .scheme()
             .cloned()
-            .ok_or_else(|| invalid("missing scheme (http://)"))?;
-        if scheme != Scheme::HTTP {
-            return Err(invalid("only http:// upstreams are supported"));
+            .ok_or_else(|| invalid("missing scheme (http:// or https://)"))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(invalid("only http:// and https:// upstreams are supported"));
         }
         let authority = uri
             .authority()
@@ -58,6 +71,28 @@ impl Http {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         connector.set_nodelay(true);
+        // The TLS layer below decides per URI: `https` is wrapped, `http` passes.
+        connector.enforce_http(false);
+        let config = if scheme == Scheme::HTTPS {
+            tls::client_config(tls)?
+        } else if tls.is_default() {
+            // Never used (every URI of this client is http://), but the connector
+            // type is one for both schemes; no trust store is read for it.
+            no_tls()?
+        } else {
+            return Err(TlsError::NotHttps {
+                upstream: base.to_string(),
+            }
+            .into());
+        };
+        // SNI names the URI's host (none for an IP address, as RFC 6066 wants), and
+        // the certificate is checked against it; `Host` is set from the same URI.
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
@@ -66,6 +101,7 @@ impl Http {
             scheme,
             authority,
             prefix,
+            base: uri,
         })
     }
 
@@ -93,18 +129,35 @@ impl Http {
         &self.authority
     }
 
+    /// The base URL (scheme, authority, path), as a legacy `endpoint` event names it.
+    pub fn base(&self) -> &Uri {
+        &self.base
+    }
+
     /// Sends a request whose URI was made by [`Http::uri_for`]; the response body
     /// streams.
     pub async fn send(
         &self,
         request: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let uri = request.uri().to_string();
-        self.client
+        let response = self
+            .client
             .request(request)
             .await
-            .map_err(|source| UpstreamError::Unreachable { uri, source })
+            .map_err(|source| UpstreamError::Unreachable { uri, source })?;
+        Ok(response.map(|body: Incoming| body.map_err(Into::into).boxed_unsync()))
     }
+}
+
+/// A client configuration with nothing to trust, for the connector of a plain-HTTP
+/// upstream.
+fn no_tls() -> Result<rustls::ClientConfig, TlsError> {
+    Ok(rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Config)?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
 }
 
 #[cfg(test)]
@@ -162,7 +215,7 @@ mod tests {
     fn unusable_base_urls_are_refused_with_a_reason() {
         for (url, reason) in [
             ("127.0.0.1:8000", "scheme"),
-            ("https://example.com", "only http://"),
+            ("ftp://example.com", "only http:// and https://"),
             ("http://h/p?q=1", "query"),
             ("http://", "invalid"),
         ] {
@@ -172,5 +225,17 @@ mod tests {
                 "{url}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn tls_settings_for_a_plain_upstream_are_refused() {
+        let tls = UpstreamTls {
+            ca: Some("/etc/sluice/ca.pem".into()),
+            ..UpstreamTls::default()
+        };
+        let err = Http::with_tls("http://127.0.0.1:8000", &tls)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("apply to an https:// upstream"), "{err}");
     }
 }

@@ -27,6 +27,13 @@ pub enum UpstreamError {
         /// The cause.
         source: hyper_util::client::legacy::Error,
     },
+    /// A stdio server could not be started for a new session.
+    #[error(transparent)]
+    Spawn(#[from] super::stdio::SpawnError),
+    /// The TLS settings of an `https://` upstream cannot be used (a PEM file, the
+    /// system trust store).
+    #[error("upstream TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Reading a whole body failed.

@@ -167,6 +167,9 @@ async fn a_recorded_stream_batches_and_its_tape_has_each_events_steps() {
         cache_dir: None,
         record_dir: Some(dir.clone()),
         tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
     })
     .await
     .expect("sluice starts");

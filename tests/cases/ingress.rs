@@ -296,6 +296,9 @@ fn config(listen: &str, upstream: &str, allowed_hosts: Vec<String>) -> Config {
         cache_dir: None,
         record_dir: None,
         tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
     }
 }
 

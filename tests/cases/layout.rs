@@ -126,6 +126,9 @@ fn unsafe_code_is_only_where_wasmtime_or_the_os_require_it() {
         // `TypedFunc::new_unchecked` for `on-event` and `on-events`, type-checked once
         // when the instance was made.
         ("plugin/loaded.rs", 2),
+        // `Command::pre_exec` setting the parent-death signal of a stdio server
+        // process (the OS offers it only between fork and exec).
+        ("upstream/stdio/process.rs", 1),
     ]
     .into();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -7,15 +7,28 @@
 //! session) and reports a [`Row`]. Through sluice the row must equal the direct row, except
 //! that the redactor must have masked the secret. The matrix is printed to
 //! `target/mcp-matrix/<server>.txt` (`.ci/run` shows it) and to the test's stdout.
+//!
+//! The stdio clients (`PythonStdio`, `InspectorStdio`) reach the server through
+//! `sluice stdio`, which they launch as a desktop client launches a server: `--upstream
+//! <server>` for an HTTP server, `-- <command>` for a stdio server. A stdio server's
+//! direct row is theirs launching the server itself; an HTTP server's is their HTTP
+//! twin's (the Python SDK's Streamable HTTP client, the Inspector over HTTP), without
+//! the DELETE, which a stdio client cannot see (tests/cases/stdio_client.rs checks
+//! that sluice sends it).
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice::app::Running;
+use sluice::config::StdioTarget;
 use sluice::plugin::PluginSpec;
+use sluice::upstream::{StdioCommand, StdioSettings};
+
+use sluice::tls::TlsSettings;
 
 use crate::common::mcp::{self, SECRET_TEXT};
-use crate::common::{peers, proxy};
+use crate::common::tls::Pki;
+use crate::common::{peers, proxy, stdio};
 
 /// What one client saw in one run of the scenario.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -98,6 +111,18 @@ struct Server {
     transport: &'static str,
     /// Keeps the process or the in-process server alive.
     _guard: Box<dyn Send>,
+    /// TLS rows: the CA clients trust, and sluice's TLS settings.
+    tls: Option<Tls>,
+    /// Through sluice, this stdio server instead of `base` (the direct run then uses
+    /// the same server code over HTTP: the rows must be equal).
+    stdio: Option<StdioTarget>,
+}
+
+/// The TLS of a row: the server or sluice's listener has a certificate of a test CA.
+struct Tls {
+    pki: Pki,
+    /// sluice's upstream trust and listener certificate.
+    settings: TlsSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -105,6 +130,27 @@ enum Client {
     Rmcp,
     Python,
     Inspector,
+    /// The Python SDK's stdio client launching `sluice stdio`.
+    PythonStdio,
+    /// The Inspector CLI launching `sluice stdio` (named in an `mcpServers` file).
+    InspectorStdio,
+}
+
+/// Where the Inspector CLI finds the server.
+enum Target<'a> {
+    /// A URL, over `streamable` or `sse`.
+    Url(&'a str, &'a str),
+    /// A stdio server: a command and its arguments.
+    Stdio(&'a str, &'a [String]),
+}
+
+async fn inspect(target: &Target<'_>, args: &[&str]) -> Result<Value, String> {
+    match target {
+        Target::Url(url, transport) => peers::inspector(url, transport, args).await,
+        Target::Stdio(command, command_args) => {
+            peers::inspector_stdio(command, command_args, args).await
+        }
+    }
 }
 
 fn plugin_sets() -> Vec<(&'static str, Vec<PluginSpec>)> {
@@ -121,10 +167,19 @@ fn plugin_sets() -> Vec<(&'static str, Vec<PluginSpec>)> {
     ]
 }
 
-/// The rmcp client's run of the scenario.
-async fn rmcp_row(url: &str, profile: &str) -> Row {
+/// The rmcp client's run of the scenario (trusting `pki`'s CA, when given).
+async fn rmcp_row(url: &str, profile: &str, pki: Option<&Pki>) -> Row {
+    let connected = match pki {
+        Some(pki) => mcp::try_connect_via(url, pki.reqwest()).await,
+        None => mcp::try_connect(url).await,
+    };
+    rmcp_row_with(connected.map_err(|e| e.to_string()), profile).await
+}
+
+/// The rmcp client's run of the scenario over a connection made by the caller.
+async fn rmcp_row_with(connected: Result<mcp::McpClient, String>, profile: &str) -> Row {
     let mut row = Row::default();
-    let client = match mcp::try_connect(url).await {
+    let client = match connected {
         Ok(client) => client,
         Err(e) => {
             row.errors.push(format!("initialize: {e}"));
@@ -191,9 +246,9 @@ async fn rmcp_row(url: &str, profile: &str) -> Row {
 }
 
 /// The Inspector CLI: tools/list and one tools/call (that is what its CLI mode does).
-async fn inspector_row(url: &str, transport: &str, profile: &str) -> Row {
+async fn inspector_row(target: &Target<'_>, profile: &str) -> Row {
     let mut row = Row::default();
-    match peers::inspector(url, transport, &["--method", "tools/list"]).await {
+    match inspect(target, &["--method", "tools/list"]).await {
         Ok(listed) => {
             row.tools = listed["tools"]
                 .as_array()
@@ -221,7 +276,7 @@ async fn inspector_row(url: &str, transport: &str, profile: &str) -> Row {
         "--tool-arg",
         arg,
     ];
-    match peers::inspector(url, transport, &call).await {
+    match inspect(target, &call).await {
         Ok(result) => {
             row.echo = result["content"][0]["text"].as_str().map(str::to_string);
         }
@@ -230,14 +285,51 @@ async fn inspector_row(url: &str, transport: &str, profile: &str) -> Row {
     row
 }
 
+/// The client's run against `url`; a stdio client's HTTP twin's (see the module doc).
 async fn run_client(client: Client, url: &str, server: &Server) -> Row {
+    let pki = server.tls.as_ref().map(|tls| &tls.pki);
     match client {
-        Client::Rmcp => rmcp_row(url, server.profile).await,
-        Client::Python => Row::from_python(
-            &peers::python_client(url, server.transport, server.profile, None).await,
-        ),
-        Client::Inspector => inspector_row(url, server.transport, server.profile).await,
+        Client::Rmcp => rmcp_row(url, server.profile, pki).await,
+        Client::Python | Client::PythonStdio => {
+            let mut row = Row::from_python(
+                &peers::python_client_trusting(
+                    url,
+                    server.transport,
+                    server.profile,
+                    None,
+                    pki.map(|pki| pki.ca.as_path()),
+                )
+                .await,
+            );
+            if client == Client::PythonStdio {
+                row.deleted = None;
+            }
+            row
+        }
+        Client::Inspector | Client::InspectorStdio => {
+            inspector_row(&Target::Url(url, server.transport), server.profile).await
+        }
     }
+}
+
+/// A stdio client's run launching `command` with `args` as its server.
+async fn stdio_client_row(client: Client, command: &str, args: &[String], profile: &str) -> Row {
+    match client {
+        Client::PythonStdio => {
+            Row::from_python(&peers::python_client_stdio(command, args, &[], profile).await)
+        }
+        Client::InspectorStdio => inspector_row(&Target::Stdio(command, args), profile).await,
+        _ => unreachable!("{client:?} is not a stdio client"),
+    }
+}
+
+/// A stdio client's run through `sluice stdio` with `plugins`, in front of the server.
+async fn stdio_row(client: Client, server: &Server, plugins: &[PluginSpec]) -> Row {
+    let args = match &server.stdio {
+        Some(target) => stdio::args_for_command(plugins, &target.command),
+        None => stdio::args(&server.url, plugins),
+    };
+    stdio_client_row(client, stdio::SLUICE, &args, server.profile).await
 }
 
 /// Runs every client against `server`, directly and through sluice with each plugin set;
@@ -246,9 +338,20 @@ async fn matrix(server: Server, clients: &[Client]) {
     let mut lines = vec![format!("== server: {}", server.name)];
     let mut failures = Vec::new();
     for &client in clients {
-        let direct = run_client(client, &server.url, &server).await;
+        let direct = match (&server.stdio, client) {
+            // rmcp starts the stdio server itself: the same transport the proxy uses.
+            (Some(stdio), Client::Rmcp) => {
+                rmcp_row_with(mcp::connect_stdio(&stdio.command).await, server.profile).await
+            }
+            // A stdio client launches the stdio server itself.
+            (Some(stdio), Client::PythonStdio | Client::InspectorStdio) => {
+                let command = &stdio.command;
+                stdio_client_row(client, &command.program, &command.args, server.profile).await
+            }
+            _ => run_client(client, &server.url, &server).await,
+        };
         lines.push(format!(
-            "{:<10} direct       {}",
+            "{:<14} direct       {}",
             format!("{client:?}"),
             direct.cell()
         ));
@@ -256,12 +359,23 @@ async fn matrix(server: Server, clients: &[Client]) {
             failures.push(format!("{client:?} direct: {:?}", direct.errors));
         }
         for (label, plugins) in plugin_sets() {
-            let sluice: Running = proxy::start(&server.base, plugins).await;
-            let url = format!("{}{}", sluice.url(), server.path);
-            let proxied = run_client(client, &url, &server).await;
-            sluice.stop().await;
+            let proxied = if matches!(client, Client::PythonStdio | Client::InspectorStdio) {
+                stdio_row(client, &server, &plugins).await
+            } else {
+                let sluice: Running = match (&server.stdio, &server.tls) {
+                    (Some(stdio), _) => proxy::start_stdio(stdio.clone(), plugins).await,
+                    (None, Some(tls)) => {
+                        proxy::start_tls(&server.base, plugins, tls.settings.clone()).await
+                    }
+                    (None, None) => proxy::start(&server.base, plugins).await,
+                };
+                let url = format!("{}{}", sluice.url(), server.path);
+                let proxied = run_client(client, &url, &server).await;
+                sluice.stop().await;
+                proxied
+            };
             lines.push(format!(
-                "{:<10} {label:<12} {}",
+                "{:<14} {label:<12} {}",
                 format!("{client:?}"),
                 proxied.cell()
             ));
@@ -311,10 +425,21 @@ fn from_peer(
         profile,
         transport,
         _guard: Box::new(peer),
+        stdio: None,
+        tls: None,
     }
 }
 
 const STREAMABLE_CLIENTS: &[Client] = &[Client::Rmcp, Client::Python, Client::Inspector];
+
+/// The Streamable HTTP clients, and the stdio clients through `sluice stdio`.
+const WITH_STDIO_CLIENTS: &[Client] = &[
+    Client::Rmcp,
+    Client::Python,
+    Client::Inspector,
+    Client::PythonStdio,
+    Client::InspectorStdio,
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_rmcp_server() {
@@ -327,8 +452,10 @@ async fn matrix_rmcp_server() {
         profile: "sluice",
         transport: "streamable",
         _guard: Box::new(server),
+        stdio: None,
+        tls: None,
     };
-    matrix(server, STREAMABLE_CLIENTS).await;
+    matrix(server, WITH_STDIO_CLIENTS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,7 +463,7 @@ async fn matrix_python_server_sse_responses() {
     let peer = peers::python_server("sse").await;
     matrix(
         from_peer("python-sse", peer, "sluice", "streamable"),
-        STREAMABLE_CLIENTS,
+        WITH_STDIO_CLIENTS,
     )
     .await;
 }
@@ -346,11 +473,14 @@ async fn matrix_python_server_json_responses() {
     let peer = peers::python_server("json").await;
     matrix(
         from_peer("python-json", peer, "sluice", "streamable"),
-        STREAMABLE_CLIENTS,
+        WITH_STDIO_CLIENTS,
     )
     .await;
 }
 
+/// No stdio clients: a stateless server has no GET stream, so the `announce`
+/// notification has no way to any client; an HTTP client knows (no session), a stdio
+/// client cannot tell and would wait for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_python_server_stateless() {
     let peer = peers::python_server("stateless").await;
@@ -366,7 +496,7 @@ async fn matrix_python_server_with_event_store() {
     let peer = peers::python_server("eventstore").await;
     matrix(
         from_peer("python-eventstore", peer, "sluice", "streamable"),
-        STREAMABLE_CLIENTS,
+        WITH_STDIO_CLIENTS,
     )
     .await;
 }
@@ -376,7 +506,7 @@ async fn matrix_everything_server() {
     let peer = peers::everything_server("streamableHttp").await;
     matrix(
         from_peer("everything", peer, "everything", "streamable"),
-        STREAMABLE_CLIENTS,
+        WITH_STDIO_CLIENTS,
     )
     .await;
 }
@@ -426,4 +556,112 @@ async fn legacy_sse_works_through_sluice_with_the_endpoint_rewritten() {
         row.server_notification.as_deref(),
         Some("notifications/tools/list_changed")
     );
+}
+
+/// A stdio server behind sluice (one process per session), compared with the same
+/// server code run directly over Streamable HTTP.
+fn stdio_server(
+    name: &'static str,
+    direct: peers::PeerServer,
+    command: StdioCommand,
+    profile: &'static str,
+) -> Server {
+    Server {
+        stdio: Some(StdioTarget {
+            command,
+            settings: StdioSettings::default(),
+        }),
+        ..from_peer(name, direct, profile, "streamable")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_python_stdio_server() {
+    let direct = peers::python_server("sse").await;
+    matrix(
+        stdio_server(
+            "python-stdio",
+            direct,
+            peers::python_stdio_server(),
+            "sluice",
+        ),
+        WITH_STDIO_CLIENTS,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_everything_stdio_server() {
+    let direct = peers::everything_server("streamableHttp").await;
+    matrix(
+        stdio_server(
+            "everything-stdio",
+            direct,
+            peers::node_stdio_server("@modelcontextprotocol/server-everything", &["stdio"]),
+            "everything",
+        ),
+        WITH_STDIO_CLIENTS,
+    )
+    .await;
+}
+
+/// The Python SDK server behind TLS (uvicorn with a certificate of a test CA): the direct
+/// row goes to its `https://` URL, sluice's upstream is that URL with `--upstream-ca`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_https_upstream() {
+    let pki = Pki::new();
+    let (cert, key) = (pki.server.cert.display(), pki.server.key.display());
+    let (cert, key) = (cert.to_string(), key.to_string());
+    let peer = peers::python_server_with("sse", &["--ssl-cert", &cert, "--ssl-key", &key]).await;
+    assert!(peer.url.starts_with("https://"), "{}", peer.url);
+    let settings = TlsSettings {
+        upstream: pki.upstream(),
+        listener: None,
+    };
+    let server = Server {
+        tls: Some(Tls { pki, settings }),
+        ..from_peer("python-https-upstream", peer, "sluice", "streamable")
+    };
+    matrix(server, &[Client::Rmcp, Client::Python]).await;
+}
+
+/// sluice's listener speaking TLS in front of a plain rmcp server: the clients trust the
+/// test CA, the direct row is plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_tls_listener() {
+    let pki = Pki::new();
+    let settings = TlsSettings {
+        upstream: Default::default(),
+        listener: Some(pki.server.clone()),
+    };
+    let upstream = mcp::spawn_mcp_server().await;
+    let server = Server {
+        name: "rmcp-tls-listener",
+        url: upstream.url.clone(),
+        base: proxy::base_of(&upstream.url),
+        path: mcp::MCP_PATH.into(),
+        profile: "sluice",
+        transport: "streamable",
+        _guard: Box::new(upstream),
+        tls: Some(Tls { pki, settings }),
+        stdio: None,
+    };
+    matrix(server, &[Client::Rmcp, Client::Python]).await;
+}
+
+/// The Python SDK server over stdio, one process shared by every session (ids
+/// remapped): equal to the direct row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_python_stdio_server_shared() {
+    let direct = peers::python_server("sse").await;
+    let mut server = stdio_server(
+        "python-stdio-shared",
+        direct,
+        peers::python_stdio_server(),
+        "sluice",
+    );
+    if let Some(stdio) = &mut server.stdio {
+        stdio.settings.shared = true;
+    }
+    matrix(server, STREAMABLE_CLIENTS).await;
 }

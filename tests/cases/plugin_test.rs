@@ -511,6 +511,9 @@ async fn a_session_recorded_through_the_proxy_is_reproduced_offline() {
         cache_dir: None,
         record_dir: Some(dir.clone()),
         tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
     })
     .await
     .expect("sluice starts");

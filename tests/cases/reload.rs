@@ -273,6 +273,9 @@ async fn reordering_the_config_file_while_running_takes_effect_for_new_streams()
         cache_dir: None,
         record_dir: None,
         tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
     };
     let source = Box::new(move || file.load());
     let mut sluice = sluice::app::start_with_source(config, source, vec![toml.clone()])

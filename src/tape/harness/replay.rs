@@ -231,12 +231,8 @@ fn replay(
 /// comes out exactly as live.
 fn endpoint_rewrite(upstream: &str) -> Option<EndpointRewrite> {
     let uri: http::Uri = upstream.parse().ok()?;
-    let prefix = uri.path().trim_end_matches('/');
-    Some(EndpointRewrite::new(
-        uri.authority()?.as_str(),
-        prefix,
-        "127.0.0.1",
-    ))
+    uri.authority()?;
+    Some(EndpointRewrite::new(&uri, "http", "127.0.0.1"))
 }
 
 /// A request body as the chain sees it: an event with only `data`.

@@ -2,6 +2,7 @@
 
     .venv/bin/python client.py --url URL --transport streamable|sse
         [--tool-profile sluice|everything] [--protocol-version V] [--trace]
+    .venv/bin/python client.py --transport stdio --command CMD [--env K=V ...] -- [ARG ...]
 
 Runs one fixed scenario: initialize, tools/list, echo, get_secret, count (with progress),
 announce (then waits for the server-initiated notification), close. It never crashes on a
@@ -17,12 +18,18 @@ for a server-initiated notifications/message; "secret" is then null.
 and every request then carries Mcp-Method/Mcp-Name headers and no session.
 
 --trace prints every HTTP request and response head to stderr.
+
+--transport stdio launches CMD with the ARGs (e.g. `sluice stdio --upstream ...`) and speaks
+newline-delimited JSON-RPC on its stdin/stdout (the SDK's stdio_client, as a desktop client
+does). There is no HTTP: "session_id" and "deleted" stay null, and the server's own
+notifications always have a way to the client. --env adds to the SDK's default environment.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 from contextlib import AsyncExitStack
 from typing import Any
@@ -32,6 +39,7 @@ import httpx2
 import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
@@ -76,8 +84,11 @@ class Wire:
     """Watches the HTTP exchanges through httpx event hooks (the transports expose neither
     the session id nor the DELETE outcome), and optionally traces them to stderr."""
 
-    def __init__(self, trace: bool) -> None:
+    def __init__(self, trace: bool, ca_file: str | None = None) -> None:
         self.trace = trace
+        # https:// URLs are verified against this CA alone (trust_env=False below also
+        # turns off SSL_CERT_FILE).
+        self.verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
         self.session_id: str | None = None
         self.delete_status: int | None = None  # None: no DELETE answered
         self.delete_sent = False
@@ -101,6 +112,7 @@ class Wire:
     def client(self, **kwargs: Any) -> httpx2.AsyncClient:
         # trust_env=False: never route loopback test traffic through an environment proxy.
         kwargs.setdefault("timeout", httpx2.Timeout(30, read=300))
+        kwargs.setdefault("verify", self.verify)
         return httpx2.AsyncClient(
             trust_env=False, event_hooks={"request": [self.on_request], "response": [self.on_response]}, **kwargs
         )
@@ -135,7 +147,7 @@ def has_standalone_stream(args: argparse.Namespace, wire: Wire) -> bool:
     GET stream: the SDK client does not open one and the server drops such notifications.
     Then there is nothing to wait for and "server_notification" stays null, without error.
     """
-    return args.transport == "sse" or wire.session_id is not None
+    return args.transport in ("sse", "stdio") or wire.session_id is not None
 
 
 async def scenario(args: argparse.Namespace, wire: Wire, out: dict[str, Any]) -> None:
@@ -183,6 +195,10 @@ async def scenario(args: argparse.Namespace, wire: Wire, out: dict[str, Any]) ->
         if args.transport == "streamable":
             http = await stack.enter_async_context(wire.client())
             transport = streamable_http_client(args.url, http_client=http)
+        elif args.transport == "stdio":
+            env = dict(pair.split("=", 1) for pair in args.env)
+            server = StdioServerParameters(command=args.command, args=args.command_args, env=env or None)
+            transport = stdio_client(server)
         else:
             transport = sse_client(args.url, httpx_client_factory=wire.client, on_session_created=on_session_created)
         read_stream, write_stream = await stack.enter_async_context(transport)
@@ -232,7 +248,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "deleted": None,
         "errors": [],
     }
-    wire = Wire(args.trace)
+    wire = Wire(args.trace, args.ca_file)
     try:
         with anyio.fail_after(args.overall_timeout):
             await scenario(args, wire, out)
@@ -248,15 +264,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--transport", choices=("streamable", "sse"), required=True)
+    parser.add_argument("--url", help="the server's URL (streamable, sse)")
+    parser.add_argument("--transport", choices=("streamable", "sse", "stdio"), required=True)
+    parser.add_argument("--command", help="stdio: the server command to launch")
+    parser.add_argument("--env", action="append", default=[], help="stdio: KEY=VALUE for the server (repeatable)")
+    parser.add_argument("command_args", nargs="*", help="stdio: the command's arguments (after --)")
     parser.add_argument("--tool-profile", choices=tuple(PROFILES), default="sluice")
     parser.add_argument("--protocol-version", default=None)
     parser.add_argument("--notify-timeout", type=float, default=5.0, help="seconds to wait after announce")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds per request")
     parser.add_argument("--overall-timeout", type=float, default=90.0, help="seconds for the whole run")
     parser.add_argument("--trace", action="store_true", help="print HTTP request/response heads to stderr")
+    parser.add_argument("--ca-file", default=None, help="PEM CA certificates to trust for https:// URLs")
     args = parser.parse_args()
+    if (args.transport == "stdio") != (args.command is not None) or (args.transport != "stdio") == (args.url is None):
+        parser.error("--transport stdio takes --command; the others take --url")
     out = anyio.run(main_async, args)
     print(json.dumps(out, ensure_ascii=False), flush=True)
 

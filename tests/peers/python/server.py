@@ -1,10 +1,12 @@
 """A real Python MCP server (SDK `mcp==2.3.0`) for sluice's integration tests.
 
     .venv/bin/python server.py --port P --mode sse|json|stateless|eventstore|legacy
+    .venv/bin/python server.py --mode stdio
 
 Listens on 127.0.0.1:P (P=0 picks a free port) and prints exactly one line to stdout,
 `READY <url>`, once the socket accepts connections; everything else goes to stderr.
 <url> is the Streamable HTTP endpoint (`/mcp`) or, in `legacy` mode, the SSE stream (`/sse`).
+In `stdio` mode it speaks MCP on stdin/stdout (no READY line) and ends when stdin closes.
 
 The tools mirror the Rust test server in tests/common/mcp.rs so tests can swap peers.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
+import ssl
 import sys
 
 import anyio
@@ -24,7 +27,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import JSONRPCMessage
 
 SECRET_TEXT = "the key is sk-live-abc123"
-MODES = ("sse", "json", "stateless", "eventstore", "legacy")
+MODES = ("sse", "json", "stateless", "eventstore", "legacy", "stdio")
 
 # structured_output=False everywhere: like the rmcp server, answer with one text content
 # item and no outputSchema/structuredContent, so both peers look alike on the wire.
@@ -143,7 +146,14 @@ async def serve(args: argparse.Namespace) -> None:
     sock.bind(("127.0.0.1", args.port))
     port = sock.getsockname()[1]
     # log_config=None leaves logging to us (all on stderr), keeping stdout for READY.
-    config = uvicorn.Config(app, log_config=None, access_log=args.verbose, timeout_graceful_shutdown=1)
+    # --ssl-cert/--ssl-key: HTTPS (an upstream behind TLS); --ssl-client-ca: and a client
+    # certificate signed by that CA is required (mutual TLS).
+    tls = {}
+    if args.ssl_cert:
+        tls = {"ssl_certfile": args.ssl_cert, "ssl_keyfile": args.ssl_key}
+        if args.ssl_client_ca:
+            tls |= {"ssl_ca_certs": args.ssl_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    config = uvicorn.Config(app, log_config=None, access_log=args.verbose, timeout_graceful_shutdown=1, **tls)
     server = uvicorn.Server(config)
     stopped = anyio.Event()
 
@@ -159,19 +169,23 @@ async def serve(args: argparse.Namespace) -> None:
         while not server.started and not stopped.is_set():
             await anyio.sleep(0.01)
         if server.started:
-            print(f"READY http://127.0.0.1:{port}{path}", flush=True)
+            scheme = "https" if args.ssl_cert else "http"
+            print(f"READY {scheme}://127.0.0.1:{port}{path}", flush=True)
     if not server.started:
         sys.exit("server failed to start")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--mode", choices=MODES, required=True)
     parser.add_argument("--retry-ms", type=int, default=1000, help="SSE retry: value in eventstore mode")
     parser.add_argument("--allow-any-host", action="store_true", help="turn the SDK's Host/Origin checks off")
     parser.add_argument("--mount", default="", help="serve under this path prefix, e.g. /api")
     parser.add_argument("--verbose", action="store_true", help="log requests and SDK info to stderr")
+    parser.add_argument("--ssl-cert", help="PEM certificate: serve HTTPS (needs --ssl-key)")
+    parser.add_argument("--ssl-key", help="PEM private key of --ssl-cert")
+    parser.add_argument("--ssl-client-ca", help="PEM CA: require a client certificate it signed")
     args = parser.parse_args()
     logging.basicConfig(
         stream=sys.stderr,
@@ -179,6 +193,9 @@ def main() -> None:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         force=True,  # MCPServer() already called basicConfig at import
     )
+    if args.mode == "stdio":
+        mcp.run("stdio")
+        return
     try:
         anyio.run(serve, args)
     except KeyboardInterrupt:
