@@ -90,6 +90,7 @@ async fn upstream(body: Bytes) -> SocketAddr {
 
 async fn proxy(upstream: SocketAddr, record: Option<std::path::PathBuf>) -> Running {
     app::start(Config {
+        access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: format!("http://{upstream}"),
         plugins: vec![PluginSpec {

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
+use crate::auth::{Access, AccessError, AccessSettings};
 use crate::config::Config;
 use crate::error_chain::ErrorChain;
 use crate::http::{self, ConnectionLimits};
@@ -68,6 +69,15 @@ pub enum StartError {
     /// The listener's certificate or key cannot be used (`--tls-cert`, `--tls-key`).
     #[error("TLS listener: {0}")]
     ListenerTls(#[source] TlsError),
+    /// A route's access settings cannot be used (`[auth]`, `[upstream_auth]`,
+    /// `[[rate_limit]]`).
+    #[error("{}{source}", route.as_deref().map(|r| format!("route {r}: ")).unwrap_or_default())]
+    Access {
+        /// The route (`None`: the default upstream).
+        route: Option<String>,
+        /// The cause.
+        source: AccessError,
+    },
 }
 
 impl From<ReloadError> for StartError {
@@ -161,7 +171,8 @@ impl Core {
                 &reloader,
                 config,
                 recorder.as_ref(),
-            )))
+                (None, &config.access),
+            )?))
         } else {
             None
         };
@@ -573,13 +584,22 @@ fn proxy_for(
     reloader: &Arc<Reloader>,
     config: &Config,
     recorder: Option<&Arc<Recorder>>,
-) -> Proxy {
+    (route, access): (Option<&String>, &AccessSettings),
+) -> Result<Proxy, StartError> {
+    let access =
+        Access::new(access, &config.tls.upstream, reloader.metrics()).map_err(|source| {
+            StartError::Access {
+                route: route.cloned(),
+                source,
+            }
+        })?;
     let mut proxy = Proxy::new(upstream, reloader.current().clone(), config.proxy.clone())
-        .with_metrics(reloader.metrics().clone());
+        .with_metrics(reloader.metrics().clone())
+        .with_access(Arc::new(access));
     if let Some(recorder) = recorder {
         proxy = proxy.with_observer(Arc::new(Recording(recorder.clone())));
     }
-    proxy
+    Ok(proxy)
 }
 
 /// A tape recorder writing into `dir` (made off the runtime's threads: it touches the
@@ -642,7 +662,13 @@ async fn start_route(
         config,
         reloader.metrics(),
     )?;
-    let proxy = Arc::new(proxy_for(upstream, &reloader, config, recorder.as_ref()));
+    let proxy = Arc::new(proxy_for(
+        upstream,
+        &reloader,
+        config,
+        recorder.as_ref(),
+        (Some(&route.name), &route.access),
+    )?);
     Ok(RunningRoute {
         name: route.name.clone(),
         prefix: route.prefix.clone(),

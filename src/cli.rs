@@ -755,7 +755,18 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             spec.limits = flags.apply(spec.limits);
         }
     }
-    let routes = routes(run, matches, file, &flags, &plugins, max_event_bytes);
+    let access = file.map_or_else(Default::default, |file| {
+        file.access.over(&crate::auth::AccessSettings::default())
+    });
+    let routes = routes(
+        run,
+        matches,
+        file,
+        &flags,
+        &plugins,
+        max_event_bytes,
+        &access,
+    );
     Ok(Config {
         listen,
         upstream,
@@ -786,6 +797,7 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             stdio
         }),
         routes,
+        access,
     })
 }
 
@@ -799,6 +811,7 @@ fn routes(
     flags: &LimitOverrides,
     chain: &[PluginSpec],
     max_event_bytes: usize,
+    access: &crate::auth::AccessSettings,
 ) -> Vec<config::Route> {
     let Some(file) = file else {
         return Vec::new();
@@ -831,6 +844,7 @@ fn routes(
                 reload: reload
                     .clone()
                     .filter(|_| route.plugins.is_some() || run.plugins.is_empty()),
+                access: route.access.over(access),
             }
         })
         .collect()

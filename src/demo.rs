@@ -90,6 +90,7 @@ pub async fn run(
         stdio: None,
         routes: Vec::new(),
         tls: Default::default(),
+        access: Default::default(),
     })
     .await?;
     let url = format!("{}/mcp", proxy.url());

@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod config;

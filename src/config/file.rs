@@ -91,6 +91,48 @@ pub struct FileConfig {
     pub stdio: Option<FileStdio>,
     /// `[[route]]`s, in file order.
     pub routes: Vec<FileRoute>,
+    /// `[auth]`, `[upstream_auth]`, `[[rate_limit]]`.
+    pub access: FileAccess,
+}
+
+/// The access tables of the file or of a route, as written (paths resolved): what a
+/// route leaves out it takes from the top level ([`FileAccess::over`]).
+#[derive(Debug, Clone, Default)]
+pub struct FileAccess {
+    /// `[auth]`: resource-server mode.
+    pub auth: Option<crate::auth::ResourceSettings>,
+    /// `[upstream_auth]`: what the upstream gets.
+    pub upstream_auth: Option<crate::auth::CredentialSettings>,
+    /// `[[rate_limit]]`s.
+    pub rate_limits: Option<Vec<crate::auth::RateLimitSettings>>,
+}
+
+impl FileAccess {
+    /// These tables over `base`: each one set here replaces base's.
+    pub fn over(&self, base: &crate::auth::AccessSettings) -> crate::auth::AccessSettings {
+        crate::auth::AccessSettings {
+            resource: self.auth.clone().or_else(|| base.resource.clone()),
+            upstream: self
+                .upstream_auth
+                .clone()
+                .unwrap_or_else(|| base.upstream.clone()),
+            rate_limits: self
+                .rate_limits
+                .clone()
+                .unwrap_or_else(|| base.rate_limits.clone()),
+        }
+    }
+
+    /// Relative paths in the tables, resolved against `dir` (the file's directory).
+    fn resolve(mut self, dir: &Path) -> Self {
+        if let Some(auth) = &mut self.auth {
+            auth.resolve_paths(dir);
+        }
+        if let Some(upstream) = &mut self.upstream_auth {
+            upstream.resolve_paths(dir);
+        }
+        self
+    }
 }
 
 /// A route name: letters, digits, `.`, `_`, `-`, not starting with `.` (it names a
@@ -114,6 +156,9 @@ struct RawRoute {
     stdio: Option<FileStdio>,
     #[serde(default, rename = "plugin")]
     plugins: Option<Vec<RawPlugin>>,
+    auth: Option<crate::auth::ResourceSettings>,
+    upstream_auth: Option<crate::auth::CredentialSettings>,
+    rate_limit: Option<Vec<crate::auth::RateLimitSettings>>,
 }
 
 /// A `[[route]]`, checked: requests whose path starts with `prefix` (or whose `Host`
@@ -133,6 +178,8 @@ pub struct FileRoute {
     pub stdio: Option<FileStdio>,
     /// `[[route.plugin]]`; `None`: the route runs the file's top-level chain.
     pub plugins: Option<Vec<PluginSpec>>,
+    /// `[route.auth]`, `[route.upstream_auth]`, `[[route.rate_limit]]`.
+    pub access: FileAccess,
 }
 
 /// The file's `[stdio]` table: a command sluice starts, one process per session.
@@ -238,6 +285,9 @@ struct RawFile {
     stdio: Option<Spanned<FileStdio>>,
     #[serde(default, rename = "route")]
     routes: Vec<RawRoute>,
+    auth: Option<crate::auth::ResourceSettings>,
+    upstream_auth: Option<crate::auth::CredentialSettings>,
+    rate_limit: Option<Vec<crate::auth::RateLimitSettings>>,
     tape_redact_query: Option<Vec<String>>,
     upstream_ca: Option<PathBuf>,
     upstream_client_cert: Option<PathBuf>,
@@ -458,6 +508,12 @@ impl Source<'_> {
             upstream_client_key: raw.upstream_client_key.map(|p| dir.join(p)),
             tls_cert: raw.tls_cert.map(|p| dir.join(p)),
             tls_key: raw.tls_key.map(|p| dir.join(p)),
+            access: FileAccess {
+                auth: raw.auth,
+                upstream_auth: raw.upstream_auth,
+                rate_limits: raw.rate_limit,
+            }
+            .resolve(&dir),
         })
     }
 
@@ -588,6 +644,12 @@ impl Source<'_> {
                 upstream,
                 stdio,
                 plugins,
+                access: FileAccess {
+                    auth: raw.auth,
+                    upstream_auth: raw.upstream_auth,
+                    rate_limits: raw.rate_limit,
+                }
+                .resolve(dir),
             });
         }
         Ok(routes)

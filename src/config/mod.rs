@@ -41,6 +41,9 @@ pub struct Config {
     /// Further upstreams behind the same listener, by path prefix or host (the file's
     /// `[[route]]`s); a request no route takes goes to `upstream`/`stdio`, if any.
     pub routes: Vec<Route>,
+    /// Who may call the default upstream, per-caller limits, and what the upstream is
+    /// told (`[auth]`, `[upstream_auth]`, `[[rate_limit]]`, `--upstream-auth`).
+    pub access: crate::auth::AccessSettings,
 }
 
 /// One `[[route]]`: which requests, where they go, through which chain.
@@ -60,6 +63,8 @@ pub struct Route {
     pub plugins: Vec<PluginSpec>,
     /// Where a reload re-reads the route's chain (the config file).
     pub reload: Option<ChainFile>,
+    /// The route's access rules (its own tables, else the top level's).
+    pub access: crate::auth::AccessSettings,
 }
 
 /// A stdio upstream: what to run and how.

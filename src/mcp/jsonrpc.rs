@@ -24,6 +24,8 @@ pub const STREAM_FAILED: i64 = -32052;
 pub const PLUGIN_FAILED: i64 = -32053;
 /// The plugins' time for the request ran out before the message was checked.
 pub const PLUGIN_BUDGET: i64 = -32054;
+/// The caller is over a rate limit of the route (HTTP 429, `Retry-After`).
+pub const RATE_LIMITED: i64 = -32055;
 /// JSON-RPC's own "Invalid Request": the proxy refused the text before any plugin.
 pub const INVALID_REQUEST: i64 = -32600;
 /// JSON-RPC's own "Parse error": text that looks like a message but is not JSON.

@@ -51,6 +51,10 @@ pub struct StreamMeta {
     /// `initialize` request offers. Plugins that parse messages need it because the
     /// message shapes differ between revisions.
     pub protocol_version: Option<String>,
+    /// Who is calling (the validated token's subject, client, scopes and chosen
+    /// claims, and the client's address). Not in the 0.1 contract; tapes and logs
+    /// carry it.
+    pub identity: std::sync::Arc<crate::auth::Identity>,
 }
 
 impl StreamMeta {

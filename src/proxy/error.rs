@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode, header};
 
 use super::{ProxyBody, full};
+use crate::auth::{CredentialError, Denied, RateLimited};
 use crate::http::origin::NotAllowed;
 use crate::mcp::jsonrpc::{self, Summary};
 use crate::upstream::{BodyError, UpstreamError};
@@ -21,6 +22,28 @@ pub enum ProxyError {
     /// A browser origin or a `Host` that is not allowed.
     #[error(transparent)]
     NotAllowed(#[from] NotAllowed),
+    /// Resource-server mode turned the request away (no token, an invalid one, a
+    /// missing scope).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The caller is over one of the route's rate limits.
+    #[error("{limited}")]
+    RateLimited {
+        /// Which limit, and when to come back.
+        #[source]
+        limited: RateLimited,
+        /// What the request held (its ids get the JSON-RPC errors).
+        request: Summary,
+    },
+    /// The credential for the upstream could not be made (a token exchange failed).
+    #[error("cannot obtain the upstream credential")]
+    UpstreamCredential {
+        /// The cause.
+        #[source]
+        source: CredentialError,
+        /// What the request held (its ids get the JSON-RPC errors).
+        request: Summary,
+    },
     /// The request body is over `--max-event-bytes`.
     #[error("request body larger than the limit of {limit} bytes")]
     RequestTooLarge {
@@ -89,7 +112,12 @@ impl ProxyError {
         match self {
             ProxyError::NotAllowed(_)
             | ProxyError::RequestTooLarge { .. }
-            | ProxyError::RequestNotText => self.to_string(),
+            | ProxyError::RequestNotText
+            | ProxyError::Denied(_)
+            | ProxyError::RateLimited { .. } => self.to_string(),
+            ProxyError::UpstreamCredential { .. } => {
+                "the credential for the upstream server could not be obtained".into()
+            }
             ProxyError::RequestRead(_) => "cannot read the request body".into(),
             ProxyError::Upstream { .. } => "the upstream server could not be reached".into(),
             ProxyError::UpstreamResponse { .. } => {
@@ -100,7 +128,14 @@ impl ProxyError {
 
     /// Each variant picks its status deliberately.
     fn response(self, request: Option<u64>) -> Response<ProxyBody> {
+        if let ProxyError::Denied(denied) = self {
+            // Its status and WWW-Authenticate are the OAuth rules' (RFC 6750, 9728).
+            return denied.into_response();
+        }
         let status = match &self {
+            ProxyError::Denied(_) => unreachable!("answered above"),
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::UpstreamCredential { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::NotAllowed(_) => StatusCode::FORBIDDEN,
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::RequestRead(_) => StatusCode::BAD_REQUEST,
@@ -113,10 +148,16 @@ impl ProxyError {
             None => format!("sluice: {}", self.public_message()),
         };
         let rpc_body = match &self {
-            ProxyError::Upstream { request, .. } | ProxyError::UpstreamResponse { request, .. } => {
+            ProxyError::Upstream { request, .. }
+            | ProxyError::UpstreamResponse { request, .. }
+            | ProxyError::UpstreamCredential { request, .. } => {
                 request.error_body(jsonrpc::UPSTREAM_FAILED, &message)
             }
-            ProxyError::NotAllowed(_)
+            ProxyError::RateLimited { request, .. } => {
+                request.error_body(jsonrpc::RATE_LIMITED, &message)
+            }
+            ProxyError::Denied(_)
+            | ProxyError::NotAllowed(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestRead(_)
             | ProxyError::RequestNotText => None,
@@ -125,9 +166,15 @@ impl ProxyError {
             Some(body) => ("application/json", body),
             None => ("text/plain; charset=utf-8", Bytes::from(message + "\n")),
         };
-        Response::builder()
+        let mut response = Response::builder()
             .status(status)
-            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_TYPE, content_type);
+        if let ProxyError::RateLimited { limited, .. } = &self {
+            // Whole seconds, rounded up: a client that waits this long gets a token.
+            let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response = response.header(header::RETRY_AFTER, secs);
+        }
+        response
             .body(full(body))
             .expect("static status and header form a valid response")
     }

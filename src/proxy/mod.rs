@@ -27,6 +27,7 @@ use tracing::Instrument;
 pub use error::{ProxyError, Unusable};
 use sse_body::InterceptedSse;
 
+use crate::auth::Access;
 use crate::error_chain::ErrorChain;
 pub use crate::http::{
     ClientAddr, ConnectionLimits, Handler, ProxyBody, full, serve, serve_draining, serve_limited,
@@ -114,6 +115,8 @@ pub struct Proxy {
     closing: tokio::sync::watch::Sender<bool>,
     /// Permits to run plugin work off the runtime's threads (`plugin_workers`).
     plugin_work: Arc<tokio::sync::Semaphore>,
+    /// Who may call, the per-caller limits, and what the upstream is told.
+    access: Arc<Access>,
 }
 
 /// What the to-server phase decided.
@@ -147,7 +150,20 @@ impl Proxy {
             metrics: metrics.clone(),
             observe: vec![Arc::new(Counting(metrics))],
             closing: tokio::sync::watch::Sender::new(false),
+            access: Arc::new(Access::default()),
         }
+    }
+
+    /// Checks callers and sets the upstream's credential as `access` says (the default:
+    /// anyone may call, and the client's `Authorization` never goes upstream).
+    pub fn with_access(mut self, access: Arc<Access>) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Who may call, and what the upstream is told.
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Where requests go.
@@ -221,6 +237,7 @@ impl Proxy {
             "stream",
             id = stream_id,
             session = header_str(request.headers(), "mcp-session-id").as_deref(),
+            subject = tracing::field::Empty,
         );
         match self
             .forward(request, stream_id, span.clone())
@@ -251,6 +268,12 @@ impl Proxy {
             .get::<ClientAddr>()
             .map(|ClientAddr(addr)| addr.ip().to_canonical());
         origin::host_allowed(client_host.as_deref(), &self.settings.allowed_hosts)?;
+        // Who is calling: in resource-server mode, a valid token or a 401/403 here,
+        // before the body is read or any plugin runs.
+        let admitted = self.access.admit(request.headers(), peer).await?;
+        if let Some(subject) = &admitted.identity.subject {
+            span.record("subject", subject.as_str());
+        }
         // The scheme the client reached the proxy with, for a legacy endpoint URL.
         let client_scheme = match request.extensions().get::<ClientTls>() {
             Some(ClientTls) => "https",
@@ -280,6 +303,13 @@ impl Proxy {
             (Some(Err(_)), Some(text)) => ClientBody::read(text).summary(),
             _ => Summary::default(),
         };
+        self.access
+            .limits()
+            .check(&admitted.identity, &summary)
+            .map_err(|limited| ProxyError::RateLimited {
+                limited,
+                request: summary.clone(),
+            })?;
         let meta = StreamMeta {
             stream_id,
             session_id: header_str(&parts.headers, "mcp-session-id"),
@@ -288,6 +318,7 @@ impl Proxy {
             rpc_method: summary.method.clone(),
             protocol_version: header_str(&parts.headers, "mcp-protocol-version")
                 .or_else(|| summary.offered_protocol.clone()),
+            identity: admitted.identity.clone(),
         };
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
         // A plugin's `modify` is held to the same limit as what the proxy reads.
@@ -335,6 +366,22 @@ impl Proxy {
                 .any(|n| n.contains(&ip))
         });
         headers::set_forwarding(upstream_request.headers_mut(), peer, trusted);
+        // The client's token was for sluice: the upstream gets what the route says.
+        if let Err(source) = self
+            .access
+            .credential()
+            .apply(upstream_request.headers_mut(), admitted.token.as_deref())
+            .await
+        {
+            observers.end(&StreamEnd::UpstreamFailed {
+                stage: UpstreamStage::Connect,
+                reason: &ErrorChain(&source).to_string(),
+            });
+            return Err(ProxyError::UpstreamCredential {
+                source,
+                request: summary,
+            });
+        }
         if let Some(body) = &rewritten {
             headers::sync_mcp_routing(upstream_request.headers_mut(), &original, body);
         }

@@ -156,6 +156,7 @@ async fn a_recorded_stream_batches_and_its_tape_has_each_events_steps() {
         .join(format!("batch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let sluice = sluice::app::start(sluice::config::Config {
+        access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: upstream.url(),
         plugins: vec![

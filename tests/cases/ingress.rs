@@ -286,6 +286,7 @@ async fn a_client_that_stops_reading_an_sse_stream_is_cut_at_the_write_timeout()
 
 fn config(listen: &str, upstream: &str, allowed_hosts: Vec<String>) -> Config {
     Config {
+        access: Default::default(),
         listen: listen.parse().unwrap(),
         upstream: upstream.to_string(),
         plugins: vec![],

@@ -504,6 +504,7 @@ async fn a_session_recorded_through_the_proxy_is_reproduced_offline() {
     let server = mcp::spawn_mcp_server().await;
     let dir = temp_path("recorded");
     let running = sluice::app::start(sluice::config::Config {
+        access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: sluice_proxy::base_of(&server.url),
         plugins: chain(),

@@ -266,6 +266,7 @@ async fn reordering_the_config_file_while_running_takes_effect_for_new_streams()
         overrides: Default::default(),
     };
     let config = sluice::config::Config {
+        access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: upstream.url(),
         plugins: Vec::new(),

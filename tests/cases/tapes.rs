@@ -33,6 +33,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 async fn recording_sluice(upstream: &str, dir: &Path) -> Running {
     app::start(Config {
+        access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: upstream.to_string(),
         plugins: chain(),

@@ -361,6 +361,7 @@ async fn a_client_that_never_finishes_the_handshake_is_closed_and_frees_its_slot
         ..Default::default()
     };
     let sluice = sluice::app::start(sluice::config::Config {
+        access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: proxy::base_of(&upstream.url),
         plugins: vec![],

@@ -84,6 +84,7 @@ pub async fn start(upstream: &str, plugins: Vec<PluginSpec>) -> Running {
 /// Like [`start`], with client-side settings.
 pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySettings) -> Running {
     app::start(Config {
+        access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: upstream.to_string(),
         plugins,
@@ -103,6 +104,7 @@ pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySe
 /// 127.0.0.1:0.
 pub async fn start_stdio(stdio: StdioTarget, plugins: Vec<PluginSpec>) -> Running {
     app::start(Config {
+        access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: String::new(),
         plugins,
@@ -128,6 +130,7 @@ pub async fn start_tls(
     tls: sluice::tls::TlsSettings,
 ) -> Running {
     app::start(Config {
+        access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: upstream.to_string(),
         plugins,

@@ -131,6 +131,7 @@ fn replay(
         path: path.clone(),
         rpc_method: rpc_method.clone(),
         protocol_version: protocol_version.clone(),
+        identity: Default::default(),
     };
     let mut session = chain
         .session(meta)
