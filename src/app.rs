@@ -75,8 +75,9 @@ pub enum StartError {
     Access {
         /// The route (`None`: the default upstream).
         route: Option<String>,
-        /// The cause.
-        source: AccessError,
+        /// The cause (boxed: it can hold an HTTP client's error, and a start error
+        /// should stay small).
+        source: Box<AccessError>,
     },
 }
 

@@ -96,6 +96,12 @@ pub struct Metrics {
     stdio: StdioMetrics,
     tls_cert_reloads: Family<Outcome, Counter>,
     tls_handshake_failures: Family<Kind, Counter>,
+    /// Requests resource-server mode turned away, by reason.
+    auth_denied: Family<Kind, Counter>,
+    /// Requests resource-server mode let in.
+    auth_admitted: Counter,
+    /// Fetches of an issuer's signing keys, by outcome.
+    jwks_fetches: Family<Outcome, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -244,6 +250,27 @@ impl Metrics {
         for kind in ["connect", "response", "stream"] {
             let _ = upstream_errors.get_or_create(&Kind { kind });
         }
+        let auth_denied = Family::<Kind, Counter>::default();
+        registry.register(
+            "auth_denied",
+            "Requests resource-server mode ([auth]) turned away, by kind: missing, malformed, invalid, expired, not_yet_valid, audience, issuer, insufficient_scope, unavailable (keys or introspection unreachable)",
+            auth_denied.clone(),
+        );
+        let auth_admitted = Counter::default();
+        registry.register(
+            "auth_admitted",
+            "Requests resource-server mode ([auth]) let in with a valid token",
+            auth_admitted.clone(),
+        );
+        let jwks_fetches = Family::<Outcome, Counter>::default();
+        registry.register(
+            "auth_key_fetches",
+            "Fetches of an issuer's signing keys (JWKS) by result (ok; refused: unreachable or unusable, the keys held stay in use)",
+            jwks_fetches.clone(),
+        );
+        for outcome in ["ok", "refused"] {
+            let _ = jwks_fetches.get_or_create(&Outcome { outcome });
+        }
         for direction in ["in", "out"] {
             let _ = events.get_or_create(&Direction { direction });
         }
@@ -270,6 +297,9 @@ impl Metrics {
             stdio,
             tls_cert_reloads,
             tls_handshake_failures,
+            auth_denied,
+            auth_admitted,
+            jwks_fetches,
         }
     }
 
@@ -444,6 +474,22 @@ impl Metrics {
         self.tls_handshake_failures
             .get_or_create(&Kind { kind })
             .inc();
+    }
+
+    /// Resource-server mode turned a request away (`kind`: the reason's label).
+    pub fn auth_denied(&self, kind: &'static str) {
+        self.auth_denied.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Resource-server mode let a request in.
+    pub fn auth_admitted(&self) {
+        self.auth_admitted.inc();
+    }
+
+    /// A fetch of an issuer's signing keys succeeded or failed.
+    pub fn jwks_fetch(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "refused" };
+        self.jwks_fetches.get_or_create(&Outcome { outcome }).inc();
     }
 }
 

@@ -268,6 +268,12 @@ impl Proxy {
             .get::<ClientAddr>()
             .map(|ClientAddr(addr)| addr.ip().to_canonical());
         origin::host_allowed(client_host.as_deref(), &self.settings.allowed_hosts)?;
+        // RFC 9728: where a client learns which authorization server to ask.
+        if request.method() == Method::GET
+            && let Some(metadata) = self.access.metadata_for(request.uri().path())
+        {
+            return Ok(metadata);
+        }
         // Who is calling: in resource-server mode, a valid token or a 401/403 here,
         // before the body is read or any plugin runs.
         let admitted = self.access.admit(request.headers(), peer).await?;

@@ -1,3 +1,4 @@
+mod auth;
 mod batch;
 mod chain;
 mod config_file;
