@@ -62,6 +62,11 @@ struct Refusal {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
 type CallHistogram = Family<PluginName, Histogram, fn() -> Histogram>;
 
 fn call_histogram() -> Histogram {
@@ -96,6 +101,7 @@ pub struct Metrics {
     stdio: StdioMetrics,
     tls_cert_reloads: Family<Outcome, Counter>,
     tls_handshake_failures: Family<Kind, Counter>,
+    rate_limited: Family<MethodLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -235,6 +241,12 @@ impl Metrics {
             "Client connections to the TLS listener that failed before TLS was up: plain_http (a plain HTTP request, answered 400), error (a failed handshake)",
             tls_handshake_failures.clone(),
         );
+        let rate_limited = Family::<MethodLabel, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Client requests refused with 429 by a per-caller rate limit, by the limit's method (* for a limit on every request)",
+            rate_limited.clone(),
+        );
         for outcome in ["ok", "refused"] {
             let _ = tls_cert_reloads.get_or_create(&Outcome { outcome });
         }
@@ -270,6 +282,7 @@ impl Metrics {
             stdio,
             tls_cert_reloads,
             tls_handshake_failures,
+            rate_limited,
         }
     }
 
@@ -294,6 +307,17 @@ impl Metrics {
     /// The stdio upstream's series (`sluice_stdio_*`).
     pub fn stdio(&self) -> StdioMetrics {
         self.stdio.clone()
+    }
+
+    /// The refusal counter of a rate limit on `method` (`*`: every request); made
+    /// when the limit is, so the series shows at zero. Methods come from the
+    /// configuration, so the labels are bounded.
+    pub fn rate_limited(&self, method: &str) -> Counter {
+        self.rate_limited
+            .get_or_create(&MethodLabel {
+                method: method.to_string(),
+            })
+            .clone()
     }
 
     /// Counts refused messages; see [`Refusals`].
