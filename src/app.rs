@@ -591,7 +591,7 @@ fn proxy_for(
         Access::new(access, &config.tls.upstream, reloader.metrics()).map_err(|source| {
             StartError::Access {
                 route: route.cloned(),
-                source,
+                source: Box::new(source),
             }
         })?;
     let mut proxy = Proxy::new(upstream, reloader.current().clone(), config.proxy.clone())

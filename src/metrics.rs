@@ -62,6 +62,11 @@ struct Refusal {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
 type CallHistogram = Family<PluginName, Histogram, fn() -> Histogram>;
 
 fn call_histogram() -> Histogram {
@@ -102,6 +107,7 @@ pub struct Metrics {
     auth_admitted: Counter,
     /// Fetches of an issuer's signing keys, by outcome.
     jwks_fetches: Family<Outcome, Counter>,
+    rate_limited: Family<MethodLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -241,6 +247,12 @@ impl Metrics {
             "Client connections to the TLS listener that failed before TLS was up: plain_http (a plain HTTP request, answered 400), error (a failed handshake)",
             tls_handshake_failures.clone(),
         );
+        let rate_limited = Family::<MethodLabel, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Client requests refused with 429 by a per-caller rate limit, by the limit's method (* for a limit on every request)",
+            rate_limited.clone(),
+        );
         for outcome in ["ok", "refused"] {
             let _ = tls_cert_reloads.get_or_create(&Outcome { outcome });
         }
@@ -300,6 +312,7 @@ impl Metrics {
             auth_denied,
             auth_admitted,
             jwks_fetches,
+            rate_limited,
         }
     }
 
@@ -324,6 +337,17 @@ impl Metrics {
     /// The stdio upstream's series (`sluice_stdio_*`).
     pub fn stdio(&self) -> StdioMetrics {
         self.stdio.clone()
+    }
+
+    /// The refusal counter of a rate limit on `method` (`*`: every request); made
+    /// when the limit is, so the series shows at zero. Methods come from the
+    /// configuration, so the labels are bounded.
+    pub fn rate_limited(&self, method: &str) -> Counter {
+        self.rate_limited
+            .get_or_create(&MethodLabel {
+                method: method.to_string(),
+            })
+            .clone()
     }
 
     /// Counts refused messages; see [`Refusals`].
