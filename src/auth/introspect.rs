@@ -21,6 +21,9 @@ const CALLS_AT_ONCE: usize = 16;
 /// Answers kept at most; past it, the expired ones go, then all.
 const CACHE_ENTRIES: usize = 10_000;
 
+/// Answers by sha256(token): good until, and the claims.
+type Answers = HashMap<[u8; 32], (Instant, Map<String, Value>)>;
+
 /// The running form of [`IntrospectionSettings`].
 pub struct Introspection {
     url: Uri,
@@ -29,8 +32,7 @@ pub struct Introspection {
     cache_for: Duration,
     fetcher: Fetcher,
     calls: tokio::sync::Semaphore,
-    /// sha256(token) → (good until, claims).
-    cache: Mutex<HashMap<[u8; 32], (Instant, Map<String, Value>)>>,
+    cache: Mutex<Answers>,
 }
 
 impl std::fmt::Debug for Introspection {
