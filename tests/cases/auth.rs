@@ -135,7 +135,7 @@ async fn the_python_sdk_oauth_client_gets_a_token_and_works_through_sluice() {
     .await;
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(report["echo"], "héllo", "{report:#}");
-    assert_eq!(report["count"], "counted to 3", "{report:#}");
+    assert_eq!(report["count"], "counted 3", "{report:#}");
     // It was turned away once (401 + resource_metadata), then got exactly one token.
     assert_eq!(report["oauth_tokens"], 1, "{report:#}");
     assert_eq!(s.authz.tokens_issued(), 1);
