@@ -160,6 +160,12 @@ async fn run_stdio(run: cli::RunArgs, matches: &clap::ArgMatches) -> anyhow::Res
     let admin_token = admin_token(&run, matches)?;
     let chain_file = run.chain_file(matches);
     let mut config = run.into_config(matches)?;
+    if config.access.resource.is_some() {
+        // Every request would be refused: nothing on stdin carries a bearer token.
+        anyhow::bail!(
+            "sluice stdio cannot check tokens: [auth] is for HTTP clients, and a stdio client sends none (the desktop client that launches sluice is the caller)"
+        );
+    }
     let (max_line, drain) = (config.proxy.max_event_bytes, config.proxy.shutdown_grace);
     let settings = if config.stdio.is_some() {
         sluice::ingress::stdio::Settings::for_stdio_server(max_line, drain)

@@ -246,9 +246,13 @@ impl Proxy {
         {
             Ok(response) => response,
             Err(error) => {
-                // A refusal by a rate limit was logged (at info) where it was decided: a
-                // flood of them is the caller's doing, not a fault to warn about.
-                if !matches!(error, ProxyError::RateLimited { .. }) {
+                // A refusal by a rate limit or the token check was logged (at info or
+                // debug) where it was decided: they are the caller's doing (every OAuth
+                // client's first request is a 401), not a fault to warn about.
+                if !matches!(
+                    error,
+                    ProxyError::RateLimited { .. } | ProxyError::Denied(_)
+                ) {
                     span.in_scope(
                         || tracing::warn!(error = %ErrorChain(&error), "request answered by the proxy"),
                     );

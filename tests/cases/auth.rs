@@ -365,6 +365,20 @@ async fn a_rotated_key_is_fetched_when_a_token_names_it() {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     assert_eq!(s.authz.jwks_hits(), 2);
+    // Past the interval again, a kid the issuer never published: one more fetch, and
+    // still refused.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let stranger = authz::SigningKey::new("never-published");
+    let (status, headers, _) = call(&s.resource, Some(&bearer(stranger.sign(&claims)))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_eq!(s.authz.jwks_hits(), 3);
+    assert_eq!(s.upstream.requests().len(), 4);
     s.sluice.stop().await;
 }
 
@@ -476,4 +490,32 @@ async fn each_route_serves_its_own_metadata_and_takes_only_its_own_tokens() {
     assert_eq!(a.requests().len(), 1);
     assert!(b.requests().is_empty());
     sluice.stop().await;
+}
+
+#[test]
+fn sluice_stdio_refuses_auth_it_could_never_satisfy() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sluice.toml");
+    std::fs::write(
+        &file,
+        "upstream = \"http://127.0.0.1:9/mcp\"\n[auth]\nresource = \"http://127.0.0.1:9/mcp\"\nauthorization_servers = [\"http://127.0.0.1:9\"]\njwks_url = \"http://127.0.0.1:9/jwks\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["stdio", "--no-cache", "--config"])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sluice stdio cannot check tokens"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "stdout is the protocol's: {:?}",
+        out.stdout
+    );
 }
