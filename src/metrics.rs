@@ -96,6 +96,7 @@ pub struct Metrics {
     stdio: StdioMetrics,
     tls_cert_reloads: Family<Outcome, Counter>,
     tls_handshake_failures: Family<Kind, Counter>,
+    token_exchanges: Family<Outcome, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -244,6 +245,15 @@ impl Metrics {
         for kind in ["connect", "response", "stream"] {
             let _ = upstream_errors.get_or_create(&Kind { kind });
         }
+        let token_exchanges = Family::<Outcome, Counter>::default();
+        registry.register(
+            "token_exchanges",
+            "Upstream credentials of [upstream_auth] mode = \"exchange\" by outcome: exchanged (the token endpoint was called), cached (a remembered answer), failed (the request was not sent upstream)",
+            token_exchanges.clone(),
+        );
+        for outcome in ["exchanged", "cached", "failed"] {
+            let _ = token_exchanges.get_or_create(&Outcome { outcome });
+        }
         for direction in ["in", "out"] {
             let _ = events.get_or_create(&Direction { direction });
         }
@@ -270,6 +280,7 @@ impl Metrics {
             stdio,
             tls_cert_reloads,
             tls_handshake_failures,
+            token_exchanges,
         }
     }
 
@@ -434,6 +445,13 @@ impl Metrics {
     pub fn tls_cert_reload(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "refused" };
         self.tls_cert_reloads
+            .get_or_create(&Outcome { outcome })
+            .inc();
+    }
+
+    /// An upstream credential by token exchange: `exchanged`, `cached` or `failed`.
+    pub fn token_exchange(&self, outcome: &'static str) {
+        self.token_exchanges
             .get_or_create(&Outcome { outcome })
             .inc();
     }
