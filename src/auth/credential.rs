@@ -287,6 +287,10 @@ pub enum CredentialError {
         /// Where it came from.
         from: String,
     },
+    /// A mode without what it needs (settings made in code; the file's are checked
+    /// when it is read).
+    #[error("mode = \"{0}\" needs {1}")]
+    Incomplete(&'static str, &'static str),
     /// `header` is not a header name.
     #[error("header {0:?}: not a valid HTTP header name")]
     BadHeaderName(String),
@@ -295,13 +299,13 @@ pub enum CredentialError {
     BadScheme(String),
     /// `token_url` cannot be used.
     #[error("token_url: {0}")]
-    TokenUrl(#[source] FetchError),
+    TokenUrl(#[source] Box<FetchError>),
     /// A route in exchange mode got a request without a bearer token.
     #[error("the request has no bearer token to exchange for the upstream's")]
     NoClientToken,
     /// The token endpoint was unreachable, or answered other than 200 with JSON.
     #[error("token exchange: {0}")]
-    Exchange(#[source] FetchError),
+    Exchange(#[source] Box<FetchError>),
     /// The token endpoint's answer cannot be used.
     #[error("token exchange: {0}")]
     BadAnswer(&'static str),
@@ -349,9 +353,10 @@ impl UpstreamCredential {
             CredentialMode::None => Ok(Self::None),
             CredentialMode::Passthrough => Ok(Self::Passthrough),
             CredentialMode::Static => {
-                let source = settings.secret.as_ref().ok_or(CredentialError::Empty {
-                    from: "secret_file/secret_env (neither given)".into(),
-                })?;
+                let source = settings.secret.as_ref().ok_or(CredentialError::Incomplete(
+                    "static",
+                    "secret_file or secret_env",
+                ))?;
                 let header = settings.header.as_deref().unwrap_or("authorization");
                 let name = HeaderName::from_bytes(header.as_bytes())
                     .map_err(|_| CredentialError::BadHeaderName(header.to_string()))?;
@@ -371,14 +376,12 @@ impl UpstreamCredential {
                 Ok(Self::Static(name, value))
             }
             CredentialMode::Exchange => {
-                let settings = settings.exchange.as_ref().ok_or(CredentialError::TokenUrl(
-                    FetchError::BadUrl {
-                        url: String::new(),
-                        reason: "not given",
-                    },
-                ))?;
-                let url =
-                    fetch::check_url(&settings.token_url).map_err(CredentialError::TokenUrl)?;
+                let settings = settings
+                    .exchange
+                    .as_ref()
+                    .ok_or(CredentialError::Incomplete("exchange", "token_url"))?;
+                let url = fetch::check_url(&settings.token_url)
+                    .map_err(|e| CredentialError::TokenUrl(Box::new(e)))?;
                 let secret = read_secret(&settings.client_secret, "client_secret")?;
                 Ok(Self::Exchange(Box::new(TokenExchange::new(
                     settings,

@@ -184,7 +184,7 @@ impl TokenExchange {
                 Some((&self.client_id, &self.client_secret)),
             )
             .await
-            .map_err(CredentialError::Exchange)?;
+            .map_err(|e| CredentialError::Exchange(Box::new(e)))?;
         // RFC 8693 §2.2.1: `Bearer` for an access token; `N_A` when the token issued
         // is not an access token (a JWT or an ID token asked for with
         // requested_token_type) — the upstream is still handed it as a bearer token,
