@@ -422,7 +422,11 @@ async fn a_failed_exchange_stops_the_request_before_the_upstream() {
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let body: Value = serde_json::from_str(&client::text(response).await).unwrap();
     assert_eq!(body["id"], 1, "{body}");
-    assert!(body["error"]["code"].is_i64(), "{body}");
+    assert_eq!(
+        body["error"]["code"],
+        sluice::mcp::jsonrpc::UPSTREAM_FAILED,
+        "{body}"
+    );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("credential"), "{message}");
     assert!(!message.contains(CLIENT_TOKEN), "{message}");
