@@ -75,8 +75,9 @@ pub enum StartError {
     Access {
         /// The route (`None`: the default upstream).
         route: Option<String>,
-        /// The cause.
-        source: AccessError,
+        /// The cause (boxed: it can hold an HTTP client's error, and a start error
+        /// should stay small).
+        source: Box<AccessError>,
     },
 }
 
@@ -591,7 +592,7 @@ fn proxy_for(
         Access::new(access, &config.tls.upstream, reloader.metrics()).map_err(|source| {
             StartError::Access {
                 route: route.cloned(),
-                source,
+                source: Box::new(source),
             }
         })?;
     let mut proxy = Proxy::new(upstream, reloader.current().clone(), config.proxy.clone())

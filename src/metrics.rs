@@ -62,6 +62,11 @@ struct Refusal {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: String,
+}
+
 type CallHistogram = Family<PluginName, Histogram, fn() -> Histogram>;
 
 fn call_histogram() -> Histogram {
@@ -96,6 +101,13 @@ pub struct Metrics {
     stdio: StdioMetrics,
     tls_cert_reloads: Family<Outcome, Counter>,
     tls_handshake_failures: Family<Kind, Counter>,
+    /// Requests resource-server mode turned away, by reason.
+    auth_denied: Family<Kind, Counter>,
+    /// Requests resource-server mode let in.
+    auth_admitted: Counter,
+    /// Fetches of an issuer's signing keys, by outcome.
+    jwks_fetches: Family<Outcome, Counter>,
+    rate_limited: Family<MethodLabel, Counter>,
     token_exchanges: Family<Outcome, Counter>,
 }
 
@@ -236,6 +248,12 @@ impl Metrics {
             "Client connections to the TLS listener that failed before TLS was up: plain_http (a plain HTTP request, answered 400), error (a failed handshake)",
             tls_handshake_failures.clone(),
         );
+        let rate_limited = Family::<MethodLabel, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Client requests refused with 429 by a per-caller rate limit, by the limit's method (* for a limit on every request)",
+            rate_limited.clone(),
+        );
         for outcome in ["ok", "refused"] {
             let _ = tls_cert_reloads.get_or_create(&Outcome { outcome });
         }
@@ -244,6 +262,27 @@ impl Metrics {
         }
         for kind in ["connect", "response", "stream"] {
             let _ = upstream_errors.get_or_create(&Kind { kind });
+        }
+        let auth_denied = Family::<Kind, Counter>::default();
+        registry.register(
+            "auth_denied",
+            "Requests resource-server mode ([auth]) turned away, by kind: missing, malformed, invalid, expired, not_yet_valid, audience, issuer, insufficient_scope, unavailable (keys or introspection unreachable)",
+            auth_denied.clone(),
+        );
+        let auth_admitted = Counter::default();
+        registry.register(
+            "auth_admitted",
+            "Requests resource-server mode ([auth]) let in with a valid token",
+            auth_admitted.clone(),
+        );
+        let jwks_fetches = Family::<Outcome, Counter>::default();
+        registry.register(
+            "auth_key_fetches",
+            "Fetches of an issuer's signing keys (JWKS) by result (ok; refused: unreachable or unusable, the keys held stay in use)",
+            jwks_fetches.clone(),
+        );
+        for outcome in ["ok", "refused"] {
+            let _ = jwks_fetches.get_or_create(&Outcome { outcome });
         }
         let token_exchanges = Family::<Outcome, Counter>::default();
         registry.register(
@@ -280,6 +319,10 @@ impl Metrics {
             stdio,
             tls_cert_reloads,
             tls_handshake_failures,
+            auth_denied,
+            auth_admitted,
+            jwks_fetches,
+            rate_limited,
             token_exchanges,
         }
     }
@@ -305,6 +348,17 @@ impl Metrics {
     /// The stdio upstream's series (`sluice_stdio_*`).
     pub fn stdio(&self) -> StdioMetrics {
         self.stdio.clone()
+    }
+
+    /// The refusal counter of a rate limit on `method` (`*`: every request); made
+    /// when the limit is, so the series shows at zero. Methods come from the
+    /// configuration, so the labels are bounded.
+    pub fn rate_limited(&self, method: &str) -> Counter {
+        self.rate_limited
+            .get_or_create(&MethodLabel {
+                method: method.to_string(),
+            })
+            .clone()
     }
 
     /// Counts refused messages; see [`Refusals`].
@@ -462,6 +516,22 @@ impl Metrics {
         self.tls_handshake_failures
             .get_or_create(&Kind { kind })
             .inc();
+    }
+
+    /// Resource-server mode turned a request away (`kind`: the reason's label).
+    pub fn auth_denied(&self, kind: &'static str) {
+        self.auth_denied.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Resource-server mode let a request in.
+    pub fn auth_admitted(&self) {
+        self.auth_admitted.inc();
+    }
+
+    /// A fetch of an issuer's signing keys succeeded or failed.
+    pub fn jwks_fetch(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "refused" };
+        self.jwks_fetches.get_or_create(&Outcome { outcome }).inc();
     }
 }
 

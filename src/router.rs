@@ -79,6 +79,18 @@ impl Router {
     async fn route(&self, mut request: Request<Incoming>) -> Response<ProxyBody> {
         let host = request_host(&request);
         let path = request.uri().path().to_string();
+        // A route's protected-resource metadata lives outside its prefix (RFC 9728
+        // puts the well-known segment first): its proxy answers it whole.
+        if path.starts_with("/.well-known/")
+            && let Some(proxy) = self
+                .routes
+                .iter()
+                .map(|r| &r.proxy)
+                .chain(self.default.as_ref())
+                .find(|p| p.access().metadata_for(&path).is_some())
+        {
+            return proxy.handle(request).await;
+        }
         let Some((route, strip)) = self.pick(host.as_deref(), &path) else {
             return match &self.default {
                 Some(proxy) => proxy.handle(request).await,

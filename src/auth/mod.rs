@@ -15,6 +15,7 @@
 pub mod credential;
 pub mod fetch;
 mod identity;
+mod introspect;
 pub mod jwks;
 pub mod limit;
 pub mod resource;
@@ -128,6 +129,14 @@ impl Access {
     /// The per-identity limits.
     pub fn limits(&self) -> &RateLimits {
         &self.limits
+    }
+
+    /// The protected-resource metadata, when `path` is where this route serves it.
+    pub fn metadata_for(&self, path: &str) -> Option<http::Response<crate::http::ProxyBody>> {
+        self.resource
+            .as_ref()
+            .filter(|r| r.metadata_path() == path)
+            .map(ResourceServer::metadata_response)
     }
 
     /// Lets a request in, or says why not: with resource-server mode on, its bearer

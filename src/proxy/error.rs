@@ -171,7 +171,7 @@ impl ProxyError {
             .header(header::CONTENT_TYPE, content_type);
         if let ProxyError::RateLimited { limited, .. } = &self {
             // Whole seconds, rounded up: a client that waits this long gets a token.
-            let secs = limited.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let secs = crate::auth::limit::retry_after_secs(limited.retry_after);
             response = response.header(header::RETRY_AFTER, secs);
         }
         response

@@ -246,9 +246,13 @@ impl Proxy {
         {
             Ok(response) => response,
             Err(error) => {
-                span.in_scope(
-                    || tracing::warn!(error = %ErrorChain(&error), "request answered by the proxy"),
-                );
+                // A refusal by a rate limit was logged (at info) where it was decided: a
+                // flood of them is the caller's doing, not a fault to warn about.
+                if !matches!(error, ProxyError::RateLimited { .. }) {
+                    span.in_scope(
+                        || tracing::warn!(error = %ErrorChain(&error), "request answered by the proxy"),
+                    );
+                }
                 error.into_response_for(stream_id)
             }
         }
@@ -268,6 +272,12 @@ impl Proxy {
             .get::<ClientAddr>()
             .map(|ClientAddr(addr)| addr.ip().to_canonical());
         origin::host_allowed(client_host.as_deref(), &self.settings.allowed_hosts)?;
+        // RFC 9728: where a client learns which authorization server to ask.
+        if request.method() == Method::GET
+            && let Some(metadata) = self.access.metadata_for(request.uri().path())
+        {
+            return Ok(metadata);
+        }
         // Who is calling: in resource-server mode, a valid token or a 401/403 here,
         // before the body is read or any plugin runs.
         let admitted = self.access.admit(request.headers(), peer).await?;
@@ -297,15 +307,25 @@ impl Proxy {
         let text = std::str::from_utf8(&body).ok();
         let read = text
             .map(|text| messages::read_client_body(&chain, text, &self.settings.message_limits));
-        let summary = match (&read, text) {
-            (Some(Ok(read)), _) => read.summary(),
-            // Refused, but its method and ids still name it in logs and tapes.
-            (Some(Err(_)), Some(text)) => ClientBody::read(text).summary(),
-            _ => Summary::default(),
+        let lenient;
+        let messages = match (&read, text) {
+            (Some(Ok(read)), _) => Some(read),
+            // Refused, but its method and ids still name it in logs and tapes, and
+            // its requests still count against the caller's limits.
+            (Some(Err(_)), Some(text)) => {
+                lenient = ClientBody::read(text);
+                Some(&lenient)
+            }
+            _ => None,
         };
+        let summary = messages.map_or_else(Summary::default, ClientBody::summary);
         self.access
             .limits()
-            .check(&admitted.identity, &summary)
+            .check(
+                &admitted.identity,
+                messages.map_or(&[][..], |body| &body.messages),
+                std::time::Instant::now(),
+            )
             .map_err(|limited| ProxyError::RateLimited {
                 limited,
                 request: summary.clone(),

@@ -91,6 +91,10 @@ pub enum Record {
         steps: Vec<TapeStep>,
         /// The body sent upstream, `None` when the proxy answered itself.
         sent: Option<String>,
+        /// Who called: the validated token's subject, client, scopes and chosen claims,
+        /// and the client's address (never the token). Absent in older tapes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<crate::auth::Identity>,
     },
     /// The upstream's response head.
     Response {

@@ -427,6 +427,7 @@ mod tests {
                 body: r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.into(),
                 steps: Vec::new(),
                 sent: None,
+                identity: None,
             },
             Record::Response {
                 stream: 1,

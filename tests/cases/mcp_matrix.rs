@@ -16,6 +16,7 @@
 //! the DELETE, which a stdio client cannot see (tests/cases/stdio_client.rs checks
 //! that sluice sends it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -28,7 +29,7 @@ use sluice::tls::TlsSettings;
 
 use crate::common::mcp::{self, SECRET_TEXT};
 use crate::common::tls::Pki;
-use crate::common::{peers, proxy, stdio};
+use crate::common::{authz, peers, proxy, stdio};
 
 /// What one client saw in one run of the scenario.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -116,6 +117,38 @@ struct Server {
     /// Through sluice, this stdio server instead of `base` (the direct run then uses
     /// the same server code over HTTP: the rows must be equal).
     stdio: Option<StdioTarget>,
+    /// Rows with sluice as the OAuth resource server: every client sends a bearer token
+    /// (directly too: the server ignores it), and the upstream must never see it.
+    auth: Option<MatrixAuth>,
+}
+
+/// The authorization server of an auth row, and what the upstream received.
+struct MatrixAuth {
+    authz: authz::Authz,
+    /// Every HTTP request the upstream received so far.
+    upstream_requests: Box<dyn Fn() -> Vec<mcp::RecordedRequest> + Send + Sync>,
+}
+
+impl MatrixAuth {
+    /// A token for `resource` with the row's scope.
+    fn token(&self, resource: &str) -> String {
+        self.authz
+            .sign(&self.authz.claims(resource, "matrix-user", "mcp:tools"))
+    }
+
+    /// sluice's `[auth]` for `resource`.
+    fn access(&self, resource: &str) -> sluice::auth::AccessSettings {
+        sluice::auth::AccessSettings {
+            resource: Some(sluice::auth::ResourceSettings {
+                resource: resource.to_string(),
+                authorization_servers: vec![self.authz.issuer.clone()],
+                jwks_url: Some(self.authz.jwks_url()),
+                scopes: vec!["mcp:tools".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
 }
 
 /// The TLS of a row: the server or sluice's listener has a certificate of a test CA.
@@ -140,6 +173,8 @@ enum Client {
 enum Target<'a> {
     /// A URL, over `streamable` or `sse`.
     Url(&'a str, &'a str),
+    /// A URL with more arguments for the Inspector (`--header …`).
+    UrlWith(&'a str, &'a str, &'a [&'a str]),
     /// A stdio server: a command and its arguments.
     Stdio(&'a str, &'a [String]),
 }
@@ -147,6 +182,10 @@ enum Target<'a> {
 async fn inspect(target: &Target<'_>, args: &[&str]) -> Result<Value, String> {
     match target {
         Target::Url(url, transport) => peers::inspector(url, transport, args).await,
+        Target::UrlWith(url, transport, extra) => {
+            let all: Vec<&str> = extra.iter().chain(args).copied().collect();
+            peers::inspector(url, transport, &all).await
+        }
         Target::Stdio(command, command_args) => {
             peers::inspector_stdio(command, command_args, args).await
         }
@@ -288,6 +327,9 @@ async fn inspector_row(target: &Target<'_>, profile: &str) -> Row {
 /// The client's run against `url`; a stdio client's HTTP twin's (see the module doc).
 async fn run_client(client: Client, url: &str, server: &Server) -> Row {
     let pki = server.tls.as_ref().map(|tls| &tls.pki);
+    if let Some(auth) = &server.auth {
+        return bearer_row(client, url, server, &auth.token(url)).await;
+    }
     match client {
         Client::Rmcp => rmcp_row(url, server.profile, pki).await,
         Client::Python | Client::PythonStdio => {
@@ -309,6 +351,28 @@ async fn run_client(client: Client, url: &str, server: &Server) -> Row {
         Client::Inspector | Client::InspectorStdio => {
             inspector_row(&Target::Url(url, server.transport), server.profile).await
         }
+    }
+}
+
+/// The client's run against `url` with `Authorization: Bearer <token>` on every request.
+async fn bearer_row(client: Client, url: &str, server: &Server, token: &str) -> Row {
+    match client {
+        Client::Rmcp => {
+            let connected = mcp::connect_bearer(url, token).await;
+            rmcp_row_with(connected.map_err(|e| e.to_string()), server.profile).await
+        }
+        Client::Python => {
+            Row::from_python(&peers::python_client_args(url, &["--bearer", token]).await)
+        }
+        Client::Inspector => {
+            let header = format!("Authorization: Bearer {token}");
+            inspector_row(
+                &Target::UrlWith(url, server.transport, &["--header", &header]),
+                server.profile,
+            )
+            .await
+        }
+        _ => unreachable!("{client:?} has no auth row"),
     }
 }
 
@@ -362,7 +426,15 @@ async fn matrix(server: Server, clients: &[Client]) {
             let proxied = if matches!(client, Client::PythonStdio | Client::InspectorStdio) {
                 stdio_row(client, &server, &plugins).await
             } else {
+                let before = server.auth.as_ref().map(|a| (a.upstream_requests)().len());
                 let sluice: Running = match (&server.stdio, &server.tls) {
+                    _ if server.auth.is_some() => {
+                        let auth = server.auth.as_ref().unwrap();
+                        proxy::start_with_access(&server.base, plugins, |url| {
+                            auth.access(&format!("{url}{}", server.path))
+                        })
+                        .await
+                    }
                     (Some(stdio), _) => proxy::start_stdio(stdio.clone(), plugins).await,
                     (None, Some(tls)) => {
                         proxy::start_tls(&server.base, plugins, tls.settings.clone()).await
@@ -372,6 +444,18 @@ async fn matrix(server: Server, clients: &[Client]) {
                 let url = format!("{}{}", sluice.url(), server.path);
                 let proxied = run_client(client, &url, &server).await;
                 sluice.stop().await;
+                if let (Some(auth), Some(before)) = (&server.auth, before) {
+                    let requests = (auth.upstream_requests)();
+                    if requests.len() == before {
+                        failures.push(format!("{client:?} {label}: nothing reached the upstream"));
+                    }
+                    if requests[before..]
+                        .iter()
+                        .any(|r| r.headers.contains_key("authorization"))
+                    {
+                        failures.push(format!("{client:?} {label}: the upstream saw the token"));
+                    }
+                }
                 proxied
             };
             lines.push(format!(
@@ -427,6 +511,7 @@ fn from_peer(
         _guard: Box::new(peer),
         stdio: None,
         tls: None,
+        auth: None,
     }
 }
 
@@ -454,8 +539,34 @@ async fn matrix_rmcp_server() {
         _guard: Box::new(server),
         stdio: None,
         tls: None,
+        auth: None,
     };
     matrix(server, WITH_STDIO_CLIENTS).await;
+}
+
+/// sluice as the OAuth resource server in front of the rmcp server: each client with a
+/// bearer token behaves as it does directly, and no request reaching the upstream
+/// through sluice carries a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_rmcp_server_with_auth() {
+    let server = Arc::new(mcp::spawn_mcp_server().await);
+    let requests = server.clone();
+    let server = Server {
+        name: "rmcp-auth",
+        url: server.url.clone(),
+        base: proxy::base_of(&server.url),
+        path: mcp::MCP_PATH.into(),
+        profile: "sluice",
+        transport: "streamable",
+        _guard: Box::new(server),
+        stdio: None,
+        tls: None,
+        auth: Some(MatrixAuth {
+            authz: authz::Authz::start().await,
+            upstream_requests: Box::new(move || requests.requests()),
+        }),
+    };
+    matrix(server, STREAMABLE_CLIENTS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -620,6 +731,7 @@ async fn matrix_https_upstream() {
     };
     let server = Server {
         tls: Some(Tls { pki, settings }),
+        auth: None,
         ..from_peer("python-https-upstream", peer, "sluice", "streamable")
     };
     matrix(server, &[Client::Rmcp, Client::Python]).await;
@@ -644,6 +756,7 @@ async fn matrix_tls_listener() {
         transport: "streamable",
         _guard: Box::new(upstream),
         tls: Some(Tls { pki, settings }),
+        auth: None,
         stdio: None,
     };
     matrix(server, &[Client::Rmcp, Client::Python]).await;

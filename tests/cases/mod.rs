@@ -1,3 +1,4 @@
+mod auth;
 mod batch;
 mod chain;
 mod config_file;
@@ -16,6 +17,7 @@ mod mcp_proxy;
 mod operations;
 mod plugin_check;
 mod plugin_test;
+mod rate_limit;
 mod reload;
 mod resumption;
 mod routes;

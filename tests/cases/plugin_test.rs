@@ -86,6 +86,7 @@ fn records() -> Vec<Record> {
             body: CALL.into(),
             steps: live("pass"),
             sent: Some(CALL.into()),
+            identity: None,
         },
         Record::Response {
             stream,

@@ -384,6 +384,19 @@ pub async fn connect_with(
     Ok(McpClient { service })
 }
 
+/// An rmcp client that sends `Authorization: Bearer <token>` on every request.
+pub async fn connect_bearer(url: &str, token: &str) -> Result<McpClient, ClientInitializeError> {
+    install_crypto();
+    let config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            url.to_owned(),
+        )
+        .auth_header(token.to_owned());
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let service = RecordingClient::default().serve(transport).await?;
+    Ok(McpClient { service })
+}
+
 /// An rmcp client talking to a stdio server it starts itself (rmcp's child-process
 /// transport): the direct run a stdio server behind sluice is compared with.
 pub async fn connect_stdio(command: &sluice::upstream::StdioCommand) -> Result<McpClient, String> {

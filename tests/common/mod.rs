@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests. Not every case uses every helper.
 #![allow(dead_code)]
 
+pub mod authz;
 pub mod client;
 pub mod mcp;
 pub mod peers;

@@ -193,6 +193,18 @@ pub async fn python_client_trusting(
     last_json(&stdout, &stderr, "python client")
 }
 
+/// The Python SDK's streamable-HTTP client running its scenario against `url` with
+/// `extra` arguments (`--bearer`, `--oauth-client-id` …); returns its JSON report.
+pub async fn python_client_args(url: &str, extra: &[&str]) -> Value {
+    let mut command = Command::new(python());
+    command
+        .arg(peers_dir().join("python/client.py"))
+        .args(["--url", url, "--transport", "streamable"])
+        .args(extra);
+    let (stdout, stderr, _) = run(command, "python client", Duration::from_secs(120)).await;
+    last_json(&stdout, &stderr, "python client")
+}
+
 /// The conformance suite's reference server (`tests/peers/node/conformance-server.mjs`).
 pub async fn conformance_server() -> PeerServer {
     ensure_installed();

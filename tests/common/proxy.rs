@@ -100,6 +100,39 @@ pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySe
     .expect("sluice starts")
 }
 
+/// sluice in front of `upstream` with access rules that name its own URL (`access`
+/// gets `http://127.0.0.1:<port>`): the port is chosen first, then sluice listens on it.
+pub async fn start_with_access(
+    upstream: &str,
+    plugins: Vec<PluginSpec>,
+    access: impl FnOnce(&str) -> sluice::auth::AccessSettings,
+) -> Running {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    app::start(Config {
+        access: access(&format!("http://{listen}")),
+        listen,
+        upstream: upstream.to_string(),
+        plugins,
+        proxy: ProxySettings {
+            shutdown_grace: std::time::Duration::from_secs(1),
+            ..ProxySettings::default()
+        },
+        cache_dir: None,
+        record_dir: None,
+        tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
+    })
+    .await
+    .expect("sluice starts")
+}
+
 /// sluice in front of a stdio server (one process per session) with `plugins`, on
 /// 127.0.0.1:0.
 pub async fn start_stdio(stdio: StdioTarget, plugins: Vec<PluginSpec>) -> Running {

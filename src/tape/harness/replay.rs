@@ -112,6 +112,7 @@ fn replay(
         headers,
         body,
         steps: live_request_steps,
+        identity,
         ..
     }) = records
         .iter()
@@ -131,7 +132,8 @@ fn replay(
         path: path.clone(),
         rpc_method: rpc_method.clone(),
         protocol_version: protocol_version.clone(),
-        identity: Default::default(),
+        // The caller the live run saw, so a plugin that reads it decides the same.
+        identity: identity.clone().map(Arc::new).unwrap_or_default(),
     };
     let mut session = chain
         .session(meta)
@@ -288,6 +290,7 @@ mod tests {
             body: String::new(),
             steps: Vec::new(),
             sent: Some(String::new()),
+            identity: None,
         };
         let endpoint = Record::Event {
             stream: 4,

@@ -19,6 +19,13 @@ and every request then carries Mcp-Method/Mcp-Name headers and no session.
 
 --trace prints every HTTP request and response head to stderr.
 
+--bearer TOKEN sends `Authorization: Bearer TOKEN` on every HTTP request. --oauth-client-id ID
+with --oauth-client-secret and --oauth-issuer runs the SDK's own OAuth client instead
+(ClientCredentialsOAuthProvider: on a 401 it reads the server's protected-resource metadata,
+the authorization server's metadata, gets a token with the client_credentials grant and the
+RFC 8707 resource, and retries); --oauth-scope asks for scopes. "oauth_tokens" then counts the
+tokens it was issued.
+
 --transport stdio launches CMD with the ARGs (e.g. `sluice stdio --upstream ...`) and speaks
 newline-delimited JSON-RPC on its stdin/stdout (the SDK's stdio_client, as a desktop client
 does). There is no HTTP: "session_id" and "deleted" stay null, and the server's own
@@ -84,8 +91,10 @@ class Wire:
     """Watches the HTTP exchanges through httpx event hooks (the transports expose neither
     the session id nor the DELETE outcome), and optionally traces them to stderr."""
 
-    def __init__(self, trace: bool, ca_file: str | None = None) -> None:
+    def __init__(self, trace: bool, ca_file: str | None = None, auth: Any = None, bearer: str | None = None) -> None:
         self.trace = trace
+        self.auth = auth  # an httpx auth flow (the SDK's OAuth provider), or None
+        self.headers = {"authorization": f"Bearer {bearer}"} if bearer else {}
         # https:// URLs are verified against this CA alone (trust_env=False below also
         # turns off SSL_CERT_FILE).
         self.verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
@@ -113,6 +122,10 @@ class Wire:
         # trust_env=False: never route loopback test traffic through an environment proxy.
         kwargs.setdefault("timeout", httpx2.Timeout(30, read=300))
         kwargs.setdefault("verify", self.verify)
+        if self.auth is not None:
+            kwargs.setdefault("auth", self.auth)
+        if self.headers:
+            kwargs["headers"] = {**self.headers, **(kwargs.get("headers") or {})}
         return httpx2.AsyncClient(
             trust_env=False, event_hooks={"request": [self.on_request], "response": [self.on_response]}, **kwargs
         )
@@ -248,7 +261,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "deleted": None,
         "errors": [],
     }
-    wire = Wire(args.trace, args.ca_file)
+    auth = None
+    storage = None
+    if args.oauth_client_id:
+        from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+
+        storage = MemoryTokens()
+        auth = ClientCredentialsOAuthProvider(
+            server_url=args.url,
+            storage=storage,
+            client_id=args.oauth_client_id,
+            client_secret=args.oauth_client_secret,
+            scope=args.oauth_scope,
+            issuer=args.oauth_issuer,
+        )
+    wire = Wire(args.trace, args.ca_file, auth=auth, bearer=args.bearer)
     try:
         with anyio.fail_after(args.overall_timeout):
             await scenario(args, wire, out)
@@ -258,8 +285,32 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         # Sessions are ended with DELETE; any 2xx means the server accepted it.
         out["deleted"] = wire.delete_status is not None and 200 <= wire.delete_status < 300
         out["delete_status"] = wire.delete_status
+    if storage is not None:
+        out["oauth_tokens"] = storage.issued
     out["ok"] = not out["errors"]
     return out
+
+
+class MemoryTokens:
+    """The SDK's TokenStorage, in memory; counts the tokens it was given."""
+
+    def __init__(self) -> None:
+        self.tokens = None
+        self.client_info = None
+        self.issued = 0
+
+    async def get_tokens(self):
+        return self.tokens
+
+    async def set_tokens(self, tokens) -> None:
+        self.tokens = tokens
+        self.issued += 1
+
+    async def get_client_info(self):
+        return self.client_info
+
+    async def set_client_info(self, client_info) -> None:
+        self.client_info = client_info
 
 
 def main() -> None:
@@ -276,6 +327,11 @@ def main() -> None:
     parser.add_argument("--overall-timeout", type=float, default=90.0, help="seconds for the whole run")
     parser.add_argument("--trace", action="store_true", help="print HTTP request/response heads to stderr")
     parser.add_argument("--ca-file", default=None, help="PEM CA certificates to trust for https:// URLs")
+    parser.add_argument("--bearer", default=None, help="send Authorization: Bearer BEARER")
+    parser.add_argument("--oauth-client-id", default=None, help="OAuth client_credentials: the client id")
+    parser.add_argument("--oauth-client-secret", default=None, help="OAuth client_credentials: the secret")
+    parser.add_argument("--oauth-issuer", default=None, help="OAuth: the authorization server's issuer")
+    parser.add_argument("--oauth-scope", default=None, help="OAuth: scopes to ask for")
     args = parser.parse_args()
     if (args.transport == "stdio") != (args.command is not None) or (args.transport != "stdio") == (args.url is None):
         parser.error("--transport stdio takes --command; the others take --url")
