@@ -587,6 +587,7 @@ fn proxy_for(
     recorder: Option<&Arc<Recorder>>,
     (route, access): (Option<&String>, &AccessSettings),
 ) -> Result<Proxy, StartError> {
+    access.upstream.announce(route.map(String::as_str));
     let access =
         Access::new(access, &config.tls.upstream, reloader.metrics()).map_err(|source| {
             StartError::Access {

@@ -506,6 +506,47 @@ pub struct RunArgs {
     /// the first one's result, and --upstream-max-processes does not apply.
     #[arg(long)]
     pub upstream_shared: bool,
+
+    /// What the default upstream is told about the caller, over the config file's
+    /// top-level [upstream_auth]: `none` (the default: the client's Authorization is
+    /// removed) or `passthrough` (the client's Authorization forwarded as is; MCP
+    /// forbids it, and sluice warns). A [[route]] keeps its own table, or the file's.
+    /// Token exchange is set in the file (docs/configuration.md).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "none|passthrough",
+        conflicts_with = "upstream_token_file"
+    )]
+    pub upstream_auth: Option<UpstreamAuthArg>,
+
+    /// A file holding a token the default upstream gets as `Authorization: Bearer
+    /// <token>` instead of the client's (read at start; a trailing newline is dropped).
+    /// Overrides the file's top-level [upstream_auth]; a [[route]] keeps its own.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_token_file: Option<PathBuf>,
+}
+
+/// `--upstream-auth` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamAuthArg {
+    /// The upstream gets no Authorization.
+    None,
+    /// The client's Authorization goes upstream as is.
+    Passthrough,
+}
+
+impl RunArgs {
+    /// `--upstream-auth` / `--upstream-token-file`, when one was given.
+    fn upstream_auth(&self) -> Option<crate::auth::CredentialSettings> {
+        use crate::auth::CredentialSettings;
+        match (self.upstream_auth, &self.upstream_token_file) {
+            (_, Some(file)) => Some(CredentialSettings::bearer_from_file(file.clone())),
+            (Some(UpstreamAuthArg::Passthrough), None) => Some(CredentialSettings::passthrough()),
+            (Some(UpstreamAuthArg::None), None) => Some(CredentialSettings::default()),
+            (None, None) => None,
+        }
+    }
 }
 
 /// `KEY=VALUE`.
@@ -755,7 +796,7 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
             spec.limits = flags.apply(spec.limits);
         }
     }
-    let access = file.map_or_else(Default::default, |file| {
+    let file_access = file.map_or_else(Default::default, |file| {
         file.access.over(&crate::auth::AccessSettings::default())
     });
     let routes = routes(
@@ -765,8 +806,14 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
         &flags,
         &plugins,
         max_event_bytes,
-        &access,
+        &file_access,
     );
+    // The flags are about the default upstream: a route's upstream is another server,
+    // which a token given for this one must not reach.
+    let mut access = file_access;
+    if let Some(upstream) = run.upstream_auth() {
+        access.upstream = upstream;
+    }
     Ok(Config {
         listen,
         upstream,
@@ -1450,5 +1497,54 @@ mod tests {
         assert_eq!(flagged.settings.max_processes, 5);
         assert_eq!(flagged.command.program, "other");
         assert_eq!(flagged.command.env.len(), 2);
+    }
+
+    #[test]
+    fn upstream_auth_flags_override_the_files_top_level_table_not_its_routes() {
+        use crate::auth::credential::{CredentialMode, SecretSource};
+        let c = config(&["--upstream", "http://x"]).unwrap();
+        assert_eq!(c.access.upstream.mode, CredentialMode::None);
+        let c = config(&["--upstream", "http://x", "--upstream-auth", "passthrough"]).unwrap();
+        assert_eq!(c.access.upstream.mode, CredentialMode::Passthrough);
+        let c = config(&["--upstream", "http://x", "--upstream-token-file", "t"]).unwrap();
+        assert_eq!(c.access.upstream.mode, CredentialMode::Static);
+        assert_eq!(
+            c.access.upstream.secret,
+            Some(SecretSource::File("t".into()))
+        );
+        assert!(
+            parse([
+                "sluice",
+                "--upstream",
+                "http://x",
+                "--upstream-auth",
+                "none",
+                "--upstream-token-file",
+                "t"
+            ])
+            .is_err()
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sluice.toml");
+        std::fs::write(
+            &file,
+            "upstream = \"http://x\"\n[upstream_auth]\nmode = \"passthrough\"\n\n[[route]]\nname = \"r\"\nprefix = \"/r\"\nupstream = \"http://y\"\n",
+        )
+        .unwrap();
+        let file = file.display().to_string();
+        let c = config(&["--config", &file]).unwrap();
+        assert_eq!(c.access.upstream.mode, CredentialMode::Passthrough);
+        assert_eq!(
+            c.routes[0].access.upstream.mode,
+            CredentialMode::Passthrough
+        );
+        let c = config(&["--config", &file, "--upstream-auth", "none"]).unwrap();
+        assert_eq!(c.access.upstream.mode, CredentialMode::None);
+        // The route's upstream is another server: the flag is not about it.
+        assert_eq!(
+            c.routes[0].access.upstream.mode,
+            CredentialMode::Passthrough
+        );
     }
 }

@@ -108,6 +108,7 @@ pub struct Metrics {
     /// Fetches of an issuer's signing keys, by outcome.
     jwks_fetches: Family<Outcome, Counter>,
     rate_limited: Family<MethodLabel, Counter>,
+    token_exchanges: Family<Outcome, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -283,6 +284,15 @@ impl Metrics {
         for outcome in ["ok", "refused"] {
             let _ = jwks_fetches.get_or_create(&Outcome { outcome });
         }
+        let token_exchanges = Family::<Outcome, Counter>::default();
+        registry.register(
+            "token_exchanges",
+            "Upstream credentials of [upstream_auth] mode = \"exchange\" by outcome: exchanged (the token endpoint was called), cached (a remembered answer), failed (the request was not sent upstream)",
+            token_exchanges.clone(),
+        );
+        for outcome in ["exchanged", "cached", "failed"] {
+            let _ = token_exchanges.get_or_create(&Outcome { outcome });
+        }
         for direction in ["in", "out"] {
             let _ = events.get_or_create(&Direction { direction });
         }
@@ -313,6 +323,7 @@ impl Metrics {
             auth_admitted,
             jwks_fetches,
             rate_limited,
+            token_exchanges,
         }
     }
 
@@ -488,6 +499,13 @@ impl Metrics {
     pub fn tls_cert_reload(&self, ok: bool) {
         let outcome = if ok { "ok" } else { "refused" };
         self.tls_cert_reloads
+            .get_or_create(&Outcome { outcome })
+            .inc();
+    }
+
+    /// An upstream credential by token exchange: `exchanged`, `cached` or `failed`.
+    pub fn token_exchange(&self, outcome: &'static str) {
+        self.token_exchanges
             .get_or_create(&Outcome { outcome })
             .inc();
     }

@@ -59,7 +59,7 @@ pub enum AccessError {
     Limit(#[source] limit::LimitError),
     /// The HTTP client for the authorization server could not be made.
     #[error("cannot make the client for the authorization server: {0}")]
-    Fetch(#[source] fetch::FetchError),
+    Fetch(#[source] Box<fetch::FetchError>),
 }
 
 /// A route's access rules, running.
@@ -98,7 +98,8 @@ impl Access {
         upstream_tls: &crate::tls::UpstreamTls,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, AccessError> {
-        let fetcher = fetch::Fetcher::new(upstream_tls).map_err(AccessError::Fetch)?;
+        let fetcher =
+            fetch::Fetcher::new(upstream_tls).map_err(|e| AccessError::Fetch(Box::new(e)))?;
         let resource = settings
             .resource
             .as_ref()

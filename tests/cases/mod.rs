@@ -28,3 +28,4 @@ mod stdio_upstream;
 mod tapes;
 mod tls;
 mod transport;
+mod upstream_auth;
