@@ -36,6 +36,7 @@ pub mod demo;
 pub mod error_chain;
 pub mod failure;
 pub mod http;
+pub mod identity;
 pub mod ingress;
 pub mod lines;
 pub mod mcp;

@@ -14,7 +14,6 @@
 
 pub mod credential;
 pub mod fetch;
-mod identity;
 mod introspect;
 pub mod jwks;
 pub mod limit;
@@ -26,8 +25,8 @@ use std::sync::Arc;
 use http::HeaderMap;
 use serde::Deserialize;
 
+pub use crate::identity::Identity;
 pub use credential::{CredentialError, CredentialSettings, UpstreamCredential};
-pub use identity::Identity;
 pub use limit::{RateLimitSettings, RateLimited, RateLimits};
 pub use resource::{Denied, ResourceServer, ResourceSettings};
 

@@ -54,7 +54,7 @@ pub struct StreamMeta {
     /// Who is calling (the validated token's subject, client, scopes and chosen
     /// claims, and the client's address). Not in the 0.1 contract; tapes and logs
     /// carry it.
-    pub identity: std::sync::Arc<crate::auth::Identity>,
+    pub identity: std::sync::Arc<crate::identity::Identity>,
 }
 
 impl StreamMeta {

@@ -94,7 +94,7 @@ pub enum Record {
         /// Who called: the validated token's subject, client, scopes and chosen claims,
         /// and the client's address (never the token). Absent in older tapes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        identity: Option<crate::auth::Identity>,
+        identity: Option<crate::identity::Identity>,
     },
     /// The upstream's response head.
     Response {

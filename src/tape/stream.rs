@@ -162,7 +162,7 @@ impl TapeStream {
             body: text(body),
             steps: self.tape_steps(chain_steps),
             sent: sent.map(text),
-            identity: (*meta.identity != crate::auth::Identity::default())
+            identity: (*meta.identity != crate::identity::Identity::default())
                 .then(|| (*meta.identity).clone()),
         };
         self.push(&record);
