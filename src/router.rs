@@ -81,10 +81,15 @@ impl Router {
         let path = request.uri().path().to_string();
         // A route's protected-resource metadata lives outside its prefix (RFC 9728
         // puts the well-known segment first): its proxy answers it whole.
+        // Only GET, and a host route only for its host: two host routes may serve
+        // resources with the same path.
+        let host_name = host.as_deref().map(|h| strip_port(h).to_ascii_lowercase());
         if path.starts_with("/.well-known/")
+            && request.method() == http::Method::GET
             && let Some(proxy) = self
                 .routes
                 .iter()
+                .filter(|r| r.host.is_none() || r.host == host_name)
                 .map(|r| &r.proxy)
                 .chain(self.default.as_ref())
                 .find(|p| p.access().metadata_for(&path).is_some())

@@ -264,14 +264,15 @@ pub enum CredentialError {
         source: std::io::Error,
     },
     /// A secret variable is not set, or not UTF-8.
-    #[error("{key} {name}: {source}")]
+    #[error("{key} {name}: {reason}")]
     ReadEnv {
         /// `secret_env` or `client_secret_env`.
         key: &'static str,
         /// The variable.
         name: String,
-        /// The cause.
-        source: std::env::VarError,
+        /// Why, in words of its own: `VarError`'s text would print a non-UTF-8
+        /// value, which is the secret.
+        reason: &'static str,
     },
     /// A secret is empty.
     #[error("{from}: the secret is empty")]
@@ -346,7 +347,7 @@ impl UpstreamCredential {
     /// The running form of `settings`: secrets are read now.
     pub fn new(
         settings: &CredentialSettings,
-        fetcher: Fetcher,
+        fetcher: impl FnOnce() -> Result<Fetcher, FetchError>,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, CredentialError> {
         match settings.mode {
@@ -383,6 +384,7 @@ impl UpstreamCredential {
                 let url = fetch::check_url(&settings.token_url)
                     .map_err(|e| CredentialError::TokenUrl(Box::new(e)))?;
                 let secret = read_secret(&settings.client_secret, "client_secret")?;
+                let fetcher = fetcher().map_err(|e| CredentialError::Exchange(Box::new(e)))?;
                 Ok(Self::Exchange(Box::new(TokenExchange::new(
                     settings,
                     url,
@@ -460,7 +462,10 @@ fn read_secret(source: &SecretSource, key: &'static str) -> Result<String, Crede
                     "client_secret_env"
                 },
                 name: name.clone(),
-                source,
+                reason: match source {
+                    std::env::VarError::NotPresent => "the environment variable is not set",
+                    std::env::VarError::NotUnicode(_) => "the value is not UTF-8 text",
+                },
             })?
         }
     };

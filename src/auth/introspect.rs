@@ -69,7 +69,8 @@ impl Introspection {
             url,
             client_id: settings.client_id.clone(),
             secret,
-            cache_for: Duration::from_secs(settings.cache_secs.unwrap_or(30)),
+            // At most a day: an absurd setting must not overflow a clock.
+            cache_for: Duration::from_secs(settings.cache_secs.unwrap_or(30).min(86_400)),
             fetcher,
             calls: tokio::sync::Semaphore::new(CALLS_AT_ONCE),
             cache: Mutex::new(HashMap::new()),
@@ -158,12 +159,18 @@ fn check(
         return Err(DenyReason::Invalid);
     }
     let now = now();
-    if let Some(exp) = answer.get("exp").and_then(Value::as_u64)
+    // A time that is present but not a whole number of seconds is not ignored: the
+    // answer is refused (fail closed).
+    let time = |name: &str| match answer.get(name) {
+        None => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or(DenyReason::Invalid),
+    };
+    if let Some(exp) = time("exp")?
         && exp.saturating_add(leeway) <= now
     {
         return Err(DenyReason::Expired);
     }
-    if let Some(nbf) = answer.get("nbf").and_then(Value::as_u64)
+    if let Some(nbf) = time("nbf")?
         && nbf > now.saturating_add(leeway)
     {
         return Err(DenyReason::NotYetValid);
@@ -223,6 +230,10 @@ mod tests {
         assert_eq!(
             check(serde_json::json!({"active": true, "aud": "https://mcp/mcp", "exp": 1})),
             Some(DenyReason::Expired)
+        );
+        assert_eq!(
+            check(serde_json::json!({"active": true, "aud": "https://mcp/mcp", "exp": "never"})),
+            Some(DenyReason::Invalid)
         );
     }
 }

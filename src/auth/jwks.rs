@@ -117,9 +117,10 @@ pub enum KeyError {
         /// The token's algorithm.
         alg: Algorithm,
     },
-    /// The key set could not be fetched, and there are no keys to use.
-    #[error("the issuer's key set cannot be fetched: {0}")]
-    Unavailable(#[source] FetchError),
+    /// No key set could be fetched yet (the fetch failed, or failed recently and is
+    /// not tried again so soon): there are no keys to use.
+    #[error("the issuer's key set cannot be fetched")]
+    Unavailable,
 }
 
 #[derive(Deserialize)]
@@ -159,12 +160,27 @@ impl KeySet {
         if !matching.is_empty() && !stale {
             return Ok(matching);
         }
-        let fetched = self.refetch(current.fetched).await;
+        if !matching.is_empty() {
+            // Stale, but usable: one request refetches; the others go on with these
+            // keys rather than wait for a slow authorization server.
+            if let Ok(last) = self.fetching.try_lock() {
+                let _ = self.refetch_locked(last, current.fetched).await;
+                let refreshed = matches(&self.keys.load(), kid, alg);
+                if !refreshed.is_empty() {
+                    return Ok(refreshed);
+                }
+            }
+            return Ok(matching);
+        }
+        let last = self.fetching.lock().await;
+        let fetched = self.refetch_locked(last, current.fetched).await;
         let current = self.keys.load_full();
         let matching = matches(&current, kid, alg);
         match fetched {
             _ if !matching.is_empty() => Ok(matching),
-            Err(error) if current.fetched.is_none() => Err(KeyError::Unavailable(error)),
+            // No keys at all (never fetched, or every fetch failed): the token cannot
+            // be checked, which is not the client's fault (503, not invalid_token).
+            _ if current.fetched.is_none() => Err(KeyError::Unavailable),
             _ => Err(KeyError::Unknown {
                 kid: kid.map(str::to_string),
                 alg,
@@ -172,10 +188,14 @@ impl KeySet {
         }
     }
 
-    /// Fetches the set again unless another fetch did since `seen` or the last one
-    /// started less than `min_interval` ago. A failed fetch keeps the old keys.
-    async fn refetch(&self, seen: Option<Instant>) -> Result<(), FetchError> {
-        let mut last = self.fetching.lock().await;
+    /// Fetches the set again (holding `last`, the fetch lock) unless another fetch did
+    /// since `seen` or the last one started less than `min_interval` ago. A failed
+    /// fetch keeps the old keys.
+    async fn refetch_locked(
+        &self,
+        mut last: tokio::sync::MutexGuard<'_, Option<Instant>>,
+        seen: Option<Instant>,
+    ) -> Result<(), FetchError> {
         if self.keys.load().fetched != seen {
             return Ok(()); // someone else fetched while this one waited
         }

@@ -130,6 +130,11 @@ impl RateLimits {
         Ok(Self { limits })
     }
 
+    /// Whether any limit applies (a route without `[[rate_limit]]` has none).
+    pub fn is_active(&self) -> bool {
+        !self.limits.is_empty()
+    }
+
     /// Takes one token per counted message of the body (see the module's rules) from
     /// each of `identity`'s buckets, all or nothing, or says when to come back.
     pub fn check(

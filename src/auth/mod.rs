@@ -56,6 +56,12 @@ pub enum AccessError {
     /// A `[[rate_limit]]` is unusable.
     #[error("[[rate_limit]]: {0}")]
     Limit(#[source] limit::LimitError),
+    /// `[upstream_auth] mode = "exchange"` without `[auth]`: the client's token would be
+    /// exchanged unchecked.
+    #[error(
+        "[upstream_auth] mode = \"exchange\" needs [auth]: sluice exchanges only tokens it has checked"
+    )]
+    ExchangeWithoutAuth,
     /// The HTTP client for the authorization server could not be made.
     #[error("cannot make the client for the authorization server: {0}")]
     Fetch(#[source] Box<fetch::FetchError>),
@@ -97,14 +103,24 @@ impl Access {
         upstream_tls: &crate::tls::UpstreamTls,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, AccessError> {
-        let fetcher =
-            fetch::Fetcher::new(upstream_tls).map_err(|e| AccessError::Fetch(Box::new(e)))?;
-        let resource = settings
-            .resource
-            .as_ref()
-            .map(|s| ResourceServer::new(s, fetcher.clone(), metrics.clone()))
-            .transpose()
-            .map_err(AccessError::Resource)?;
+        // The authorization server's client is made only when something needs it:
+        // reading the system's trust store can fail where no HTTPS is ever used.
+        let fetcher = || fetch::Fetcher::new(upstream_tls);
+        let resource = match &settings.resource {
+            Some(s) => {
+                let fetcher = fetcher().map_err(|e| AccessError::Fetch(Box::new(e)))?;
+                let resource = ResourceServer::new(s, fetcher, metrics.clone())
+                    .map_err(AccessError::Resource)?;
+                Some(resource)
+            }
+            None => None,
+        };
+        if settings.upstream.mode == credential::CredentialMode::Exchange && resource.is_none() {
+            // Exchanging whatever a client sends would make sluice a confused deputy:
+            // sluice's own client credentials turning unchecked tokens into upstream
+            // access.
+            return Err(AccessError::ExchangeWithoutAuth);
+        }
         let credential = UpstreamCredential::new(&settings.upstream, fetcher, metrics)
             .map_err(AccessError::Credential)?;
         let limits = RateLimits::new(&settings.rate_limits, metrics).map_err(AccessError::Limit)?;

@@ -121,6 +121,12 @@ pub enum SettingsError {
     /// A URL of the authorization server is unusable.
     #[error(transparent)]
     Url(#[from] FetchError),
+    /// A scope that is not a scope-token.
+    #[error("scope {0:?} is not a scope (printable ASCII, no space, '\"' or '\\')")]
+    Scope(String),
+    /// A number out of its bounds.
+    #[error("{0} must be {1}")]
+    Bound(&'static str, &'static str),
     /// The introspection client secret cannot be read.
     #[error("introspection client secret: {0}")]
     Secret(String),
@@ -358,13 +364,24 @@ impl ResourceServer {
         if settings.jwks_url.is_none() && settings.introspection.is_none() {
             return Err(SettingsError::NoWayToCheck);
         }
+        let min_refresh = settings.jwks_min_refresh_secs.unwrap_or(30);
+        if min_refresh == 0 {
+            return Err(SettingsError::Bound(
+                "jwks_min_refresh_secs",
+                "at least 1 (each unknown kid would fetch the key set)",
+            ));
+        }
+        let max_age = settings
+            .jwks_max_age_secs
+            .unwrap_or(3600)
+            .clamp(1, 7 * 86_400);
         let keys = match &settings.jwks_url {
             Some(url) => Some(KeySet::new(
                 fetch::check_url(url)?,
                 fetcher.clone(),
                 Refresh {
-                    min_interval: Duration::from_secs(settings.jwks_min_refresh_secs.unwrap_or(30)),
-                    max_age: Duration::from_secs(settings.jwks_max_age_secs.unwrap_or(3600)),
+                    min_interval: Duration::from_secs(min_refresh),
+                    max_age: Duration::from_secs(max_age),
                 },
                 metrics.clone(),
             )),
@@ -391,6 +408,28 @@ impl ResourceServer {
         if let Some(name) = &settings.resource_name {
             metadata["resource_name"] = serde_json::json!(name);
         }
+        // Scopes are scope-tokens (RFC 6749 §3.3): no space, `"` or `\`, which would
+        // also break the challenge's quoted string.
+        if let Some(bad) = settings
+            .scopes
+            .iter()
+            .chain(&settings.scopes_supported)
+            .find(|s| {
+                s.is_empty()
+                    || !s
+                        .bytes()
+                        .all(|b| b > 0x20 && b < 0x7f && b != b'"' && b != b'\\')
+            })
+        {
+            return Err(SettingsError::Scope(bad.clone()));
+        }
+        if metadata_url.contains(['"', '\\']) {
+            return Err(bad("cannot contain '\"' or '\\'"));
+        }
+        let leeway = settings.leeway_secs.unwrap_or(60);
+        if leeway > 3600 {
+            return Err(SettingsError::Bound("leeway_secs", "at most 3600"));
+        }
         let mut params = format!("resource_metadata=\"{metadata_url}\"");
         if !settings.scopes.is_empty() {
             params.push_str(&format!(", scope=\"{}\"", settings.scopes.join(" ")));
@@ -408,7 +447,7 @@ impl ResourceServer {
             audiences,
             scopes: settings.scopes.clone(),
             algorithms,
-            leeway: settings.leeway_secs.unwrap_or(60),
+            leeway,
             claims: settings.claims.clone(),
             keys,
             introspection,
@@ -531,7 +570,7 @@ impl ResourceServer {
             .await
             .map_err(|error| match error {
                 KeyError::Unknown { .. } => DenyReason::Invalid,
-                KeyError::Unavailable(_) => DenyReason::Unavailable,
+                KeyError::Unavailable => DenyReason::Unavailable,
             })?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway;
@@ -691,6 +730,13 @@ mod tests {
                 .unwrap()
                 .contains("issuer")
         );
+        assert!(
+            refused(&|s| s.scopes = vec!["a\" b".into()])
+                .unwrap()
+                .contains("scope")
+        );
+        assert!(refused(&|s| s.jwks_min_refresh_secs = Some(0)).is_some());
+        assert!(refused(&|s| s.leeway_secs = Some(u64::MAX)).is_some());
         assert!(refused(&|_| {}).is_none());
     }
 }

@@ -3,6 +3,9 @@
 
 pub mod file;
 
+#[cfg(test)]
+mod access_tests;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -26,6 +26,10 @@ pub enum ProxyError {
     /// missing scope).
     #[error(transparent)]
     Denied(#[from] Denied),
+    /// A body the route's rate limits cannot count (not UTF-8, or no JSON-RPC message
+    /// in it): refused rather than passed uncounted.
+    #[error("the request body is not JSON-RPC that the rate limits can count")]
+    Uncountable,
     /// The caller is over one of the route's rate limits.
     #[error("{limited}")]
     RateLimited {
@@ -114,6 +118,7 @@ impl ProxyError {
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestNotText
             | ProxyError::Denied(_)
+            | ProxyError::Uncountable
             | ProxyError::RateLimited { .. } => self.to_string(),
             ProxyError::UpstreamCredential { .. } => {
                 "the credential for the upstream server could not be obtained".into()
@@ -135,6 +140,7 @@ impl ProxyError {
         let status = match &self {
             ProxyError::Denied(_) => unreachable!("answered above"),
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Uncountable => StatusCode::BAD_REQUEST,
             ProxyError::UpstreamCredential { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::NotAllowed(_) => StatusCode::FORBIDDEN,
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -157,6 +163,7 @@ impl ProxyError {
                 request.error_body(jsonrpc::RATE_LIMITED, &message)
             }
             ProxyError::Denied(_)
+            | ProxyError::Uncountable
             | ProxyError::NotAllowed(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestRead(_)

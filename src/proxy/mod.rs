@@ -323,6 +323,15 @@ impl Proxy {
             _ => None,
         };
         let summary = messages.map_or_else(Summary::default, ClientBody::summary);
+        // A body the limits cannot count (not UTF-8, or not JSON-RPC messages) would
+        // pass them uncounted, and a lenient server might still run it: where limits
+        // apply, it is refused.
+        if self.access.limits().is_active()
+            && !body.iter().all(u8::is_ascii_whitespace)
+            && messages.is_none_or(|read| read.messages.is_empty())
+        {
+            return Err(ProxyError::Uncountable);
+        }
         self.access
             .limits()
             .check(
@@ -432,6 +441,18 @@ impl Proxy {
             // 400, 401 (with WWW-Authenticate), 404 (session gone: the client must
             // initialize again), 405 (no GET stream)...: the client must see exactly
             // what the server said.
+            if parts.status == StatusCode::UNAUTHORIZED
+                && !matches!(
+                    self.access.credential(),
+                    crate::auth::UpstreamCredential::Passthrough
+                )
+            {
+                // Its challenge sends the client to the upstream's authorization
+                // server, whose token sluice would then not pass on: say why.
+                tracing::warn!(
+                    "the upstream answered 401: it wants a credential sluice does not give it (clients' tokens never pass; set one with [upstream_auth])"
+                );
+            }
             observers.end(&StreamEnd::NotInspected);
             return Ok(unchanged(parts, body));
         }

@@ -442,6 +442,13 @@ async fn matrix(server: Server, clients: &[Client]) {
                     (None, None) => proxy::start(&server.base, plugins).await,
                 };
                 let url = format!("{}{}", sluice.url(), server.path);
+                if server.auth.is_some() {
+                    // The check is on: without a token, a client gets 401.
+                    let refused = crate::common::client::post(&url, "{}").await.status();
+                    if refused != http::StatusCode::UNAUTHORIZED {
+                        failures.push(format!("{client:?} {label}: no token answered {refused}"));
+                    }
+                }
                 let proxied = run_client(client, &url, &server).await;
                 sluice.stop().await;
                 if let (Some(auth), Some(before)) = (&server.auth, before) {

@@ -305,3 +305,34 @@ burst = 3
     // Route a has the top level's burst of 2; route b its own 3.
     assert_eq!(allowed, [2, 3]);
 }
+
+/// A body the limits cannot count (not UTF-8; UTF-16 JSON, which is valid UTF-8 with
+/// NULs in it) would pass them uncounted: where limits apply it is refused, and the
+/// upstream never sees it.
+#[tokio::test]
+async fn a_body_the_limits_cannot_count_is_refused_not_passed() {
+    let server = mcp::spawn_mcp_server().await;
+    let sluice = start(
+        &proxy::base_of(&server.url),
+        vec![limit(Some("tools/call"), 1)],
+    )
+    .await;
+    let url = format!("{}{}", sluice.url(), mcp::MCP_PATH);
+    let mut not_utf8 = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":""#.to_vec();
+    not_utf8.extend_from_slice(b"\xff\"}}}");
+    let utf16: Vec<u8> = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    for body in [not_utf8, utf16] {
+        let request = Request::post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = client::send(request).await;
+        assert_eq!(response.status(), 400);
+    }
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    sluice.stop().await;
+}

@@ -25,7 +25,7 @@ use sluice::proxy::ProxySettings;
 use tokio::net::TcpListener;
 
 use crate::common::mcp::{self, McpClient, McpServer, RecordingClient, spawn_mcp_server};
-use crate::common::{client, proxy};
+use crate::common::{authz, client, proxy};
 
 const CLIENT_TOKEN: &str = "client-secret";
 
@@ -54,6 +54,57 @@ async fn start(server: &McpServer, upstream: CredentialSettings) -> Running {
     })
     .await
     .expect("sluice starts")
+}
+
+/// sluice in front of `server` with `[auth]` on (an exchange needs it: only checked
+/// tokens are exchanged) and `upstream`; two good client tokens for it.
+async fn start_checked(
+    server: &McpServer,
+    upstream: CredentialSettings,
+) -> (Running, authz::Authz, String, String) {
+    let authz = authz::Authz::start().await;
+    let mut resource = String::new();
+    let sluice = proxy::start_with_access(&proxy::base_of(&server.url), Vec::new(), |url| {
+        resource = format!("{url}/mcp");
+        AccessSettings {
+            resource: Some(sluice::auth::ResourceSettings {
+                resource: resource.clone(),
+                authorization_servers: vec![authz.issuer.clone()],
+                jwks_url: Some(authz.jwks_url()),
+                ..Default::default()
+            }),
+            upstream,
+            ..AccessSettings::default()
+        }
+    })
+    .await;
+    let token = |sub: &str| authz.sign(&authz.claims(&resource, sub, ""));
+    let (a, b) = (token("alice"), token("bob"));
+    (sluice, authz, a, b)
+}
+
+/// A raw POST of `body` with `Authorization: Bearer <token>`.
+async fn post_bearer(url: &str, body: &str, token: &str) -> Response<Incoming> {
+    let request = Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    client::send(request).await
+}
+
+/// No header of any request the upstream received holds `token`.
+fn assert_never_upstream(server: &McpServer, token: &str) {
+    for request in &server.requests() {
+        for (name, value) in &request.headers {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            assert!(
+                !value.contains(token),
+                "the upstream got the client's token in {name}: {value}"
+            );
+        }
+    }
 }
 
 /// The rmcp client, sending `Authorization: Bearer <token>` on every request.
@@ -338,8 +389,9 @@ async fn token_exchange_gives_the_upstream_its_own_token_and_is_cached() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let server = spawn_mcp_server().await;
-    let sluice = start(&server, exchange_at(&endpoint, dir.path())).await;
-    let client = connect_with_token(&format!("{}/mcp", sluice.url()), CLIENT_TOKEN).await;
+    let (sluice, _authz, token, another) =
+        start_checked(&server, exchange_at(&endpoint, dir.path())).await;
+    let client = connect_with_token(&format!("{}/mcp", sluice.url()), &token).await;
     client.service.list_all_tools().await.unwrap();
     let text = client
         .call_text("echo", serde_json::json!({ "text": "hi" }))
@@ -355,7 +407,7 @@ async fn token_exchange_gives_the_upstream_its_own_token_and_is_cached() {
         field(call, "grant_type"),
         Some("urn:ietf:params:oauth:grant-type:token-exchange")
     );
-    assert_eq!(field(call, "subject_token"), Some(CLIENT_TOKEN));
+    assert_eq!(field(call, "subject_token"), Some(token.as_str()));
     assert_eq!(
         field(call, "subject_token_type"),
         Some("urn:ietf:params:oauth:token-type:access_token")
@@ -384,7 +436,7 @@ async fn token_exchange_gives_the_upstream_its_own_token_and_is_cached() {
             .all(|v| v.as_deref() == Some("Bearer exchanged-5e1d")),
         "{seen:?}"
     );
-    assert_client_token_never_upstream(&server);
+    assert_never_upstream(&server, &token);
     assert_eq!(counter(&sluice, "exchanged"), 1);
     assert_eq!(counter(&sluice, "cached"), seen.len() as u64 - 1);
     assert_eq!(counter(&sluice, "failed"), 0);
@@ -394,7 +446,7 @@ async fn token_exchange_gives_the_upstream_its_own_token_and_is_cached() {
         Request::post(format!("{}/mcp", sluice.url()))
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .header("authorization", "Bearer another-client")
+            .header("authorization", format!("Bearer {another}"))
             .body(Full::new(Bytes::from_static(INITIALIZE.as_bytes())))
             .unwrap(),
     )
@@ -402,7 +454,7 @@ async fn token_exchange_gives_the_upstream_its_own_token_and_is_cached() {
     assert_eq!(response.status(), StatusCode::OK);
     let calls = endpoint.calls();
     assert_eq!(calls.len(), 2);
-    assert_eq!(field(&calls[1], "subject_token"), Some("another-client"));
+    assert_eq!(field(&calls[1], "subject_token"), Some(another.as_str()));
     sluice.stop().await;
 }
 
@@ -415,10 +467,11 @@ async fn a_failed_exchange_stops_the_request_before_the_upstream() {
         TokenEndpoint::start(StatusCode::BAD_REQUEST, r#"{"error":"invalid_request"}"#).await;
     let dir = tempfile::tempdir().unwrap();
     let server = spawn_mcp_server().await;
-    let sluice = start(&server, exchange_at(&endpoint, dir.path())).await;
+    let (sluice, _authz, token, _) =
+        start_checked(&server, exchange_at(&endpoint, dir.path())).await;
     let url = format!("{}/mcp", sluice.url());
 
-    let response = post_with_token(&url, INITIALIZE).await;
+    let response = post_bearer(&url, INITIALIZE, &token).await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let body: Value = serde_json::from_str(&client::text(response).await).unwrap();
     assert_eq!(body["id"], 1, "{body}");
@@ -429,12 +482,13 @@ async fn a_failed_exchange_stops_the_request_before_the_upstream() {
     );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("credential"), "{message}");
-    assert!(!message.contains(CLIENT_TOKEN), "{message}");
+    assert!(!message.contains(&token), "{message}");
     assert_eq!(endpoint.calls().len(), 1);
     assert_eq!(counter(&sluice, "failed"), 1);
 
+    // No token: refused by the token check, nothing to exchange.
     let response = client::post(&url, INITIALIZE).await;
-    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(endpoint.calls().len(), 1, "no token, no call");
 
     assert!(server.requests().is_empty(), "{:?}", server.requests());
@@ -452,14 +506,43 @@ async fn an_unusable_exchange_answer_is_refused_and_not_cached() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let server = spawn_mcp_server().await;
-    let sluice = start(&server, exchange_at(&endpoint, dir.path())).await;
+    let (sluice, _authz, token, _) =
+        start_checked(&server, exchange_at(&endpoint, dir.path())).await;
     let url = format!("{}/mcp", sluice.url());
     for _ in 0..2 {
-        let response = post_with_token(&url, INITIALIZE).await;
+        let response = post_bearer(&url, INITIALIZE, &token).await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     }
     assert_eq!(endpoint.calls().len(), 2);
     assert_eq!(counter(&sluice, "failed"), 2);
     assert!(server.requests().is_empty());
     sluice.stop().await;
+}
+
+/// An exchange of tokens sluice never checked would make it a confused deputy: without
+/// `[auth]`, `mode = "exchange"` stops start-up.
+#[tokio::test]
+async fn an_exchange_without_a_token_check_is_refused_at_start() {
+    let endpoint = TokenEndpoint::start(StatusCode::OK, "{}").await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn_mcp_server().await;
+    let started = app::start(Config {
+        access: AccessSettings {
+            upstream: exchange_at(&endpoint, dir.path()),
+            ..AccessSettings::default()
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: proxy::base_of(&server.url),
+        plugins: Vec::new(),
+        proxy: ProxySettings::default(),
+        cache_dir: None,
+        record_dir: None,
+        tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
+    })
+    .await;
+    let error = started.err().expect("start-up refused").to_string();
+    assert!(error.contains("needs [auth]"), "{error}");
 }

@@ -61,7 +61,17 @@ pub struct TokenExchange {
     fetcher: Fetcher,
     metrics: Arc<Metrics>,
     cache: Mutex<HashMap<[u8; 32], Entry>>,
+    /// Exchanges in flight at once: what clients can make sluice ask of the
+    /// authorization server is bounded.
+    calls: tokio::sync::Semaphore,
 }
+
+/// Token exchanges in flight at once; more wait for a slot.
+const CALLS_AT_ONCE: usize = 16;
+
+/// The longest an exchanged token is reused, whatever `expires_in` says (an absurd
+/// lifetime must not overflow a clock).
+const MAX_REUSE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 impl std::fmt::Debug for TokenExchange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +118,7 @@ impl TokenExchange {
             fetcher,
             metrics,
             cache: Mutex::new(HashMap::new()),
+            calls: tokio::sync::Semaphore::new(CALLS_AT_ONCE),
         }
     }
 
@@ -119,11 +130,19 @@ impl TokenExchange {
             self.metrics.token_exchange("cached");
             return Ok(value);
         }
-        match self.exchange(token).await {
+        let slot = self.calls.acquire().await;
+        // Another request for the same token may have exchanged it while this waited.
+        if let Some(value) = self.cached(&key) {
+            self.metrics.token_exchange("cached");
+            return Ok(value);
+        }
+        let exchanged = self.exchange(token).await;
+        drop(slot);
+        match exchanged {
             Ok((value, lifetime)) => {
                 self.metrics.token_exchange("exchanged");
                 if let Some(usable) = lifetime.and_then(|l| l.checked_sub(EXPIRY_MARGIN)) {
-                    self.remember(key, value.clone(), Instant::now() + usable);
+                    self.remember(key, value.clone(), Instant::now() + usable.min(MAX_REUSE));
                 }
                 Ok(value)
             }
