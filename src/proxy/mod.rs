@@ -323,12 +323,15 @@ impl Proxy {
             _ => None,
         };
         let summary = messages.map_or_else(Summary::default, ClientBody::summary);
-        // A body the limits cannot count (not UTF-8, or not JSON-RPC messages) would
-        // pass them uncounted, and a lenient server might still run it: where limits
-        // apply, it is refused.
+        // A body the limits cannot count (not UTF-8, not JSON-RPC messages, or text
+        // that is JSON only to a lenient server: UTF-16 with its NULs, a byte-order
+        // mark) would pass them uncounted, and such a server might still run it:
+        // where limits apply, it is refused.
         if self.access.limits().is_active()
             && !body.iter().all(u8::is_ascii_whitespace)
-            && messages.is_none_or(|read| read.messages.is_empty())
+            && (messages.is_none_or(|read| read.messages.is_empty())
+                || memchr::memchr(0, &body).is_some()
+                || body.starts_with(b"\xEF\xBB\xBF"))
         {
             return Err(ProxyError::Uncountable);
         }

@@ -331,7 +331,15 @@ async fn a_body_the_limits_cannot_count_is_refused_not_passed() {
             .body(Full::new(Bytes::from(body)))
             .unwrap();
         let response = client::send(request).await;
-        assert_eq!(response.status(), 400);
+        let status = response.status();
+        let text = String::from_utf8_lossy(
+            &http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes(),
+        )
+        .into_owned();
+        assert_eq!(status, 400, "{text}");
     }
     assert!(server.requests().is_empty(), "{:?}", server.requests());
     sluice.stop().await;
