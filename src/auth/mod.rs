@@ -18,6 +18,7 @@ mod introspect;
 pub mod jwks;
 pub mod limit;
 pub mod resource;
+pub mod session;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -70,6 +71,8 @@ pub enum AccessError {
 /// A route's access rules, running.
 pub struct Access {
     resource: Option<ResourceServer>,
+    /// Who owns each session (resource-server mode only: without it, nobody is known).
+    sessions: session::SessionOwners,
     credential: UpstreamCredential,
     limits: RateLimits,
 }
@@ -88,6 +91,7 @@ impl Default for Access {
     fn default() -> Self {
         Self {
             resource: None,
+            sessions: session::SessionOwners::default(),
             credential: UpstreamCredential::default(),
             limits: RateLimits::default(),
         }
@@ -126,9 +130,16 @@ impl Access {
         let limits = RateLimits::new(&settings.rate_limits, metrics).map_err(AccessError::Limit)?;
         Ok(Self {
             resource,
+            sessions: session::SessionOwners::default(),
             credential,
             limits,
         })
+    }
+
+    /// Sessions and their owners, when tokens are checked (`None`: no caller is known,
+    /// so no session can be tied to one).
+    pub fn sessions(&self) -> Option<&session::SessionOwners> {
+        self.resource.is_some().then_some(&self.sessions)
     }
 
     /// The token check, when this route has one.

@@ -26,6 +26,10 @@ pub enum ProxyError {
     /// missing scope).
     #[error(transparent)]
     Denied(#[from] Denied),
+    /// A session id of another caller (resource-server mode): answered as a session
+    /// that does not exist, which tells nothing about whose it is.
+    #[error("no such session")]
+    NotYourSession,
     /// A body the route's rate limits cannot count (not UTF-8, or no JSON-RPC message
     /// in it): refused rather than passed uncounted.
     #[error("the request body is not JSON-RPC that the rate limits can count")]
@@ -119,6 +123,7 @@ impl ProxyError {
             | ProxyError::RequestNotText
             | ProxyError::Denied(_)
             | ProxyError::Uncountable
+            | ProxyError::NotYourSession
             | ProxyError::RateLimited { .. } => self.to_string(),
             ProxyError::UpstreamCredential { .. } => {
                 "the credential for the upstream server could not be obtained".into()
@@ -141,6 +146,7 @@ impl ProxyError {
             ProxyError::Denied(_) => unreachable!("answered above"),
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Uncountable => StatusCode::BAD_REQUEST,
+            ProxyError::NotYourSession => StatusCode::NOT_FOUND,
             ProxyError::UpstreamCredential { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::NotAllowed(_) => StatusCode::FORBIDDEN,
             ProxyError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -164,6 +170,7 @@ impl ProxyError {
             }
             ProxyError::Denied(_)
             | ProxyError::Uncountable
+            | ProxyError::NotYourSession
             | ProxyError::NotAllowed(_)
             | ProxyError::RequestTooLarge { .. }
             | ProxyError::RequestRead(_)

@@ -45,6 +45,14 @@ use crate::plugin::{Chain, Direction, Session, StreamMeta};
 use crate::sse::Event;
 use crate::upstream::{self, BodyError, SseEvents, UpstreamBody};
 
+/// The session id of a legacy (2024-11-05) client's POST: the `session_id` (Python
+/// SDK) or `sessionId` (TypeScript SDK) of the endpoint URL's query.
+fn legacy_session_id(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == "session_id" || name == "sessionId")
+        .map(|(_, value)| value.into_owned())
+}
+
 /// A client request's body, whatever carried it.
 type RequestBody =
     http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -288,6 +296,15 @@ impl Proxy {
         if let Some(subject) = &admitted.identity.subject {
             span.record("subject", subject.as_str());
         }
+        // A session is its caller's: another caller with its id is told it is gone.
+        let session_id = header_str(request.headers(), "mcp-session-id")
+            .or_else(|| legacy_session_id(request.uri().query()));
+        if let (Some(owners), Some(id)) = (self.access.sessions(), &session_id)
+            && !owners.admit(id, &admitted.identity)
+        {
+            tracing::info!(caller = %admitted.identity.limit_key(), "a session used by a caller other than its owner");
+            return Err(ProxyError::NotYourSession);
+        }
         // The scheme the client reached the proxy with, for a legacy endpoint URL.
         let client_scheme = match request.extensions().get::<ClientTls>() {
             Some(ClientTls) => "https",
@@ -299,6 +316,7 @@ impl Proxy {
             .get::<crate::http::RoutePrefix>()
             .map(|p| p.0.clone());
         let opened_by_get = parts.method == Method::GET;
+        let ended_by_delete = parts.method == Method::DELETE;
         let limit = self.settings.max_event_bytes;
         let body = upstream::read_to_limit(body, limit)
             .await
@@ -439,6 +457,17 @@ impl Proxy {
         // Response: decoder → chain, to-client → encoder.
         let (mut parts, body) = response.into_parts();
         parts.headers = headers::for_client(parts.headers);
+        if let Some(owners) = self.access.sessions() {
+            if let Some(created) = header_str(&parts.headers, "mcp-session-id") {
+                owners.created(&created, &admitted.identity);
+            }
+            if ended_by_delete
+                && parts.status.is_success()
+                && let Some(id) = &session_id
+            {
+                owners.ended(id);
+            }
+        }
         observers.response(parts.status, &parts.headers);
         if !parts.status.is_success() {
             // 400, 401 (with WWW-Authenticate), 404 (session gone: the client must

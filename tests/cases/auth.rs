@@ -519,3 +519,47 @@ fn sluice_stdio_refuses_auth_it_could_never_satisfy() {
         out.stdout
     );
 }
+
+#[tokio::test]
+async fn a_session_is_its_callers_and_another_caller_cannot_use_its_id() {
+    let s = setup("", None).await;
+    let token = |sub: &str| {
+        format!(
+            "Bearer {}",
+            s.authz.sign(&s.authz.claims(&s.resource, sub, "mcp:tools"))
+        )
+    };
+    let (alice, bob) = (token("alice"), token("bob"));
+    let (status, headers, _) = call(&s.resource, Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK);
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let list = |who: String| {
+        let (url, session) = (s.resource.clone(), session.clone());
+        async move {
+            let request = Request::post(&url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-06-18")
+                .header(header::AUTHORIZATION, who)
+                .body(Full::new(Bytes::from_static(
+                    br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+                )))
+                .unwrap();
+            client::send(request).await.status()
+        }
+    };
+    let before = s.upstream.requests().len();
+    assert_eq!(
+        list(bob).await,
+        StatusCode::NOT_FOUND,
+        "bob used alice's session"
+    );
+    assert_eq!(
+        s.upstream.requests().len(),
+        before,
+        "bob's request reached the upstream"
+    );
+    assert_eq!(list(alice).await, StatusCode::OK);
+    s.sluice.stop().await;
+}
