@@ -254,12 +254,14 @@ impl Proxy {
         {
             Ok(response) => response,
             Err(error) => {
-                // A refusal by a rate limit or the token check was logged (at info or
-                // debug) where it was decided: they are the caller's doing (every OAuth
+                // A refusal by a rate limit, the token check or the session binding
+                // was logged (at info or debug) where it was decided: they are the caller's doing (every OAuth
                 // client's first request is a 401), not a fault to warn about.
                 if !matches!(
                     error,
-                    ProxyError::RateLimited { .. } | ProxyError::Denied(_)
+                    ProxyError::RateLimited { .. }
+                        | ProxyError::Denied(_)
+                        | ProxyError::NotYourSession
                 ) {
                     span.in_scope(
                         || tracing::warn!(error = %ErrorChain(&error), "request answered by the proxy"),
