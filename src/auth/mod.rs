@@ -19,6 +19,7 @@ pub mod jwks;
 pub mod limit;
 pub mod resource;
 pub mod session;
+mod verified;
 
 use std::net::IpAddr;
 use std::sync::Arc;

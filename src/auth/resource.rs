@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use super::fetch::{self, FetchError, Fetcher};
 use super::introspect::Introspection;
 use super::jwks::{KeyError, KeySet, Refresh};
+use super::verified::{self, Verified};
 use super::{Admitted, Identity};
 use crate::http::{ProxyBody, full};
 use crate::metrics::Metrics;
@@ -309,6 +310,8 @@ pub struct ResourceServer {
     leeway: u64,
     claims: Vec<String>,
     keys: Option<KeySet>,
+    /// JWTs already verified (a client sends the same token on every request).
+    verified: Verified,
     introspection: Option<Introspection>,
     metrics: Arc<Metrics>,
 }
@@ -450,6 +453,7 @@ impl ResourceServer {
             leeway,
             claims: settings.claims.clone(),
             keys,
+            verified: Verified::default(),
             introspection,
             metrics,
         })
@@ -536,34 +540,37 @@ impl ResourceServer {
 
     /// The claims of a valid token: a JWT checked against the issuer's keys, or, for
     /// a token that is not a JWT, what introspection says.
-    async fn claims_of(&self, token: &str) -> Result<Map<String, Value>, DenyReason> {
+    async fn claims_of(&self, token: &str) -> Result<Arc<Map<String, Value>>, DenyReason> {
         let header = match jsonwebtoken::decode_header(token) {
             Ok(header) => header,
             Err(_) => {
                 // Not a JWT we can read (`alg: none` lands here too: it is no
                 // algorithm jsonwebtoken knows).
                 return match &self.introspection {
-                    Some(introspection) => {
-                        introspection
-                            .claims(token, &self.issuer, &self.audiences, self.leeway)
-                            .await
-                    }
+                    Some(introspection) => introspection
+                        .claims(token, &self.issuer, &self.audiences, self.leeway)
+                        .await
+                        .map(Arc::new),
                     None => Err(DenyReason::Invalid),
                 };
             }
         };
         let Some(keys) = &self.keys else {
             return match &self.introspection {
-                Some(introspection) => {
-                    introspection
-                        .claims(token, &self.issuer, &self.audiences, self.leeway)
-                        .await
-                }
+                Some(introspection) => introspection
+                    .claims(token, &self.issuer, &self.audiences, self.leeway)
+                    .await
+                    .map(Arc::new),
                 None => Err(DenyReason::Invalid),
             };
         };
         if !self.algorithms.contains(&header.alg) {
             return Err(DenyReason::Invalid);
+        }
+        let key_hash = verified::hash(token);
+        let now = unix_now();
+        if let Some(claims) = self.verified.get(&key_hash, now) {
+            return Ok(claims);
         }
         let candidates = keys
             .find(header.kid.as_deref(), header.alg)
@@ -581,7 +588,14 @@ impl ResourceServer {
         let mut outcome = Err(DenyReason::Invalid);
         for key in candidates {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
-                Ok(data) => return Ok(data.claims),
+                Ok(data) => {
+                    let claims = Arc::new(data.claims);
+                    // `exp` is required, so it is there and a number.
+                    let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+                    let expires = exp.saturating_add(self.leeway);
+                    self.verified.keep(key_hash, claims.clone(), expires, now);
+                    return Ok(claims);
+                }
                 Err(error) => {
                     outcome = Err(match error.kind() {
                         ErrorKind::ExpiredSignature => DenyReason::Expired,
@@ -605,6 +619,14 @@ impl ResourceServer {
         }
         outcome
     }
+}
+
+/// Seconds since the Unix epoch (0 for a clock before it: every token then looks
+/// current, as it would to jsonwebtoken).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The scopes of a token: `scope` (a space-separated string, RFC 8693/9068), or `scp`
