@@ -4,35 +4,26 @@
 //! calls in flight are capped, so a flood of made-up tokens costs the authorization
 //! server a bounded number of calls at once.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
 use http::Uri;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::fetch::{self, Fetcher};
 use super::resource::{DenyReason, IntrospectionSettings, SettingsError};
+use super::token_cache::{self, TokenCache, unix_now as now};
 
 /// Introspection calls in flight at once; more wait for a slot.
 const CALLS_AT_ONCE: usize = 16;
-
-/// Answers kept at most; past it, the expired ones go, then all.
-const CACHE_ENTRIES: usize = 10_000;
-
-/// Answers by sha256(token): good until, and the claims.
-type Answers = HashMap<[u8; 32], (Instant, Map<String, Value>)>;
 
 /// The running form of [`IntrospectionSettings`].
 pub struct Introspection {
     url: Uri,
     client_id: String,
     secret: String,
-    cache_for: Duration,
+    /// Seconds an active answer is reused.
+    cache_for: u64,
     fetcher: Fetcher,
     calls: tokio::sync::Semaphore,
-    cache: Mutex<Answers>,
+    cache: TokenCache<Map<String, Value>>,
 }
 
 impl std::fmt::Debug for Introspection {
@@ -70,10 +61,10 @@ impl Introspection {
             client_id: settings.client_id.clone(),
             secret,
             // At most a day: an absurd setting must not overflow a clock.
-            cache_for: Duration::from_secs(settings.cache_secs.unwrap_or(30).min(86_400)),
+            cache_for: settings.cache_secs.unwrap_or(30).min(86_400),
             fetcher,
             calls: tokio::sync::Semaphore::new(CALLS_AT_ONCE),
-            cache: Mutex::new(HashMap::new()),
+            cache: TokenCache::default(),
         })
     }
 
@@ -86,8 +77,8 @@ impl Introspection {
         audiences: &[String],
         leeway: u64,
     ) -> Result<Map<String, Value>, DenyReason> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(claims) = self.cached(&key) {
+        let key = token_cache::hash(token);
+        if let Some(claims) = self.cache.get(&key, now()) {
             return Ok(claims);
         }
         let answer: Map<String, Value> = {
@@ -109,41 +100,15 @@ impl Introspection {
                 })?
         };
         let claims = check(answer, issuer, audiences, leeway)?;
-        let good_for = match claims.get("exp").and_then(Value::as_u64) {
-            Some(exp) => self
-                .cache_for
-                .min(Duration::from_secs(exp.saturating_sub(now()))),
-            None => self.cache_for,
+        let now = now();
+        let until = now.saturating_add(self.cache_for);
+        let until = match claims.get("exp").and_then(Value::as_u64) {
+            Some(exp) => until.min(exp),
+            None => until,
         };
-        self.keep(key, Instant::now() + good_for, claims.clone());
+        self.cache.keep(key, claims.clone(), until, now);
         Ok(claims)
     }
-
-    fn cached(&self, key: &[u8; 32]) -> Option<Map<String, Value>> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(key)
-            .filter(|(until, _)| Instant::now() < *until)
-            .map(|(_, claims)| claims.clone())
-    }
-
-    fn keep(&self, key: [u8; 32], until: Instant, claims: Map<String, Value>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_ENTRIES {
-            let now = Instant::now();
-            cache.retain(|_, (until, _)| now < *until);
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(key, (until, claims));
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// An introspection answer held to the same rules as a JWT: active, current, from

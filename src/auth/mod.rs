@@ -19,7 +19,7 @@ pub mod jwks;
 pub mod limit;
 pub mod resource;
 pub mod session;
-mod verified;
+mod token_cache;
 
 use std::net::IpAddr;
 use std::sync::Arc;

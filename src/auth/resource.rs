@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use super::fetch::{self, FetchError, Fetcher};
 use super::introspect::Introspection;
 use super::jwks::{KeyError, KeySet, Refresh};
-use super::verified::{self, Verified};
+use super::token_cache::{self, TokenCache, unix_now};
 use super::{Admitted, Identity};
 use crate::http::{ProxyBody, full};
 use crate::metrics::Metrics;
@@ -310,8 +310,9 @@ pub struct ResourceServer {
     leeway: u64,
     claims: Vec<String>,
     keys: Option<KeySet>,
-    /// JWTs already verified (a client sends the same token on every request).
-    verified: Verified,
+    /// Claims of JWTs already verified, reused while the token is current and for at
+    /// most [`REUSE_SECS`] (a key the issuer withdraws stops being honoured then).
+    verified: TokenCache<Arc<Map<String, Value>>>,
     introspection: Option<Introspection>,
     metrics: Arc<Metrics>,
 }
@@ -453,7 +454,7 @@ impl ResourceServer {
             leeway,
             claims: settings.claims.clone(),
             keys,
-            verified: Verified::default(),
+            verified: TokenCache::default(),
             introspection,
             metrics,
         })
@@ -567,7 +568,7 @@ impl ResourceServer {
         if !self.algorithms.contains(&header.alg) {
             return Err(DenyReason::Invalid);
         }
-        let key_hash = verified::hash(token);
+        let key_hash = token_cache::hash(token);
         let now = unix_now();
         if let Some(claims) = self.verified.get(&key_hash, now) {
             return Ok(claims);
@@ -592,8 +593,10 @@ impl ResourceServer {
                     let claims = Arc::new(data.claims);
                     // `exp` is required, so it is there and a number.
                     let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
-                    let expires = exp.saturating_add(self.leeway);
-                    self.verified.keep(key_hash, claims.clone(), expires, now);
+                    let until = exp
+                        .saturating_add(self.leeway)
+                        .min(now.saturating_add(REUSE_SECS));
+                    self.verified.keep(key_hash, claims.clone(), until, now);
                     return Ok(claims);
                 }
                 Err(error) => {
@@ -621,13 +624,8 @@ impl ResourceServer {
     }
 }
 
-/// Seconds since the Unix epoch (0 for a clock before it: every token then looks
-/// current, as it would to jsonwebtoken).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+/// The longest a JWT's verification is reused, in seconds.
+const REUSE_SECS: u64 = 300;
 
 /// The scopes of a token: `scope` (a space-separated string, RFC 8693/9068), or `scp`
 /// (Entra: a string; Okta: a list).

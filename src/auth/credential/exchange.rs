@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Uri};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::{CredentialError, ExchangeSettings, sensitive};
 use crate::auth::fetch::Fetcher;
@@ -125,7 +124,7 @@ impl TokenExchange {
     /// The `Authorization` value for the upstream on behalf of `token`: cached, or
     /// exchanged now.
     pub(super) async fn token_for(&self, token: &str) -> Result<HeaderValue, CredentialError> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let key = crate::auth::token_cache::hash(token);
         if let Some(value) = self.cached(&key) {
             self.metrics.token_exchange("cached");
             return Ok(value);
