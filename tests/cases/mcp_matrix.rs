@@ -533,11 +533,10 @@ const WITH_STDIO_CLIENTS: &[Client] = &[
     Client::InspectorStdio,
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn matrix_rmcp_server() {
-    let server = mcp::spawn_mcp_server().await;
-    let server = Server {
-        name: "rmcp",
+/// The in-process rmcp server as the server under test.
+fn rmcp_server(name: &'static str, server: Arc<mcp::McpServer>) -> Server {
+    Server {
+        name,
         url: server.url.clone(),
         base: proxy::base_of(&server.url),
         path: mcp::MCP_PATH.into(),
@@ -547,8 +546,13 @@ async fn matrix_rmcp_server() {
         stdio: None,
         tls: None,
         auth: None,
-    };
-    matrix(server, WITH_STDIO_CLIENTS).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_rmcp_server() {
+    let server = Arc::new(mcp::spawn_mcp_server().await);
+    matrix(rmcp_server("rmcp", server), WITH_STDIO_CLIENTS).await;
 }
 
 /// sluice as the OAuth resource server in front of the rmcp server: each client with a
@@ -559,19 +563,11 @@ async fn matrix_rmcp_server_with_auth() {
     let server = Arc::new(mcp::spawn_mcp_server().await);
     let requests = server.clone();
     let server = Server {
-        name: "rmcp-auth",
-        url: server.url.clone(),
-        base: proxy::base_of(&server.url),
-        path: mcp::MCP_PATH.into(),
-        profile: "sluice",
-        transport: "streamable",
-        _guard: Box::new(server),
-        stdio: None,
-        tls: None,
         auth: Some(MatrixAuth {
             authz: authz::Authz::start().await,
             upstream_requests: Box::new(move || requests.requests()),
         }),
+        ..rmcp_server("rmcp-auth", server)
     };
     matrix(server, STREAMABLE_CLIENTS).await;
 }

@@ -12,7 +12,6 @@ use sluice::app::Running;
 use sluice::auth::{AccessSettings, RateLimitSettings};
 use sluice::cli;
 use sluice::config::Config;
-use sluice::proxy::ProxySettings;
 
 use crate::common::{client, mcp, proxy};
 
@@ -35,19 +34,7 @@ async fn start(upstream: &str, limits: Vec<RateLimitSettings>) -> Running {
             rate_limits: limits,
             ..Default::default()
         },
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: upstream.to_string(),
-        plugins: Vec::new(),
-        proxy: ProxySettings {
-            shutdown_grace: std::time::Duration::from_secs(1),
-            ..ProxySettings::default()
-        },
-        cache_dir: None,
-        record_dir: None,
-        tape: Default::default(),
-        stdio: None,
-        routes: Vec::new(),
-        tls: Default::default(),
+        ..proxy::config(upstream, Vec::new())
     })
     .await
     .expect("sluice starts")

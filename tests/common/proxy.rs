@@ -73,28 +73,39 @@ pub fn fail_open(spec: PluginSpec) -> PluginSpec {
 
 /// sluice in front of `upstream` (a base URL) with `plugins`, on 127.0.0.1:0.
 pub async fn start(upstream: &str, plugins: Vec<PluginSpec>) -> Running {
-    let settings = ProxySettings {
-        // Tests stop proxies with clients' GET streams still open; no need to wait.
-        shutdown_grace: std::time::Duration::from_secs(1),
-        ..ProxySettings::default()
-    };
-    start_with(upstream, plugins, settings).await
+    app::start(config(upstream, plugins))
+        .await
+        .expect("sluice starts")
 }
 
-/// Like [`start`], with client-side settings.
-pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySettings) -> Running {
-    app::start(Config {
+/// The configuration the tests start sluice with: `upstream` and `plugins` on
+/// 127.0.0.1:0, open streams ended a second into shutdown, no cache, no tape, and
+/// everything else at its default; a test changes what it is about.
+pub fn config(upstream: &str, plugins: Vec<PluginSpec>) -> Config {
+    Config {
         access: Default::default(),
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: upstream.to_string(),
         plugins,
-        proxy,
+        proxy: ProxySettings {
+            // Tests stop proxies with clients' GET streams still open; no need to wait.
+            shutdown_grace: std::time::Duration::from_secs(1),
+            ..ProxySettings::default()
+        },
         cache_dir: None,
         record_dir: None,
         tape: Default::default(),
         stdio: None,
         routes: Vec::new(),
         tls: Default::default(),
+    }
+}
+
+/// Like [`start`], with client-side settings.
+pub async fn start_with(upstream: &str, plugins: Vec<PluginSpec>, proxy: ProxySettings) -> Running {
+    app::start(Config {
+        proxy,
+        ..config(upstream, plugins)
     })
     .await
     .expect("sluice starts")
@@ -116,18 +127,7 @@ pub async fn start_with_access(
     app::start(Config {
         access: access(&format!("http://{listen}")),
         listen,
-        upstream: upstream.to_string(),
-        plugins,
-        proxy: ProxySettings {
-            shutdown_grace: std::time::Duration::from_secs(1),
-            ..ProxySettings::default()
-        },
-        cache_dir: None,
-        record_dir: None,
-        tape: Default::default(),
-        stdio: None,
-        routes: Vec::new(),
-        tls: Default::default(),
+        ..config(upstream, plugins)
     })
     .await
     .expect("sluice starts")
@@ -137,20 +137,8 @@ pub async fn start_with_access(
 /// 127.0.0.1:0.
 pub async fn start_stdio(stdio: StdioTarget, plugins: Vec<PluginSpec>) -> Running {
     app::start(Config {
-        access: Default::default(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: String::new(),
-        plugins,
-        proxy: ProxySettings {
-            shutdown_grace: std::time::Duration::from_secs(1),
-            ..ProxySettings::default()
-        },
-        cache_dir: None,
-        record_dir: None,
-        tape: Default::default(),
         stdio: Some(stdio),
-        routes: Vec::new(),
-        tls: Default::default(),
+        ..config("", plugins)
     })
     .await
     .expect("sluice starts")
@@ -163,20 +151,8 @@ pub async fn start_tls(
     tls: sluice::tls::TlsSettings,
 ) -> Running {
     app::start(Config {
-        access: Default::default(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: upstream.to_string(),
-        plugins,
-        proxy: ProxySettings {
-            shutdown_grace: std::time::Duration::from_secs(1),
-            ..ProxySettings::default()
-        },
-        cache_dir: None,
-        record_dir: None,
-        tape: Default::default(),
-        stdio: None,
-        routes: Vec::new(),
         tls,
+        ..config(upstream, plugins)
     })
     .await
     .expect("sluice starts")
