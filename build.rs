@@ -2,7 +2,8 @@
 //!
 //! Each WAT file is a hand-written core module whose first line names the WIT world it
 //! implements (`;; world: filter` or `;; world: interceptor`). The module gets that
-//! world's component metadata from `wit/` embedded, is wrapped into a component by
+//! world's component metadata from `wit/0.1.0-revised/` embedded (a world named in
+//! full, `sluice:plugin/plugin@0.2.0`, comes from `wit/`, the current contract), is wrapped into a component by
 //! `wit-component` (which also validates it), and lands in `$OUT_DIR/<name>.wasm`.
 //! Test fixtures that import WASI name a world of `plugins/wat/wit-test/` in full
 //! (`;; world: sluice:fixtures/filter-stdout`).
@@ -20,6 +21,7 @@ fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env("OUT_DIR"));
     let wit_dir = manifest_dir.join("wit");
+    let revised_dir = wit_dir.join("0.1.0-revised");
     let wat_dir = manifest_dir.join("plugins").join("wat");
 
     println!("cargo:rerun-if-changed=build.rs");
@@ -27,7 +29,13 @@ fn main() {
     println!("cargo:rerun-if-changed={}", wat_dir.display());
 
     let mut resolve = Resolve::default();
-    let (package, _) = resolve
+    let (package, _) = resolve.push_dir(&revised_dir).unwrap_or_else(|e| {
+        panic!(
+            "{}: cannot load the WIT package: {e:?}",
+            revised_dir.display()
+        )
+    });
+    resolve
         .push_dir(&wit_dir)
         .unwrap_or_else(|e| panic!("{}: cannot load the WIT package: {e:?}", wit_dir.display()));
     // Test-only worlds (the contract plus a WASI import), named in full on a fixture's

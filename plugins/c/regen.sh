@@ -14,5 +14,5 @@ if [ ! -x "$wit_bindgen" ] || [ "$("$wit_bindgen" --version | awk '{print $2}')"
     /usr/bin/cargo install --root "$tools" wit-bindgen-cli@0.63.0 --locked
 fi
 rm -rf "$here/gen"
-"$wit_bindgen" c "$plugins/../wit" --world interceptor --out-dir "$here/gen"
+"$wit_bindgen" c "$plugins/../wit/0.1.0-revised" --world interceptor --out-dir "$here/gen"
 echo "==> regenerated $here/gen: $(ls "$here/gen" | tr '\n' ' ')"

@@ -28,7 +28,7 @@ cd "$here"
 start=$(date +%s%N)
 # Write to a temporary name first: a running sluice watches dist/ and would otherwise
 # try to load a half-written file.
-node "$cli" plugin.js --wit "$plugins/../wit" --world-name interceptor \
+node "$cli" plugin.js --wit "$plugins/../wit/0.1.0-revised" --world-name interceptor \
     --disable stdio random clocks http fetch-event -o "$out.tmp"
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 

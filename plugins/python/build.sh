@@ -25,7 +25,7 @@ cd "$here"
 start=$(date +%s%N)
 # Writes into a temporary name first: a running sluice watches dist/ and would
 # otherwise try to load a half-written file.
-"$componentize_py" --wit-path "$plugins/../wit" --world interceptor \
+"$componentize_py" --wit-path "$plugins/../wit/0.1.0-revised" --world interceptor \
     componentize --stub-wasi app -o "$out.tmp"
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 

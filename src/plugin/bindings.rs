@@ -9,7 +9,7 @@
 
 wasmtime::component::bindgen!({
     world: "interceptor",
-    path: "wit",
+    path: "wit/0.1.0-revised",
 });
 
 pub use self::sluice::plugin::host::Level;

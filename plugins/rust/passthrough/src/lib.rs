@@ -8,7 +8,7 @@
 
 wit_bindgen::generate!({
     world: "batch-filter",
-    path: "../../../wit",
+    path: "../../../wit/0.1.0-revised",
 });
 
 struct Passthrough;

@@ -27,7 +27,7 @@ use sluice::plugin::host::{Level, log};
 
 wit_bindgen::generate!({
     world: "batch-interceptor",
-    path: "../../../wit",
+    path: "../../../wit/0.1.0-revised",
 });
 
 const DEFAULT_MARKER: &str = "[REDACTED]";

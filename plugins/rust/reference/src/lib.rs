@@ -15,7 +15,7 @@ use sluice::plugin::host::{Level, log};
 
 wit_bindgen::generate!({
     world: "interceptor",
-    path: "../../../wit",
+    path: "../../../wit/0.1.0-revised",
 });
 
 const MARKER: &str = "[REDACTED]";

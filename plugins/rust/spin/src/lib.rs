@@ -9,7 +9,7 @@ use core::hint::black_box;
 
 wit_bindgen::generate!({
     world: "filter",
-    path: "../../../wit",
+    path: "../../../wit/0.1.0-revised",
 });
 
 struct Spin;

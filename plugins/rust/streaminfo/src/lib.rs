@@ -14,7 +14,7 @@ use std::cell::RefCell;
 
 wit_bindgen::generate!({
     world: "interceptor",
-    path: "../../../wit",
+    path: "../../../wit/0.1.0-revised",
 });
 
 use sluice::plugin::types::Direction;

@@ -7,7 +7,7 @@
 
 wit_bindgen::generate!({
     world: "filter",
-    path: "../../../wit",
+    path: "../../../wit/0.1.0-revised",
 });
 
 struct Trap;
