@@ -1,6 +1,8 @@
 //! Micro-benchmarks (issue 8): the SSE decoder on realistic MCP traffic, one plugin call
 //! per event size next to wasmtime's own floor (an empty component call on the same
-//! engine), and the time to create a fresh per-exchange instance of every plugin.
+//! engine), the same plugin on contract 0.1 and 0.2 and the host calls of 0.2
+//! (`contracts`, issue 25), and the time to create a fresh per-exchange instance of
+//! every plugin.
 //!
 //! Run: `cargo bench --bench micro -- --warm-up-time 1 --measurement-time 3`
 //! (numbers and machine in BENCHMARKS.md, "Micro-benchmarks").
@@ -27,6 +29,9 @@ use sluice::plugin::{
 use sluice::sse::{Decoder, Event, Frame};
 use wasmtime::Store;
 use wasmtime::component::{Component, Func, Linker, TypedFunc};
+
+#[path = "micro/contracts.rs"]
+mod contracts;
 
 /// The proxy's default `--max-event-bytes`.
 const MAX_EVENT_BYTES: usize = 4 << 20;
@@ -443,21 +448,31 @@ fn dist() -> PathBuf {
 /// A `tools/call` result of exactly `len` bytes of JSON.
 fn event_data(len: usize) -> String {
     let mut rng = Rng(len as u64 | 1);
-    let mut value = tool_result(&mut rng, 7, len);
+    fit(tool_result(&mut rng, 7, len), "/result/content/0/text", len)
+}
+
+/// `value` as JSON of exactly `len` bytes: the string at `pointer` trimmed until the
+/// JSON fits, then padded with spaces.
+fn fit(mut value: Value, pointer: &str, len: usize) -> String {
+    let text = |value: &Value| {
+        value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string()
+    };
     let mut data = serde_json::to_string(&value).unwrap();
-    // Trim the text until the JSON fits, then pad with spaces inside the string.
     while data.len() > len {
-        let text = value["result"]["content"][0]["text"].as_str().unwrap();
+        let text = text(&value);
         let mut cut = text.len() - (data.len() - len).min(text.len());
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        value["result"]["content"][0]["text"] = json!(text[..cut].to_string());
+        *value.pointer_mut(pointer).unwrap() = json!(&text[..cut]);
         data = serde_json::to_string(&value).unwrap();
     }
     let pad = len - data.len();
-    let text = value["result"]["content"][0]["text"].as_str().unwrap();
-    value["result"]["content"][0]["text"] = json!(format!("{text}{}", " ".repeat(pad)));
+    *value.pointer_mut(pointer).unwrap() = json!(format!("{}{}", text(&value), " ".repeat(pad)));
     let data = serde_json::to_string(&value).unwrap();
     assert_eq!(data.len(), len);
     data
@@ -624,8 +639,10 @@ fn instantiate(c: &mut Criterion) {
     for (name, plugin) in plugins {
         let chain = Arc::new(Chain::new(vec![plugin]));
         // What the proxy does for each exchange: a session, whose first phase creates
-        // the instance (and, for an interceptor, runs `init` and `on-stream-start`);
-        // the instance is dropped with the session, inside the timing.
+        // the instance of a 0.1 plugin (and, for an interceptor, runs `init` and
+        // `on-stream-start`); the instance is dropped with the session, inside the
+        // timing. A 0.2 plugin's instance is made for its first message, so for it only
+        // `first-event` includes the instance.
         group.bench_function(&name, |b| {
             b.iter(|| {
                 let mut session = chain.session(StreamMeta::default());
@@ -659,6 +676,9 @@ fn handles_events(name: &str) -> bool {
     matches!(
         name,
         "passthrough"
+            | "passthrough-c"
+            | "passthrough-v0.2"
+            | "passthrough-c-v0.2"
             | "redact"
             | "dropper"
             | "streaminfo"
@@ -668,7 +688,13 @@ fn handles_events(name: &str) -> bool {
     ) || name.starts_with("reference-")
 }
 
-criterion_group!(benches, sse_decoder, plugin_calls, instantiate);
+criterion_group!(
+    benches,
+    sse_decoder,
+    plugin_calls,
+    contracts::contracts,
+    instantiate
+);
 
 /// `criterion_main!`, plus the decoder's CPU-time mode (see the module documentation).
 fn main() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build every plugin in every language into plugins/dist/ (what .ci/run calls):
-#   build.sh         the Rust example plugins, reference-rust and passthrough-v0.2
+#   build.sh         the Rust example plugins, reference-rust, passthrough-v0.2 and
+#                    powers-cost
 #   c/build.sh       reference-c, and the fixtures reference-c-v0.1.0 (contract 0.1.0
 #                    as published), passthrough-c (0.1), passthrough-c-v0.2
 #   zig/build.sh     reference-zig
