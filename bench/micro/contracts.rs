@@ -15,8 +15,9 @@
 //!   `begin`, the event, the session dropped): what creating the instance costs on
 //!   each contract; for `interest-skip` (fed a progress notification) no instance is
 //!   made at all.
-//! - `power/<call>`: a 0.2 plugin making one call into the host per 256 B message
-//!   (`plugins/rust/powers-cost`); each row minus `power/none` is that call's cost.
+//! - `power/<call>/x1` and `/x16`: a 0.2 plugin making one call into the host, or 16,
+//!   per 256 B message (`plugins/rust/powers-cost`); a row minus `power/none/x1` is
+//!   that many calls' cost.
 //!
 //! The plugins come from `plugins/dist` (`bash plugins/build-all.sh`); a missing one is
 //! skipped with a note. Figures: BENCHMARKS.md and docs/plugins.md.
@@ -59,15 +60,20 @@ const BATCH: usize = 64;
 
 /// The host calls measured, as `powers-cost` names them. `state-add` before
 /// `state-get`: they share the store, so the get finds the key.
-const POWERS: [&str; 7] = [
+const POWERS: [&str; 8] = [
     "none",
     "data",
     "method",
+    "stream-id",
     "route",
     "state-add",
     "state-get",
     "metrics-add",
 ];
+
+/// The `power/<call>/x<n>` rows make the call this many times per message: a call
+/// costs about as much as the noise around one message, its n-fold does not.
+const POWER_REPEAT: u32 = 16;
 
 /// The exchange a `tools/call` POST opens, on a named route.
 fn exchange() -> StreamMeta {
@@ -253,10 +259,17 @@ pub(super) fn contracts(c: &mut Criterion) {
     let mut group = c.benchmark_group("power");
     let data = event_data(256);
     for call in POWERS {
-        let Some(chain) = loader.chain("powers-cost", "powers-cost", call) else {
-            break;
-        };
-        bench_event(&mut group, BenchmarkId::from_parameter(call), &chain, &data);
+        for times in [1, POWER_REPEAT] {
+            if call == "none" && times > 1 {
+                continue;
+            }
+            let config = format!("{call}*{times}");
+            let Some(chain) = loader.chain("powers-cost", "powers-cost", &config) else {
+                break;
+            };
+            let id = BenchmarkId::new(call, format!("x{times}"));
+            bench_event(&mut group, id, &chain, &data);
+        }
     }
     group.finish();
     // The calls did what they say (the first event of each row, outside the timing,
