@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::metrics::Metrics;
 use crate::plugin::HoldSpec;
 
 /// The most approval holds waiting at once (per process).
@@ -196,6 +197,24 @@ impl Holds {
                 passed: !spec.drop_on_timeout,
             },
         }
+    }
+
+    /// [`Holds::wait`], logged (when the hold begins and how it ends) and counted
+    /// (`sluice_plugin_holds_total`): what the proxy does with every hold.
+    pub async fn carry_out(&self, metrics: &Metrics, spec: &HoldSpec, shown: HeldMessage) -> HoldEnd {
+        let (stream, plugin) = (shown.stream, shown.plugin.clone());
+        tracing::info!(
+            stream,
+            plugin,
+            approval = spec.approval,
+            timeout_ms = spec.timeout.as_millis() as u64,
+            reason = %spec.reason,
+            "message held by a plugin"
+        );
+        let end = self.wait(spec, shown).await;
+        metrics.hold_ended(end.as_str());
+        tracing::info!(stream, plugin, outcome = end.as_str(), "hold ended");
+        end
     }
 
     /// The holds waiting for a decision, oldest first.

@@ -336,13 +336,80 @@ pub fn to_client(
     unanswered: &mut Vec<RequestId>,
     limits: &Limits,
 ) -> Option<Event> {
+    match to_client_or_hold(session, event, unanswered, limits) {
+        ToClient::Sent(sent) => sent,
+        ToClient::Held(held) => {
+            tracing::warn!(
+                stream = session.meta().stream_id,
+                plugin = %held.plugin,
+                "a hold here is not waited for (a replay, or a plugin's own answer): the \
+                 message goes on at once"
+            );
+            let mut held = held;
+            loop {
+                match resume_to_client(session, held, true, unanswered) {
+                    ToClient::Sent(sent) => return sent,
+                    ToClient::Held(again) => held = again,
+                }
+            }
+        }
+    }
+}
+
+/// What became of an upstream event on its way to the client.
+#[derive(Debug)]
+pub enum ToClient {
+    /// Send this to the client (`None`: nothing).
+    Sent(Option<Event>),
+    /// A plugin held it: wait as its hold says, then [`resume_to_client`]. The events
+    /// behind it in the stream wait too (order is kept).
+    Held(HeldEvent),
+}
+
+/// An upstream message a plugin held, and where its walk goes on.
+#[derive(Debug)]
+pub struct HeldEvent {
+    /// The plugin that held it.
+    pub plugin: std::sync::Arc<str>,
+    /// How long, and for what.
+    pub hold: HoldSpec,
+    /// The message as that plugin saw it.
+    pub event: Event,
+    resume: usize,
+    cursor: Event,
+}
+
+/// [`to_client`], where the caller carries out holds: a held single message comes
+/// back as [`ToClient::Held`]. (A message of a server batch is not held: the batch
+/// goes out in one piece; such a hold goes on at once, with a warning.)
+pub fn to_client_or_hold(
+    session: &mut Session,
+    event: Event,
+    unanswered: &mut Vec<RequestId>,
+    limits: &Limits,
+) -> ToClient {
     if event.data.as_deref().is_none_or(str::is_empty) {
-        return Some(event);
+        return ToClient::Sent(Some(event));
     }
     let cursor = cursor_of(&event);
     let Some(items) = batch_items(event.data_str()) else {
-        let outcome = session.on_event(event);
-        return with_cursor(cursor, after_chain(session, outcome, unanswered));
+        return match session.on_event(event) {
+            Outcome::Held {
+                plugin,
+                hold,
+                event,
+                resume,
+            } => ToClient::Held(HeldEvent {
+                plugin,
+                hold,
+                event,
+                resume,
+                cursor,
+            }),
+            outcome => {
+                ToClient::Sent(with_cursor(cursor, after_chain(session, outcome, unanswered)))
+            }
+        };
     };
     // The rules protect plugins: where none sees this direction, nothing is refused.
     let too_long = !session.passes_everything() && items.len() > limits.max_batch;
@@ -369,17 +436,80 @@ pub fn to_client(
             over_long_batch(&message, limits.max_batch, unanswered)
         } else {
             let outcome = session.on_event(message);
+            let outcome = go_on_at_once(session, outcome);
             after_chain(session, outcome, unanswered)
         };
         kept.extend(sent.and_then(|e| e.data));
     }
     if kept.is_empty() {
-        return cursor_only(cursor);
+        return ToClient::Sent(cursor_only(cursor));
     }
-    Some(Event {
+    ToClient::Sent(Some(Event {
         data: Some(join_batch(&kept)),
         ..event
-    })
+    }))
+}
+
+/// Goes on with an upstream message a plugin held, once the hold ended: through the
+/// rest of the chain when it `goes_on`, else dropped by the plugin that held it (a
+/// response is replaced by an error with its id, as for any drop).
+pub fn resume_to_client(
+    session: &mut Session,
+    held: HeldEvent,
+    goes_on: bool,
+    unanswered: &mut Vec<RequestId>,
+) -> ToClient {
+    let HeldEvent {
+        plugin,
+        event,
+        resume,
+        cursor,
+        ..
+    } = held;
+    let outcome = if goes_on {
+        session.resume(event, resume)
+    } else {
+        Outcome::Dropped {
+            plugin,
+            failure: None,
+            event,
+        }
+    };
+    match outcome {
+        Outcome::Held {
+            plugin,
+            hold,
+            event,
+            resume,
+        } => ToClient::Held(HeldEvent {
+            plugin,
+            hold,
+            event,
+            resume,
+            cursor,
+        }),
+        outcome => ToClient::Sent(with_cursor(cursor, after_chain(session, outcome, unanswered))),
+    }
+}
+
+/// Where a hold cannot be waited for (a message of a batch), the message goes on at
+/// once, with a warning.
+fn go_on_at_once(session: &mut Session, mut outcome: Outcome) -> Outcome {
+    while let Outcome::Held {
+        plugin,
+        event,
+        resume,
+        ..
+    } = outcome
+    {
+        tracing::warn!(
+            stream = session.meta().stream_id,
+            plugin = %plugin,
+            "a message of a batch cannot be held apart from the batch: it goes on at once"
+        );
+        outcome = session.resume(event, resume);
+    }
+    outcome
 }
 
 /// A message of a server batch over `limit` messages, which the plugins do not get to
@@ -420,7 +550,10 @@ pub fn to_client_run(
     outcomes
         .into_iter()
         .zip(cursors)
-        .map(|(outcome, cursor)| with_cursor(cursor, after_chain(session, outcome, unanswered)))
+        .map(|(outcome, cursor)| {
+            let outcome = go_on_at_once(session, outcome);
+            with_cursor(cursor, after_chain(session, outcome, unanswered))
+        })
         .collect()
 }
 
@@ -459,9 +592,9 @@ fn after_chain(
             Some(event)
         }
         Outcome::Answered { event, .. } | Outcome::Held { event, .. } => {
-            // The chain refuses `respond` and `hold` going to the client as failures of
-            // the call, so these never come here; should one, it goes on unchanged.
-            debug_assert!(false, "respond or hold on a message going to the client");
+            // The chain refuses `respond` going to the client as a failure of the call,
+            // and holds are carried out before this; should one come, it goes on.
+            debug_assert!(false, "respond or an unresolved hold going to the client");
             note_answered(event.data_str(), unanswered);
             Some(event)
         }

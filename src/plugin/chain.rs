@@ -378,6 +378,12 @@ impl Session {
         }
     }
 
+    /// True when a plugin of the chain can hold a message (a 0.2 plugin): events then
+    /// go through it one at a time, so that those behind a held one wait.
+    pub fn may_hold(&self) -> bool {
+        self.chain.one_by_one
+    }
+
     /// The direction of the phase under way, if one is.
     pub fn phase_direction(&self) -> Option<Direction> {
         self.phase.as_ref().map(|(d, _)| *d)
@@ -853,12 +859,6 @@ fn answerable(
     flight: &mut InFlight,
     verdict: Answer,
 ) -> Result<Answer, CallFailure> {
-    if matches!(verdict, Answer::Hold(_)) && direction != Direction::ToServer {
-        return Err(CallFailure::new(
-            FailureKind::Malformed,
-            "hold is carried out for client messages (to-server) only in this sluice",
-        ));
-    }
     let Answer::Respond(answer) = &verdict else {
         return Ok(verdict);
     };

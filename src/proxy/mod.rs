@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use tracing::Instrument;
 
 pub use error::{ProxyError, Unusable};
-use sse_body::InterceptedSse;
+use sse_body::{HoldRoom, InterceptedSse};
 
 use crate::auth::Access;
 use crate::error_chain::ErrorChain;
@@ -37,7 +37,7 @@ use crate::http::{ClientTls, origin, request_host};
 use crate::mcp::client::{ClientBody, Refused};
 use crate::mcp::jsonrpc::Summary;
 use crate::mcp::legacy::EndpointRewrite;
-use crate::mcp::messages::{self, ToServer};
+use crate::mcp::messages::{self, ToClient, ToServer};
 
 use crate::metrics::Metrics;
 use crate::observe::metrics::Counting;
@@ -583,6 +583,7 @@ impl Proxy {
             .with_answers_first(answered)
             .observed_by(observers)
             .closing_on(self.closing.subscribe())
+            .with_holds(self.hold_room())
             .in_span(span);
         if opened_by_get && let Some(base) = self.upstream.legacy_endpoint() {
             // Only a GET opens a legacy HTTP+SSE stream with an `endpoint` event.
@@ -706,35 +707,25 @@ impl Proxy {
 
     /// What the admin API shows of a held client message.
     fn held_message(&self, session: &Session, held: &messages::Held) -> HeldMessage {
-        let meta = session.meta();
-        HeldMessage::new(
-            &held.plugin,
-            &held.hold,
-            (
-                self.route.as_deref().unwrap_or("default"),
-                meta.stream_id,
-                meta.identity.subject.clone(),
-            ),
-            meta.rpc_method.clone(),
-            held.event.data_str(),
-        )
+        self.hold_room()
+            .shown(session, &held.plugin, &held.hold, held.event.data_str())
     }
 
     /// Waits out a plugin's hold of a client message; true when the message goes on.
     async fn wait_for_hold(&self, shown: HeldMessage, hold: &HoldSpec) -> bool {
-        let (stream, plugin) = (shown.stream, shown.plugin.clone());
-        tracing::info!(
-            stream,
-            plugin,
-            approval = hold.approval,
-            timeout_ms = hold.timeout.as_millis() as u64,
-            reason = %hold.reason,
-            "message held by a plugin"
-        );
-        let end = self.holds.wait(hold, shown).await;
-        self.metrics.hold_ended(end.as_str());
-        tracing::info!(stream, plugin, outcome = end.as_str(), "hold ended");
-        end.goes_on()
+        self.holds
+            .carry_out(&self.metrics, hold, shown)
+            .await
+            .goes_on()
+    }
+
+    /// Where the holds of upstream messages wait (`InterceptedSse`).
+    fn hold_room(&self) -> HoldRoom {
+        HoldRoom {
+            holds: self.holds.clone(),
+            metrics: self.metrics.clone(),
+            route: self.route.clone(),
+        }
     }
 
     /// A JSON response passes the chain one message at a time.
@@ -772,14 +763,46 @@ impl Proxy {
         let received = Event::message(text);
         let recorded = observers.wants_upstream_bytes().then(|| received.clone());
         let limits = self.settings.message_limits;
-        let (mut session, sent) = self
+        let (mut session, (mut judged, mut unanswered)) = self
             .plugin_work(session, move |session| {
                 session.begin(Direction::ToClient);
-                let sent = messages::to_client(session, received, &mut unanswered, &limits);
-                session.end();
-                sent
+                let judged =
+                    messages::to_client_or_hold(session, received, &mut unanswered, &limits);
+                if matches!(judged, ToClient::Sent(_)) {
+                    session.end();
+                }
+                (judged, unanswered)
             })
             .await;
+        // A held response waits here, off the plugin workers.
+        let sent = loop {
+            match judged {
+                ToClient::Sent(sent) => break sent,
+                ToClient::Held(held) => {
+                    let shown = self.hold_room().shown(
+                        &session,
+                        &held.plugin,
+                        &held.hold,
+                        held.event.data_str(),
+                    );
+                    let goes_on = self.wait_for_hold(shown, &held.hold).await;
+                    (session, (judged, unanswered)) = self
+                        .plugin_work(session, move |session| {
+                            let judged = messages::resume_to_client(
+                                session,
+                                held,
+                                goes_on,
+                                &mut unanswered,
+                            );
+                            if matches!(judged, ToClient::Sent(_)) {
+                                session.end();
+                            }
+                            (judged, unanswered)
+                        })
+                        .await;
+                }
+            }
+        };
         if let Some(received) = &recorded {
             let judged = Judged {
                 steps: &session.take_steps(),
