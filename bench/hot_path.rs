@@ -22,6 +22,7 @@ fn chain_of(runtime: &Arc<Runtime>, specs: Vec<(&str, PluginSource, &str)>) -> A
             Plugin::load(
                 runtime,
                 PluginSpec {
+                    powers: Default::default(),
                     name: name.into(),
                     source,
                     config: config.into(),

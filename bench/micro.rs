@@ -426,6 +426,7 @@ fn load(
     Plugin::load(
         runtime,
         PluginSpec {
+            powers: Default::default(),
             name: name.into(),
             source,
             config: config.into(),

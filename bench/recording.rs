@@ -94,6 +94,7 @@ async fn proxy(upstream: SocketAddr, record: Option<std::path::PathBuf>) -> Runn
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream: format!("http://{upstream}"),
         plugins: vec![PluginSpec {
+            powers: Default::default(),
             name: "pass".into(),
             source: PluginSource::Bytes(builtin::PASS),
             config: String::new(),

@@ -48,6 +48,7 @@ fn event_256(secret: bool) -> Event {
 
 fn spec(name: &str, source: PluginSource, config: &str, memory_bytes: usize) -> PluginSpec {
     PluginSpec {
+        powers: Default::default(),
         name: name.to_string(),
         source,
         config: config.to_string(),

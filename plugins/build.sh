@@ -55,17 +55,21 @@ printf '==> cargo build took %d.%03d s\n' $((elapsed_ms / 1000)) $((elapsed_ms %
 
 mkdir -p "$dist"
 failed=0
-printf '\n%-14s %10s %10s  %s\n' plugin "core (B)" "component" file
+printf '\n%-17s %10s %10s  %s\n' plugin "core (B)" "component" file
 for name in "${plugins[@]}"; do
     core="$target_dir/$triple/$profile/${name//-/_}.wasm"
     # The reference filter exists in several languages: dist/reference-<language>.wasm.
+    # passthrough-v2 is passthrough on contract 0.2: dist/passthrough-v0.2.wasm.
     out_name="$name"
-    [ "$name" = reference ] && out_name=reference-rust
+    case "$name" in
+        reference) out_name=reference-rust ;;
+        passthrough-v2) out_name=passthrough-v0.2 ;;
+    esac
     out="$dist/$out_name.wasm"
     [ -f "$core" ] || die "$name: cargo produced no $core"
     "$wasm_tools" component new "$core" -o "$out.tmp"
     publish_component "$out.tmp" "$out" "plugins must need no WASI" || { failed=1; continue; }
-    printf '%-14s %10d %10d  %s\n' "$out_name" "$(stat -c %s "$core")" "$(stat -c %s "$out")" "${out#"$here"/}"
+    printf '%-17s %10d %10d  %s\n' "$out_name" "$(stat -c %s "$core")" "$(stat -c %s "$out")" "${out#"$here"/}"
 done
 [ "$failed" -eq 0 ] || die "some plugins failed the checks above"
 echo "==> ${#plugins[@]} plugins written to $dist"

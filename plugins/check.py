@@ -43,7 +43,8 @@ def event(data, id=None, kind=None, retry=None):
 def stream_info():
     r = Record()  # wasmtime-py looks fields up by their WIT names
     for name, value in [("stream-id", 1), ("direction", "to-client"), ("session-id", None),
-                        ("method", "POST"), ("path", "/mcp"), ("rpc-method", "tools/call")]:
+                        ("method", "POST"), ("path", "/mcp"), ("rpc-method", "tools/call"),
+                        ("protocol-version", None)]:
         setattr(r, name, value)
     return r
 

@@ -1,7 +1,8 @@
 //! The admin API, on its own listener (loopback by default, optional bearer token):
 //! `GET /admin/plugins` shows the current chain, its generation and the reload
 //! history; `POST /admin/reload` builds and swaps in a new chain; `GET /metrics` is the
-//! Prometheus scrape endpoint (`metrics`).
+//! Prometheus scrape endpoint (`metrics`); `GET /admin/holds` lists the messages plugins
+//! hold for approval, and `POST /admin/holds/<id>/approve` or `/deny` decides one.
 //!
 //! Browsers are kept out even on loopback, where no token is needed: a request with an
 //! `Origin` header (any page's `fetch`, including a no-cors POST, which a browser sends
@@ -16,6 +17,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::holds::{Decision, Holds};
 use crate::http::{Handler, ProxyBody, full, origin};
 use crate::reload::{Reloader, Trigger};
 use crate::tape::Recorder;
@@ -27,6 +29,8 @@ pub struct Admin {
     recorder: Option<Arc<Recorder>>,
     /// Each `[[route]]`'s reloader, by route name (`?route=<name>`).
     routes: Vec<(String, Arc<Reloader>)>,
+    /// The messages plugins hold for a decision.
+    holds: Arc<Holds>,
 }
 
 impl Admin {
@@ -37,7 +41,47 @@ impl Admin {
             token,
             recorder: None,
             routes: Vec::new(),
+            holds: Arc::default(),
         }
+    }
+
+    /// The held messages this API lists and decides (the proxies' own).
+    pub fn with_holds(mut self, holds: Arc<Holds>) -> Self {
+        self.holds = holds;
+        self
+    }
+
+    /// `POST /admin/holds/<id>/approve` or `/deny`.
+    fn decide(&self, path: &str) -> Response<ProxyBody> {
+        let decided = path
+            .strip_prefix("/admin/holds/")
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(id, what)| {
+                let decision = match what {
+                    "approve" => Decision::Approve,
+                    "deny" => Decision::Deny,
+                    _ => return None,
+                };
+                Some((id.parse::<u64>().ok()?, decision))
+            });
+        let Some((id, decision)) = decided else {
+            return reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": "use POST /admin/holds/<id>/approve or /admin/holds/<id>/deny"}),
+            );
+        };
+        if !self.holds.decide(id, decision) {
+            return reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("no message held with id {id} (decided, timed out, or its client left)")}),
+            );
+        }
+        let decision = match decision {
+            Decision::Approve => "approved",
+            Decision::Deny => "denied",
+        };
+        tracing::info!(hold = id, decision, "held message decided on the admin API");
+        reply(StatusCode::OK, json!({"id": id, "decision": decision}))
     }
 
     /// The routes' chains, which `?route=<name>` on `/admin/plugins` and
@@ -139,7 +183,11 @@ impl Admin {
                     ),
                 }
             }
-            (_, "/admin/plugins" | "/admin/reload") => reply(
+            (&Method::GET, "/admin/holds") => {
+                reply(StatusCode::OK, json!({ "holds": self.holds.list() }))
+            }
+            (&Method::POST, path) if path.starts_with("/admin/holds/") => self.decide(path),
+            (_, "/admin/plugins" | "/admin/reload" | "/admin/holds") => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({"error": "method not allowed"}),
             ),

@@ -12,6 +12,7 @@ use crate::admin::Admin;
 use crate::auth::{Access, AccessError, AccessSettings};
 use crate::config::Config;
 use crate::error_chain::ErrorChain;
+use crate::holds::Holds;
 use crate::http::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::plugin::CompileCache;
@@ -112,6 +113,8 @@ pub struct Core {
     default: Option<Arc<Proxy>>,
     /// The `[[route]]`s, each with its own chain and proxy.
     routes: Vec<RunningRoute>,
+    /// Messages plugins hold, on every route; the admin API lists and decides them.
+    holds: Arc<Holds>,
 }
 
 /// A route of a running proxy.
@@ -154,9 +157,11 @@ impl Core {
             Some(dir) => Some(recorder(dir, config.upstream_label(), config, &reloader).await?),
             None => None,
         };
+        let holds = Arc::new(Holds::default());
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            routes.push(start_route(route, config, cache.clone(), reloader.metrics()).await?);
+            let shared = (reloader.metrics(), &holds);
+            routes.push(start_route(route, config, cache.clone(), shared).await?);
         }
         // Routes alone (no default upstream): what no route takes is answered 404.
         let has_default = config.stdio.is_some() || !config.upstream.is_empty();
@@ -167,13 +172,16 @@ impl Core {
                 config,
                 reloader.metrics(),
             )?;
-            Some(Arc::new(proxy_for(
-                upstream,
-                &reloader,
-                config,
-                recorder.as_ref(),
-                (None, &config.access),
-            )?))
+            Some(Arc::new(
+                proxy_for(
+                    upstream,
+                    &reloader,
+                    config,
+                    recorder.as_ref(),
+                    (None, &config.access),
+                )?
+                .with_holds(holds.clone()),
+            ))
         } else {
             None
         };
@@ -195,6 +203,7 @@ impl Core {
             tls: None,
             default,
             routes,
+            holds,
         })
     }
 
@@ -319,7 +328,8 @@ impl Core {
         let admin = Arc::new(
             Admin::new(self.reloader.clone(), token)
                 .with_recorder(self.recorder.clone())
-                .with_routes(routes),
+                .with_routes(routes)
+                .with_holds(self.holds.clone()),
         );
         // The proxy's timeouts, and a cap of its own: a scraper and an operator need a
         // few connections, and a flood of them must not hold descriptors the proxy needs.
@@ -597,7 +607,8 @@ fn proxy_for(
         })?;
     let mut proxy = Proxy::new(upstream, reloader.current().clone(), config.proxy.clone())
         .with_metrics(reloader.metrics().clone())
-        .with_access(Arc::new(access));
+        .with_access(Arc::new(access))
+        .with_route(route.map(String::as_str));
     if let Some(recorder) = recorder {
         proxy = proxy.with_observer(Arc::new(Recording(recorder.clone())));
     }
@@ -631,7 +642,7 @@ async fn start_route(
     route: &crate::config::Route,
     config: &Config,
     cache: Option<CompileCache>,
-    metrics: &Arc<Metrics>,
+    (metrics, holds): (&Arc<Metrics>, &Arc<Holds>),
 ) -> Result<RunningRoute, StartError> {
     let source: ChainSource = match route.reload.clone() {
         Some(file) => {
@@ -664,13 +675,16 @@ async fn start_route(
         config,
         reloader.metrics(),
     )?;
-    let proxy = Arc::new(proxy_for(
-        upstream,
-        &reloader,
-        config,
-        recorder.as_ref(),
-        (Some(&route.name), &route.access),
-    )?);
+    let proxy = Arc::new(
+        proxy_for(
+            upstream,
+            &reloader,
+            config,
+            recorder.as_ref(),
+            (Some(&route.name), &route.access),
+        )?
+        .with_holds(holds.clone()),
+    );
     Ok(RunningRoute {
         name: route.name.clone(),
         prefix: route.prefix.clone(),

@@ -43,10 +43,18 @@ use crate::plugin::{
 
 /// The package this host implements.
 pub const HOST_PACKAGE: &str = "sluice:plugin";
-/// The version of [`HOST_PACKAGE`] this host implements.
-pub const HOST_VERSION: &str = "0.1.0";
-/// The interfaces of [`HOST_PACKAGE`] the host provides to every plugin.
-const HOST_INTERFACES: &[&str] = &["host", "types"];
+/// The versions of [`HOST_PACKAGE`] this host implements (the current one last).
+pub const HOST_VERSION: &str = "0.1.0 and 0.2.0";
+/// The interfaces of [`HOST_PACKAGE`] the host provides, by version.
+const HOST_INTERFACES: &[(&str, &[&str])] = &[
+    ("0.1", &["host", "types"]),
+    (
+        "0.2",
+        &["types", "log", "context", "state", "metrics", "interest"],
+    ),
+];
+/// The export holding a 0.2 plugin's functions.
+const HANDLER: &str = "handler";
 
 /// Exports of the `interceptor` world besides `on-event`.
 const LIFECYCLE: [&str; 3] = ["init", "on-stream-start", "on-stream-end"];
@@ -61,6 +69,8 @@ pub struct Report {
     pub size: usize,
     /// The world its exports implement; `None` when they implement neither.
     pub world: Option<World>,
+    /// The contract version it was built against (`None` with the world).
+    pub contract: Option<crate::plugin::Contract>,
     /// Each import, in the component's order.
     pub imports: Vec<Import>,
     /// Each export, in the component's order.
@@ -372,8 +382,11 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
             {
                 wrong_version(version.unwrap_or("none"), &mut problems);
             }
+            let handler = Interface::parse(export)
+                .is_some_and(|i| i.package == HOST_PACKAGE && i.interface == HANDLER);
             let role = match export {
                 "on-event" => ExportRole::OnEvent,
+                _ if handler => ExportRole::OnEvent,
                 e if LIFECYCLE.contains(&e) => ExportRole::Lifecycle,
                 _ => ExportRole::Ignored,
             };
@@ -387,7 +400,14 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
 
     let has = |name: &str| exports.iter().any(|e| e.name == name);
     let missing: Vec<&'static str> = LIFECYCLE.into_iter().filter(|n| !has(n)).collect();
-    let world = if !has("on-event") {
+    let v2 = exports.iter().any(|e| {
+        Interface::parse(&e.name).is_some_and(|i| {
+            i.package == HOST_PACKAGE && i.interface == HANDLER && i.version == Some("0.2.0")
+        })
+    });
+    let world = if v2 {
+        Some(World::Plugin)
+    } else if !has("on-event") {
         problems.push(Problem::MissingOnEvent);
         None
     } else if missing.is_empty() {
@@ -399,6 +419,7 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
         None
     };
 
+    let contract = world.map(|_| crate::plugin::detect_contract(&compiled.component, engine));
     let trial = if problems.is_empty() {
         trial(&runtime, path, name, options, compiled, &mut problems)
     } else {
@@ -408,6 +429,7 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
         file,
         size: bytes.len(),
         world,
+        contract,
         imports,
         exports,
         compile_time,
@@ -427,6 +449,7 @@ fn trial(
     problems: &mut Vec<Problem>,
 ) -> Trial {
     let spec = PluginSpec {
+        powers: Default::default(),
         name,
         source: PluginSource::File(path.to_path_buf()),
         config: options.config.clone().unwrap_or_default(),
@@ -499,9 +522,16 @@ impl<'a> Interface<'a> {
 /// host's 0.1.0 definitions: semver-compatible versions share `0.1.x` (no
 /// pre-release); an unversioned name matches nothing.
 fn compatible(version: Option<&str>) -> bool {
-    version
-        .and_then(|v| v.strip_prefix("0.1."))
-        .is_some_and(|patch| !patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit()))
+    interfaces_of(version).is_some()
+}
+
+/// The interfaces the host provides at `version` (any patch of a minor it implements).
+fn interfaces_of(version: Option<&str>) -> Option<&'static [&'static str]> {
+    let version = version?;
+    HOST_INTERFACES.iter().find_map(|(minor, interfaces)| {
+        let patch = version.strip_prefix(minor)?.strip_prefix('.')?;
+        (!patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit())).then_some(*interfaces)
+    })
 }
 
 /// `granted`: the plugin has a capability, so it is linked with WASI preview 2.
@@ -519,12 +549,12 @@ fn classify_import(name: &str, granted: bool) -> ImportStatus {
     if interface.package != HOST_PACKAGE {
         return ImportStatus::Refused(Refusal::Foreign);
     }
-    if !compatible(interface.version) {
+    let Some(provided) = interfaces_of(interface.version) else {
         return ImportStatus::Refused(Refusal::WrongVersion {
             found: interface.version.unwrap_or("none").to_string(),
         });
-    }
-    if HOST_INTERFACES.contains(&interface.interface) {
+    };
+    if provided.contains(&interface.interface) {
         ImportStatus::Provided
     } else {
         ImportStatus::Refused(Refusal::UnknownInterface)
@@ -534,9 +564,13 @@ fn classify_import(name: &str, granted: bool) -> ImportStatus {
 fn provided_list() -> String {
     HOST_INTERFACES
         .iter()
-        .map(|i| format!("{HOST_PACKAGE}/{i}@{HOST_VERSION}"))
+        .flat_map(|(minor, interfaces)| {
+            interfaces
+                .iter()
+                .map(move |i| format!("{HOST_PACKAGE}/{i}@{minor}.0"))
+        })
         .collect::<Vec<_>>()
-        .join(" and ")
+        .join(", ")
 }
 
 fn kind(item: &ComponentItem) -> &'static str {
@@ -571,13 +605,15 @@ impl fmt::Display for Report {
             self.size
         )?;
         writeln!(f, "component: yes")?;
-        match self.world {
-            Some(world) => writeln!(
+        match (self.world, self.contract) {
+            (Some(world), Some(contract)) => {
+                writeln!(f, "contract:  {}", contract.as_str())?;
+                writeln!(f, "world:     {}", world.as_str())?;
+            }
+            _ => writeln!(
                 f,
-                "world:     {} ({HOST_PACKAGE}@{HOST_VERSION})",
-                world.as_str()
+                "world:     none (neither 0.2's plugin nor 0.1's filter or interceptor)"
             )?,
-            None => writeln!(f, "world:     none (neither filter nor interceptor)")?,
         }
         let width = self
             .imports
@@ -619,7 +655,7 @@ impl fmt::Display for Report {
         )?;
         for export in &self.exports {
             let role = match export.role {
-                ExportRole::OnEvent => "called for every event",
+                ExportRole::OnEvent => "called for every message",
                 ExportRole::Lifecycle => "interceptor lifecycle",
                 ExportRole::Ignored => "ignored (not part of the contract)",
             };
@@ -632,7 +668,7 @@ impl fmt::Display for Report {
         )?;
         match &self.trial {
             Trial::Passed => match self.world {
-                Some(World::Interceptor) => writeln!(
+                Some(World::Interceptor | World::Plugin) => writeln!(
                     f,
                     "trial:     instantiated, init accepted the configuration"
                 )?,
@@ -681,10 +717,23 @@ mod tests {
             ImportStatus::Provided
         );
         assert_eq!(
-            classify_import("sluice:plugin/host@0.2.0", false),
+            classify_import("sluice:plugin/host@0.3.0", false),
             ImportStatus::Refused(Refusal::WrongVersion {
-                found: "0.2.0".into()
+                found: "0.3.0".into()
             })
+        );
+        assert_eq!(
+            classify_import("sluice:plugin/state@0.2.0", false),
+            ImportStatus::Provided
+        );
+        assert_eq!(
+            classify_import("sluice:plugin/host@0.2.0", false),
+            ImportStatus::Refused(Refusal::UnknownInterface),
+            "0.2 has no `host` (its log is `log`)"
+        );
+        assert_eq!(
+            classify_import("sluice:plugin/state@0.1.0", false),
+            ImportStatus::Refused(Refusal::UnknownInterface)
         );
         assert_eq!(
             classify_import("sluice:plugin/host@0.1.0-rc1", false),

@@ -223,6 +223,7 @@ impl TestArgs {
             let name = unique_name(path, &names);
             names.push(name.clone());
             plugins.push(PluginSpec {
+                powers: Default::default(),
                 name,
                 source: PluginSource::File(path.clone()),
                 config: read_config(self.configs.get(i).cloned())?,
@@ -781,6 +782,7 @@ pub fn resolve(run: &RunArgs, matches: &ArgMatches) -> Result<Config, CliError> 
         let name = unique_name(path, &names);
         names.push(name.clone());
         plugins.push(PluginSpec {
+            powers: Default::default(),
             name,
             source: PluginSource::File(path.clone()),
             config: read_config(config)?,

@@ -76,6 +76,7 @@ pub async fn run(
         listen,
         upstream: format!("http://{upstream}"),
         plugins: vec![PluginSpec {
+            powers: Default::default(),
             name: "demo".into(),
             source: PluginSource::Bytes(builtin::DEMO),
             config: String::new(),

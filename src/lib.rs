@@ -35,6 +35,7 @@ pub mod config;
 pub mod demo;
 pub mod error_chain;
 pub mod failure;
+pub mod holds;
 pub mod http;
 pub mod identity;
 pub mod ingress;

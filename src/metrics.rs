@@ -26,6 +26,9 @@ use prometheus_client::registry::Registry;
 
 use crate::failure::FailureKind;
 
+mod plugin_counters;
+pub use plugin_counters::PluginCounters;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Direction {
     direction: &'static str,
@@ -109,6 +112,14 @@ pub struct Metrics {
     jwks_fetches: Family<Outcome, Counter>,
     rate_limited: Family<MethodLabel, Counter>,
     token_exchanges: Family<Outcome, Counter>,
+    /// Counters plugins keep themselves (the `metrics` power).
+    plugin_counters: plugin_counters::CounterFamily,
+    /// The counter names and labels each plugin has used, by route and plugin name.
+    plugin_counters_seen: Arc<Mutex<BTreeMap<(String, String), Arc<Mutex<plugin_counters::Seen>>>>>,
+    /// Messages plugins held (`hold`), by how the hold ended.
+    holds: Family<Outcome, Counter>,
+    /// Requests plugins answered themselves (`respond`).
+    plugin_answers: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -296,6 +307,35 @@ impl Metrics {
         for direction in ["in", "out"] {
             let _ = events.get_or_create(&Direction { direction });
         }
+        let plugin_counters = plugin_counters::CounterFamily::default();
+        registry.register(
+            "plugin_counter",
+            "Counters plugins keep themselves (the metrics power of sluice:plugin@0.2.0), by route, plugin, counter and label; bounded per plugin (what is over a bound counts under \"other\")",
+            plugin_counters.clone(),
+        );
+        let holds = Family::<Outcome, Counter>::default();
+        registry.register(
+            "plugin_holds",
+            "Messages a plugin held (hold verdict), by how the hold ended: delayed (a plain delay ran out), approved, denied, timed_out_passed, timed_out_dropped, refused (too many holds at once), gone (the client left)",
+            holds.clone(),
+        );
+        for outcome in [
+            "delayed",
+            "approved",
+            "denied",
+            "timed_out_passed",
+            "timed_out_dropped",
+            "refused",
+            "gone",
+        ] {
+            let _ = holds.get_or_create(&Outcome { outcome });
+        }
+        let plugin_answers = Counter::default();
+        registry.register(
+            "plugin_answers",
+            "Client requests a plugin answered itself (respond verdict) instead of forwarding them",
+            plugin_answers.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             route: None,
@@ -324,7 +364,29 @@ impl Metrics {
             jwks_fetches,
             rate_limited,
             token_exchanges,
+            plugin_counters,
+            plugin_counters_seen: Arc::default(),
+            holds,
+            plugin_answers,
         }
+    }
+
+    /// The counters plugin `name` keeps itself (on this handle's route).
+    pub fn plugin_counters(&self, name: &str) -> PluginCounters {
+        let route = self.route.as_deref().unwrap_or("default").to_string();
+        let seen = self
+            .plugin_counters_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((route.clone(), name.to_string()))
+            .or_default()
+            .clone();
+        PluginCounters::new(self.plugin_counters.clone(), route, name.to_string(), seen)
+    }
+
+    /// A held message's hold ended (`outcome`: see the series' help).
+    pub fn hold_ended(&self, outcome: &'static str) {
+        self.holds.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// The same series, with the plugins of the route `name` counted under
@@ -363,7 +425,7 @@ impl Metrics {
 
     /// Counts refused messages; see [`Refusals`].
     pub fn refusals(&self) -> Refusals {
-        Refusals(self.refused.clone())
+        Refusals(self.refused.clone(), self.plugin_answers.clone())
     }
 
     /// The text exposition format (what `/metrics` returns).
@@ -872,11 +934,17 @@ impl Drop for PluginMetrics {
 
 /// The `sluice_messages_refused_total` counter, as the MCP rules count into it: a
 /// message refused before any plugin saw it (a repeated member name, an over-long
-/// batch, a request whose plugin time ran out).
+/// batch, a request whose plugin time ran out); and `sluice_plugin_answers_total`, the
+/// requests plugins answered themselves, which the MCP rules send back.
 #[derive(Clone, Debug, Default)]
-pub struct Refusals(Family<Refusal, Counter>);
+pub struct Refusals(Family<Refusal, Counter>, Counter);
 
 impl Refusals {
+    /// A plugin answered a client's request itself (`respond`).
+    pub fn answered_by_plugin(&self) {
+        self.1.inc();
+    }
+
     /// One message refused on its way `direction` (`to-server`, `to-client`).
     pub fn refused(&self, direction: &'static str, reason: &'static str) {
         self.0.get_or_create(&Refusal { direction, reason }).inc();

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::config::ConfigError;
 use crate::error_chain::ErrorChain;
 use crate::metrics::{Metrics, StatsSnapshot};
-use crate::plugin::{Chain, CompileCache, Plugin, PluginError, PluginSpec, Runtime};
+use crate::plugin::{Chain, CompileCache, Plugin, PluginError, PluginSpec, Runtime, StateStores};
 
 /// Produces the chain's plugin list afresh on every reload (re-reading the config
 /// file, if there is one).
@@ -120,6 +120,8 @@ pub struct Reloader {
     busy: Mutex<()>,
     /// Where every chain counts, and where reloads are counted.
     metrics: Arc<Metrics>,
+    /// The plugins' state stores, by name, kept from one chain to the next.
+    stores: StateStores,
     /// Reload requests made so far: each caller of [`Reloader::reload`] takes the next
     /// number.
     requested: AtomicU64,
@@ -163,9 +165,11 @@ impl Reloader {
         } else {
             Some(Runtime::with_cache(cache.clone()).map_err(|e| fail(e.into()))?)
         };
+        let stores = StateStores::default();
         let chain = build(runtime.as_ref(), &specs)
             .map_err(|e| fail(e.into()))?
-            .with_metrics(&metrics);
+            .with_metrics(&metrics)
+            .with_state(&stores);
         log_chain(&chain, "chain loaded");
         Ok(Self {
             runtime,
@@ -176,6 +180,7 @@ impl Reloader {
             history: Mutex::new(ReloadHistory::default()),
             busy: Mutex::new(()),
             metrics,
+            stores,
             requested: AtomicU64::new(0),
             in_progress: AtomicU64::new(0),
             last: Mutex::new(None),
@@ -238,7 +243,8 @@ impl Reloader {
                 let generation = serving + 1;
                 let chain = chain
                     .with_generation(generation)
-                    .with_metrics(&self.metrics);
+                    .with_metrics(&self.metrics)
+                    .with_state(&self.stores);
                 self.metrics.reload(true);
                 // Swapped first: whoever reads the log line gets the new chain.
                 let chain = Arc::new(chain);

@@ -1,19 +1,22 @@
-// reference: the reference filter in C (plugins/README.md, "The reference filter").
+// reference: the reference filter in C (plugins/README.md, "The reference filter"),
+// world `plugin` of sluice:plugin@0.2.0.
 //
 // Built by build.sh with clang-19 for wasm32-wasi as a reactor, on top of the C
 // bindings that wit-bindgen generated into gen/ (regen.sh). No stdio, so no WASI
 // import: wasi-libc's malloc, free, memcpy and memchr need none.
 //
 // Ownership (wit-bindgen C): the callee owns the arguments of an exported function.
-// The event is freed on pass/drop and moved into the verdict on modify; the
-// generated cabi_post_on-event frees what a verdict or an init error points to.
-
+// `on-message` gets a borrowed handle to the host's message and must drop it before it
+// returns (the component model traps otherwise). `message.data()` and
+// `message.sse-event()` copy into a buffer from malloc that this code owns. A `modify`
+// verdict carries only the new data; the generated cabi_post_..._on-message frees it,
+// as it frees an init error.
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "interceptor.h"
+#include "plugin.h"
 
 #define MARKER "[REDACTED]"
 #define MARKER_LEN 10
@@ -273,50 +276,58 @@ static bool replace_all(bytes_t *data, const bytes_t *pat) {
 
 // --- the exports -----------------------------------------------------------------------
 
-bool exports_interceptor_init(interceptor_string_t *config, interceptor_string_t *err) {
+bool exports_sluice_plugin_handler_init(plugin_string_t *config, plugin_string_t *err) {
     const char *error = parse_config(config->ptr, config->len);
-    interceptor_string_free(config);
+    plugin_string_free(config);
     logged = false;
     if (!error) return true;
-    interceptor_string_dup(err, error);
+    plugin_string_dup(err, error);
     return false;
 }
 
-void exports_interceptor_on_stream_start(interceptor_stream_info_t *info) {
-    interceptor_stream_info_free(info);
-    logged = false;
+// Step 1: whether the message's SSE event type (`message` when none or empty) is one
+// of drop_events.
+static bool event_dropped(sluice_plugin_types_borrow_message_t message) {
+    static const uint8_t default_type[] = "message";
+    plugin_string_t type;
+    if (!sluice_plugin_types_method_message_sse_event(message, &type))
+        return in_list(&drop_events, default_type, 7);
+    bool dropped = type.len > 0 ? in_list(&drop_events, type.ptr, type.len)
+                                : in_list(&drop_events, default_type, 7);
+    plugin_string_free(&type);
+    return dropped;
 }
 
-void exports_interceptor_on_stream_end(void) {}
-
-void exports_interceptor_on_event(interceptor_sse_event_t *event, interceptor_verdict_t *ret) {
-    static const uint8_t message[] = "message";
-    const uint8_t *type = message;
-    size_t type_len = 7;
-    if (event->event.is_some && event->event.val.len > 0) {
-        type = event->event.val.ptr;
-        type_len = event->event.val.len;
+void exports_sluice_plugin_handler_on_message(exports_sluice_plugin_handler_borrow_message_t message,
+                                              exports_sluice_plugin_handler_verdict_t *ret) {
+    if (event_dropped(message)) {
+        sluice_plugin_types_message_drop_borrow(message);
+        ret->tag = SLUICE_PLUGIN_TYPES_VERDICT_DROP;
+        return;
     }
-    if (in_list(&drop_events, type, type_len) || method_matches(event->data.ptr, event->data.len)) {
-        interceptor_sse_event_free(event);
+    plugin_string_t text;
+    sluice_plugin_types_method_message_data(message, &text);
+    sluice_plugin_types_message_drop_borrow(message);
+    if (method_matches(text.ptr, text.len)) {
+        plugin_string_free(&text);
         ret->tag = SLUICE_PLUGIN_TYPES_VERDICT_DROP;
         return;
     }
     bool changed = false;
-    bytes_t data = {event->data.ptr, event->data.len};
+    bytes_t data = {text.ptr, text.len};
     for (size_t i = 0; i < redact_list.len; i++) changed |= replace_all(&data, &redact_list.items[i]);
     if (!changed) {
-        interceptor_sse_event_free(event);
+        plugin_string_free(&text);
         ret->tag = SLUICE_PLUGIN_TYPES_VERDICT_PASS;
         return;
     }
     if (!logged) {
         logged = true;
-        interceptor_string_t msg = {(uint8_t *)LOG_MESSAGE, sizeof(LOG_MESSAGE) - 1};
-        sluice_plugin_host_log(SLUICE_PLUGIN_HOST_LEVEL_INFO, &msg);
+        plugin_string_t msg = {(uint8_t *)LOG_MESSAGE, sizeof(LOG_MESSAGE) - 1};
+        sluice_plugin_log_log(SLUICE_PLUGIN_LOG_LEVEL_INFO, &msg);
     }
-    event->data.ptr = data.ptr;
-    event->data.len = data.len;
+    // replace_all freed the original buffer and owns the new one.
     ret->tag = SLUICE_PLUGIN_TYPES_VERDICT_MODIFY;
-    ret->val.modify = *event;
+    ret->val.modify.ptr = data.ptr;
+    ret->val.modify.len = data.len;
 }

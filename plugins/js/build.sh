@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Build the reference filter in JavaScript (plugin.js) into plugins/dist/reference-js.wasm.
+# Build the reference filter in JavaScript (plugin.js, world `plugin` of
+# sluice:plugin@0.2.0) into plugins/dist/reference-js.wasm.
 #
 # Toolchain: componentize-js 0.23.0 from npm (plugins/js/node_modules, installed by
 # plugins/setup.sh or `npm ci` here) and wasm-tools from plugins/.venv.
 # The componentize-js CLI is called directly: `jco componentize` 1.35.0 fails on any
 # --wit path ("failed to get path metadata"). `--disable stdio random clocks http
-# fetch-event` removes every WASI import, so the component imports only
-# sluice:plugin/host and sluice:plugin/types, which is all sluice links.
+# fetch-event` removes every WASI import, so the component imports only sluice:plugin
+# interfaces, which is all sluice links.
 # Usage: plugins/js/build.sh   (from any directory)
 set -euo pipefail
 
@@ -28,7 +29,7 @@ cd "$here"
 start=$(date +%s%N)
 # Write to a temporary name first: a running sluice watches dist/ and would otherwise
 # try to load a half-written file.
-node "$cli" plugin.js --wit "$plugins/../wit/0.1.0-revised" --world-name interceptor \
+node "$cli" plugin.js --wit "$plugins/../wit" --world-name plugin \
     --disable stdio random clocks http fetch-event -o "$out.tmp"
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 

@@ -1,4 +1,5 @@
-// `reference`: the reference filter in JavaScript (componentize-js, world `interceptor`).
+// `reference`: the reference filter in JavaScript (componentize-js, world `plugin` of
+// sluice:plugin@0.2.0).
 //
 // It implements the behaviour written in plugins/README.md ("The reference filter"); the
 // Rust version, plugins/rust/reference/src/lib.rs, is normative, and
@@ -12,16 +13,20 @@
 // Searching and comparing well-formed UTF-16 gives exactly the same results as the
 // contract's comparisons on UTF-8 bytes.
 //
-// State lives in module variables: sluice makes a fresh instance per exchange, so they
-// are that exchange's state. Top-level code runs at build time (the engine is
-// snapshotted), not once per instance.
+// The message is a host resource, borrowed for the call: `message.data()` and
+// `message.sseEvent()` copy what they return into the guest, once each. `modify`
+// carries only the new data; the host keeps the SSE id, event type and retry.
+//
+// State lives in module variables: sluice makes a fresh instance per exchange (and calls
+// `init` on it first), so they are that exchange's state. Top-level code runs at build
+// time (the engine is snapshotted), not once per instance.
 
-import { log } from 'sluice:plugin/host@0.1.0';
+import { log } from 'sluice:plugin/log@0.2.0';
 
-// componentize-js 0.23.0 decodes every string the host passes in with a default
-// TextDecoder, which strips a leading U+FEFF (byte order mark): an event whose data,
-// id or type starts with one would reach this code without it, and a `modify` would
-// lose it. The bindings share this global's TextDecoder, so make its UTF-8 decoders
+// componentize-js 0.23.0 decodes every string the host hands over (arguments, and
+// what `message.data()` returns) with a default TextDecoder, which strips a leading
+// U+FEFF (byte order mark): data or an event type that starts with one would reach this
+// code without it, and a `modify` would lose it. The bindings share this global's TextDecoder, so make its UTF-8 decoders
 // keep the BOM. This has to run before the first call, which top-level code does.
 {
   const decode = TextDecoder.prototype.decode;
@@ -38,11 +43,11 @@ const LOG_MESSAGE = 'reference: redacted data in this stream';
 const KEYS = ['redact', 'drop_methods', 'drop_events'];
 const METHOD_KEY = '"method"';
 
-// Set by init; read by onEvent.
+// Set by init; read by onMessage.
 let redact = [];
 let dropMethods = new Set();
 let dropEvents = new Set();
-// Whether this stream has already logged a redaction (cleared by init and onStreamStart).
+// Whether this exchange has already logged a redaction (cleared by init).
 let logged = false;
 
 function isWs(c) {
@@ -131,36 +136,34 @@ function redacted(data) {
   return changed ? text : null;
 }
 
-// An error is returned to the host as the thrown value: throw a string, not an Error
-// (componentize-js re-throws Error objects, which traps instead of returning err).
-export function init(config) {
-  let parsed;
-  try {
-    parsed = parseConfig(config);
-  } catch (reason) {
-    throw `reference: ${reason}`;
-  }
-  redact = parsed.redact || [];
-  dropMethods = new Set(parsed.drop_methods || []);
-  dropEvents = new Set(parsed.drop_events || []);
-  logged = false;
-}
+// The exported interface `handler`. An error is returned to the host as the thrown
+// value: throw a string, not an Error (componentize-js re-throws Error objects, which
+// traps instead of returning err).
+export const handler = {
+  init(config) {
+    let parsed;
+    try {
+      parsed = parseConfig(config);
+    } catch (reason) {
+      throw `reference: ${reason}`;
+    }
+    redact = parsed.redact || [];
+    dropMethods = new Set(parsed.drop_methods || []);
+    dropEvents = new Set(parsed.drop_events || []);
+    logged = false;
+  },
 
-export function onStreamStart(_info) {
-  logged = false;
-}
-
-export function onStreamEnd() {}
-
-export function onEvent(event) {
-  const type = event.event ? event.event : 'message';
-  if (dropEvents.has(type)) return { tag: 'drop' };
-  if (methodMatches(event.data)) return { tag: 'drop' };
-  const data = redacted(event.data);
-  if (data === null) return { tag: 'pass' };
-  if (!logged) {
-    logged = true;
-    log('info', LOG_MESSAGE);
-  }
-  return { tag: 'modify', val: { id: event.id, event: event.event, data, retry: event.retry } };
-}
+  onMessage(message) {
+    const type = message.sseEvent() || 'message';
+    if (dropEvents.has(type)) return { tag: 'drop' };
+    const text = message.data();
+    if (methodMatches(text)) return { tag: 'drop' };
+    const data = redacted(text);
+    if (data === null) return { tag: 'pass' };
+    if (!logged) {
+      logged = true;
+      log('info', LOG_MESSAGE);
+    }
+    return { tag: 'modify', val: data };
+  },
+};

@@ -1,4 +1,5 @@
-"""`reference`: the reference filter in Python (componentize-py, world `interceptor`).
+"""`reference`: the reference filter in Python (componentize-py, world `plugin` of
+`sluice:plugin@0.2.0`).
 
 It implements the behaviour written in plugins/README.md ("The reference filter"); the
 Rust version, plugins/rust/reference/src/lib.rs, is normative, and
@@ -12,17 +13,22 @@ Strings cross the component boundary as Python `str` (valid Unicode). Because UT
 self-synchronising, comparing and searching code points gives exactly the same results
 as the contract's comparisons on UTF-8 bytes.
 
-State lives in module globals: sluice makes a fresh instance per exchange, so they are
-that exchange's state. Module top-level code runs at build time (componentize-py
-snapshots the initialised interpreter), not once per instance.
+The message is a host resource, borrowed for the call: `message.data()` and
+`message.sse_event()` copy what they return into the guest, once each. `modify` carries
+only the new data; the host keeps the SSE id, event type and retry.
+
+State lives in module globals: sluice makes a fresh instance per exchange (and calls
+`init` on it first), so they are that exchange's state. Module top-level code runs at
+build time (componentize-py snapshots the initialised interpreter), not once per
+instance.
 """
 
 import json
 
-import wit_world
 from componentize_py_types import Err
+from wit_world import exports
 from wit_world.imports import types
-from wit_world.imports.host import Level, log
+from wit_world.imports.log import Level, log
 
 MARKER = "[REDACTED]"
 LOG_MESSAGE = "reference: redacted data in this stream"
@@ -30,11 +36,11 @@ KEYS = ("redact", "drop_methods", "drop_events")
 JSON_WS = " \t\n\r"
 METHOD_KEY = '"method"'
 
-# Set by init; read by on_event.
+# Set by init; read by on_message.
 _redact: list = []
 _drop_methods: frozenset = frozenset()
 _drop_events: frozenset = frozenset()
-# Whether this stream has already logged a redaction (cleared by init and on_stream_start).
+# Whether this exchange has already logged a redaction (cleared by init).
 _logged = False
 
 
@@ -67,9 +73,9 @@ def _parse_config(text: str) -> dict:
     return config
 
 
-def _event_type(event: types.SseEvent) -> str:
+def _event_type(message: types.Message) -> str:
     """Step 1: the event type, "message" when absent or empty."""
-    return event.event or "message"
+    return message.sse_event() or "message"
 
 
 def _method_matches(data: str) -> bool:
@@ -109,7 +115,7 @@ def _redacted(data: str):
     return text if changed else None
 
 
-class WitWorld(wit_world.WitWorld):
+class Handler(exports.Handler):
     def init(self, config: str) -> None:
         global _redact, _drop_methods, _drop_events, _logged
         try:
@@ -121,25 +127,17 @@ class WitWorld(wit_world.WitWorld):
         _drop_events = frozenset(parsed.get("drop_events", []))
         _logged = False
 
-    def on_stream_start(self, info: types.StreamInfo) -> None:
+    def on_message(self, message: types.Message) -> types.Verdict:
         global _logged
-        _logged = False
-
-    def on_stream_end(self) -> None:
-        pass
-
-    def on_event(self, event: types.SseEvent) -> types.Verdict:
-        global _logged
-        if _event_type(event) in _drop_events:
+        if _event_type(message) in _drop_events:
             return types.Verdict_Drop()
-        if _method_matches(event.data):
+        data = message.data()
+        if _method_matches(data):
             return types.Verdict_Drop()
-        data = _redacted(event.data)
+        data = _redacted(data)
         if data is None:
             return types.Verdict_Pass()
         if not _logged:
             _logged = True
             log(Level.INFO, LOG_MESSAGE)
-        return types.Verdict_Modify(
-            types.SseEvent(id=event.id, event=event.event, data=data, retry=event.retry)
-        )
+        return types.Verdict_Modify(data)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Build the reference filter in Python (app.py) into plugins/dist/reference-python.wasm.
+# Build the reference filter in Python (app.py, world `plugin` of sluice:plugin@0.2.0)
+# into plugins/dist/reference-python.wasm.
 #
 # Toolchain: componentize-py 0.25.1 in plugins/.venv (installed by plugins/setup.sh).
 # `--stub-wasi` replaces every WASI import with a stub, so the component imports only
-# sluice:plugin/host and sluice:plugin/types, which is all sluice links.
+# sluice:plugin interfaces (log, context, state, metrics, interest, types), which is
+# all sluice links.
 # Usage: plugins/python/build.sh   (from any directory)
 set -euo pipefail
 
@@ -25,7 +27,7 @@ cd "$here"
 start=$(date +%s%N)
 # Writes into a temporary name first: a running sluice watches dist/ and would
 # otherwise try to load a half-written file.
-"$componentize_py" --wit-path "$plugins/../wit/0.1.0-revised" --world interceptor \
+"$componentize_py" --wit-path "$plugins/../wit" --world plugin \
     componentize --stub-wasi app -o "$out.tmp"
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the Zig reference filter into plugins/dist/reference-zig.wasm.
+# Build the Zig reference filter (world `plugin` of sluice:plugin@0.2.0) into
+# plugins/dist/reference-zig.wasm.
 # Needs (plugins/setup.sh installs them): Zig 0.17 from PyPI `ziglang` in plugins/.venv,
 # and wasm-tools there. Zig has no WIT bindgen: it reuses the committed C bindings in
 # ../c/gen (see ../c/regen.sh); `translate-c` turns their header into Zig (Zig 0.17 has
@@ -19,12 +20,12 @@ core="$here/target/reference.core.wasm"
 
 mkdir -p "$here/target" "$plugins/dist"
 start=$(date +%s%N)
-"$python" -m ziglang translate-c -target wasm32-wasi -lc -I "$gen" "$gen/interceptor.h" > "$here/target/interceptor.zig"
+"$python" -m ziglang translate-c -target wasm32-wasi -lc -I "$gen" "$gen/plugin.h" > "$here/target/plugin.zig"
 # Reactor (no _start): without -mexec-model=reactor the module imports args/proc_exit.
 # --stack 65536 (as clang's default): Zig's default 16 MiB stack alone exceeds sluice's
 # default 16 MiB memory cap per instance.
 (cd "$here" && "$python" -m ziglang build-exe reference.zig \
-    "$gen/interceptor.c" "$gen/interceptor_component_type.o" -I "$gen" \
+    "$gen/plugin.c" "$gen/plugin_component_type.o" -I "$gen" \
     -target wasm32-wasi -mexec-model=reactor -fno-entry -rdynamic -lc -O ReleaseSmall --stack 65536 \
     --cache-dir "$here/target/zig-cache" --global-cache-dir "$here/target/zig-global-cache" \
     -femit-bin="$core")

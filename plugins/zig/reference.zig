@@ -1,14 +1,17 @@
-//! reference: the reference filter in Zig (plugins/README.md, "The reference filter").
+//! reference: the reference filter in Zig (plugins/README.md, "The reference filter"),
+//! world `plugin` of sluice:plugin@0.2.0.
 //!
 //! Zig has no WIT bindgen: this uses the C bindings in ../c/gen (wit-bindgen c), turned
 //! into Zig declarations by `zig translate-c` at build time (build.sh). Ownership is
-//! wit-bindgen C's: the callee owns exported-function arguments; the event is freed on
-//! pass/drop and moved into the verdict on modify, and the generated
-//! cabi_post_on-event frees it with libc `free`, so every buffer handed back comes from
+//! wit-bindgen C's: the callee owns exported-function arguments; `on-message` gets a
+//! borrowed handle to the host's message and must drop it before it returns.
+//! `message.data()` and `message.sse-event()` copy into buffers from libc `malloc` that
+//! this code owns; the new data of a `modify` is freed by the generated
+//! cabi_post_..._on-message with libc `free`, so every buffer handed back comes from
 //! libc `malloc`.
 
 const std = @import("std");
-const c = @import("target/interceptor.zig"); // zig translate-c of ../c/gen/interceptor.h (build.sh)
+const c = @import("target/plugin.zig"); // zig translate-c of ../c/gen/plugin.h (build.sh)
 
 /// From the wasi-libc that Zig links (-lc): the generated C code frees with `free`.
 const libc = struct {
@@ -238,16 +241,16 @@ fn replaceAll(data: *[]u8, pat: []const u8) bool {
     return true;
 }
 
-fn bytes(s: c.interceptor_string_t) []u8 {
+fn bytes(s: c.plugin_string_t) []u8 {
     if (s.len == 0) return &.{};
     return s.ptr[0..s.len];
 }
 
 // --- the exports (names and types from the C bindings) ------------------------------
 
-export fn exports_interceptor_init(config: [*c]c.interceptor_string_t, err: [*c]c.interceptor_string_t) bool {
+export fn exports_sluice_plugin_handler_init(config: [*c]c.plugin_string_t, err: [*c]c.plugin_string_t) bool {
     const failure = parseConfig(bytes(config.*));
-    c.interceptor_string_free(config);
+    c.plugin_string_free(config);
     logged = false;
     const message = failure orelse return true;
     const buf = alloc(message.len);
@@ -256,37 +259,44 @@ export fn exports_interceptor_init(config: [*c]c.interceptor_string_t, err: [*c]
     return false;
 }
 
-export fn exports_interceptor_on_stream_start(info: [*c]c.interceptor_stream_info_t) void {
-    c.interceptor_stream_info_free(info);
-    logged = false;
+/// Step 1: whether the message's SSE event type (`message` when none or empty) is one
+/// of drop_events.
+fn eventDropped(message: c.sluice_plugin_types_borrow_message_t) bool {
+    var kind: c.plugin_string_t = undefined;
+    if (!c.sluice_plugin_types_method_message_sse_event(message, &kind)) return drop_events.contains("message");
+    defer c.plugin_string_free(&kind);
+    return drop_events.contains(if (kind.len > 0) bytes(kind) else "message");
 }
 
-export fn exports_interceptor_on_stream_end() void {}
-
-export fn exports_interceptor_on_event(event: [*c]c.interceptor_sse_event_t, ret: [*c]c.interceptor_verdict_t) void {
-    var kind: []const u8 = "message";
-    if (event.*.event.is_some and event.*.event.val.len > 0) kind = bytes(event.*.event.val);
-    if (drop_events.contains(kind) or methodMatches(bytes(event.*.data))) {
-        c.interceptor_sse_event_free(event);
+export fn exports_sluice_plugin_handler_on_message(message: c.exports_sluice_plugin_handler_borrow_message_t, ret: [*c]c.exports_sluice_plugin_handler_verdict_t) void {
+    defer c.sluice_plugin_types_message_drop_borrow(message);
+    if (eventDropped(message)) {
         ret.*.tag = c.SLUICE_PLUGIN_TYPES_VERDICT_DROP;
         return;
     }
-    var data = bytes(event.*.data);
+    var text: c.plugin_string_t = undefined;
+    c.sluice_plugin_types_method_message_data(message, &text);
+    if (methodMatches(bytes(text))) {
+        c.plugin_string_free(&text);
+        ret.*.tag = c.SLUICE_PLUGIN_TYPES_VERDICT_DROP;
+        return;
+    }
+    var data = bytes(text);
     var changed = false;
     for (redact_list.items) |pat| {
         if (replaceAll(&data, pat)) changed = true;
     }
     if (!changed) {
-        c.interceptor_sse_event_free(event);
+        c.plugin_string_free(&text);
         ret.*.tag = c.SLUICE_PLUGIN_TYPES_VERDICT_PASS;
         return;
     }
     if (!logged) {
         logged = true;
-        var msg = c.interceptor_string_t{ .ptr = @constCast(LOG_MESSAGE.ptr), .len = LOG_MESSAGE.len };
-        c.sluice_plugin_host_log(c.SLUICE_PLUGIN_HOST_LEVEL_INFO, &msg);
+        var msg = c.plugin_string_t{ .ptr = @constCast(LOG_MESSAGE.ptr), .len = LOG_MESSAGE.len };
+        c.sluice_plugin_log_log(c.SLUICE_PLUGIN_LOG_LEVEL_INFO, &msg);
     }
-    event.*.data = .{ .ptr = data.ptr, .len = data.len };
+    // replaceAll freed the original buffer and owns the new one.
     ret.*.tag = c.SLUICE_PLUGIN_TYPES_VERDICT_MODIFY;
-    ret.*.val.modify = event.*;
+    ret.*.val.modify = .{ .ptr = data.ptr, .len = data.len };
 }

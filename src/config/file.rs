@@ -19,7 +19,9 @@ use serde_path_to_error::Segment;
 use toml::Spanned;
 
 use super::{LimitOverrides, unique_name};
-use crate::plugin::{Capabilities, FailurePolicy, PluginLimits, PluginSource, PluginSpec};
+use crate::plugin::{
+    Capabilities, FailurePolicy, PluginLimits, PluginSource, PluginSpec, PowerGrants,
+};
 
 /// Largest `memory_mib`: a 32-bit linear memory cannot grow past 4 GiB.
 pub const MAX_MEMORY_MIB: usize = 4096;
@@ -320,6 +322,20 @@ struct RawPlugin {
     fuel: Option<Spanned<u64>>,
     max_message_bytes: Option<Spanned<usize>>,
     capabilities: Option<RawCapabilities>,
+    /// Request headers a 0.2 plugin may read (`context.header`).
+    headers: Option<Vec<Spanned<String>>>,
+    /// The bounds of a 0.2 plugin's state store.
+    state: Option<RawState>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    max_entries: Option<Spanned<usize>>,
+    max_bytes: Option<Spanned<usize>>,
+    max_entry_bytes: Option<Spanned<usize>>,
+    max_ttl_secs: Option<Spanned<u64>>,
+    keep_on_reload: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -346,6 +362,7 @@ struct Checked {
     config: String,
     limits: PluginLimits,
     capabilities: Capabilities,
+    powers: PowerGrants,
 }
 
 /// The text being parsed, to turn byte spans into `file:line:column` errors.
@@ -547,6 +564,7 @@ impl Source<'_> {
                     config: c.config,
                     limits: c.limits,
                     capabilities: c.capabilities,
+                    powers: c.powers,
                 }
             })
             .collect())
@@ -749,12 +767,58 @@ impl Source<'_> {
             }
         }
 
+        let mut powers = PowerGrants::default();
+        for header in raw.headers.iter().flatten() {
+            let name = header.get_ref().to_ascii_lowercase();
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(self.error(
+                    header.span(),
+                    &at("headers"),
+                    format!("{name:?} is not a header name"),
+                ));
+            }
+            powers.headers.push(name);
+        }
+        if let Some(state) = &raw.state {
+            let at_least_one = |value: &Option<Spanned<usize>>, field: &str| match value {
+                Some(v) if *v.get_ref() == 0 => {
+                    Err(self.error(v.span(), &at(field), "must be at least 1"))
+                }
+                Some(v) => Ok(Some(*v.get_ref())),
+                None => Ok(None),
+            };
+            let limits = &mut powers.state;
+            if let Some(v) = at_least_one(&state.max_entries, "state.max_entries")? {
+                limits.max_entries = v;
+            }
+            if let Some(v) = at_least_one(&state.max_bytes, "state.max_bytes")? {
+                limits.max_bytes = v;
+            }
+            if let Some(v) = at_least_one(&state.max_entry_bytes, "state.max_entry_bytes")? {
+                limits.max_entry_bytes = v;
+            }
+            if let Some(ttl) = &state.max_ttl_secs {
+                if *ttl.get_ref() == 0 || *ttl.get_ref() > 30 * 86_400 {
+                    return Err(self.error(
+                        ttl.span(),
+                        &at("state.max_ttl_secs"),
+                        "must be from 1 to 2592000 (30 days)",
+                    ));
+                }
+                limits.max_ttl = Duration::from_secs(*ttl.get_ref());
+            }
+            if let Some(keep) = state.keep_on_reload {
+                limits.keep_on_reload = keep;
+            }
+        }
+
         Ok(Checked {
             name,
             path,
             config,
             limits,
             capabilities,
+            powers,
         })
     }
 

@@ -28,6 +28,8 @@ pub const PLUGIN_BUDGET: i64 = -32054;
 pub const RATE_LIMITED: i64 = -32055;
 /// JSON-RPC's own "Invalid Request": the proxy refused the text before any plugin.
 pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC's internal error.
+pub const INTERNAL_ERROR: i64 = -32603;
 /// JSON-RPC's own "Parse error": text that looks like a message but is not JSON.
 pub const PARSE_ERROR: i64 = -32700;
 
@@ -149,6 +151,56 @@ pub fn response_id(data: &str) -> Option<RequestId> {
         return None;
     }
     message.get("id").map(|id| RequestId::new(id))
+}
+
+/// The response a plugin's `respond` makes for request `id`: the plugin's `result` (JSON
+/// text, already checked) or its error.
+pub fn answer(id: &RequestId, answer: &Result<String, crate::plugin::RpcError>) -> String {
+    #[derive(Serialize)]
+    struct Success<'a> {
+        jsonrpc: &'static str,
+        id: &'a RawValue,
+        result: &'a RawValue,
+    }
+    #[derive(Serialize)]
+    struct Failure<'a> {
+        jsonrpc: &'static str,
+        id: &'a RawValue,
+        error: Error<'a>,
+    }
+    #[derive(Serialize)]
+    struct Error<'a> {
+        code: i64,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a RawValue>,
+    }
+    fn raw(text: &str) -> Option<&RawValue> {
+        serde_json::from_str(text).ok()
+    }
+    let text = match answer {
+        Ok(result) => match raw(result) {
+            Some(result) => serde_json::to_string(&Success {
+                jsonrpc: "2.0",
+                id: &id.0,
+                result,
+            }),
+            None => {
+                return error(id, INTERNAL_ERROR, "sluice: a plugin answered with no JSON")
+                    .to_string();
+            }
+        },
+        Err(e) => serde_json::to_string(&Failure {
+            jsonrpc: "2.0",
+            id: &id.0,
+            error: Error {
+                code: e.code,
+                message: &e.message,
+                data: e.data.as_deref().and_then(raw),
+            },
+        }),
+    };
+    text.expect("a response always serialises")
 }
 
 /// One JSON-RPC error response, as JSON text (its id as the peer wrote it).

@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use super::client::ClientBody;
 pub use super::client::Refused;
 use super::jsonrpc::{self, RequestId};
-use crate::plugin::{Chain, Direction, FailureKind, Outcome, Session, human_bytes};
+use crate::plugin::{Chain, Direction, FailureKind, HoldSpec, Outcome, Session, human_bytes};
 use crate::sse::Event;
 
 /// How much plugin work one exchange may cause. A client controls how many messages a
@@ -63,6 +63,22 @@ pub enum ToServer {
     },
     /// Refused before any plugin saw it; the client gets a JSON-RPC error.
     Refused(Refused),
+    /// A plugin held the (single) message: the phase stays open; after the wait the
+    /// caller goes on with [`resume_to_server`].
+    Held(Held),
+}
+
+/// A client message a plugin held, and where its walk goes on.
+#[derive(Debug)]
+pub struct Held {
+    /// The plugin that held it.
+    pub plugin: std::sync::Arc<str>,
+    /// How long, and for what.
+    pub hold: HoldSpec,
+    /// The message as that plugin saw it.
+    pub event: Event,
+    resume: usize,
+    request: Option<RequestId>,
 }
 
 /// Reads a client's body for `chain`: under the MCP rules where a plugin of it sees
@@ -102,8 +118,122 @@ pub fn to_server(
     };
     session.begin(Direction::ToServer);
     let decided = through_chain(session, body, read, limits);
-    session.end();
+    if !matches!(decided, ToServer::Held(_)) {
+        session.end();
+    }
     decided
+}
+
+/// Goes on with a message a plugin held, once the hold ended: through the rest of the
+/// chain when it `goes_on`, else answered as dropped by the plugin that held it. Ends
+/// the to-server phase unless another plugin holds it again.
+pub fn resume_to_server(session: &mut Session, held: Held, goes_on: bool) -> ToServer {
+    let decided = if goes_on {
+        let outcome = session.resume(held.event, held.resume);
+        single(session, outcome, held.request)
+    } else {
+        log_dropped(session, &held.plugin, "held client message");
+        ToServer::Answer {
+            answered: held
+                .request
+                .map(|id| {
+                    let message = format!(
+                        "sluice: the request was held by plugin {} and not let through \
+                         ({})",
+                        held.plugin, held.hold.reason
+                    );
+                    jsonrpc::error(&id, jsonrpc::DROPPED_BY_PLUGIN, &message)
+                })
+                .into_iter()
+                .collect(),
+            batch: false,
+        }
+    };
+    if !matches!(decided, ToServer::Held(_)) {
+        session.end();
+    }
+    decided
+}
+
+/// What one client message's outcome makes (not in a batch).
+fn single(session: &mut Session, outcome: Outcome, request: Option<RequestId>) -> ToServer {
+    match outcome {
+        Outcome::Forward(event) => ToServer::Forward {
+            body: event.data.unwrap_or_default(),
+            answered: Vec::new(),
+        },
+        Outcome::Dropped {
+            plugin,
+            failure,
+            event,
+        } => {
+            log_dropped(session, &plugin, "client message");
+            ToServer::Answer {
+                answered: request
+                    .map(|id| dropped_request_error(&id, &plugin, failure, &event))
+                    .into_iter()
+                    .collect(),
+                batch: false,
+            }
+        }
+        Outcome::Answered { plugin, answer, .. } => {
+            let answered = request
+                .map(|id| plugin_answer(session, &plugin, &id, &answer))
+                .into_iter()
+                .flatten()
+                .collect();
+            ToServer::Answer {
+                answered,
+                batch: false,
+            }
+        }
+        Outcome::Held {
+            plugin,
+            hold,
+            event,
+            resume,
+        } => ToServer::Held(Held {
+            plugin,
+            hold,
+            event,
+            resume,
+            request,
+        }),
+    }
+}
+
+/// A plugin's answer to request `id`, through the rest of the chain going to the
+/// client (a to-client phase of its own: the request went no further). `None` when a
+/// to-client plugin dropped what it sent back and nothing is left to send.
+fn plugin_answer(
+    session: &mut Session,
+    plugin: &str,
+    id: &RequestId,
+    answer: &Result<String, crate::plugin::RpcError>,
+) -> Option<Box<RawValue>> {
+    tracing::debug!(
+        stream = session.meta().stream_id,
+        plugin,
+        "request answered by a plugin"
+    );
+    session.chain().refusals().answered_by_plugin();
+    let response = jsonrpc::answer(id, answer);
+    let phase = session.phase_direction();
+    session.end();
+    session.begin(Direction::ToClient);
+    let mut waiting = vec![id.clone()];
+    let sent = to_client(
+        session,
+        Event::message(response),
+        &mut waiting,
+        &Limits::default(),
+    );
+    session.end();
+    if let Some(direction) = phase {
+        session.begin(direction);
+    }
+    let data = sent.and_then(|e| e.data)?;
+    RawValue::from_string(data).ok()
 }
 
 /// [`to_server`]'s work once the phase has begun.
@@ -115,26 +245,8 @@ fn through_chain(
 ) -> ToServer {
     if !read.batch {
         let request = read.messages.into_iter().next().and_then(|m| m.request_id);
-        return match session.on_event(Event::message(body)) {
-            Outcome::Forward(event) => ToServer::Forward {
-                body: event.data.unwrap_or_default(),
-                answered: Vec::new(),
-            },
-            Outcome::Dropped {
-                plugin,
-                failure,
-                event,
-            } => {
-                log_dropped(session, &plugin, "client message");
-                ToServer::Answer {
-                    answered: request
-                        .map(|id| dropped_request_error(&id, &plugin, failure, &event))
-                        .into_iter()
-                        .collect(),
-                    batch: false,
-                }
-            }
-        };
+        let outcome = session.on_event(Event::message(body));
+        return single(session, outcome, request);
     };
     let started = Instant::now();
     let mut kept = Vec::new();
@@ -163,6 +275,22 @@ fn through_chain(
                 log_dropped(session, &plugin, "client message in a batch");
                 if let Some(id) = request {
                     answered.push(dropped_request_error(&id, &plugin, failure, &event));
+                }
+            }
+            Outcome::Answered { plugin, answer, .. } => {
+                if let Some(id) = request {
+                    answered.extend(plugin_answer(session, &plugin, &id, &answer));
+                }
+            }
+            Outcome::Held { plugin, .. } => {
+                // A batch is answered in one piece; its messages cannot wait apart.
+                log_dropped(session, &plugin, "held client message in a batch");
+                if let Some(id) = request {
+                    let message = format!(
+                        "sluice: plugin {plugin} held this request, and a held request \
+                         cannot be part of a batch (send it alone); it was not forwarded"
+                    );
+                    answered.push(jsonrpc::error(&id, jsonrpc::DROPPED_BY_PLUGIN, &message));
                 }
             }
         }
@@ -327,6 +455,13 @@ fn after_chain(
 ) -> Option<Event> {
     match outcome {
         Outcome::Forward(event) => {
+            note_answered(event.data_str(), unanswered);
+            Some(event)
+        }
+        Outcome::Answered { event, .. } | Outcome::Held { event, .. } => {
+            // The chain refuses `respond` and `hold` going to the client as failures of
+            // the call, so these never come here; should one, it goes on unchanged.
+            debug_assert!(false, "respond or hold on a message going to the client");
             note_answered(event.data_str(), unanswered);
             Some(event)
         }

@@ -11,19 +11,64 @@ mod batch;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bindings::{SseEvent, StreamInfo, Verdict};
+use super::bindings::{SseEvent, StreamInfo};
 use super::convert::{self, Direction, InFlight, StreamMeta};
-use super::loaded::{CallFailure, FailurePolicy, Instance, Plugin, World};
+use super::loaded::{Answer, CallFailure, FailurePolicy, HoldSpec, Instance, Plugin, RpcError};
+use super::message::MessageKind;
+use super::state::Powers;
+use super::store::{StateStore, StateStores};
 use crate::error_chain::ErrorChain;
 use crate::failure::FailureKind;
-use crate::metrics::{Metrics, PluginMetrics, Refusals, StatsSnapshot};
+use crate::metrics::{Metrics, PluginCounters, PluginMetrics, Refusals, StatsSnapshot};
 use crate::shape;
 use crate::sse::Event;
 
 /// Why an event left the chain early.
-struct Dropped {
-    plugin: Arc<str>,
-    failure: Option<FailureKind>,
+enum Stop {
+    /// A `drop` verdict, or a failure under fail-closed.
+    Dropped {
+        plugin: Arc<str>,
+        failure: Option<FailureKind>,
+    },
+    /// A `respond` verdict: the plugin answered the request.
+    Answered {
+        plugin: Arc<str>,
+        answer: Result<String, RpcError>,
+    },
+    /// A `hold` verdict: the walk goes on at plugin `resume` after the wait.
+    Held {
+        plugin: Arc<str>,
+        hold: HoldSpec,
+        resume: usize,
+    },
+}
+
+impl Stop {
+    /// The outcome of the event that stopped here.
+    fn outcome(self, event: Event) -> Outcome {
+        match self {
+            Stop::Dropped { plugin, failure } => Outcome::Dropped {
+                plugin,
+                failure,
+                event,
+            },
+            Stop::Answered { plugin, answer } => Outcome::Answered {
+                plugin,
+                answer,
+                event,
+            },
+            Stop::Held {
+                plugin,
+                hold,
+                resume,
+            } => Outcome::Held {
+                plugin,
+                hold,
+                event,
+                resume,
+            },
+        }
+    }
 }
 
 /// The plugins in the order the operator gave them.
@@ -37,6 +82,13 @@ pub struct Chain {
     /// Messages the MCP rules refuse before the plugins (detached until
     /// [`Chain::with_metrics`]).
     refusals: Refusals,
+    /// Each plugin's own counters (the `metrics` power), in the same order.
+    counters: Vec<PluginCounters>,
+    /// Each plugin's state store (the `state` power), in the same order.
+    stores: Vec<Arc<StateStore>>,
+    /// True when a plugin speaks 0.2 (whose verdicts can hold or answer: events then
+    /// go one by one, never in batches).
+    one_by_one: bool,
     generation: u64,
 }
 
@@ -47,7 +99,8 @@ impl Chain {
         self.plugins.iter().any(|p| applies(p, direction))
     }
 
-    /// A chain of already loaded plugins, in order.
+    /// A chain of already loaded plugins, in order. Each gets a state store of its own
+    /// ([`Chain::with_state`] gives it the one it had before a reload).
     pub fn new(plugins: Vec<Plugin>) -> Self {
         let metrics = plugins
             .iter()
@@ -55,11 +108,33 @@ impl Chain {
             .collect();
         Self {
             names: plugins.iter().map(|p| p.name_arc().clone()).collect(),
+            counters: plugins
+                .iter()
+                .map(|p| PluginCounters::detached(p.name()))
+                .collect(),
+            stores: plugins
+                .iter()
+                .map(|p| Arc::new(StateStore::new(p.powers().state)))
+                .collect(),
+            one_by_one: plugins
+                .iter()
+                .any(|p| p.contract() == super::Contract::V0_2),
             plugins: plugins.into_iter().map(Arc::new).collect(),
             metrics,
             refusals: Refusals::default(),
             generation: 0,
         }
+    }
+
+    /// The same chain, its plugins' state stores taken from `stores` (by plugin name:
+    /// a store outlives the chain that made it).
+    pub fn with_state(mut self, stores: &StateStores) -> Self {
+        self.stores = self
+            .plugins
+            .iter()
+            .map(|p| stores.for_plugin(p.name(), p.powers().state))
+            .collect();
+        self
     }
 
     /// The same chain, counting into a proxy's `metrics` (by plugin name, so the
@@ -71,6 +146,11 @@ impl Chain {
             .map(|p| loaded(metrics.plugin(p.name())))
             .collect();
         self.refusals = metrics.refusals();
+        self.counters = self
+            .plugins
+            .iter()
+            .map(|p| metrics.plugin_counters(p.name()))
+            .collect();
         self
     }
 
@@ -122,7 +202,7 @@ impl Chain {
         Session {
             slots: self.plugins.iter().map(|_| None).collect(),
             chain: self.clone(),
-            meta,
+            meta: Arc::new(meta),
             phase: None,
             max_event_bytes: usize::MAX,
             steps: None,
@@ -147,6 +227,28 @@ pub enum Outcome {
         /// The event as that plugin saw it, so the proxy can answer for it (a dropped
         /// JSON-RPC response is replaced by an error with the same id).
         event: Event,
+    },
+    /// A plugin answered a client's request itself (`respond`): the request goes no
+    /// further; the proxy sends the answer (through the to-client chain).
+    Answered {
+        /// Name of the plugin that answered.
+        plugin: Arc<str>,
+        /// The `result` member's JSON text, or the error.
+        answer: Result<String, RpcError>,
+        /// The request as that plugin saw it (its `id` is the answer's).
+        event: Event,
+    },
+    /// A plugin held the event (`hold`): after the wait the proxy calls
+    /// [`Session::resume`] with it (or drops it, as the hold ends).
+    Held {
+        /// Name of the plugin that held it.
+        plugin: Arc<str>,
+        /// How long, and for what.
+        hold: HoldSpec,
+        /// The event as that plugin saw it.
+        event: Event,
+        /// Where the walk goes on: the plugin after the one that held it.
+        resume: usize,
     },
 }
 
@@ -179,27 +281,36 @@ pub enum StepVerdict {
     Drop,
     /// `modify` (the next plugin sees the new event).
     Modify,
+    /// `respond` (the plugin answered the request; the chain ends).
+    Respond,
+    /// `hold` (the walk waits, then goes on or ends).
+    Hold,
     /// The call failed; the plugin's failure policy decided.
     Failed(FailureKind),
 }
 
 impl StepVerdict {
     /// The step a call's result makes (after the event-size limit).
-    fn of(result: &Result<Verdict, CallFailure>) -> Self {
+    fn of(result: &Result<Answer, CallFailure>) -> Self {
         match result {
-            Ok(Verdict::Pass) => StepVerdict::Pass,
-            Ok(Verdict::Drop) => StepVerdict::Drop,
-            Ok(Verdict::Modify(_)) => StepVerdict::Modify,
+            Ok(Answer::Pass) => StepVerdict::Pass,
+            Ok(Answer::Drop) => StepVerdict::Drop,
+            Ok(Answer::Modify(_)) => StepVerdict::Modify,
+            Ok(Answer::Respond(_)) => StepVerdict::Respond,
+            Ok(Answer::Hold(_)) => StepVerdict::Hold,
             Err(failure) => StepVerdict::Failed(failure.kind),
         }
     }
 
-    /// `pass`, `drop`, `modify`, or the failure kind (`trap`, `deadline`, ...).
+    /// `pass`, `drop`, `modify`, `respond`, `hold`, or the failure kind (`trap`,
+    /// `deadline`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             StepVerdict::Pass => "pass",
             StepVerdict::Drop => "drop",
             StepVerdict::Modify => "modify",
+            StepVerdict::Respond => "respond",
+            StepVerdict::Hold => "hold",
             StepVerdict::Failed(kind) => kind.as_str(),
         }
     }
@@ -208,7 +319,8 @@ impl StepVerdict {
 /// One exchange's instances of the chain's plugins.
 pub struct Session {
     chain: Arc<Chain>,
-    meta: StreamMeta,
+    /// Shared with the 0.2 instances, whose `context` reads it.
+    meta: Arc<StreamMeta>,
     slots: Vec<Option<Instance>>,
     phase: Option<(Direction, StreamInfo)>,
     /// Largest event a `modify` may return (see [`Session::with_max_event_bytes`]).
@@ -266,6 +378,11 @@ impl Session {
         }
     }
 
+    /// The direction of the phase under way, if one is.
+    pub fn phase_direction(&self) -> Option<Direction> {
+        self.phase.as_ref().map(|(d, _)| *d)
+    }
+
     /// The stream this session belongs to.
     pub fn meta(&self) -> &StreamMeta {
         &self.meta
@@ -298,6 +415,11 @@ impl Session {
             {
                 self.failed(index, &failure, "on-stream-start");
             }
+            // A 0.2 plugin has no stream start to be told of: its instance is made
+            // for the first message it wants (often none: most messages pass it).
+            if plugin.world() == super::World::Plugin {
+                continue;
+            }
             // A failure here is logged and counted; the slot stays empty and the
             // first event retries (and then applies the failure policy).
             let _ = self.ensure_instance(index);
@@ -306,52 +428,80 @@ impl Session {
 
     /// Runs one event through the chain of the current phase.
     pub fn on_event(&mut self, event: Event) -> Outcome {
+        self.walk(InFlight::new(event), 0)
+    }
+
+    /// Goes on with an event a plugin held ([`Outcome::Held`]) once its wait is over:
+    /// the plugins from `resume` on see it, as if the holder had passed it.
+    pub fn resume(&mut self, event: Event, resume: usize) -> Outcome {
+        self.walk(InFlight::new(event), resume)
+    }
+
+    /// The event through plugins `from..` of the current phase.
+    fn walk(&mut self, mut flight: InFlight, from: usize) -> Outcome {
         let Some((direction, _)) = &self.phase else {
-            return Outcome::Forward(event);
+            return Outcome::Forward(flight.into_event());
         };
         let direction = *direction;
-        let mut flight = InFlight::new(event);
-        for index in 0..self.slots.len() {
+        for index in from..self.slots.len() {
             let plugin = self.chain.plugins[index].clone();
-            if !applies(&plugin, direction) {
+            if !self.wants(&plugin, direction, &mut flight) {
                 continue;
             }
-            let (verdict, step) = self.event_call(index, &plugin, &flight.event);
+            let (verdict, step) = self.event_call(index, &plugin, &mut flight);
             if let Some(steps) = &mut self.steps {
                 steps.push(step);
             }
-            let mut dropped = None;
-            self.apply(index, &plugin, verdict, &mut flight, &mut dropped);
-            if let Some(Dropped { plugin, failure }) = dropped {
-                return Outcome::Dropped {
-                    plugin,
-                    failure,
-                    event: flight.into_event(),
-                };
+            let mut stopped = None;
+            self.apply(index, &plugin, verdict, &mut flight, &mut stopped);
+            if let Some(stop) = stopped {
+                return stop.outcome(flight.into_event());
             }
         }
         Outcome::Forward(flight.into_event())
     }
 
-    /// One `on-event` call of plugin `index` with `event` (unless the event is over the
-    /// plugin's `max_message_bytes`), its result held to the proxy's rules (event size,
-    /// message shape), and the step it makes (recorded by the caller when tracing). For
-    /// [`Session::on_event`] and the batch path's one-at-a-time calls alike.
+    /// Whether `plugin` wants the event (its interest; a 0.1 filter wants only what
+    /// goes to the client).
+    fn wants(&self, plugin: &Plugin, direction: Direction, flight: &mut InFlight) -> bool {
+        let interest = plugin.interest();
+        if interest.wants_all(direction) {
+            return true;
+        }
+        if !interest.wants_direction(direction) {
+            return false;
+        }
+        let answers = match direction {
+            Direction::ToClient => self.meta.rpc_method.as_deref(),
+            Direction::ToServer => None,
+        };
+        interest.wants(direction, flight.facts(), answers)
+    }
+
+    /// One call of plugin `index` with the event in flight (unless the event is over
+    /// the plugin's `max_message_bytes`), its result held to the proxy's rules (event
+    /// size, message shape, where `respond` may answer), and the step it makes
+    /// (recorded by the caller when tracing). For [`Session::on_event`] and the batch
+    /// path's one-at-a-time calls alike.
     fn event_call(
         &mut self,
         index: usize,
         plugin: &Plugin,
-        event: &SseEvent,
-    ) -> (Result<Verdict, CallFailure>, Step) {
-        let (verdict, measured) = match too_large(plugin, event) {
+        flight: &mut InFlight,
+    ) -> (Result<Answer, CallFailure>, Step) {
+        let direction = self.phase.as_ref().map_or(Direction::ToClient, |(d, _)| *d);
+        let (verdict, measured) = match too_large(plugin, &flight.event) {
             Some(failure) => (Err(failure), Measured::default()),
-            None => self.timed_call(index, 1, |instance| instance.on_event(event)),
+            None => {
+                let InFlight { event, facts, .. } = flight;
+                self.timed_call(index, 1, |instance| instance.call(event, direction, facts))
+            }
         };
         let limit = self.max_event_bytes;
-        let direction = self.phase.as_ref().map_or(Direction::ToClient, |(d, _)| *d);
         let verdict = verdict
             .and_then(|verdict| within_limit(verdict, limit))
-            .and_then(|verdict| keeps_shape(direction, event, verdict));
+            .and_then(|verdict| keeps_shape(direction, &flight.event, verdict))
+            .and_then(|verdict| answerable(direction, flight, verdict));
         let step = measured.step(index, StepVerdict::of(&verdict));
         (verdict, step)
     }
@@ -408,27 +558,27 @@ impl Session {
         &mut self,
         index: usize,
         plugin: &Plugin,
-        verdict: Result<Verdict, CallFailure>,
+        verdict: Result<Answer, CallFailure>,
         flight: &mut InFlight,
-        dropped: &mut Option<Dropped>,
+        stopped: &mut Option<Stop>,
     ) {
         match verdict {
-            Ok(Verdict::Pass) => {
+            Ok(Answer::Pass) => {
                 self.chain.metrics[index].pass();
             }
-            Ok(Verdict::Drop) => {
+            Ok(Answer::Drop) => {
                 self.chain.metrics[index].drop_();
                 tracing::debug!(
                     plugin = plugin.name(),
                     stream = self.meta.stream_id,
                     "event dropped"
                 );
-                *dropped = Some(Dropped {
+                *stopped = Some(Stop::Dropped {
                     plugin: plugin.name_arc().clone(),
                     failure: None,
                 });
             }
-            Ok(Verdict::Modify(new)) => {
+            Ok(Answer::Modify(new)) => {
                 self.chain.metrics[index].modify();
                 if convert::has_unsafe_field(&new) {
                     tracing::warn!(
@@ -437,7 +587,36 @@ impl Session {
                         "plugin returned a line break in `id` or `event`; removed before encoding"
                     );
                 }
-                flight.event = new;
+                flight.replace(new);
+            }
+            Ok(Answer::Respond(answer)) => {
+                // Counted as the plugin's drop of the request (it goes no further);
+                // the proxy counts the answer.
+                self.chain.metrics[index].drop_();
+                tracing::debug!(
+                    plugin = plugin.name(),
+                    stream = self.meta.stream_id,
+                    "request answered by the plugin"
+                );
+                *stopped = Some(Stop::Answered {
+                    plugin: plugin.name_arc().clone(),
+                    answer,
+                });
+            }
+            Ok(Answer::Hold(hold)) => {
+                self.chain.metrics[index].pass();
+                tracing::debug!(
+                    plugin = plugin.name(),
+                    stream = self.meta.stream_id,
+                    approval = hold.approval,
+                    timeout_ms = hold.timeout.as_millis() as u64,
+                    "message held"
+                );
+                *stopped = Some(Stop::Held {
+                    plugin: plugin.name_arc().clone(),
+                    hold,
+                    resume: index + 1,
+                });
             }
             Err(failure) => {
                 // A failed instantiation was counted and logged where it happened.
@@ -445,7 +624,7 @@ impl Session {
                     self.failed(index, &failure, "on-event");
                 }
                 if plugin.limits().failure == FailurePolicy::Closed {
-                    *dropped = Some(Dropped {
+                    *stopped = Some(Stop::Dropped {
                         plugin: plugin.name_arc().clone(),
                         failure: Some(failure.kind),
                     });
@@ -477,8 +656,14 @@ impl Session {
     fn ensure_instance(&mut self, index: usize) -> Result<&mut Instance, CallFailure> {
         if self.slots[index].is_none() {
             self.chain.metrics[index].instantiating();
+            let powers = Powers {
+                exchange: self.meta.clone(),
+                headers: self.chain.plugins[index].granted_headers().clone(),
+                store: self.chain.stores[index].clone(),
+                counters: self.chain.counters[index].clone(),
+            };
             let mut instance = self.chain.plugins[index]
-                .instantiate(self.meta.stream_id)
+                .instantiate(powers)
                 .inspect_err(|failure| self.failed(index, failure, "instantiate"))?;
             if let Some((_, info)) = &self.phase
                 && let Err(failure) = instance.on_stream_start(info)
@@ -580,9 +765,9 @@ fn loaded(metrics: PluginMetrics) -> PluginMetrics {
 /// A `modify` result larger than `limit` is refused as a failure (`oversized`) rather
 /// than forwarded: the host has already copied it out of the plugin (bounded by the
 /// plugin's memory cap), but the proxy never emits an event larger than it accepts.
-fn within_limit(verdict: Verdict, limit: usize) -> Result<Verdict, CallFailure> {
+fn within_limit(verdict: Answer, limit: usize) -> Result<Answer, CallFailure> {
     match &verdict {
-        Verdict::Modify(new) if convert::event_bytes(new) > limit => Err(CallFailure::new(
+        Answer::Modify(new) if convert::event_bytes(new) > limit => Err(CallFailure::new(
             FailureKind::Oversized,
             format!(
                 "modify returned an event of {} bytes, over the {limit}-byte event limit \
@@ -619,9 +804,9 @@ pub(super) fn too_large(plugin: &Plugin, event: &SseEvent) -> Option<CallFailure
 pub(super) fn keeps_shape(
     direction: Direction,
     before: &SseEvent,
-    verdict: Verdict,
-) -> Result<Verdict, CallFailure> {
-    let Verdict::Modify(after) = &verdict else {
+    verdict: Answer,
+) -> Result<Answer, CallFailure> {
+    let Answer::Modify(after) = &verdict else {
         return Ok(verdict);
     };
     let malformed = |e: shape::ShapeError| {
@@ -654,7 +839,39 @@ pub fn human_bytes(n: usize) -> String {
     }
 }
 
-/// A `filter` sees only events going to the client.
+/// Whether `plugin` sees any event going `direction` (a 0.1 `filter` sees only what
+/// goes to the client; a 0.2 plugin what its interest says).
 fn applies(plugin: &Plugin, direction: Direction) -> bool {
-    plugin.world() == World::Interceptor || direction == Direction::ToClient
+    plugin.interest().wants_direction(direction)
+}
+
+/// A `respond` answers a client's request and nothing else, with JSON: its `ok` must
+/// be one JSON value, its error's `data` too. Anything else is the plugin's failure
+/// (kind `malformed`), under its failure policy.
+fn answerable(
+    direction: Direction,
+    flight: &mut InFlight,
+    verdict: Answer,
+) -> Result<Answer, CallFailure> {
+    if matches!(verdict, Answer::Hold(_)) && direction != Direction::ToServer {
+        return Err(CallFailure::new(
+            FailureKind::Malformed,
+            "hold is carried out for client messages (to-server) only in this sluice",
+        ));
+    }
+    let Answer::Respond(answer) = &verdict else {
+        return Ok(verdict);
+    };
+    let malformed = |what: &'static str| Err(CallFailure::new(FailureKind::Malformed, what));
+    if direction != Direction::ToServer || flight.facts().kind != MessageKind::Request {
+        return malformed("respond answers a client's request only (kind request, to-server)");
+    }
+    let json = |text: &str| serde_json::from_str::<&serde_json::value::RawValue>(text).is_ok();
+    match answer {
+        Ok(result) if !json(result) => malformed("respond's result is not one JSON value"),
+        Err(RpcError {
+            data: Some(data), ..
+        }) if !json(data) => malformed("respond's error data is not one JSON value"),
+        _ => Ok(verdict),
+    }
 }

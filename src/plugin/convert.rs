@@ -4,6 +4,7 @@
 //! cannot carry, whether the event had a `data:` line at all, is kept beside it.
 
 use super::bindings::{self, SseEvent};
+use super::message::Facts;
 use crate::sse::Event;
 
 /// Which way a message travels.
@@ -52,9 +53,14 @@ pub struct StreamMeta {
     /// message shapes differ between revisions.
     pub protocol_version: Option<String>,
     /// Who is calling (the validated token's subject, client, scopes and chosen
-    /// claims, and the client's address). Not in the 0.1 contract; tapes and logs
-    /// carry it.
+    /// claims, and the client's address). Tapes and logs carry it; 0.2 plugins read it
+    /// (`context.caller`); the 0.1 contract has no place for it.
     pub identity: std::sync::Arc<crate::identity::Identity>,
+    /// The route serving the exchange (`None`: the default upstream).
+    pub route: Option<std::sync::Arc<str>>,
+    /// The request's headers, which 0.2 plugins read only by a name the operator
+    /// granted them (`context.header`). Never recorded.
+    pub headers: std::sync::Arc<http::HeaderMap>,
 }
 
 impl StreamMeta {
@@ -82,9 +88,11 @@ pub(crate) fn empty_event() -> SseEvent {
     }
 }
 
-/// An event on its way through the chain, in WIT form.
+/// An event on its way through the chain, in WIT form, with its JSON-RPC facts once
+/// something read them (until a plugin replaces the event).
 pub(crate) struct InFlight {
     pub(crate) event: SseEvent,
+    pub(crate) facts: Option<Facts>,
     had_data: bool,
 }
 
@@ -98,8 +106,21 @@ impl InFlight {
                 data: event.data.unwrap_or_default(),
                 retry: event.retry,
             },
+            facts: None,
             had_data,
         }
+    }
+
+    /// The event's JSON-RPC facts, read on first use.
+    pub(crate) fn facts(&mut self) -> &Facts {
+        self.facts
+            .get_or_insert_with(|| Facts::of(&self.event.data))
+    }
+
+    /// A plugin's `modify`: the new event, whose facts are yet to be read.
+    pub(crate) fn replace(&mut self, event: SseEvent) {
+        self.event = event;
+        self.facts = None;
     }
 
     /// Back to the proxy's form. An event that had no `data:` line keeps having none

@@ -9,9 +9,14 @@ pub mod builtin;
 mod cache;
 mod capabilities;
 mod chain;
+mod contract;
 mod convert;
 mod deadline;
 mod error;
+mod host;
+mod interest;
+mod message;
+mod store;
 
 mod loaded;
 mod runtime;
@@ -23,11 +28,16 @@ pub use cache::{CacheStatus, CompileCache};
 pub(crate) use cache::{Compiled, compile};
 pub use capabilities::Capabilities;
 pub use chain::{Chain, Outcome, Session, Step, StepVerdict, human_bytes};
+pub use contract::Contract;
+pub(crate) use contract::detect as detect_contract;
 pub use convert::{Direction, StreamMeta};
 pub use error::PluginError;
+pub use interest::Interest;
 pub use loaded::{
-    CallFailure, ContractError, FailurePolicy, Plugin, PluginLimits, PluginSource, PluginSpec,
-    World,
+    CallFailure, ContractError, FailurePolicy, HoldSpec, MAX_HOLD, Plugin, PluginLimits,
+    PluginSource, PluginSpec, PowerGrants, RpcError, World,
 };
+pub use message::{Facts, MessageKind};
 pub use runtime::{EPOCH_TICK, Runtime};
+pub use store::{StateLimits, StateStore, StateStores, StoreError};
 pub use wasi::{GUEST_DIR, ReadDirError};

@@ -1,25 +1,61 @@
-//! The data each plugin instance's `Store` carries, and the host functions on it.
+//! The data each plugin instance's `Store` carries, and the 0.1 host functions on it
+//! (0.2's are in `host`).
 
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 
 use super::bindings::{self, Level};
+use super::convert::StreamMeta;
 use super::deadline::CpuDeadline;
+use super::interest::Interest;
+use super::message::Current;
+use super::store::{StateLimits, StateStore};
 use super::wasi::WasiState;
+use crate::metrics::PluginCounters;
 
 /// Longest log line a plugin may write; longer messages are cut so that a plugin cannot
 /// flood the proxy's log with one call.
-const MAX_LOG_MESSAGE: usize = 4096;
+pub(super) const MAX_LOG_MESSAGE: usize = 4096;
 
 /// What one table element is counted as against the memory cap: a table of function
 /// references holds a pointer per element in the host.
 const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
 
+/// What a 0.2 instance's powers reach: the exchange it serves, the headers it was
+/// granted, its plugin's state store and counters.
+#[derive(Clone)]
+pub(crate) struct Powers {
+    pub(crate) exchange: Arc<StreamMeta>,
+    /// Request headers the operator granted (lower-case names).
+    pub(crate) headers: Arc<[String]>,
+    pub(crate) store: Arc<StateStore>,
+    pub(crate) counters: PluginCounters,
+}
+
+impl Powers {
+    /// For an instance with no exchange (the trial instance of `Plugin::load`): its
+    /// writes go to a store nobody reads, its counts nowhere.
+    pub(crate) fn detached(plugin: &str) -> Self {
+        Self {
+            exchange: Arc::default(),
+            headers: Arc::from([]),
+            store: Arc::new(StateStore::new(StateLimits::default())),
+            counters: PluginCounters::detached(plugin),
+        }
+    }
+}
+
 /// Store data of one plugin instance: who it is (for logs) and what it may use.
 pub(crate) struct PluginState {
-    plugin: Arc<str>,
-    stream_id: u64,
+    pub(super) plugin: Arc<str>,
+    pub(super) stream_id: u64,
+    /// What the 0.2 powers reach.
+    pub(crate) powers: Powers,
+    /// The message of the running 0.2 call (`message` resource).
+    pub(crate) current: Option<Current>,
+    /// What the instance declared through `interest` during `init`.
+    pub(crate) interest: Option<Interest>,
     /// The most bytes of linear memory and table storage the instance may hold, all its
     /// memories and tables together: a component can declare many memories (one per
     /// core instance it contains), and a cap per memory would give it that many caps.
@@ -41,10 +77,13 @@ pub(crate) struct PluginState {
 }
 
 impl PluginState {
-    pub(crate) fn new(plugin: Arc<str>, stream_id: u64, memory_cap: usize) -> Self {
+    pub(crate) fn new(plugin: Arc<str>, powers: Powers, memory_cap: usize) -> Self {
         Self {
             plugin,
-            stream_id,
+            stream_id: powers.exchange.stream_id,
+            powers,
+            current: None,
+            interest: None,
             memory_cap,
             held: 0,
             granted: 0,
@@ -58,7 +97,14 @@ impl PluginState {
 
 impl bindings::sluice::plugin::host::Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
-        let message = truncate(&message, MAX_LOG_MESSAGE);
+        self.write_log(level, &message);
+    }
+}
+
+impl PluginState {
+    /// One log line of the plugin's (either contract's `log`).
+    pub(super) fn write_log(&self, level: Level, message: &str) {
+        let message = truncate(message, MAX_LOG_MESSAGE);
         let (plugin, stream) = (&*self.plugin, self.stream_id);
         match level {
             Level::Trace => tracing::trace!(plugin, stream, "{message}"),
@@ -131,7 +177,7 @@ impl PluginState {
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
+pub(super) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -148,7 +194,7 @@ mod tests {
 
     #[test]
     fn memory_beyond_the_cap_is_refused_and_remembered() {
-        let mut state = PluginState::new("p".into(), 1, 1 << 20);
+        let mut state = PluginState::new("p".into(), Powers::detached("p"), 1 << 20);
         assert!(state.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!state.memory_denied);
         assert!(
@@ -161,7 +207,7 @@ mod tests {
 
     #[test]
     fn all_memories_and_tables_count_against_one_cap() {
-        let mut state = PluginState::new("p".into(), 1, 1 << 20);
+        let mut state = PluginState::new("p".into(), Powers::detached("p"), 1 << 20);
         // Two memories of 512 KiB each: together at the cap.
         assert!(state.memory_growing(0, 512 << 10, None).unwrap());
         assert!(state.memory_growing(0, 512 << 10, None).unwrap());
@@ -170,13 +216,13 @@ mod tests {
         assert!(!state.memory_growing(0, 64 << 10, None).unwrap());
         assert!(state.memory_denied);
         // Tables count too.
-        let mut state = PluginState::new("p".into(), 1, 1 << 20);
+        let mut state = PluginState::new("p".into(), Powers::detached("p"), 1 << 20);
         assert!(state.memory_growing(0, (1 << 20) - 64, None).unwrap());
         assert!(state.table_growing(0, 8, None).unwrap());
         assert!(!state.table_growing(8, 16, None).unwrap());
         assert!(state.memory_denied);
         // A growth granted here that the engine then fails gives its bytes back.
-        let mut state = PluginState::new("p".into(), 1, 1 << 20);
+        let mut state = PluginState::new("p".into(), Powers::detached("p"), 1 << 20);
         assert!(state.memory_growing(0, 1 << 20, None).unwrap());
         state
             .memory_grow_failed(wasmtime::Error::msg("past the declared maximum"))

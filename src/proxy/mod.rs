@@ -29,6 +29,7 @@ use sse_body::InterceptedSse;
 
 use crate::auth::Access;
 use crate::error_chain::ErrorChain;
+use crate::holds::{HeldMessage, Holds};
 pub use crate::http::{
     ClientAddr, ConnectionLimits, Handler, ProxyBody, full, serve, serve_draining, serve_limited,
 };
@@ -41,7 +42,7 @@ use crate::mcp::messages::{self, ToServer};
 use crate::metrics::Metrics;
 use crate::observe::metrics::Counting;
 use crate::observe::{Judged, Observe, Observers, RequestSeen, StreamEnd, UpstreamStage};
-use crate::plugin::{Chain, Direction, Session, StreamMeta};
+use crate::plugin::{Chain, Direction, HoldSpec, Session, StreamMeta};
 use crate::sse::Event;
 use crate::upstream::{self, BodyError, SseEvents, UpstreamBody};
 
@@ -125,6 +126,11 @@ pub struct Proxy {
     plugin_work: Arc<tokio::sync::Semaphore>,
     /// Who may call, the per-caller limits, and what the upstream is told.
     access: Arc<Access>,
+    /// The route this proxy serves (`None`: the default upstream), for plugins'
+    /// `context.route`.
+    route: Option<Arc<str>>,
+    /// Messages plugins hold, shared with the admin API.
+    holds: Arc<Holds>,
 }
 
 /// What the to-server phase decided.
@@ -159,7 +165,21 @@ impl Proxy {
             observe: vec![Arc::new(Counting(metrics))],
             closing: tokio::sync::watch::Sender::new(false),
             access: Arc::new(Access::default()),
+            route: None,
+            holds: Arc::default(),
         }
+    }
+
+    /// Names the route this proxy serves (plugins read it through `context.route`).
+    pub fn with_route(mut self, route: Option<&str>) -> Self {
+        self.route = route.map(Arc::from);
+        self
+    }
+
+    /// Shares `holds` (the admin API's list of held messages) with this proxy.
+    pub fn with_holds(mut self, holds: Arc<Holds>) -> Self {
+        self.holds = holds;
+        self
     }
 
     /// Checks callers and sets the upstream's credential as `access` says (the default:
@@ -375,6 +395,17 @@ impl Proxy {
             protocol_version: header_str(&parts.headers, "mcp-protocol-version")
                 .or_else(|| summary.offered_protocol.clone()),
             identity: admitted.identity.clone(),
+            route: self.route.clone(),
+            // Copied only when a plugin may read one (`context.header`).
+            headers: if chain
+                .plugins()
+                .iter()
+                .any(|p| !p.powers().headers.is_empty())
+            {
+                Arc::new(parts.headers.clone())
+            } else {
+                Arc::default()
+            },
         };
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
         // A plugin's `modify` is held to the same limit as what the proxy reads.
@@ -633,11 +664,22 @@ impl Proxy {
             return (session, Forward::Answer(answer));
         };
         let limits = self.settings.message_limits;
-        let (session, decided) = self
+        let (mut session, mut decided) = self
             .plugin_work(session, move |session| {
                 messages::to_server(session, text, read, &limits)
             })
             .await;
+        // A held message waits here, off the plugin workers, while other exchanges go
+        // on; then the rest of the chain sees it (or it is answered as dropped).
+        while let ToServer::Held(held) = decided {
+            let shown = self.held_message(&session, &held);
+            let goes_on = self.wait_for_hold(shown, &held.hold).await;
+            (session, decided) = self
+                .plugin_work(session, move |session| {
+                    messages::resume_to_server(session, held, goes_on)
+                })
+                .await;
+        }
         let forward = match decided {
             ToServer::Forward { body, answered } => Forward::Body {
                 body: Bytes::from(body),
@@ -657,8 +699,42 @@ impl Proxy {
             ToServer::Refused(refused) => {
                 Forward::Answer(json_response(StatusCode::BAD_REQUEST, &refused.error()))
             }
+            ToServer::Held(_) => unreachable!("waited for above"),
         };
         (session, forward)
+    }
+
+    /// What the admin API shows of a held client message.
+    fn held_message(&self, session: &Session, held: &messages::Held) -> HeldMessage {
+        let meta = session.meta();
+        HeldMessage::new(
+            &held.plugin,
+            &held.hold,
+            (
+                self.route.as_deref().unwrap_or("default"),
+                meta.stream_id,
+                meta.identity.subject.clone(),
+            ),
+            meta.rpc_method.clone(),
+            held.event.data_str(),
+        )
+    }
+
+    /// Waits out a plugin's hold of a client message; true when the message goes on.
+    async fn wait_for_hold(&self, shown: HeldMessage, hold: &HoldSpec) -> bool {
+        let (stream, plugin) = (shown.stream, shown.plugin.clone());
+        tracing::info!(
+            stream,
+            plugin,
+            approval = hold.approval,
+            timeout_ms = hold.timeout.as_millis() as u64,
+            reason = %hold.reason,
+            "message held by a plugin"
+        );
+        let end = self.holds.wait(hold, shown).await;
+        self.metrics.hold_ended(end.as_str());
+        tracing::info!(stream, plugin, outcome = end.as_str(), "hold ended");
+        end.goes_on()
     }
 
     /// A JSON response passes the chain one message at a time.

@@ -615,6 +615,8 @@ mod tests {
                      auth=au&apikey=ak&api%5Fkey=enc&b=2&&c";
         let mut tape = TapeStream::new(recorder.clone(), 1, Arc::default());
         let meta = StreamMeta {
+            route: None,
+            headers: Default::default(),
             method: "POST".into(),
             path: "/mcp".into(),
             ..StreamMeta::default()

@@ -126,6 +126,7 @@ async fn json_responses_pass_the_chain_as_one_event() {
     // A dropped response never leaves the client waiting: it becomes an error.
     let upstream = raw::serve(json).await;
     let closed = PluginSpec {
+        powers: Default::default(),
         limits: sluice::plugin::PluginLimits {
             failure: FailurePolicy::Closed,
             ..Default::default()
@@ -146,6 +147,7 @@ async fn json_responses_pass_the_chain_as_one_event() {
 #[tokio::test]
 async fn fail_closed_drops_what_the_plugin_failed_on_and_answers_the_request() {
     let closed = |spec: PluginSpec| PluginSpec {
+        powers: Default::default(),
         limits: sluice::plugin::PluginLimits {
             failure: FailurePolicy::Closed,
             ..Default::default()
@@ -206,6 +208,7 @@ fn plugins_that_cannot_work_are_refused_at_load_with_a_reason() {
         Plugin::load(
             &runtime,
             PluginSpec {
+                powers: Default::default(),
                 name: name.into(),
                 source,
                 config: String::new(),

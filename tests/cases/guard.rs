@@ -306,6 +306,7 @@ async fn every_failure_kind_on_a_server_message_fails_closed() {
 #[tokio::test]
 async fn fail_open_is_an_explicit_choice_for_observers() {
     let spec = PluginSpec {
+        powers: Default::default(),
         limits: PluginLimits {
             failure: FailurePolicy::Open,
             ..Default::default()
@@ -327,6 +328,7 @@ async fn a_modify_that_returns_two_messages_is_refused_not_spliced_into_the_batc
     let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#;
     for policy in [FailurePolicy::Closed, FailurePolicy::Open] {
         let spec = PluginSpec {
+            powers: Default::default(),
             limits: PluginLimits {
                 failure: policy,
                 ..Default::default()

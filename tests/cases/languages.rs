@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice::plugin::{
-    Chain, CompileCache, Direction, Outcome, Plugin, PluginError, PluginLimits, PluginSource,
-    PluginSpec, Runtime, StreamMeta, builtin,
+    Chain, CompileCache, Contract, Direction, Outcome, Plugin, PluginError, PluginLimits,
+    PluginSource, PluginSpec, Runtime, StreamMeta, builtin,
 };
 use sluice::sse::Event;
 
@@ -26,6 +26,9 @@ const LANGUAGES: &[(&str, bool)] = &[
     ("zig", true),
     ("python", false),
     ("js", false),
+    // The C reference as it was, built against sluice:plugin@0.1.0 as first published
+    // (`wit/0.1.0`, stream-info of six fields): the compatibility fixture.
+    ("c-v0.1.0", true),
 ];
 
 const CONFIG: &str = r#"{
@@ -103,6 +106,7 @@ fn load(
     Plugin::load(
         runtime,
         PluginSpec {
+            powers: Default::default(),
             name: name.to_string(),
             source,
             config: config.to_string(),
@@ -183,6 +187,9 @@ fn run(plugin: Plugin, phases: &[(Direction, Vec<Event>)]) -> (Vec<Verdict>, usi
                     plugin.name()
                 );
                 verdicts.push(match outcome {
+                    Outcome::Answered { .. } | Outcome::Held { .. } => {
+                        panic!("the reference filter neither answers nor holds")
+                    }
                     Outcome::Dropped { failure: None, .. } => Verdict::Drop,
                     Outcome::Dropped {
                         failure: Some(f), ..
@@ -324,6 +331,16 @@ fn check_language(runtime: &Arc<Runtime>, language: &str, path: &Path) {
     let server = to_server_cases();
     let client = to_client_cases();
     let plugin = load(runtime, &name, source(), CONFIG).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let contract = plugin.contract();
+    let want_contract = if language == "c-v0.1.0" {
+        Contract::V0_1Published
+    } else {
+        Contract::V0_2
+    };
+    assert_eq!(
+        contract, want_contract,
+        "{name}: built against the wrong contract"
+    );
     let (verdicts, logs) = run(
         plugin,
         &[
@@ -347,9 +364,12 @@ fn check_language(runtime: &Arc<Runtime>, language: &str, path: &Path) {
             want
         );
     }
+    // A 0.1 instance hears of each phase (on-stream-start) and logs once per phase;
+    // a 0.2 instance serves the exchange and logs once for it.
+    let want_logs = if contract == Contract::V0_2 { 1 } else { 2 };
     assert_eq!(
-        logs, 2,
-        "{name}: one log line per stream (phase) with a redaction"
+        logs, want_logs,
+        "{name}: one log line per stream (0.1: per phase) with a redaction"
     );
 
     // Other configurations.

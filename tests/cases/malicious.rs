@@ -140,6 +140,7 @@ async fn an_endless_on_event_is_cut_at_its_deadline_and_the_event_passes() {
 #[tokio::test]
 async fn a_fuel_limit_stops_an_endless_on_event_before_its_deadline() {
     let spec = PluginSpec {
+        powers: Default::default(),
         limits: PluginLimits {
             fuel: Some(100_000),
             deadline: Duration::from_secs(5),
@@ -187,6 +188,7 @@ async fn a_trap_is_contained_and_the_event_passes() {
 /// loaded machine from turning the case into a deadline one.
 fn huge(policy: FailurePolicy) -> PluginSpec {
     PluginSpec {
+        powers: Default::default(),
         limits: PluginLimits {
             deadline: Duration::from_secs(2),
             failure: policy,
@@ -290,6 +292,7 @@ async fn refused_reload(test: &str, bad: &'static [u8]) -> ReloadError {
     let (upstream, gate) = gated_upstream().await;
     let (_dir, path) = plugin_file(test);
     let spec = PluginSpec {
+        powers: Default::default(),
         source: PluginSource::File(path.clone()),
         ..proxy::wat("plugin", builtin::PASS)
     };
@@ -384,6 +387,7 @@ async fn a_wasi_import_in_a_reload_is_refused_while_the_proxy_serves() {
 /// what the grants allow, not about a busy test machine's I/O latency.
 fn granted(name: &str, bytes: &'static [u8], config: &str, caps: Capabilities) -> PluginSpec {
     PluginSpec {
+        powers: Default::default(),
         config: config.into(),
         capabilities: caps,
         limits: PluginLimits {

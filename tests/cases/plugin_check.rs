@@ -364,6 +364,7 @@ fn compile_cache_miss_then_hit_across_restarts() {
     let redact = rust_plugin("redact");
     let specs = [
         PluginSpec {
+            powers: Default::default(),
             name: "redact".into(),
             source: PluginSource::File(redact),
             config: r#"{"patterns":["sk-[a-z]+"]}"#.into(),
@@ -371,6 +372,7 @@ fn compile_cache_miss_then_hit_across_restarts() {
             capabilities: Default::default(),
         },
         PluginSpec {
+            powers: Default::default(),
             name: "demo".into(),
             source: PluginSource::Bytes(builtin::DEMO),
             config: String::new(),

@@ -44,6 +44,7 @@ fn replace(path: &Path, bytes: &[u8]) {
 
 async fn start(upstream: &raw::RawUpstream, path: &Path) -> Running {
     let spec = sluice::plugin::PluginSpec {
+        powers: Default::default(),
         name: "filter".into(),
         source: sluice::plugin::PluginSource::File(path.to_path_buf()),
         ..proxy::wat("filter", builtin::PASS)

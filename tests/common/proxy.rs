@@ -39,6 +39,7 @@ pub fn rust_plugin(name: &str) -> PathBuf {
 /// A Rust example plugin with a config.
 pub fn rust(name: &str, config: &str) -> PluginSpec {
     PluginSpec {
+        powers: Default::default(),
         name: name.to_string(),
         source: PluginSource::File(rust_plugin(name)),
         config: config.to_string(),
@@ -50,6 +51,7 @@ pub fn rust(name: &str, config: &str) -> PluginSpec {
 /// A WAT fixture built into the crate by build.rs.
 pub fn wat(name: &str, bytes: &'static [u8]) -> PluginSpec {
     PluginSpec {
+        powers: Default::default(),
         name: name.to_string(),
         source: PluginSource::Bytes(bytes),
         config: String::new(),
@@ -63,6 +65,7 @@ pub fn wat(name: &str, bytes: &'static [u8]) -> PluginSpec {
 /// while its streams go on.
 pub fn fail_open(spec: PluginSpec) -> PluginSpec {
     PluginSpec {
+        powers: Default::default(),
         limits: PluginLimits {
             failure: sluice::plugin::FailurePolicy::Open,
             ..spec.limits

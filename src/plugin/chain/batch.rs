@@ -18,11 +18,10 @@
 
 use std::sync::Arc;
 
-use super::{
-    Dropped, Outcome, Session, StepVerdict, applies, keeps_shape, too_large, within_limit,
-};
+use super::{Outcome, Session, StepVerdict, Stop, applies, keeps_shape, too_large, within_limit};
 use crate::plugin::bindings::{SseEvent, Verdict};
 use crate::plugin::convert::{self, Direction, InFlight};
+use crate::plugin::loaded::Answer;
 use crate::plugin::loaded::Plugin;
 use crate::sse::Event;
 
@@ -45,7 +44,11 @@ impl Session {
     /// as [`Session::on_event`] would give for each in turn. When tracing, each event's
     /// steps are in [`Session::event_steps`] afterwards.
     pub fn on_events(&mut self, events: Vec<Event>) -> Vec<Outcome> {
-        let batching = events.len() > 1 && self.chain.plugins.iter().any(|p| p.batches());
+        // A chain with a 0.2 plugin goes event by event: a `hold` stops the events
+        // behind it, which a batch would already have run.
+        let batching = events.len() > 1
+            && !self.chain.one_by_one
+            && self.chain.plugins.iter().any(|p| p.batches());
         if self.steps.is_some() {
             // One (kept) buffer per event, empty.
             if self.event_steps.len() < events.len() {
@@ -74,7 +77,7 @@ impl Session {
         }
         let direction = *direction;
         let mut flights: Vec<InFlight> = events.into_iter().map(InFlight::new).collect();
-        let mut dropped: Vec<Option<Dropped>> = flights.iter().map(|_| None).collect();
+        let mut dropped: Vec<Option<Stop>> = flights.iter().map(|_| None).collect();
         for index in 0..self.slots.len() {
             let plugin = self.chain.plugins[index].clone();
             if !applies(&plugin, direction) {
@@ -106,7 +109,7 @@ impl Session {
                 single.extend(live);
             }
             for i in single {
-                let (verdict, step) = self.event_call(index, &plugin, &flights[i].event);
+                let (verdict, step) = self.event_call(index, &plugin, &mut flights[i]);
                 if self.steps.is_some() {
                     self.event_steps[i].push(step);
                 }
@@ -116,13 +119,9 @@ impl Session {
         flights
             .into_iter()
             .zip(dropped)
-            .map(|(flight, dropped)| match dropped {
+            .map(|(flight, stopped)| match stopped {
                 None => Outcome::Forward(flight.into_event()),
-                Some(Dropped { plugin, failure }) => Outcome::Dropped {
-                    plugin,
-                    failure,
-                    event: flight.into_event(),
-                },
+                Some(stop) => stop.outcome(flight.into_event()),
             })
             .collect()
     }
@@ -136,7 +135,7 @@ impl Session {
         plugin: &Arc<Plugin>,
         part: &[usize],
         flights: &mut [InFlight],
-        dropped: &mut [Option<Dropped>],
+        dropped: &mut [Option<Stop>],
     ) -> bool {
         if self.ensure_instance(index).is_err() {
             // Counted and logged where it failed; one by one, each event tries again.
@@ -152,6 +151,8 @@ impl Session {
         for (&i, event) in part.iter().zip(events) {
             flights[i].event = event;
         }
+        // A plugin of 0.1 reads no facts, and those read before stay true unless a
+        // verdict replaces the event (`InFlight::replace`).
         self.chain.metrics[index].batch_call();
         let verdicts = match result {
             Ok(verdicts) => verdicts,
@@ -176,7 +177,7 @@ impl Session {
                 passed += 1;
                 continue;
             }
-            let verdict = within_limit(verdict, limit)
+            let verdict = within_limit(Answer::from(verdict), limit)
                 .and_then(|v| keeps_shape(direction, &flights[i].event, v));
             if traced {
                 self.event_steps[i].push(measured.step(index, StepVerdict::of(&verdict)));

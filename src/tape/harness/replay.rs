@@ -126,6 +126,8 @@ fn replay(
         return;
     };
     let meta = StreamMeta {
+        route: None,
+        headers: Default::default(),
         stream_id: stream,
         session_id: headers.get("mcp-session-id").cloned(),
         method: method.clone(),
@@ -146,13 +148,23 @@ fn replay(
     let mut answered_by_proxy = false;
     if !body.is_empty() {
         let read = messages::read_client_body(session.chain(), body, &limits);
-        let decided = messages::to_server(&mut session, body.clone(), read, &limits);
+        let mut decided = messages::to_server(&mut session, body.clone(), read, &limits);
+        // A replay does not wait: a held request goes on at once, as if let through.
+        while let ToServer::Held(held) = decided {
+            report.notes.push(format!(
+                "stream {stream}: plugin {} held the request ({}); the replay let it \
+                 through at once",
+                held.plugin, held.hold.reason
+            ));
+            decided = messages::resume_to_server(&mut session, held, true);
+        }
         let output = match decided {
             ToServer::Forward { body, .. } => Some(data_only(body)),
             ToServer::Answer { .. } | ToServer::Refused(_) => {
                 answered_by_proxy = true;
                 None
             }
+            ToServer::Held(_) => unreachable!("resumed above"),
         };
         report.events.push(result(
             stream,

@@ -6,16 +6,24 @@
 //! Config: `{"redact": [..], "drop_methods": [..], "drop_events": [..]}`, all optional.
 //! Order: drop by event type, drop by JSON-RPC method (a byte rule, no JSON parser),
 //! then redact substrings with `[REDACTED]`.
+//!
+//! World `plugin` of `sluice:plugin@0.2.0`. The message is a host resource borrowed for
+//! the call; `message.sse_event()` and `message.data()` copy what they return into the
+//! guest. `modify` carries only the new data: the host keeps the SSE id, event type and
+//! retry. The method rule reads the data bytes, not `message.method()`, so that every
+//! language gives the same verdicts for the same bytes.
 
 use std::cell::{Cell, RefCell};
 
 use serde::Deserialize;
 
-use sluice::plugin::host::{Level, log};
+use exports::sluice::plugin::handler::Guest;
+use sluice::plugin::log::{Level, log};
+use sluice::plugin::types::{Message, Verdict};
 
 wit_bindgen::generate!({
-    world: "interceptor",
-    path: "../../../wit/0.1.0-revised",
+    world: "plugin",
+    path: "../../../wit/plugin.wit",
 });
 
 const MARKER: &str = "[REDACTED]";
@@ -34,6 +42,7 @@ struct Config {
 
 thread_local! {
     static CONFIG: RefCell<Config> = RefCell::new(Config::default());
+    /// Whether this instance (one exchange) has logged a redaction; cleared by `init`.
     static LOGGED: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -60,8 +69,8 @@ fn parse_config(text: &str) -> Result<Config, String> {
 }
 
 /// Step 1: the event type, `message` when absent or empty.
-fn event_type(event: &SseEvent) -> &str {
-    match event.event.as_deref() {
+fn event_type(sse_event: Option<&str>) -> &str {
+    match sse_event {
         None | Some("") => "message",
         Some(t) => t,
     }
@@ -136,29 +145,25 @@ impl Guest for Reference {
         Ok(())
     }
 
-    fn on_stream_start(_info: StreamInfo) {
-        LOGGED.with(|l| l.set(false));
-    }
-
-    fn on_stream_end() {}
-
-    fn on_event(event: SseEvent) -> Verdict {
+    fn on_message(message: &Message) -> Verdict {
         CONFIG.with(|c| {
             let config = c.borrow();
-            let kind = event_type(&event);
+            let sse_event = message.sse_event();
+            let kind = event_type(sse_event.as_deref());
             if config.drop_events.iter().any(|e| e == kind) {
                 return Verdict::Drop;
             }
-            if method_matches(event.data.as_bytes(), &config.drop_methods) {
+            let data = message.data();
+            if method_matches(data.as_bytes(), &config.drop_methods) {
                 return Verdict::Drop;
             }
-            match redact(&event.data, &config.redact) {
+            match redact(&data, &config.redact) {
                 None => Verdict::Pass,
                 Some(data) => {
                     if !LOGGED.with(|l| l.replace(true)) {
                         log(Level::Info, LOG_MESSAGE);
                     }
-                    Verdict::Modify(SseEvent { data, ..event })
+                    Verdict::Modify(data)
                 }
             }
         })

@@ -106,7 +106,6 @@ void sluice_plugin_types_stream_info_free(sluice_plugin_types_stream_info_t *ptr
   interceptor_string_free(&ptr->method);
   interceptor_string_free(&ptr->path);
   interceptor_option_string_free(&ptr->rpc_method);
-  interceptor_option_string_free(&ptr->protocol_version);
 }
 
 void sluice_plugin_types_verdict_free(sluice_plugin_types_verdict_t *ptr) {
@@ -189,7 +188,7 @@ uint8_t * __wasm_export_exports_interceptor_init(uint8_t * arg, size_t arg0) {
 }
 
 __attribute__((__export_name__("on-stream-start")))
-void __wasm_export_exports_interceptor_on_stream_start(int64_t arg, int32_t arg0, int32_t arg1, uint8_t * arg2, size_t arg3, uint8_t * arg4, size_t arg5, uint8_t * arg6, size_t arg7, int32_t arg8, uint8_t * arg9, size_t arg10, int32_t arg11, uint8_t * arg12, size_t arg13) {
+void __wasm_export_exports_interceptor_on_stream_start(int64_t arg, int32_t arg0, int32_t arg1, uint8_t * arg2, size_t arg3, uint8_t * arg4, size_t arg5, uint8_t * arg6, size_t arg7, int32_t arg8, uint8_t * arg9, size_t arg10) {
   interceptor_option_string_t option;
   switch (arg1) {
     case 0: {
@@ -202,40 +201,27 @@ void __wasm_export_exports_interceptor_on_stream_start(int64_t arg, int32_t arg0
       break;
     }
   }
-  interceptor_option_string_t option14;
+  interceptor_option_string_t option11;
   switch (arg8) {
     case 0: {
-      option14.is_some = false;
+      option11.is_some = false;
       break;
     }
     case 1: {
-      option14.is_some = true;
-      option14.val = (interceptor_string_t) { (uint8_t*)(arg9), (arg10) };
+      option11.is_some = true;
+      option11.val = (interceptor_string_t) { (uint8_t*)(arg9), (arg10) };
       break;
     }
   }
-  interceptor_option_string_t option15;
-  switch (arg11) {
-    case 0: {
-      option15.is_some = false;
-      break;
-    }
-    case 1: {
-      option15.is_some = true;
-      option15.val = (interceptor_string_t) { (uint8_t*)(arg12), (arg13) };
-      break;
-    }
-  }
-  interceptor_stream_info_t arg16 = (sluice_plugin_types_stream_info_t) {
+  interceptor_stream_info_t arg12 = (sluice_plugin_types_stream_info_t) {
     (uint64_t) (uint64_t) (arg),
     (sluice_plugin_types_direction_t) arg0,
     (interceptor_option_string_t) option,
     (interceptor_string_t) (interceptor_string_t) { (uint8_t*)(arg4), (arg5) },
     (interceptor_string_t) (interceptor_string_t) { (uint8_t*)(arg6), (arg7) },
-    (interceptor_option_string_t) option14,
-    (interceptor_option_string_t) option15,
+    (interceptor_option_string_t) option11,
   };
-  exports_interceptor_on_stream_start(&arg16);
+  exports_interceptor_on_stream_start(&arg12);
 }
 
 __attribute__((__export_name__("on-stream-end")))

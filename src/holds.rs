@@ -1,0 +1,267 @@
+//! Messages a plugin held (`hold`), waiting for their time or an operator's decision.
+//!
+//! A hold never blocks a thread: the exchange's task awaits here while other streams
+//! and exchanges go on. An approval hold is listed on the admin API (`GET
+//! /admin/holds`) until someone decides (`POST /admin/holds/<id>/approve` or `/deny`),
+//! its time runs out, or its client goes away. The number waiting for a decision is
+//! bounded: past [`MAX_PENDING`], a new approval hold is refused (the message is
+//! dropped: an approval nobody can be asked for is not granted).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::plugin::HoldSpec;
+
+/// The most approval holds waiting at once (per process).
+pub const MAX_PENDING: usize = 1000;
+/// The most bytes of a held message shown on the admin API.
+const SHOWN_BYTES: usize = 4096;
+
+/// What an operator decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The message goes on.
+    Approve,
+    /// The message is dropped.
+    Deny,
+}
+
+/// How a hold ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldEnd {
+    /// A plain delay ran out: the message goes on.
+    Delayed,
+    /// Approved: it goes on.
+    Approved,
+    /// Denied: it is dropped.
+    Denied,
+    /// No decision in time; `passed` as the plugin's `on-timeout` said.
+    TimedOut {
+        /// The message goes on.
+        passed: bool,
+    },
+    /// Too many holds waiting: dropped.
+    Refused,
+}
+
+impl HoldEnd {
+    /// True when the message goes on to the next plugin.
+    pub fn goes_on(self) -> bool {
+        matches!(
+            self,
+            HoldEnd::Delayed | HoldEnd::Approved | HoldEnd::TimedOut { passed: true }
+        )
+    }
+
+    /// The `outcome` label of `sluice_plugin_holds_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldEnd::Delayed => "delayed",
+            HoldEnd::Approved => "approved",
+            HoldEnd::Denied => "denied",
+            HoldEnd::TimedOut { passed: true } => "timed_out_passed",
+            HoldEnd::TimedOut { passed: false } => "timed_out_dropped",
+            HoldEnd::Refused => "refused",
+        }
+    }
+}
+
+/// What the admin API shows of a held message.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldMessage {
+    /// The number to decide it by.
+    pub id: u64,
+    /// The plugin that held it.
+    pub plugin: String,
+    /// Its reason.
+    pub reason: String,
+    /// The route (`default` without `[[route]]`).
+    pub route: String,
+    /// The exchange's stream id (in the logs too).
+    pub stream: u64,
+    /// The caller's subject, when a token named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The JSON-RPC method, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The message (its first 4 KiB).
+    pub message: String,
+    /// When it was held (seconds since the epoch).
+    pub held_at: u64,
+    /// When its time runs out (seconds since the epoch).
+    pub expires_at: u64,
+}
+
+impl HeldMessage {
+    /// What the admin API shows of `message` held by `plugin`; `id` and times are
+    /// filled when it is registered.
+    pub fn new(
+        plugin: &str,
+        spec: &HoldSpec,
+        (route, stream, subject): (&str, u64, Option<String>),
+        method: Option<String>,
+        message: &str,
+    ) -> Self {
+        let mut shown = message.len().min(SHOWN_BYTES);
+        while !message.is_char_boundary(shown) {
+            shown -= 1;
+        }
+        Self {
+            id: 0,
+            plugin: plugin.to_string(),
+            reason: spec.reason.clone(),
+            route: route.to_string(),
+            stream,
+            subject,
+            method,
+            message: message[..shown].to_string(),
+            held_at: 0,
+            expires_at: 0,
+        }
+    }
+}
+
+struct Pending {
+    shown: HeldMessage,
+    decide: oneshot::Sender<Decision>,
+}
+
+/// The holds waiting for a decision, shared by every route's proxy and the admin API.
+#[derive(Default)]
+pub struct Holds {
+    pending: Mutex<BTreeMap<u64, Pending>>,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for Holds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Holds")
+            .field("pending", &self.lock().len())
+            .finish()
+    }
+}
+
+/// Takes a hold off the list when its waiter goes (decided, timed out, or the client
+/// gone and the future dropped).
+struct Registered<'a> {
+    holds: &'a Holds,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.holds.lock().remove(&self.id);
+    }
+}
+
+impl Holds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits as `spec` says: a plain delay, or a decision (listed as `shown` until
+    /// then) within `spec.timeout`.
+    pub async fn wait(&self, spec: &HoldSpec, mut shown: HeldMessage) -> HoldEnd {
+        if !spec.approval {
+            tokio::time::sleep(spec.timeout).await;
+            return HoldEnd::Delayed;
+        }
+        let (decide, decided) = oneshot::channel();
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        {
+            let mut pending = self.lock();
+            if pending.len() >= MAX_PENDING {
+                return HoldEnd::Refused;
+            }
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or(Duration::ZERO);
+            shown.id = id;
+            shown.held_at = now.as_secs();
+            shown.expires_at = (now + spec.timeout).as_secs();
+            pending.insert(id, Pending { shown, decide });
+        }
+        let _registered = Registered { holds: self, id };
+        match tokio::time::timeout(spec.timeout, decided).await {
+            Ok(Ok(Decision::Approve)) => HoldEnd::Approved,
+            Ok(Ok(Decision::Deny)) => HoldEnd::Denied,
+            // The sender lives in the list until decided; gone only if decided.
+            Ok(Err(_)) | Err(_) => HoldEnd::TimedOut {
+                passed: !spec.drop_on_timeout,
+            },
+        }
+    }
+
+    /// The holds waiting for a decision, oldest first.
+    pub fn list(&self) -> Vec<HeldMessage> {
+        self.lock().values().map(|p| p.shown.clone()).collect()
+    }
+
+    /// Decides hold `id`; false when there is no such hold waiting.
+    pub fn decide(&self, id: u64, decision: Decision) -> bool {
+        match self.lock().remove(&id) {
+            Some(pending) => pending.decide.send(decision).is_ok(),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn spec(approval: bool, timeout_ms: u64, drop_on_timeout: bool) -> HoldSpec {
+        HoldSpec {
+            timeout: Duration::from_millis(timeout_ms),
+            approval,
+            reason: "why".into(),
+            drop_on_timeout,
+        }
+    }
+
+    fn shown() -> HeldMessage {
+        HeldMessage::new("p", &spec(true, 0, true), ("default", 1, None), None, "{}")
+    }
+
+    #[tokio::test]
+    async fn an_approval_waits_for_its_decision() {
+        let holds = Arc::new(Holds::default());
+        let waiting = {
+            let holds = holds.clone();
+            tokio::spawn(async move { holds.wait(&spec(true, 60_000, true), shown()).await })
+        };
+        let id = loop {
+            if let Some(held) = holds.list().first() {
+                break held.id;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert!(!holds.decide(id + 1, Decision::Approve), "no such hold");
+        assert!(holds.decide(id, Decision::Deny));
+        assert_eq!(waiting.await.unwrap(), HoldEnd::Denied);
+        assert!(holds.list().is_empty());
+        assert!(!holds.decide(id, Decision::Approve), "decided once");
+    }
+
+    #[tokio::test]
+    async fn time_running_out_follows_the_plugins_policy() {
+        let holds = Holds::default();
+        let end = holds.wait(&spec(true, 1, true), shown()).await;
+        assert_eq!(end, HoldEnd::TimedOut { passed: false });
+        assert!(!end.goes_on());
+        let end = holds.wait(&spec(true, 1, false), shown()).await;
+        assert!(end.goes_on());
+        assert!(holds.list().is_empty(), "a timed-out hold leaves the list");
+        assert_eq!(
+            holds.wait(&spec(false, 1, true), shown()).await,
+            HoldEnd::Delayed
+        );
+    }
+}
