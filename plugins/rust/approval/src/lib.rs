@@ -11,8 +11,13 @@
 //! (default) or `"pass"`.
 //!
 //! Config, delay mode: `{"delay_ms": 200}`, optionally with `"methods": [...]`. Every
-//! message the plugin sees (those methods, or every message when `methods` is absent)
-//! waits `delay_ms` and then goes on: a slow network or server, for testing clients.
+//! client message the plugin sees (those methods, or every message when `methods` is
+//! absent) waits `delay_ms` and then goes on: a slow network or server, for testing
+//! clients.
+//!
+//! Both modes hold only messages going to the server: this sluice carries out `hold`
+//! for client messages only (on a message going to the client it is a failure of the
+//! call), so the plugin says so with `interest`.
 //!
 //! A hold never blocks the proxy: other streams and exchanges go on; only the messages
 //! behind the held one in the same stream wait (order is kept).
@@ -140,10 +145,8 @@ struct Approval;
 impl Guest for Approval {
     fn init(config: String) -> Result<(), String> {
         let (mode, methods) = parse_config(&config)?;
-        if matches!(mode, Mode::Approve { .. }) {
-            // Approval is for a client's requests only: responses need no decision.
-            interest::directions(true, false);
-        }
+        // Only client messages: the host holds nothing going to the client.
+        interest::directions(true, false);
         if let Some(methods) = methods {
             interest::methods(&methods);
         }
