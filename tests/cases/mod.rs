@@ -17,6 +17,7 @@ mod mcp_proxy;
 mod operations;
 mod plugin_check;
 mod plugin_test;
+mod powers;
 mod rate_limit;
 mod reload;
 mod resumption;
