@@ -385,7 +385,7 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
             let handler = Interface::parse(export)
                 .is_some_and(|i| i.package == HOST_PACKAGE && i.interface == HANDLER);
             let role = match export {
-                "on-event" => ExportRole::OnEvent,
+                "on-event" | "on-events" => ExportRole::OnEvent,
                 _ if handler => ExportRole::OnEvent,
                 e if LIFECYCLE.contains(&e) => ExportRole::Lifecycle,
                 _ => ExportRole::Ignored,

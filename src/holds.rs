@@ -161,6 +161,23 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// Counts a hold whose wait was dropped before it ended (the client went away, the
+/// proxy shut down): outcome `gone`.
+struct Gone<'a> {
+    metrics: &'a Metrics,
+    stream: u64,
+    over: bool,
+}
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        if !self.over {
+            self.metrics.hold_ended("gone");
+            tracing::info!(stream = self.stream, "hold ended: the exchange went away");
+        }
+    }
+}
+
 impl Holds {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Pending>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
@@ -201,7 +218,12 @@ impl Holds {
 
     /// [`Holds::wait`], logged (when the hold begins and how it ends) and counted
     /// (`sluice_plugin_holds_total`): what the proxy does with every hold.
-    pub async fn carry_out(&self, metrics: &Metrics, spec: &HoldSpec, shown: HeldMessage) -> HoldEnd {
+    pub async fn carry_out(
+        &self,
+        metrics: &Metrics,
+        spec: &HoldSpec,
+        shown: HeldMessage,
+    ) -> HoldEnd {
         let (stream, plugin) = (shown.stream, shown.plugin.clone());
         tracing::info!(
             stream,
@@ -211,7 +233,13 @@ impl Holds {
             reason = %spec.reason,
             "message held by a plugin"
         );
+        let mut waiting = Gone {
+            metrics,
+            stream,
+            over: false,
+        };
         let end = self.wait(spec, shown).await;
+        waiting.over = true;
         metrics.hold_ended(end.as_str());
         tracing::info!(stream, plugin, outcome = end.as_str(), "hold ended");
         end

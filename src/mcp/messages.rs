@@ -406,9 +406,10 @@ pub fn to_client_or_hold(
                 resume,
                 cursor,
             }),
-            outcome => {
-                ToClient::Sent(with_cursor(cursor, after_chain(session, outcome, unanswered)))
-            }
+            outcome => ToClient::Sent(with_cursor(
+                cursor,
+                after_chain(session, outcome, unanswered),
+            )),
         };
     };
     // The rules protect plugins: where none sees this direction, nothing is refused.
@@ -488,7 +489,10 @@ pub fn resume_to_client(
             resume,
             cursor,
         }),
-        outcome => ToClient::Sent(with_cursor(cursor, after_chain(session, outcome, unanswered))),
+        outcome => ToClient::Sent(with_cursor(
+            cursor,
+            after_chain(session, outcome, unanswered),
+        )),
     }
 }
 

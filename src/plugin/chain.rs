@@ -129,6 +129,7 @@ impl Chain {
     /// The same chain, its plugins' state stores taken from `stores` (by plugin name:
     /// a store outlives the chain that made it).
     pub fn with_state(mut self, stores: &StateStores) -> Self {
+        stores.keep_only(self.plugins.iter().map(|p| p.name()));
         self.stores = self
             .plugins
             .iter()
@@ -627,7 +628,11 @@ impl Session {
             Err(failure) => {
                 // A failed instantiation was counted and logged where it happened.
                 if failure.kind != FailureKind::Instantiate {
-                    self.failed(index, &failure, "on-event");
+                    let call = match plugin.world() {
+                        super::World::Plugin => "on-message",
+                        _ => "on-event",
+                    };
+                    self.failed(index, &failure, call);
                 }
                 if plugin.limits().failure == FailurePolicy::Closed {
                     *stopped = Some(Stop::Dropped {

@@ -153,7 +153,7 @@ impl wit::context::Host for PluginState {
 
     fn header(&mut self, name: String) -> Option<String> {
         let name = name.to_ascii_lowercase();
-        if !self.powers.headers.iter().any(|granted| *granted == name) {
+        if !self.powers.headers.contains(&name) {
             return None;
         }
         let values: Vec<&str> = self

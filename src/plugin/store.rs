@@ -213,6 +213,16 @@ pub struct StateStores {
 }
 
 impl StateStores {
+    /// Forgets the stores of plugins not named in `names` (removed from the chain by a
+    /// reload): a removed plugin's state is not kept for ever.
+    pub fn keep_only<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let names: Vec<&str> = names.into_iter().collect();
+        self.stores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| names.contains(&name.as_str()));
+    }
+
     /// The store of plugin `name`: the one it had, when it is to be kept and its
     /// limits are unchanged; a new one otherwise.
     pub fn for_plugin(&self, name: &str, limits: StateLimits) -> Arc<StateStore> {

@@ -788,12 +788,8 @@ impl Proxy {
                     let goes_on = self.wait_for_hold(shown, &held.hold).await;
                     (session, (judged, unanswered)) = self
                         .plugin_work(session, move |session| {
-                            let judged = messages::resume_to_client(
-                                session,
-                                held,
-                                goes_on,
-                                &mut unanswered,
-                            );
+                            let judged =
+                                messages::resume_to_client(session, held, goes_on, &mut unanswered);
                             if matches!(judged, ToClient::Sent(_)) {
                                 session.end();
                             }

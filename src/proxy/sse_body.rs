@@ -80,7 +80,11 @@ impl HoldRoom {
     }
 
     /// The wait of `hold`, as a future the body polls.
-    fn wait(&self, hold: &HoldSpec, shown: HeldMessage) -> Pin<Box<dyn Future<Output = HoldEnd> + Send>> {
+    fn wait(
+        &self,
+        hold: &HoldSpec,
+        shown: HeldMessage,
+    ) -> Pin<Box<dyn Future<Output = HoldEnd> + Send>> {
         let (room, hold) = (self.clone(), hold.clone());
         Box::pin(async move { room.holds.carry_out(&room.metrics, &hold, shown).await })
     }
@@ -281,9 +285,12 @@ impl InterceptedSse {
                 }
             }
             ToClient::Held(held) => {
-                let shown =
-                    self.holds
-                        .shown(&self.session, &held.plugin, &held.hold, held.event.data_str());
+                let shown = self.holds.shown(
+                    &self.session,
+                    &held.plugin,
+                    &held.hold,
+                    held.event.data_str(),
+                );
                 self.waiting = Some(Waiting {
                     wait: self.holds.wait(&held.hold, shown),
                     held,
@@ -308,8 +315,12 @@ impl InterceptedSse {
                 behind,
                 ..
             } = self.waiting.take().expect("checked above");
-            let judged =
-                messages::resume_to_client(&mut self.session, held, end.goes_on(), &mut self.unanswered);
+            let judged = messages::resume_to_client(
+                &mut self.session,
+                held,
+                end.goes_on(),
+                &mut self.unanswered,
+            );
             self.judged(judged, rewritten, VecDeque::new(), out);
             self.run_behind(behind, out);
         }

@@ -3,6 +3,7 @@ mod batch;
 mod chain;
 mod config_file;
 mod conformance;
+mod contract;
 mod demo;
 mod faults;
 mod guard;

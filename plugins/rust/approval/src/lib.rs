@@ -10,14 +10,10 @@
 //! `timeout_ms` (default 30000; the host caps it), `on_timeout` decides: `"drop"`
 //! (default) or `"pass"`.
 //!
-//! Config, delay mode: `{"delay_ms": 200}`, optionally with `"methods": [...]`. Every
-//! client message the plugin sees (those methods, or every message when `methods` is
-//! absent) waits `delay_ms` and then goes on: a slow network or server, for testing
-//! clients.
-//!
-//! Both modes hold only messages going to the server: this sluice carries out `hold`
-//! for client messages only (on a message going to the client it is a failure of the
-//! call), so the plugin says so with `interest`.
+//! Config, delay mode: `{"delay_ms": 200}`, optionally with `"methods": [...]` and
+//! `"direction": "to-server" | "to-client"`. Every message the plugin sees (of those
+//! methods, or every message; both ways unless `direction` says one) waits `delay_ms`
+//! and then goes on: a slow network or server, for testing clients.
 //!
 //! A hold never blocks the proxy: other streams and exchanges go on; only the messages
 //! behind the held one in the same stream wait (order is kept).
@@ -74,7 +70,11 @@ fn millis(value: Option<Value>, key: &str, default: u64) -> Result<u64, String> 
 }
 
 /// The mode, and the methods to declare interest in (none: every message).
-fn parse_config(text: &str) -> Result<(Mode, Option<Vec<String>>), String> {
+/// The mode, the methods of interest and the directions of interest (to-server,
+/// to-client).
+type Parsed = (Mode, Option<Vec<String>>, (bool, bool));
+
+fn parse_config(text: &str) -> Result<Parsed, String> {
     let value: Value =
         serde_json::from_str(text).map_err(|e| format!("approval: invalid config JSON: {e}"))?;
     let Value::Object(mut top) = value else {
@@ -91,6 +91,12 @@ fn parse_config(text: &str) -> Result<(Mode, Option<Vec<String>>), String> {
         .transpose()?;
     let timeout = top.remove("timeout_ms");
     let on_timeout = top.remove("on_timeout");
+    let direction = match top.remove("direction") {
+        None => None,
+        Some(Value::String(d)) if d == "to-server" => Some((true, false)),
+        Some(Value::String(d)) if d == "to-client" => Some((false, true)),
+        Some(_) => return Err("approval: direction must be \"to-server\" or \"to-client\"".into()),
+    };
     if let Some(key) = top.keys().next() {
         return Err(format!("approval: unknown config key {key:?}"));
     }
@@ -99,8 +105,11 @@ fn parse_config(text: &str) -> Result<(Mode, Option<Vec<String>>), String> {
             if tools.is_empty() {
                 return Err("approval: tools is empty".into());
             }
-            if methods.is_some() {
-                return Err("approval: methods is for delay mode; tools holds tools/call".into());
+            if methods.is_some() || direction.is_some() {
+                return Err(
+                    "approval: methods and direction are for delay mode; tools holds tools/call"
+                        .into(),
+                );
             }
             let on_timeout = match on_timeout.as_ref().map(|v| v.as_str()) {
                 None | Some(Some("drop")) => OnTimeout::Drop,
@@ -116,6 +125,8 @@ fn parse_config(text: &str) -> Result<(Mode, Option<Vec<String>>), String> {
                     on_timeout,
                 },
                 methods,
+                // A tool call goes to the server.
+                (true, false),
             ))
         }
         (None, Some(delay)) => {
@@ -127,6 +138,7 @@ fn parse_config(text: &str) -> Result<(Mode, Option<Vec<String>>), String> {
                     delay_ms: millis(Some(delay), "delay_ms", 0)?,
                 },
                 methods,
+                direction.unwrap_or((true, true)),
             ))
         }
         (Some(_), Some(_)) => Err("approval: set tools or delay_ms, not both".into()),
@@ -144,9 +156,8 @@ struct Approval;
 
 impl Guest for Approval {
     fn init(config: String) -> Result<(), String> {
-        let (mode, methods) = parse_config(&config)?;
-        // Only client messages: the host holds nothing going to the client.
-        interest::directions(true, false);
+        let (mode, methods, (to_server, to_client)) = parse_config(&config)?;
+        interest::directions(to_server, to_client);
         if let Some(methods) = methods {
             interest::methods(&methods);
         }
