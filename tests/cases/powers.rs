@@ -535,7 +535,7 @@ async fn an_undecided_hold_follows_on_timeout_and_a_delay_lets_the_call_go_on() 
         named(
             "delay",
             "approval",
-            r#"{"delay_ms": 50, "methods": ["tools/call"]}"#,
+            r#"{"delay_ms": 50, "methods": ["tools/call"], "direction": "to-server"}"#,
         ),
     ];
     let mut sluice = proxy::start(&proxy::base_of(&upstream.url), sluice_plugins).await;
