@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use tracing::Instrument;
 
 pub use error::{ProxyError, Unusable};
-use sse_body::{HoldRoom, InterceptedSse};
+use sse_body::{HoldRoom, InterceptedSse, after_hold};
 
 use crate::auth::Access;
 use crate::error_chain::ErrorChain;
@@ -37,12 +37,12 @@ use crate::http::{ClientTls, origin, request_host};
 use crate::mcp::client::{ClientBody, Refused};
 use crate::mcp::jsonrpc::Summary;
 use crate::mcp::legacy::EndpointRewrite;
-use crate::mcp::messages::{self, ToClient, ToServer};
+use crate::mcp::messages::{self, AfterHold, ToClient, ToServer};
 
 use crate::metrics::Metrics;
 use crate::observe::metrics::Counting;
 use crate::observe::{Judged, Observe, Observers, RequestSeen, StreamEnd, UpstreamStage};
-use crate::plugin::{Chain, Direction, HoldSpec, Session, StreamMeta};
+use crate::plugin::{Chain, Direction, HoldSpec, RequestHeaders, Session, StreamMeta};
 use crate::sse::Event;
 use crate::upstream::{self, BodyError, SseEvents, UpstreamBody};
 
@@ -402,9 +402,9 @@ impl Proxy {
                 .iter()
                 .any(|p| !p.powers().headers.is_empty())
             {
-                Arc::new(parts.headers.clone())
+                RequestHeaders(Arc::new(parts.headers.clone()))
             } else {
-                Arc::default()
+                RequestHeaders::default()
             },
         };
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
@@ -673,11 +673,11 @@ impl Proxy {
         // A held message waits here, off the plugin workers, while other exchanges go
         // on; then the rest of the chain sees it (or it is answered as dropped).
         while let ToServer::Held(held) = decided {
-            let shown = self.held_message(&session, &held);
-            let goes_on = self.wait_for_hold(shown, &held.hold).await;
+            let shown = self.held_message(&session, &held.plugin, &held.hold, &held.event);
+            let after = self.wait_for_hold(shown, &held.hold).await;
             (session, decided) = self
                 .plugin_work(session, move |session| {
-                    messages::resume_to_server(session, held, goes_on)
+                    messages::resume_to_server(session, held, after, &limits)
                 })
                 .await;
         }
@@ -705,18 +705,27 @@ impl Proxy {
         (session, forward)
     }
 
-    /// What the admin API shows of a held client message.
-    fn held_message(&self, session: &Session, held: &messages::Held) -> HeldMessage {
+    /// What the admin API shows of a message `plugin` held.
+    fn held_message(
+        &self,
+        session: &Session,
+        plugin: &str,
+        hold: &HoldSpec,
+        event: &Event,
+    ) -> HeldMessage {
         self.hold_room()
-            .shown(session, &held.plugin, &held.hold, held.event.data_str())
+            .shown(session, plugin, hold, event.data_str())
     }
 
-    /// Waits out a plugin's hold of a client message; true when the message goes on.
-    async fn wait_for_hold(&self, shown: HeldMessage, hold: &HoldSpec) -> bool {
-        self.holds
-            .carry_out(&self.metrics, hold, shown)
-            .await
-            .goes_on()
+    /// Waits out a plugin's hold of a message, or until the proxy shuts down (then
+    /// the message goes nowhere and its client is told: a hold must not keep a
+    /// shutdown waiting, nor a client without its answer).
+    async fn wait_for_hold(&self, shown: HeldMessage, hold: &HoldSpec) -> AfterHold {
+        let mut closing = self.closing.subscribe();
+        tokio::select! {
+            end = self.holds.carry_out(&self.metrics, hold, shown) => after_hold(end),
+            _ = closing.wait_for(|closing| *closing) => AfterHold::ShuttingDown,
+        }
     }
 
     /// Where the holds of upstream messages wait (`InterceptedSse`).
@@ -779,17 +788,12 @@ impl Proxy {
             match judged {
                 ToClient::Sent(sent) => break sent,
                 ToClient::Held(held) => {
-                    let shown = self.hold_room().shown(
-                        &session,
-                        &held.plugin,
-                        &held.hold,
-                        held.event.data_str(),
-                    );
-                    let goes_on = self.wait_for_hold(shown, &held.hold).await;
+                    let shown = self.held_message(&session, &held.plugin, &held.hold, &held.event);
+                    let after = self.wait_for_hold(shown, &held.hold).await;
                     (session, (judged, unanswered)) = self
                         .plugin_work(session, move |session| {
                             let judged =
-                                messages::resume_to_client(session, held, goes_on, &mut unanswered);
+                                messages::resume_to_client(session, held, after, &mut unanswered);
                             if matches!(judged, ToClient::Sent(_)) {
                                 session.end();
                             }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::holds::{HeldMessage, HoldEnd, Holds};
 use crate::mcp::jsonrpc::{self, RequestId};
 use crate::mcp::legacy::EndpointRewrite;
-use crate::mcp::messages::{self, HeldEvent, ToClient};
+use crate::mcp::messages::{self, AfterHold, HeldEvent, ToClient};
 use crate::metrics::Metrics;
 use crate::plugin::HoldSpec;
 use tokio::sync::watch;
@@ -72,7 +72,7 @@ impl HoldRoom {
             (
                 self.route.as_deref().unwrap_or("default"),
                 meta.stream_id,
-                meta.identity.subject.clone(),
+                meta.identity.limit_key(),
             ),
             meta.rpc_method.clone(),
             message,
@@ -87,6 +87,15 @@ impl HoldRoom {
     ) -> Pin<Box<dyn Future<Output = HoldEnd> + Send>> {
         let (room, hold) = (self.clone(), hold.clone());
         Box::pin(async move { room.holds.carry_out(&room.metrics, &hold, shown).await })
+    }
+}
+
+/// What the MCP rules do once a hold ended this way.
+pub(crate) fn after_hold(end: HoldEnd) -> AfterHold {
+    if end.goes_on() {
+        AfterHold::GoesOn
+    } else {
+        AfterHold::Dropped
     }
 }
 
@@ -132,8 +141,8 @@ pub struct InterceptedSse {
     ending: Option<Ending>,
     /// The MCP rules' limits (the longest batch the plugins are handed).
     limits: messages::Limits,
-    /// Where holds wait.
-    holds: HoldRoom,
+    /// Where holds wait (`None`: nowhere; a hold then goes on at once).
+    holds: Option<HoldRoom>,
     /// The message a plugin holds now, if one is.
     waiting: Option<Waiting>,
     done: bool,
@@ -157,11 +166,7 @@ impl InterceptedSse {
             span: tracing::Span::none(),
             ending: None,
             limits: messages::Limits::default(),
-            holds: HoldRoom {
-                holds: Arc::default(),
-                metrics: Arc::default(),
-                route: None,
-            },
+            holds: None,
             waiting: None,
             done: false,
         }
@@ -170,7 +175,7 @@ impl InterceptedSse {
     /// Holds wait in `room` (the proxy's: listed on its admin API, counted on its
     /// metrics).
     pub(crate) fn with_holds(mut self, room: HoldRoom) -> Self {
-        self.holds = room;
+        self.holds = Some(room);
         self
     }
 
@@ -258,20 +263,14 @@ impl InterceptedSse {
                     &mut self.unanswered,
                     &self.limits,
                 );
-                self.judged(judged, rewritten, VecDeque::new(), out);
+                self.judged(judged, rewritten, out);
             }
         }
     }
 
     /// What the chain made of one event: sent (told to the observers, encoded into
-    /// `out`), or held (the body waits, with `behind` and what comes after it).
-    fn judged(
-        &mut self,
-        judged: ToClient,
-        rewritten: bool,
-        behind: VecDeque<sse::Frame>,
-        out: &mut BytesMut,
-    ) {
+    /// `out`), or held (the body waits; what comes after it joins `Waiting::behind`).
+    fn judged(&mut self, judged: ToClient, rewritten: bool, out: &mut BytesMut) {
         match judged {
             ToClient::Sent(sent) => {
                 self.observers.event(&Judged {
@@ -285,17 +284,28 @@ impl InterceptedSse {
                 }
             }
             ToClient::Held(held) => {
-                let shown = self.holds.shown(
+                debug_assert!(self.waiting.is_none(), "one hold at a time per stream");
+                let Some(room) = &self.holds else {
+                    // No room to wait in (a body made without one): it goes on.
+                    let judged = messages::resume_to_client(
+                        &mut self.session,
+                        held,
+                        AfterHold::GoesOn,
+                        &mut self.unanswered,
+                    );
+                    return self.judged(judged, rewritten, out);
+                };
+                let shown = room.shown(
                     &self.session,
                     &held.plugin,
                     &held.hold,
                     held.event.data_str(),
                 );
                 self.waiting = Some(Waiting {
-                    wait: self.holds.wait(&held.hold, shown),
+                    wait: room.wait(&held.hold, shown),
                     held,
                     rewritten,
-                    behind,
+                    behind: VecDeque::new(),
                 });
             }
         }
@@ -315,13 +325,16 @@ impl InterceptedSse {
                 behind,
                 ..
             } = self.waiting.take().expect("checked above");
+            // The upstream was not read while the message waited: that was not its
+            // silence.
+            self.events.active();
             let judged = messages::resume_to_client(
                 &mut self.session,
                 held,
-                end.goes_on(),
+                after_hold(end),
                 &mut self.unanswered,
             );
-            self.judged(judged, rewritten, VecDeque::new(), out);
+            self.judged(judged, rewritten, out);
             self.run_behind(behind, out);
         }
         false
@@ -330,12 +343,15 @@ impl InterceptedSse {
     /// Frames that waited behind a held message, one at a time (one of them may be held
     /// in turn; the rest then wait behind it).
     fn run_behind(&mut self, mut behind: VecDeque<sse::Frame>, out: &mut BytesMut) {
-        while let Some(frame) = behind.pop_front() {
-            self.on_frame(frame, out);
+        while !behind.is_empty() {
+            // Checked before each frame: the message resumed before these may have
+            // been held again by a later plugin.
             if let Some(waiting) = &mut self.waiting {
                 waiting.behind.extend(behind);
                 return;
             }
+            let frame = behind.pop_front().expect("not empty");
+            self.on_frame(frame, out);
         }
     }
 

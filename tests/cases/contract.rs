@@ -6,13 +6,18 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
+use std::time::Duration;
+
+use serde_json::{Value, json};
 use sluice::check::{self, Options};
 use sluice::plugin::{Contract, PluginSpec, PowerGrants, StateLimits, World, builtin};
+use sluice::proxy::ProxySettings;
 use sluice::reload::Trigger;
 
 use super::operations::{scrape, value};
-use crate::common::{mcp, proxy};
+use crate::common::{client, mcp, proxy, raw};
+
+const REQUEST: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
 
 fn dist(name: &str) -> std::path::PathBuf {
     proxy::rust_plugin(name)
@@ -196,4 +201,134 @@ async fn state_outlives_a_reload_of_the_same_plugin_unless_told_not_to() {
         .await
         .expect("a fresh store: the count starts again");
     sluice.stop().await;
+}
+
+/// A hold of an upstream event longer than --upstream-idle-timeout: the upstream is not
+/// read during the hold (by design), so its idle clock starts again when sluice comes
+/// back for more; the result, sent 300 ms after the hold ended, arrives (it used to be
+/// cut as "idle").
+#[tokio::test]
+async fn a_hold_longer_than_the_idle_timeout_does_not_cut_the_stream() {
+    let progress = "id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
+    let result = "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let upstream = raw::serve(raw::Script {
+        content_type: "text/event-stream",
+        chunks: vec![progress.as_bytes().to_vec(), result.as_bytes().to_vec()],
+        end: raw::End::Clean,
+        gate: Some(gate.clone()),
+    })
+    .await;
+    // The progress notification is delayed 1 s; the idle timeout is 600 ms.
+    let delay = proxy::rust(
+        "approval",
+        r#"{"delay_ms": 1000, "direction": "to-client", "methods": ["notifications/progress"]}"#,
+    );
+    let settings = ProxySettings {
+        upstream_idle_timeout: Some(Duration::from_millis(600)),
+        ..ProxySettings::default()
+    };
+    let sluice = proxy::start_with(&upstream.url(), vec![delay], settings).await;
+    // The upstream sends its result 1.3 s in: 300 ms after the hold ended.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        gate.add_permits(1);
+    });
+    let events =
+        client::events(client::post(&format!("{}/mcp", sluice.url()), REQUEST).await).await;
+    let data: Vec<Value> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str(e.data_str()).ok())
+        .collect();
+    assert_eq!(
+        data.last().unwrap()["result"],
+        serde_json::json!({}),
+        "the result arrives: {data:?}"
+    );
+}
+
+/// Two plugins that hold messages going to the client: a message the first let go and
+/// the second holds again keeps its place, and the frames behind it wait behind it
+/// (found by review: the first of them used to overtake it, and the re-held message
+/// was lost when that one was held too).
+#[tokio::test]
+async fn a_message_held_again_by_a_later_plugin_keeps_its_place() {
+    let body = concat!(
+        "id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n",
+        "id: 2\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":2}}\n\n",
+        "id: 3\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n",
+    );
+    // One TCP write: the three events arrive together, and two wait behind the first.
+    let upstream = raw::serve(raw::sse_script(&[body])).await;
+    let config =
+        r#"{"delay_ms": 300, "direction": "to-client", "methods": ["notifications/progress"]}"#;
+    let d1 = sluice::plugin::PluginSpec {
+        name: "d1".into(),
+        ..proxy::rust("approval", config)
+    };
+    let d2 = sluice::plugin::PluginSpec {
+        name: "d2".into(),
+        ..proxy::rust("approval", config)
+    };
+    let sluice = proxy::start(&upstream.url(), vec![d1, d2]).await;
+    let events =
+        client::events(client::post(&format!("{}/mcp", sluice.url()), REQUEST).await).await;
+    let ids: Vec<&str> = events.iter().filter_map(|e| e.id.as_deref()).collect();
+    assert_eq!(
+        ids,
+        vec!["1", "2", "3"],
+        "every event, in order: {events:?}"
+    );
+}
+
+/// Shutdown while a client's request is held for approval: waiting requests get
+/// JSON-RPC errors when streams are ended after the grace period, held ones too (the
+/// hold watches `closing`), and the shutdown does not wait for the hold.
+#[tokio::test]
+async fn shutdown_answers_a_held_request() {
+    use http_body_util::{BodyExt, Full};
+    let upstream = raw::serve_fixed(
+        "200 OK",
+        &["content-type: application/json"],
+        r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+    )
+    .await;
+    let approval = proxy::rust("approval", r#"{"tools": ["x"], "timeout_ms": 20000}"#);
+    let sluice = proxy::start(&upstream.url(), vec![approval]).await;
+    let url = format!("{}/mcp", sluice.url());
+    let call = tokio::spawn(async move {
+        let request = hyper::Request::post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(Full::new(bytes::Bytes::from(REQUEST)))
+            .unwrap();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        match client.request(request).await {
+            Ok(response) => Ok(String::from_utf8(
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes().to_vec())
+                    .unwrap_or_default(),
+            )
+            .unwrap()),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sluice.stop().await;
+    let answer = call.await.unwrap().expect("an HTTP answer");
+    // Told that the proxy shut down (not the hold's own timeout, 20 s later).
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["error"]["code"], -32052, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shut down before it was let through"),
+        "{answer}"
+    );
 }
