@@ -137,7 +137,8 @@ impl fmt::Display for Refusal {
             ),
             Refusal::UnknownInterface => write!(
                 f,
-                "{HOST_PACKAGE}@{HOST_VERSION} has no such interface (the host provides {})",
+                "no version of {HOST_PACKAGE} this host implements ({HOST_VERSION}) has \
+                 such an interface (the host provides {})",
                 provided_list()
             ),
             Refusal::Foreign => write!(
@@ -227,8 +228,9 @@ impl fmt::Display for Problem {
             }
             Problem::MissingOnEvent => write!(
                 f,
-                "does not export `on-event`: not a {HOST_PACKAGE}@{HOST_VERSION} filter \
-                 or interceptor"
+                "exports neither `{HOST_PACKAGE}/{HANDLER}@0.2.0` nor `on-event`: not a \
+                 0.2 plugin nor a 0.1 filter or interceptor (build it against \
+                 wit/plugin.wit, world `plugin`)"
             ),
             Problem::PartialInterceptor { missing } => write!(
                 f,
@@ -385,7 +387,7 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
             let handler = Interface::parse(export)
                 .is_some_and(|i| i.package == HOST_PACKAGE && i.interface == HANDLER);
             let role = match export {
-                "on-event" => ExportRole::OnEvent,
+                "on-event" | "on-events" => ExportRole::OnEvent,
                 _ if handler => ExportRole::OnEvent,
                 e if LIFECYCLE.contains(&e) => ExportRole::Lifecycle,
                 _ => ExportRole::Ignored,
@@ -402,7 +404,9 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
     let missing: Vec<&'static str> = LIFECYCLE.into_iter().filter(|n| !has(n)).collect();
     let v2 = exports.iter().any(|e| {
         Interface::parse(&e.name).is_some_and(|i| {
-            i.package == HOST_PACKAGE && i.interface == HANDLER && i.version == Some("0.2.0")
+            i.package == HOST_PACKAGE
+                && i.interface == HANDLER
+                && minor_of(i.version) == Some("0.2")
         })
     });
     let world = if v2 {
@@ -527,10 +531,18 @@ fn compatible(version: Option<&str>) -> bool {
 
 /// The interfaces the host provides at `version` (any patch of a minor it implements).
 fn interfaces_of(version: Option<&str>) -> Option<&'static [&'static str]> {
+    let minor = minor_of(version)?;
+    HOST_INTERFACES
+        .iter()
+        .find_map(|(m, interfaces)| (*m == minor).then_some(*interfaces))
+}
+
+/// The implemented minor version (`0.1`, `0.2`) that `version` is a patch of.
+fn minor_of(version: Option<&str>) -> Option<&'static str> {
     let version = version?;
-    HOST_INTERFACES.iter().find_map(|(minor, interfaces)| {
+    HOST_INTERFACES.iter().find_map(|(minor, _)| {
         let patch = version.strip_prefix(minor)?.strip_prefix('.')?;
-        (!patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit())).then_some(*interfaces)
+        (!patch.is_empty() && patch.bytes().all(|b| b.is_ascii_digit())).then_some(*minor)
     })
 }
 
@@ -655,7 +667,7 @@ impl fmt::Display for Report {
         )?;
         for export in &self.exports {
             let role = match export.role {
-                ExportRole::OnEvent => "called for every message",
+                ExportRole::OnEvent => "called for the messages it wants",
                 ExportRole::Lifecycle => "interceptor lifecycle",
                 ExportRole::Ignored => "ignored (not part of the contract)",
             };

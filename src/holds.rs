@@ -4,8 +4,10 @@
 //! and exchanges go on. An approval hold is listed on the admin API (`GET
 //! /admin/holds`) until someone decides (`POST /admin/holds/<id>/approve` or `/deny`),
 //! its time runs out, or its client goes away. The number waiting for a decision is
-//! bounded: past [`MAX_PENDING`], a new approval hold is refused (the message is
-//! dropped: an approval nobody can be asked for is not granted).
+//! bounded, per process ([`MAX_PENDING`]) and per caller ([`MAX_PENDING_PER_CALLER`],
+//! so that one client cannot take every slot): past either, a new approval hold is
+//! refused (the message is dropped: an approval nobody can be asked for is not
+//! granted).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -15,10 +17,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::metrics::Metrics;
 use crate::plugin::HoldSpec;
 
 /// The most approval holds waiting at once (per process).
 pub const MAX_PENDING: usize = 1000;
+/// The most approval holds one caller (token subject, else client address) may have
+/// waiting at once.
+pub const MAX_PENDING_PER_CALLER: usize = 100;
 /// The most bytes of a held message shown on the admin API.
 const SHOWN_BYTES: usize = 4096;
 
@@ -84,9 +90,8 @@ pub struct HeldMessage {
     pub route: String,
     /// The exchange's stream id (in the logs too).
     pub stream: u64,
-    /// The caller's subject, when a token named one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
+    /// Who asked: `sub:<subject>` when a token named one, else `addr:<client address>`.
+    pub caller: String,
     /// The JSON-RPC method, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
@@ -104,10 +109,12 @@ impl HeldMessage {
     pub fn new(
         plugin: &str,
         spec: &HoldSpec,
-        (route, stream, subject): (&str, u64, Option<String>),
+        (route, stream, caller): (&str, u64, String),
         method: Option<String>,
         message: &str,
     ) -> Self {
+        // A plain delay is never listed: nothing of the message is copied for it.
+        let message = if spec.approval { message } else { "" };
         let mut shown = message.len().min(SHOWN_BYTES);
         while !message.is_char_boundary(shown) {
             shown -= 1;
@@ -118,7 +125,7 @@ impl HeldMessage {
             reason: spec.reason.clone(),
             route: route.to_string(),
             stream,
-            subject,
+            caller,
             method,
             message: message[..shown].to_string(),
             held_at: 0,
@@ -160,6 +167,23 @@ impl Drop for Registered<'_> {
     }
 }
 
+/// Counts a hold whose wait was dropped before it ended (the client went away, the
+/// proxy shut down): outcome `gone`.
+struct Gone<'a> {
+    metrics: &'a Metrics,
+    stream: u64,
+    over: bool,
+}
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        if !self.over {
+            self.metrics.hold_ended("gone");
+            tracing::info!(stream = self.stream, "hold ended: the exchange went away");
+        }
+    }
+}
+
 impl Holds {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Pending>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
@@ -176,7 +200,11 @@ impl Holds {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         {
             let mut pending = self.lock();
-            if pending.len() >= MAX_PENDING {
+            let callers = pending
+                .values()
+                .filter(|p| p.shown.caller == shown.caller)
+                .count();
+            if pending.len() >= MAX_PENDING || callers >= MAX_PENDING_PER_CALLER {
                 return HoldEnd::Refused;
             }
             let now = SystemTime::now()
@@ -196,6 +224,47 @@ impl Holds {
                 passed: !spec.drop_on_timeout,
             },
         }
+    }
+
+    /// [`Holds::wait`], logged (when the hold begins and how it ends) and counted
+    /// (`sluice_plugin_holds_total`): what the proxy does with every hold.
+    pub async fn carry_out(
+        &self,
+        metrics: &Metrics,
+        spec: &HoldSpec,
+        shown: HeldMessage,
+    ) -> HoldEnd {
+        let (stream, plugin) = (shown.stream, shown.plugin.clone());
+        // An approval is an event for whoever decides; a delay (fault injection, on
+        // every message perhaps) only for whoever debugs.
+        if spec.approval {
+            tracing::info!(
+                stream,
+                plugin,
+                timeout_ms = spec.timeout.as_millis() as u64,
+                reason = %spec.reason,
+                "message held by a plugin for approval"
+            );
+        } else {
+            tracing::debug!(
+                stream,
+                plugin,
+                timeout_ms = spec.timeout.as_millis() as u64,
+                "message delayed by a plugin"
+            );
+        }
+        let mut waiting = Gone {
+            metrics,
+            stream,
+            over: false,
+        };
+        let end = self.wait(spec, shown).await;
+        waiting.over = true;
+        metrics.hold_ended(end.as_str());
+        if spec.approval {
+            tracing::info!(stream, plugin, outcome = end.as_str(), "hold ended");
+        }
+        end
     }
 
     /// The holds waiting for a decision, oldest first.
@@ -227,7 +296,17 @@ mod tests {
     }
 
     fn shown() -> HeldMessage {
-        HeldMessage::new("p", &spec(true, 0, true), ("default", 1, None), None, "{}")
+        shown_for("addr:127.0.0.1")
+    }
+
+    fn shown_for(caller: &str) -> HeldMessage {
+        HeldMessage::new(
+            "p",
+            &spec(true, 0, true),
+            ("default", 1, caller.to_string()),
+            None,
+            "{}",
+        )
     }
 
     #[tokio::test]
@@ -248,6 +327,47 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), HoldEnd::Denied);
         assert!(holds.list().is_empty());
         assert!(!holds.decide(id, Decision::Approve), "decided once");
+    }
+
+    #[tokio::test]
+    async fn one_caller_cannot_take_every_approval_slot() {
+        let holds = Arc::new(Holds::default());
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_PENDING_PER_CALLER {
+            let holds = holds.clone();
+            waiting.push(tokio::spawn(async move {
+                holds
+                    .wait(&spec(true, 60_000, true), shown_for("sub:mallory"))
+                    .await
+            }));
+        }
+        while holds.list().len() < MAX_PENDING_PER_CALLER {
+            tokio::task::yield_now().await;
+        }
+        let end = holds
+            .wait(&spec(true, 60_000, true), shown_for("sub:mallory"))
+            .await;
+        assert_eq!(end, HoldEnd::Refused, "over the caller's share");
+        // Another caller still gets a slot.
+        let other = {
+            let holds = holds.clone();
+            tokio::spawn(async move {
+                holds
+                    .wait(&spec(true, 60_000, true), shown_for("sub:alice"))
+                    .await
+            })
+        };
+        let id = loop {
+            if let Some(held) = holds.list().iter().find(|h| h.caller == "sub:alice") {
+                break held.id;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert!(holds.decide(id, Decision::Approve));
+        assert_eq!(other.await.unwrap(), HoldEnd::Approved);
+        for task in waiting {
+            task.abort();
+        }
     }
 
     #[tokio::test]

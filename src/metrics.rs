@@ -72,6 +72,9 @@ struct MethodLabel {
 
 type CallHistogram = Family<PluginName, Histogram, fn() -> Histogram>;
 
+/// The counter names and labels each plugin used, by (route, plugin).
+type SeenByPlugin = BTreeMap<(String, String), Arc<Mutex<plugin_counters::Seen>>>;
+
 fn call_histogram() -> Histogram {
     // 250 ns .. ~16 ms: a plugin call is about a microsecond; the deadline is 10 ms.
     Histogram::new(exponential_buckets(250e-9, 2.0, 17))
@@ -115,7 +118,7 @@ pub struct Metrics {
     /// Counters plugins keep themselves (the `metrics` power).
     plugin_counters: plugin_counters::CounterFamily,
     /// The counter names and labels each plugin has used, by route and plugin name.
-    plugin_counters_seen: Arc<Mutex<BTreeMap<(String, String), Arc<Mutex<plugin_counters::Seen>>>>>,
+    plugin_counters_seen: Arc<Mutex<SeenByPlugin>>,
     /// Messages plugins held (`hold`), by how the hold ended.
     holds: Family<Outcome, Counter>,
     /// Requests plugins answered themselves (`respond`).

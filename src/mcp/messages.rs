@@ -117,47 +117,120 @@ pub fn to_server(
         }
     };
     session.begin(Direction::ToServer);
-    let decided = through_chain(session, body, read, limits);
-    if !matches!(decided, ToServer::Held(_)) {
-        session.end();
+    let (decided, answers) = through_chain(session, body, read, limits);
+    finish_to_server(session, decided, answers, limits)
+}
+
+/// How a hold ended, as the MCP rules act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterHold {
+    /// The message goes on to the next plugin.
+    GoesOn,
+    /// The holder drops it (denied, timed out with `drop`, too many holds).
+    Dropped,
+    /// The proxy is shutting down: the message goes nowhere, and whoever waits for it
+    /// is told why.
+    ShuttingDown,
+}
+
+/// A plugin's answer to a client's request, before it goes through the chain towards
+/// the client.
+#[derive(Debug)]
+struct PluginAnswer {
+    id: RequestId,
+    response: String,
+}
+
+/// Ends the to-server phase (unless a plugin holds the message) and sends the
+/// plugins' answers through one to-client phase, after it: a 0.1 interceptor sees each
+/// direction announced once, in order.
+fn finish_to_server(
+    session: &mut Session,
+    mut decided: ToServer,
+    answers: Vec<PluginAnswer>,
+    limits: &Limits,
+) -> ToServer {
+    if matches!(decided, ToServer::Held(_)) {
+        return decided;
+    }
+    session.end();
+    if answers.is_empty() {
+        return decided;
+    }
+    session.begin(Direction::ToClient);
+    let mut sent = Vec::with_capacity(answers.len());
+    for PluginAnswer { id, response } in answers {
+        let mut waiting = vec![id];
+        let out = to_client(session, Event::message(response), &mut waiting, limits);
+        // A to-client plugin that dropped the answer leaves nothing to send.
+        sent.extend(
+            out.and_then(|e| e.data)
+                .and_then(|data| RawValue::from_string(data).ok()),
+        );
+    }
+    session.end();
+    if let ToServer::Answer { answered, .. } | ToServer::Forward { answered, .. } = &mut decided {
+        answered.extend(sent);
     }
     decided
 }
 
 /// Goes on with a message a plugin held, once the hold ended: through the rest of the
-/// chain when it `goes_on`, else answered as dropped by the plugin that held it. Ends
-/// the to-server phase unless another plugin holds it again.
-pub fn resume_to_server(session: &mut Session, held: Held, goes_on: bool) -> ToServer {
-    let decided = if goes_on {
-        let outcome = session.resume(held.event, held.resume);
-        single(session, outcome, held.request)
-    } else {
-        log_dropped(session, &held.plugin, "held client message");
-        ToServer::Answer {
-            answered: held
-                .request
-                .map(|id| {
-                    let message = format!(
-                        "sluice: the request was held by plugin {} and not let through \
-                         ({})",
-                        held.plugin, held.hold.reason
-                    );
-                    jsonrpc::error(&id, jsonrpc::DROPPED_BY_PLUGIN, &message)
-                })
-                .into_iter()
-                .collect(),
-            batch: false,
+/// chain when it goes on, else answered as dropped by the plugin that held it (or as
+/// not sent, at shutdown). Ends the to-server phase unless another plugin holds it
+/// again.
+pub fn resume_to_server(
+    session: &mut Session,
+    held: Held,
+    after: AfterHold,
+    limits: &Limits,
+) -> ToServer {
+    let (decided, answer) = match after {
+        AfterHold::GoesOn => {
+            let outcome = session.resume(held.event, held.resume);
+            single(session, outcome, held.request)
+        }
+        AfterHold::Dropped | AfterHold::ShuttingDown => {
+            log_dropped(session, &held.plugin, "held client message");
+            let error = |id: RequestId| {
+                let (code, message) = match after {
+                    AfterHold::ShuttingDown => (
+                        jsonrpc::STREAM_FAILED,
+                        format!(
+                            "sluice: the request was held by plugin {} and the proxy shut \
+                             down before it was let through; it was not forwarded",
+                            held.plugin
+                        ),
+                    ),
+                    _ => (
+                        jsonrpc::DROPPED_BY_PLUGIN,
+                        format!(
+                            "sluice: the request was held by plugin {} and not let through \
+                             ({})",
+                            held.plugin, held.hold.reason
+                        ),
+                    ),
+                };
+                jsonrpc::error(&id, code, &message)
+            };
+            let decided = ToServer::Answer {
+                answered: held.request.map(error).into_iter().collect(),
+                batch: false,
+            };
+            (decided, None)
         }
     };
-    if !matches!(decided, ToServer::Held(_)) {
-        session.end();
-    }
-    decided
+    finish_to_server(session, decided, answer.into_iter().collect(), limits)
 }
 
-/// What one client message's outcome makes (not in a batch).
-fn single(session: &mut Session, outcome: Outcome, request: Option<RequestId>) -> ToServer {
-    match outcome {
+/// What one client message's outcome makes (not in a batch), and a plugin's answer
+/// still to go through the chain towards the client.
+fn single(
+    session: &mut Session,
+    outcome: Outcome,
+    request: Option<RequestId>,
+) -> (ToServer, Option<PluginAnswer>) {
+    let decided = match outcome {
         Outcome::Forward(event) => ToServer::Forward {
             body: event.data.unwrap_or_default(),
             answered: Vec::new(),
@@ -177,15 +250,12 @@ fn single(session: &mut Session, outcome: Outcome, request: Option<RequestId>) -
             }
         }
         Outcome::Answered { plugin, answer, .. } => {
-            let answered = request
-                .map(|id| plugin_answer(session, &plugin, &id, &answer))
-                .into_iter()
-                .flatten()
-                .collect();
-            ToServer::Answer {
-                answered,
+            let answer = request.map(|id| plugin_answer(session, &plugin, id, &answer));
+            let decided = ToServer::Answer {
+                answered: Vec::new(),
                 batch: false,
-            }
+            };
+            return (decided, answer);
         }
         Outcome::Held {
             plugin,
@@ -199,41 +269,26 @@ fn single(session: &mut Session, outcome: Outcome, request: Option<RequestId>) -
             resume,
             request,
         }),
-    }
+    };
+    (decided, None)
 }
 
-/// A plugin's answer to request `id`, through the rest of the chain going to the
-/// client (a to-client phase of its own: the request went no further). `None` when a
-/// to-client plugin dropped what it sent back and nothing is left to send.
+/// A plugin's answer to request `id` (`respond`), counted and logged; it goes through
+/// the chain towards the client once the to-server phase ends (`finish_to_server`).
 fn plugin_answer(
-    session: &mut Session,
+    session: &Session,
     plugin: &str,
-    id: &RequestId,
+    id: RequestId,
     answer: &Result<String, crate::plugin::RpcError>,
-) -> Option<Box<RawValue>> {
+) -> PluginAnswer {
     tracing::debug!(
         stream = session.meta().stream_id,
         plugin,
         "request answered by a plugin"
     );
     session.chain().refusals().answered_by_plugin();
-    let response = jsonrpc::answer(id, answer);
-    let phase = session.phase_direction();
-    session.end();
-    session.begin(Direction::ToClient);
-    let mut waiting = vec![id.clone()];
-    let sent = to_client(
-        session,
-        Event::message(response),
-        &mut waiting,
-        &Limits::default(),
-    );
-    session.end();
-    if let Some(direction) = phase {
-        session.begin(direction);
-    }
-    let data = sent.and_then(|e| e.data)?;
-    RawValue::from_string(data).ok()
+    let response = jsonrpc::answer(&id, answer);
+    PluginAnswer { id, response }
 }
 
 /// [`to_server`]'s work once the phase has begun.
@@ -242,12 +297,14 @@ fn through_chain(
     body: String,
     read: ClientBody,
     limits: &Limits,
-) -> ToServer {
+) -> (ToServer, Vec<PluginAnswer>) {
     if !read.batch {
         let request = read.messages.into_iter().next().and_then(|m| m.request_id);
         let outcome = session.on_event(Event::message(body));
-        return single(session, outcome, request);
+        let (decided, answer) = single(session, outcome, request);
+        return (decided, answer.into_iter().collect());
     };
+    let mut answers = Vec::new();
     let started = Instant::now();
     let mut kept = Vec::new();
     let mut answered = Vec::new();
@@ -279,7 +336,7 @@ fn through_chain(
             }
             Outcome::Answered { plugin, answer, .. } => {
                 if let Some(id) = request {
-                    answered.extend(plugin_answer(session, &plugin, &id, &answer));
+                    answers.push(plugin_answer(session, &plugin, id, &answer));
                 }
             }
             Outcome::Held { plugin, .. } => {
@@ -302,7 +359,7 @@ fn through_chain(
             "the plugins' time for this request ran out: the rest of its batch was not forwarded"
         );
     }
-    if kept.is_empty() {
+    let decided = if kept.is_empty() {
         ToServer::Answer {
             answered,
             batch: true,
@@ -312,7 +369,8 @@ fn through_chain(
             body: join_batch(&kept),
             answered,
         }
-    }
+    };
+    (decided, answers)
 }
 
 /// Runs one upstream event through the chain (to-client phase) and returns what the
@@ -336,13 +394,81 @@ pub fn to_client(
     unanswered: &mut Vec<RequestId>,
     limits: &Limits,
 ) -> Option<Event> {
+    match to_client_or_hold(session, event, unanswered, limits) {
+        ToClient::Sent(sent) => sent,
+        ToClient::Held(held) => {
+            tracing::warn!(
+                stream = session.meta().stream_id,
+                plugin = %held.plugin,
+                "a hold here is not waited for (a replay, or a plugin's own answer): the \
+                 message goes on at once"
+            );
+            let mut held = held;
+            loop {
+                match resume_to_client(session, held, AfterHold::GoesOn, unanswered) {
+                    ToClient::Sent(sent) => return sent,
+                    ToClient::Held(again) => held = again,
+                }
+            }
+        }
+    }
+}
+
+/// What became of an upstream event on its way to the client.
+#[derive(Debug)]
+pub enum ToClient {
+    /// Send this to the client (`None`: nothing).
+    Sent(Option<Event>),
+    /// A plugin held it: wait as its hold says, then [`resume_to_client`]. The events
+    /// behind it in the stream wait too (order is kept).
+    Held(HeldEvent),
+}
+
+/// An upstream message a plugin held, and where its walk goes on.
+#[derive(Debug)]
+pub struct HeldEvent {
+    /// The plugin that held it.
+    pub plugin: std::sync::Arc<str>,
+    /// How long, and for what.
+    pub hold: HoldSpec,
+    /// The message as that plugin saw it.
+    pub event: Event,
+    resume: usize,
+    cursor: Event,
+}
+
+/// [`to_client`], where the caller carries out holds: a held single message comes
+/// back as [`ToClient::Held`]. (A message of a server batch is not held: the batch
+/// goes out in one piece; such a hold goes on at once, with a warning.)
+pub fn to_client_or_hold(
+    session: &mut Session,
+    event: Event,
+    unanswered: &mut Vec<RequestId>,
+    limits: &Limits,
+) -> ToClient {
     if event.data.as_deref().is_none_or(str::is_empty) {
-        return Some(event);
+        return ToClient::Sent(Some(event));
     }
     let cursor = cursor_of(&event);
     let Some(items) = batch_items(event.data_str()) else {
-        let outcome = session.on_event(event);
-        return with_cursor(cursor, after_chain(session, outcome, unanswered));
+        return match session.on_event(event) {
+            Outcome::Held {
+                plugin,
+                hold,
+                event,
+                resume,
+            } => ToClient::Held(HeldEvent {
+                plugin,
+                hold,
+                event,
+                resume,
+                cursor,
+            }),
+            outcome => ToClient::Sent(with_cursor(
+                cursor,
+                after_chain(session, outcome, unanswered),
+            )),
+        };
     };
     // The rules protect plugins: where none sees this direction, nothing is refused.
     let too_long = !session.passes_everything() && items.len() > limits.max_batch;
@@ -369,17 +495,104 @@ pub fn to_client(
             over_long_batch(&message, limits.max_batch, unanswered)
         } else {
             let outcome = session.on_event(message);
+            let outcome = go_on_at_once(session, outcome);
             after_chain(session, outcome, unanswered)
         };
         kept.extend(sent.and_then(|e| e.data));
     }
     if kept.is_empty() {
-        return cursor_only(cursor);
+        return ToClient::Sent(cursor_only(cursor));
     }
-    Some(Event {
+    ToClient::Sent(Some(Event {
         data: Some(join_batch(&kept)),
         ..event
-    })
+    }))
+}
+
+/// Goes on with an upstream message a plugin held, once the hold ended: through the
+/// rest of the chain when it `goes_on`, else dropped by the plugin that held it (a
+/// response is replaced by an error with its id, as for any drop).
+pub fn resume_to_client(
+    session: &mut Session,
+    held: HeldEvent,
+    after: AfterHold,
+    unanswered: &mut Vec<RequestId>,
+) -> ToClient {
+    let HeldEvent {
+        plugin,
+        event,
+        resume,
+        cursor,
+        ..
+    } = held;
+    let outcome = match after {
+        AfterHold::GoesOn => session.resume(event, resume),
+        AfterHold::Dropped => Outcome::Dropped {
+            plugin,
+            failure: None,
+            event,
+        },
+        AfterHold::ShuttingDown => {
+            // A response is answered for (its request waits); anything else is gone.
+            let id = event.data.as_deref().and_then(jsonrpc::response_id);
+            let sent = id.map(|id| {
+                unanswered.retain(|pending| *pending != id);
+                let message = "sluice: the response was held by a plugin and the proxy \
+                               shut down before it was let through";
+                Event::message(jsonrpc::error(&id, jsonrpc::STREAM_FAILED, message).to_string())
+            });
+            return ToClient::Sent(with_cursor(cursor, sent));
+        }
+    };
+    match outcome {
+        Outcome::Held {
+            plugin,
+            hold,
+            event,
+            resume,
+        } => ToClient::Held(HeldEvent {
+            plugin,
+            hold,
+            event,
+            resume,
+            cursor,
+        }),
+        outcome => ToClient::Sent(with_cursor(
+            cursor,
+            after_chain(session, outcome, unanswered),
+        )),
+    }
+}
+
+/// Where a hold cannot be waited for (a message of a server's batch, which goes out in
+/// one piece): a plain delay goes on at once, with a warning; an approval is not
+/// granted (the message is dropped, as by the holder), so that wrapping a message in a
+/// batch cannot get it past an approval.
+fn go_on_at_once(session: &mut Session, mut outcome: Outcome) -> Outcome {
+    while let Outcome::Held {
+        plugin,
+        hold,
+        event,
+        resume,
+    } = outcome
+    {
+        tracing::warn!(
+            stream = session.meta().stream_id,
+            plugin = %plugin,
+            approval = hold.approval,
+            "a message of a batch cannot be held apart from the batch: {}",
+            if hold.approval { "dropped (no approval)" } else { "it goes on at once" }
+        );
+        if hold.approval {
+            return Outcome::Dropped {
+                plugin,
+                failure: None,
+                event,
+            };
+        }
+        outcome = session.resume(event, resume);
+    }
+    outcome
 }
 
 /// A message of a server batch over `limit` messages, which the plugins do not get to
@@ -420,7 +633,10 @@ pub fn to_client_run(
     outcomes
         .into_iter()
         .zip(cursors)
-        .map(|(outcome, cursor)| with_cursor(cursor, after_chain(session, outcome, unanswered)))
+        .map(|(outcome, cursor)| {
+            let outcome = go_on_at_once(session, outcome);
+            with_cursor(cursor, after_chain(session, outcome, unanswered))
+        })
         .collect()
 }
 
@@ -459,9 +675,9 @@ fn after_chain(
             Some(event)
         }
         Outcome::Answered { event, .. } | Outcome::Held { event, .. } => {
-            // The chain refuses `respond` and `hold` going to the client as failures of
-            // the call, so these never come here; should one, it goes on unchanged.
-            debug_assert!(false, "respond or hold on a message going to the client");
+            // The chain refuses `respond` going to the client as a failure of the call,
+            // and holds are carried out before this; should one come, it goes on.
+            debug_assert!(false, "respond or an unresolved hold going to the client");
             note_answered(event.data_str(), unanswered);
             Some(event)
         }

@@ -86,8 +86,8 @@ pub struct Chain {
     counters: Vec<PluginCounters>,
     /// Each plugin's state store (the `state` power), in the same order.
     stores: Vec<Arc<StateStore>>,
-    /// True when a plugin speaks 0.2 (whose verdicts can hold or answer: events then
-    /// go one by one, never in batches).
+    /// True when a 0.2 plugin wants messages going to the client: it may hold one, so
+    /// a stream's events then go one by one, never in batches.
     one_by_one: bool,
     generation: u64,
 }
@@ -116,9 +116,10 @@ impl Chain {
                 .iter()
                 .map(|p| Arc::new(StateStore::new(p.powers().state)))
                 .collect(),
-            one_by_one: plugins
-                .iter()
-                .any(|p| p.contract() == super::Contract::V0_2),
+            one_by_one: plugins.iter().any(|p| {
+                p.contract() == super::Contract::V0_2
+                    && p.interest().wants_direction(Direction::ToClient)
+            }),
             plugins: plugins.into_iter().map(Arc::new).collect(),
             metrics,
             refusals: Refusals::default(),
@@ -129,6 +130,7 @@ impl Chain {
     /// The same chain, its plugins' state stores taken from `stores` (by plugin name:
     /// a store outlives the chain that made it).
     pub fn with_state(mut self, stores: &StateStores) -> Self {
+        stores.keep_only(self.plugins.iter().map(|p| p.name()));
         self.stores = self
             .plugins
             .iter()
@@ -378,6 +380,13 @@ impl Session {
         }
     }
 
+    /// True when a plugin of the chain can hold a message going to the client (a 0.2
+    /// plugin that wants some): a stream's events then go through the chain one at a
+    /// time, so that those behind a held one wait.
+    pub fn may_hold(&self) -> bool {
+        self.chain.one_by_one
+    }
+
     /// The direction of the phase under way, if one is.
     pub fn phase_direction(&self) -> Option<Direction> {
         self.phase.as_ref().map(|(d, _)| *d)
@@ -604,6 +613,9 @@ impl Session {
                 });
             }
             Ok(Answer::Hold(hold)) => {
+                // The plugin's own figures count a hold with its passes (the message
+                // goes on to the next plugin, or is dropped when its hold ends);
+                // `sluice_plugin_holds_total` says how each hold ended.
                 self.chain.metrics[index].pass();
                 tracing::debug!(
                     plugin = plugin.name(),
@@ -621,7 +633,11 @@ impl Session {
             Err(failure) => {
                 // A failed instantiation was counted and logged where it happened.
                 if failure.kind != FailureKind::Instantiate {
-                    self.failed(index, &failure, "on-event");
+                    let call = match plugin.world() {
+                        super::World::Plugin => "on-message",
+                        _ => "on-event",
+                    };
+                    self.failed(index, &failure, call);
                 }
                 if plugin.limits().failure == FailurePolicy::Closed {
                     *stopped = Some(Stop::Dropped {
@@ -766,17 +782,22 @@ fn loaded(metrics: PluginMetrics) -> PluginMetrics {
 /// than forwarded: the host has already copied it out of the plugin (bounded by the
 /// plugin's memory cap), but the proxy never emits an event larger than it accepts.
 fn within_limit(verdict: Answer, limit: usize) -> Result<Answer, CallFailure> {
-    match &verdict {
-        Answer::Modify(new) if convert::event_bytes(new) > limit => Err(CallFailure::new(
-            FailureKind::Oversized,
-            format!(
-                "modify returned an event of {} bytes, over the {limit}-byte event limit \
-                 (--max-event-bytes)",
-                convert::event_bytes(new)
-            ),
-        )),
-        _ => Ok(verdict),
+    let (what, size) = match &verdict {
+        Answer::Modify(new) => ("modify returned an event", convert::event_bytes(new)),
+        Answer::Respond(Ok(result)) => ("respond returned a result", result.len()),
+        Answer::Respond(Err(error)) => (
+            "respond returned an error",
+            error.message.len() + error.data.as_deref().map_or(0, str::len),
+        ),
+        _ => return Ok(verdict),
+    };
+    if size <= limit {
+        return Ok(verdict);
     }
+    Err(CallFailure::new(
+        FailureKind::Oversized,
+        format!("{what} of {size} bytes, over the {limit}-byte event limit (--max-event-bytes)"),
+    ))
 }
 
 /// The failure of handing `event` to `plugin` when it is over the plugin's
@@ -853,12 +874,6 @@ fn answerable(
     flight: &mut InFlight,
     verdict: Answer,
 ) -> Result<Answer, CallFailure> {
-    if matches!(verdict, Answer::Hold(_)) && direction != Direction::ToServer {
-        return Err(CallFailure::new(
-            FailureKind::Malformed,
-            "hold is carried out for client messages (to-server) only in this sluice",
-        ));
-    }
     let Answer::Respond(answer) = &verdict else {
         return Ok(verdict);
     };

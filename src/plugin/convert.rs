@@ -59,8 +59,20 @@ pub struct StreamMeta {
     /// The route serving the exchange (`None`: the default upstream).
     pub route: Option<std::sync::Arc<str>>,
     /// The request's headers, which 0.2 plugins read only by a name the operator
-    /// granted them (`context.header`). Never recorded.
-    pub headers: std::sync::Arc<http::HeaderMap>,
+    /// granted them (`context.header`). Never recorded, never printed.
+    pub headers: RequestHeaders,
+}
+
+/// A request's headers as a plugin may be granted them. Their `Debug` names the
+/// headers without their values: an `Authorization` among them must not reach a log
+/// through a `?meta`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RequestHeaders(pub std::sync::Arc<http::HeaderMap>);
+
+impl std::fmt::Debug for RequestHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl StreamMeta {

@@ -12,6 +12,9 @@ use super::message::{Facts, MessageKind};
 use super::state::PluginState;
 use super::store::StoreError;
 
+/// The most methods a plugin's interest may name.
+const MAX_METHODS: usize = 256;
+
 impl PluginState {
     /// The message of the running call. A handle can only come from a call's argument,
     /// so outside a call there is none; a plugin that kept a borrowed handle past its
@@ -153,13 +156,14 @@ impl wit::context::Host for PluginState {
 
     fn header(&mut self, name: String) -> Option<String> {
         let name = name.to_ascii_lowercase();
-        if !self.powers.headers.iter().any(|granted| *granted == name) {
+        if !self.powers.headers.contains(&name) {
             return None;
         }
         let values: Vec<&str> = self
             .powers
             .exchange
             .headers
+            .0
             .get_all(name.as_str())
             .iter()
             .filter_map(|v| v.to_str().ok())
@@ -213,8 +217,16 @@ impl wit::interest::Host for PluginState {
     }
 
     fn methods(&mut self, names: Vec<String>) {
-        // Bounded: a plugin's list is read for every message.
-        let names = names.into_iter().take(256).collect();
+        // Bounded: a plugin's list is read for every message. What is over the bound
+        // is said, not silently lost: a guard would miss those methods.
+        if names.len() > MAX_METHODS {
+            tracing::warn!(
+                plugin = %self.plugin,
+                declared = names.len(),
+                "interest.methods: only the first {MAX_METHODS} methods are kept"
+            );
+        }
+        let names = names.into_iter().take(MAX_METHODS).collect();
         self.interest.get_or_insert_with(Interest::default).methods = Some(names);
     }
 }

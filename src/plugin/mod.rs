@@ -30,7 +30,7 @@ pub use capabilities::Capabilities;
 pub use chain::{Chain, Outcome, Session, Step, StepVerdict, human_bytes};
 pub use contract::Contract;
 pub(crate) use contract::detect as detect_contract;
-pub use convert::{Direction, StreamMeta};
+pub use convert::{Direction, RequestHeaders, StreamMeta};
 pub use error::PluginError;
 pub use interest::Interest;
 pub use loaded::{

@@ -145,8 +145,9 @@ impl StateStore {
 
     /// Sets `key` to `value` for `ttl_ms` (0 or over the cap: the cap).
     pub fn set(&self, key: &str, value: String, ttl_ms: u64) -> Result<(), StoreError> {
-        let expires = Instant::now() + self.ttl(ttl_ms);
-        self.put(key, value, Some(expires))
+        let now = Instant::now();
+        let mut entries = self.lock();
+        self.put_locked(&mut entries, key, value, now + self.ttl(ttl_ms), now)
     }
 
     /// Adds `delta` to the integer under `key` (0 when absent, expired or not an
@@ -162,13 +163,6 @@ impl StateStore {
         let value = current.saturating_add(delta);
         self.put_locked(&mut entries, key, value.to_string(), expires, now)?;
         Ok(value)
-    }
-
-    fn put(&self, key: &str, value: String, expires: Option<Instant>) -> Result<(), StoreError> {
-        let now = Instant::now();
-        let expires = expires.unwrap_or(now + self.limits.max_ttl);
-        let mut entries = self.lock();
-        self.put_locked(&mut entries, key, value, expires, now)
     }
 
     fn put_locked(
@@ -213,6 +207,16 @@ pub struct StateStores {
 }
 
 impl StateStores {
+    /// Forgets the stores of plugins not named in `names` (removed from the chain by a
+    /// reload): a removed plugin's state is not kept for ever.
+    pub fn keep_only<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let names: Vec<&str> = names.into_iter().collect();
+        self.stores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|name, _| names.contains(&name.as_str()));
+    }
+
     /// The store of plugin `name`: the one it had, when it is to be kept and its
     /// limits are unchanged; a new one otherwise.
     pub fn for_plugin(&self, name: &str, limits: StateLimits) -> Arc<StateStore> {

@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 use tracing::Instrument;
 
 pub use error::{ProxyError, Unusable};
-use sse_body::InterceptedSse;
+use sse_body::{HoldRoom, InterceptedSse, after_hold};
 
 use crate::auth::Access;
 use crate::error_chain::ErrorChain;
@@ -37,12 +37,12 @@ use crate::http::{ClientTls, origin, request_host};
 use crate::mcp::client::{ClientBody, Refused};
 use crate::mcp::jsonrpc::Summary;
 use crate::mcp::legacy::EndpointRewrite;
-use crate::mcp::messages::{self, ToServer};
+use crate::mcp::messages::{self, AfterHold, ToClient, ToServer};
 
 use crate::metrics::Metrics;
 use crate::observe::metrics::Counting;
 use crate::observe::{Judged, Observe, Observers, RequestSeen, StreamEnd, UpstreamStage};
-use crate::plugin::{Chain, Direction, HoldSpec, Session, StreamMeta};
+use crate::plugin::{Chain, Direction, HoldSpec, RequestHeaders, Session, StreamMeta};
 use crate::sse::Event;
 use crate::upstream::{self, BodyError, SseEvents, UpstreamBody};
 
@@ -402,9 +402,9 @@ impl Proxy {
                 .iter()
                 .any(|p| !p.powers().headers.is_empty())
             {
-                Arc::new(parts.headers.clone())
+                RequestHeaders(Arc::new(parts.headers.clone()))
             } else {
-                Arc::default()
+                RequestHeaders::default()
             },
         };
         tracing::debug!(stream = stream_id, method = %parts.method, path = %parts.uri.path(), rpc = ?summary.method, generation = chain.generation(), "request");
@@ -583,6 +583,7 @@ impl Proxy {
             .with_answers_first(answered)
             .observed_by(observers)
             .closing_on(self.closing.subscribe())
+            .with_holds(self.hold_room())
             .in_span(span);
         if opened_by_get && let Some(base) = self.upstream.legacy_endpoint() {
             // Only a GET opens a legacy HTTP+SSE stream with an `endpoint` event.
@@ -672,11 +673,11 @@ impl Proxy {
         // A held message waits here, off the plugin workers, while other exchanges go
         // on; then the rest of the chain sees it (or it is answered as dropped).
         while let ToServer::Held(held) = decided {
-            let shown = self.held_message(&session, &held);
-            let goes_on = self.wait_for_hold(shown, &held.hold).await;
+            let shown = self.held_message(&session, &held.plugin, &held.hold, &held.event);
+            let after = self.wait_for_hold(shown, &held.hold).await;
             (session, decided) = self
                 .plugin_work(session, move |session| {
-                    messages::resume_to_server(session, held, goes_on)
+                    messages::resume_to_server(session, held, after, &limits)
                 })
                 .await;
         }
@@ -704,37 +705,36 @@ impl Proxy {
         (session, forward)
     }
 
-    /// What the admin API shows of a held client message.
-    fn held_message(&self, session: &Session, held: &messages::Held) -> HeldMessage {
-        let meta = session.meta();
-        HeldMessage::new(
-            &held.plugin,
-            &held.hold,
-            (
-                self.route.as_deref().unwrap_or("default"),
-                meta.stream_id,
-                meta.identity.subject.clone(),
-            ),
-            meta.rpc_method.clone(),
-            held.event.data_str(),
-        )
+    /// What the admin API shows of a message `plugin` held.
+    fn held_message(
+        &self,
+        session: &Session,
+        plugin: &str,
+        hold: &HoldSpec,
+        event: &Event,
+    ) -> HeldMessage {
+        self.hold_room()
+            .shown(session, plugin, hold, event.data_str())
     }
 
-    /// Waits out a plugin's hold of a client message; true when the message goes on.
-    async fn wait_for_hold(&self, shown: HeldMessage, hold: &HoldSpec) -> bool {
-        let (stream, plugin) = (shown.stream, shown.plugin.clone());
-        tracing::info!(
-            stream,
-            plugin,
-            approval = hold.approval,
-            timeout_ms = hold.timeout.as_millis() as u64,
-            reason = %hold.reason,
-            "message held by a plugin"
-        );
-        let end = self.holds.wait(hold, shown).await;
-        self.metrics.hold_ended(end.as_str());
-        tracing::info!(stream, plugin, outcome = end.as_str(), "hold ended");
-        end.goes_on()
+    /// Waits out a plugin's hold of a message, or until the proxy shuts down (then
+    /// the message goes nowhere and its client is told: a hold must not keep a
+    /// shutdown waiting, nor a client without its answer).
+    async fn wait_for_hold(&self, shown: HeldMessage, hold: &HoldSpec) -> AfterHold {
+        let mut closing = self.closing.subscribe();
+        tokio::select! {
+            end = self.holds.carry_out(&self.metrics, hold, shown) => after_hold(end),
+            _ = closing.wait_for(|closing| *closing) => AfterHold::ShuttingDown,
+        }
+    }
+
+    /// Where the holds of upstream messages wait (`InterceptedSse`).
+    fn hold_room(&self) -> HoldRoom {
+        HoldRoom {
+            holds: self.holds.clone(),
+            metrics: self.metrics.clone(),
+            route: self.route.clone(),
+        }
     }
 
     /// A JSON response passes the chain one message at a time.
@@ -772,14 +772,37 @@ impl Proxy {
         let received = Event::message(text);
         let recorded = observers.wants_upstream_bytes().then(|| received.clone());
         let limits = self.settings.message_limits;
-        let (mut session, sent) = self
+        let (mut session, (mut judged, mut unanswered)) = self
             .plugin_work(session, move |session| {
                 session.begin(Direction::ToClient);
-                let sent = messages::to_client(session, received, &mut unanswered, &limits);
-                session.end();
-                sent
+                let judged =
+                    messages::to_client_or_hold(session, received, &mut unanswered, &limits);
+                if matches!(judged, ToClient::Sent(_)) {
+                    session.end();
+                }
+                (judged, unanswered)
             })
             .await;
+        // A held response waits here, off the plugin workers.
+        let sent = loop {
+            match judged {
+                ToClient::Sent(sent) => break sent,
+                ToClient::Held(held) => {
+                    let shown = self.held_message(&session, &held.plugin, &held.hold, &held.event);
+                    let after = self.wait_for_hold(shown, &held.hold).await;
+                    (session, (judged, unanswered)) = self
+                        .plugin_work(session, move |session| {
+                            let judged =
+                                messages::resume_to_client(session, held, after, &mut unanswered);
+                            if matches!(judged, ToClient::Sent(_)) {
+                                session.end();
+                            }
+                            (judged, unanswered)
+                        })
+                        .await;
+                }
+            }
+        };
         if let Some(received) = &recorded {
             let judged = Judged {
                 steps: &session.take_steps(),

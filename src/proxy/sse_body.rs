@@ -11,9 +11,15 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::value::RawValue;
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::holds::{HeldMessage, HoldEnd, Holds};
 use crate::mcp::jsonrpc::{self, RequestId};
 use crate::mcp::legacy::EndpointRewrite;
-use crate::mcp::messages;
+use crate::mcp::messages::{self, AfterHold, HeldEvent, ToClient};
+use crate::metrics::Metrics;
+use crate::plugin::HoldSpec;
 use tokio::sync::watch;
 
 use crate::observe::{Judged, Observers, StreamEnd, UpstreamStage};
@@ -40,6 +46,66 @@ const GATHER: usize = 64;
 struct Run {
     events: Vec<Event>,
     rewritten: Vec<bool>,
+}
+
+/// Where the holds of a proxy's messages wait, and what they are shown with.
+#[derive(Clone)]
+pub(crate) struct HoldRoom {
+    pub(crate) holds: Arc<Holds>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) route: Option<Arc<str>>,
+}
+
+impl HoldRoom {
+    /// What the admin API shows of a message `plugin` held in `session`.
+    pub(crate) fn shown(
+        &self,
+        session: &Session,
+        plugin: &str,
+        hold: &HoldSpec,
+        message: &str,
+    ) -> HeldMessage {
+        let meta = session.meta();
+        HeldMessage::new(
+            plugin,
+            hold,
+            (
+                self.route.as_deref().unwrap_or("default"),
+                meta.stream_id,
+                meta.identity.limit_key(),
+            ),
+            meta.rpc_method.clone(),
+            message,
+        )
+    }
+
+    /// The wait of `hold`, as a future the body polls.
+    fn wait(
+        &self,
+        hold: &HoldSpec,
+        shown: HeldMessage,
+    ) -> Pin<Box<dyn Future<Output = HoldEnd> + Send>> {
+        let (room, hold) = (self.clone(), hold.clone());
+        Box::pin(async move { room.holds.carry_out(&room.metrics, &hold, shown).await })
+    }
+}
+
+/// What the MCP rules do once a hold ended this way.
+pub(crate) fn after_hold(end: HoldEnd) -> AfterHold {
+    if end.goes_on() {
+        AfterHold::GoesOn
+    } else {
+        AfterHold::Dropped
+    }
+}
+
+/// An upstream message a plugin holds, and the frames that arrived behind it (not yet
+/// through the chain: they wait, so the stream keeps its order).
+struct Waiting {
+    wait: Pin<Box<dyn Future<Output = HoldEnd> + Send>>,
+    held: HeldEvent,
+    rewritten: bool,
+    behind: VecDeque<sse::Frame>,
 }
 
 /// How the upstream's stream ended.
@@ -75,6 +141,10 @@ pub struct InterceptedSse {
     ending: Option<Ending>,
     /// The MCP rules' limits (the longest batch the plugins are handed).
     limits: messages::Limits,
+    /// Where holds wait (`None`: nowhere; a hold then goes on at once).
+    holds: Option<HoldRoom>,
+    /// The message a plugin holds now, if one is.
+    waiting: Option<Waiting>,
     done: bool,
 }
 
@@ -96,8 +166,17 @@ impl InterceptedSse {
             span: tracing::Span::none(),
             ending: None,
             limits: messages::Limits::default(),
+            holds: None,
+            waiting: None,
             done: false,
         }
+    }
+
+    /// Holds wait in `room` (the proxy's: listed on its admin API, counted on its
+    /// metrics).
+    pub(crate) fn with_holds(mut self, room: HoldRoom) -> Self {
+        self.holds = Some(room);
+        self
     }
 
     /// The MCP rules' limits (`ProxySettings::message_limits`).
@@ -178,12 +257,22 @@ impl InterceptedSse {
                     .endpoint
                     .as_ref()
                     .is_some_and(|endpoint| endpoint.apply(&mut event));
-                let sent = messages::to_client(
+                let judged = messages::to_client_or_hold(
                     &mut self.session,
                     event,
                     &mut self.unanswered,
                     &self.limits,
                 );
+                self.judged(judged, rewritten, out);
+            }
+        }
+    }
+
+    /// What the chain made of one event: sent (told to the observers, encoded into
+    /// `out`), or held (the body waits; what comes after it joins `Waiting::behind`).
+    fn judged(&mut self, judged: ToClient, rewritten: bool, out: &mut BytesMut) {
+        match judged {
+            ToClient::Sent(sent) => {
                 self.observers.event(&Judged {
                     steps: self.session.steps(),
                     sent: sent.as_ref(),
@@ -194,6 +283,75 @@ impl InterceptedSse {
                     sse::encode_event(&event, out);
                 }
             }
+            ToClient::Held(held) => {
+                debug_assert!(self.waiting.is_none(), "one hold at a time per stream");
+                let Some(room) = &self.holds else {
+                    // No room to wait in (a body made without one): it goes on.
+                    let judged = messages::resume_to_client(
+                        &mut self.session,
+                        held,
+                        AfterHold::GoesOn,
+                        &mut self.unanswered,
+                    );
+                    return self.judged(judged, rewritten, out);
+                };
+                let shown = room.shown(
+                    &self.session,
+                    &held.plugin,
+                    &held.hold,
+                    held.event.data_str(),
+                );
+                self.waiting = Some(Waiting {
+                    wait: room.wait(&held.hold, shown),
+                    held,
+                    rewritten,
+                    behind: VecDeque::new(),
+                });
+            }
+        }
+    }
+
+    /// Polls the hold under way; when it ends, the held message goes on (or not) and
+    /// the frames behind it follow, until all went out or another is held. True while
+    /// a message is still held.
+    fn poll_waiting(&mut self, cx: &mut Context<'_>, out: &mut BytesMut) -> bool {
+        while let Some(waiting) = &mut self.waiting {
+            let Poll::Ready(end) = waiting.wait.as_mut().poll(cx) else {
+                return true;
+            };
+            let Waiting {
+                held,
+                rewritten,
+                behind,
+                ..
+            } = self.waiting.take().expect("checked above");
+            // The upstream was not read while the message waited: that was not its
+            // silence.
+            self.events.active();
+            let judged = messages::resume_to_client(
+                &mut self.session,
+                held,
+                after_hold(end),
+                &mut self.unanswered,
+            );
+            self.judged(judged, rewritten, out);
+            self.run_behind(behind, out);
+        }
+        false
+    }
+
+    /// Frames that waited behind a held message, one at a time (one of them may be held
+    /// in turn; the rest then wait behind it).
+    fn run_behind(&mut self, mut behind: VecDeque<sse::Frame>, out: &mut BytesMut) {
+        while !behind.is_empty() {
+            // Checked before each frame: the message resumed before these may have
+            // been held again by a later plugin.
+            if let Some(waiting) = &mut self.waiting {
+                waiting.behind.extend(behind);
+                return;
+            }
+            let frame = behind.pop_front().expect("not empty");
+            self.on_frame(frame, out);
         }
     }
 
@@ -202,10 +360,15 @@ impl InterceptedSse {
     /// call per batch-capable plugin), everything else as in [`Self::on_frame`].
     fn on_frames(&mut self, frames: Vec<sse::Frame>, out: &mut BytesMut) {
         self.observe_reads();
-        if frames.len() == 1 {
-            for frame in frames {
-                self.on_frame(frame, out);
-            }
+        if let Some(waiting) = &mut self.waiting {
+            // Behind a held message, everything waits.
+            waiting.behind.extend(frames);
+            return;
+        }
+        if frames.len() == 1 || self.session.may_hold() {
+            // A chain that may hold goes one event at a time: what comes after a held
+            // event must not pass the chain before it.
+            self.run_behind(frames.into(), out);
             return;
         }
         // No plugin sees these events: skip the chain (same result, no conversions).
@@ -348,6 +511,20 @@ impl Body for InterceptedSse {
         if this.done {
             return Poll::Ready(None);
         }
+        if this.waiting.is_some() {
+            if this.must_close(cx) {
+                return Poll::Ready(this.close_for_shutdown().map(|b| Ok(Frame::data(b))));
+            }
+            let mut out = BytesMut::new();
+            let still = this.poll_waiting(cx, &mut out);
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+            }
+            if still {
+                // The upstream is not read meanwhile: what it sends waits in its socket.
+                return Poll::Pending;
+            }
+        }
         if let Some(ending) = this.ending.take() {
             return Poll::Ready(this.finish(ending).map(|b| Ok(Frame::data(b))));
         }
@@ -375,7 +552,7 @@ impl Body for InterceptedSse {
                     if gathered.len() >= GATHER || out.len() + gathered_bytes >= BATCH_BYTES {
                         out.reserve(std::mem::take(&mut gathered_bytes));
                         this.on_frames(std::mem::take(&mut gathered), &mut out);
-                        if out.len() >= BATCH_BYTES {
+                        if out.len() >= BATCH_BYTES || this.waiting.is_some() {
                             break None;
                         }
                     }
@@ -398,6 +575,21 @@ impl Body for InterceptedSse {
         if !gathered.is_empty() {
             out.reserve(gathered_bytes);
             this.on_frames(gathered, &mut out);
+        }
+        // A hold begun just now: poll its wait once, so that its end wakes the body.
+        if this.waiting.is_some() && !this.poll_waiting(cx, &mut out) && out.is_empty() {
+            cx.waker().wake_by_ref();
+        }
+        if this.waiting.is_some() {
+            if let Some(ending) = ending {
+                // Sent once the held message and those behind it have gone.
+                this.ending = Some(ending);
+            }
+            return if out.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(Some(Ok(Frame::data(out.freeze()))))
+            };
         }
         match ending {
             // Pending (the upstream's waker is registered) with nothing to send.

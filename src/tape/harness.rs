@@ -221,11 +221,15 @@ pub fn run(
 /// sent.
 pub fn final_verdict<'a>(verdicts: impl IntoIterator<Item = &'a str>) -> String {
     let mut best = "pass";
+    // What became of the message: a hold it came through shows, a change more, a
+    // failure more, and what stopped it (a drop, a plugin's own answer) most.
     let rank = |v: &str| match v {
         "pass" => 0,
-        "modify" => 1,
-        "drop" => 3,
-        _ => 2,
+        "hold" => 1,
+        "modify" => 2,
+        "drop" => 4,
+        "respond" => 5,
+        _ => 3,
     };
     for verdict in verdicts {
         if rank(verdict) > rank(best) {

@@ -96,7 +96,9 @@ where
         self
     }
 
-    fn active(&mut self) {
+    /// Restarts the idle clock: the consumer is back for more after a pause of its own
+    /// (a slow client, or a plugin's hold), so waiting on the upstream starts now.
+    pub(crate) fn active(&mut self) {
         if let Some(idle) = &mut self.idle {
             idle.last_activity = Instant::now();
         }

@@ -123,9 +123,9 @@ fn unsafe_code_is_only_where_wasmtime_or_the_os_require_it() {
     let allowed: BTreeMap<&str, usize> = [
         // `Component::deserialize` of a precompiled component from the compile cache.
         ("plugin/cache.rs", 1),
-        // `TypedFunc::new_unchecked` for `on-event` and `on-events`, type-checked once
-        // when the instance was made.
-        ("plugin/loaded.rs", 2),
+        // `TypedFunc::new_unchecked` for `on-event`, `on-events` (0.1) and `on-message`
+        // (0.2), type-checked once when the instance was made.
+        ("plugin/loaded.rs", 3),
         // `Command::pre_exec` setting the parent-death signal of a stdio server
         // process (the OS offers it only between fork and exec).
         ("upstream/stdio/process.rs", 1),

@@ -78,7 +78,7 @@ fn the_builtin_pass_plugin_is_a_filter() {
     assert_eq!(exports, vec![("on-event", ExportRole::OnEvent)]);
     let text = r.to_string();
     assert!(
-        text.contains("world:     filter (sluice:plugin@0.1.0)"),
+        text.contains("contract:  sluice:plugin@0.1.0\nworld:     filter"),
         "{text}"
     );
     assert!(text.contains("result:    OK"), "{text}");
@@ -181,22 +181,22 @@ fn garbage_is_not_webassembly() {
 #[test]
 fn a_component_built_against_another_package_version_is_refused_with_both_versions() {
     let bytes = shaped(
-        &["sluice:plugin/types@0.2.0", "sluice:plugin/host@0.2.0"],
+        &["sluice:plugin/types@0.3.0", "sluice:plugin/host@0.3.0"],
         &["on-event"],
     );
-    let r = report("v2.wasm", &bytes, None);
+    let r = report("v3.wasm", &bytes, None);
     assert!(!r.passed());
     assert_eq!(
         r.problems,
         vec![Problem::WrongVersion {
-            found: "0.2.0".into()
+            found: "0.3.0".into()
         }],
         "one problem for the version, not one per import: {r}"
     );
     assert_eq!(r.trial, Trial::Skipped);
     let text = r.to_string();
     assert!(
-        text.contains("built against sluice:plugin@0.2.0, this host implements 0.1.0"),
+        text.contains("built against sluice:plugin@0.3.0, this host implements 0.1.0 and 0.2.0"),
         "{text}"
     );
 
@@ -342,17 +342,20 @@ fn the_binary_reports_the_world_and_fails_on_a_core_module() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("core WebAssembly module"), "{stderr}");
 
-    let v2 = temp_path("v2.wasm");
-    std::fs::write(&v2, shaped(&["sluice:plugin/host@0.2.0"], &["on-event"])).unwrap();
+    let v3 = temp_path("v3.wasm");
+    std::fs::write(&v3, shaped(&["sluice:plugin/host@0.3.0"], &["on-event"])).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["plugin", "check"])
-        .arg(&v2)
+        .arg(&v3)
         .output()
         .unwrap();
-    std::fs::remove_file(&v2).unwrap();
+    std::fs::remove_file(&v3).unwrap();
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("this host implements 0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("this host implements 0.1.0 and 0.2.0"),
+        "{stdout}"
+    );
 }
 
 /// Loads redact and the demo plugin twice through a fresh cache directory (each time

@@ -44,8 +44,8 @@ impl Session {
     /// as [`Session::on_event`] would give for each in turn. When tracing, each event's
     /// steps are in [`Session::event_steps`] afterwards.
     pub fn on_events(&mut self, events: Vec<Event>) -> Vec<Outcome> {
-        // A chain with a 0.2 plugin goes event by event: a `hold` stops the events
-        // behind it, which a batch would already have run.
+        // A chain with a 0.2 plugin that sees these events goes event by event: a
+        // `hold` stops the events behind it, which a batch would already have run.
         let batching = events.len() > 1
             && !self.chain.one_by_one
             && self.chain.plugins.iter().any(|p| p.batches());

@@ -24,6 +24,10 @@ pub struct Summary {
     pub drop: usize,
     /// Final verdict `modify`.
     pub modify: usize,
+    /// Final verdict `respond` (a plugin answered the request itself).
+    pub respond: usize,
+    /// Final verdict `hold` (held, then let through).
+    pub hold: usize,
     /// Final verdict a failure kind.
     pub failures: usize,
     /// Not replayed: the request was dropped, so the upstream would not have answered.
@@ -62,7 +66,12 @@ impl Report {
         let failures = self
             .events
             .iter()
-            .filter(|e| !matches!(e.verdict.as_str(), "pass" | "drop" | "modify" | UNREACHED))
+            .filter(|e| {
+                !matches!(
+                    e.verdict.as_str(),
+                    "pass" | "drop" | "modify" | "respond" | "hold" | UNREACHED
+                )
+            })
             .count();
         let mut slowest: Vec<&EventResult> =
             self.events.iter().filter(|e| !e.steps.is_empty()).collect();
@@ -78,6 +87,8 @@ impl Report {
             pass: count("pass"),
             drop: count("drop"),
             modify: count("modify"),
+            respond: count("respond"),
+            hold: count("hold"),
             failures,
             unreached: count(UNREACHED),
             unseen: self
@@ -139,9 +150,16 @@ impl Report {
         let s = self.summary();
         let _ = write!(
             out,
-            "\n{} events: {} pass, {} drop, {} modify, {} failures",
-            s.events, s.pass, s.drop, s.modify, s.failures
+            "\n{} events: {} pass, {} drop, {} modify, ",
+            s.events, s.pass, s.drop, s.modify
         );
+        // The 0.2 verdicts, where a plugin gave them.
+        for (n, what) in [(s.respond, "respond"), (s.hold, "hold")] {
+            if n > 0 {
+                let _ = write!(out, "{n} {what}, ");
+            }
+        }
+        let _ = write!(out, "{} failures", s.failures);
         if s.unseen > 0 {
             let _ = write!(out, "; {} not seen by any plugin", s.unseen);
         }

@@ -156,7 +156,12 @@ fn replay(
                  through at once",
                 held.plugin, held.hold.reason
             ));
-            decided = messages::resume_to_server(&mut session, held, true);
+            decided = messages::resume_to_server(
+                &mut session,
+                held,
+                messages::AfterHold::GoesOn,
+                &limits,
+            );
         }
         let output = match decided {
             ToServer::Forward { body, .. } => Some(data_only(body)),
