@@ -1,9 +1,9 @@
 //! `powers-cost`: a cost fixture of contract 0.2 (world `plugin` of
 //! `sluice:plugin@0.2.0`), built as `dist/powers-cost.wasm`, for `bench/micro.rs`.
 //!
-//! `on-message` makes exactly one call into the host per message, the one its config
-//! names, then returns `pass`; next to `none` (no call: the same as `passthrough-v2`)
-//! each row measures what that call adds to a message. One plugin for all of them so
+//! `on-message` makes the call into the host its config names (once per message, or n
+//! times, below), then returns `pass`; next to `none` (no call: the same as
+//! `passthrough-v2`) each row measures what that call adds to a message. One plugin for all of them so
 //! that the rows differ in nothing else.
 //!
 //! Config (one word):
