@@ -153,9 +153,9 @@ pub fn response_id(data: &str) -> Option<RequestId> {
     message.get("id").map(|id| RequestId::new(id))
 }
 
-/// The response a plugin's `respond` makes for request `id`: the plugin's `result` (JSON
-/// text, already checked) or its error.
-pub fn answer(id: &RequestId, answer: &Result<String, crate::plugin::RpcError>) -> String {
+/// The response to request `id` with `answer`: a `result` (JSON text, already checked)
+/// or an error; a plugin's `respond`, and every error the proxy answers with.
+pub fn answer(id: &RequestId, reply: &Result<String, crate::plugin::RpcError>) -> String {
     #[derive(Serialize)]
     struct Success<'a> {
         jsonrpc: &'static str,
@@ -178,16 +178,23 @@ pub fn answer(id: &RequestId, answer: &Result<String, crate::plugin::RpcError>) 
     fn raw(text: &str) -> Option<&RawValue> {
         serde_json::from_str(text).ok()
     }
-    let text = match answer {
+    let text = match reply {
         Ok(result) => match raw(result) {
             Some(result) => serde_json::to_string(&Success {
                 jsonrpc: "2.0",
                 id: &id.0,
                 result,
             }),
+            // Checked by the chain before: a plugin's result is one JSON value.
             None => {
-                return error(id, INTERNAL_ERROR, "sluice: a plugin answered with no JSON")
-                    .to_string();
+                return answer(
+                    id,
+                    &Err(crate::plugin::RpcError {
+                        code: INTERNAL_ERROR,
+                        message: "sluice: a plugin answered with no JSON".into(),
+                        data: None,
+                    }),
+                );
             }
         },
         Err(e) => serde_json::to_string(&Failure {
@@ -205,24 +212,12 @@ pub fn answer(id: &RequestId, answer: &Result<String, crate::plugin::RpcError>) 
 
 /// One JSON-RPC error response, as JSON text (its id as the peer wrote it).
 pub fn error(id: &RequestId, code: i64, message: &str) -> Box<RawValue> {
-    #[derive(Serialize)]
-    struct Response<'a> {
-        jsonrpc: &'static str,
-        id: &'a RawValue,
-        error: Error<'a>,
-    }
-    #[derive(Serialize)]
-    struct Error<'a> {
-        code: i64,
-        message: &'a str,
-    }
-    let text = serde_json::to_string(&Response {
-        jsonrpc: "2.0",
-        id: &id.0,
-        error: Error { code, message },
-    })
-    .expect("an error response always serialises");
-    RawValue::from_string(text).expect("serde_json writes JSON")
+    let error = crate::plugin::RpcError {
+        code,
+        message: message.to_string(),
+        data: None,
+    };
+    RawValue::from_string(answer(id, &Err(error))).expect("serde_json writes JSON")
 }
 
 #[cfg(test)]

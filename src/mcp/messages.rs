@@ -451,24 +451,8 @@ pub fn to_client_or_hold(
     }
     let cursor = cursor_of(&event);
     let Some(items) = batch_items(event.data_str()) else {
-        return match session.on_event(event) {
-            Outcome::Held {
-                plugin,
-                hold,
-                event,
-                resume,
-            } => ToClient::Held(HeldEvent {
-                plugin,
-                hold,
-                event,
-                resume,
-                cursor,
-            }),
-            outcome => ToClient::Sent(with_cursor(
-                cursor,
-                after_chain(session, outcome, unanswered),
-            )),
-        };
+        let outcome = session.on_event(event);
+        return judged_to_client(session, outcome, cursor, unanswered);
     };
     // The rules protect plugins: where none sees this direction, nothing is refused.
     let too_long = !session.passes_everything() && items.len() > limits.max_batch;
@@ -544,6 +528,17 @@ pub fn resume_to_client(
             return ToClient::Sent(with_cursor(cursor, sent));
         }
     };
+    judged_to_client(session, outcome, cursor, unanswered)
+}
+
+/// What an upstream message's outcome makes: held (its cursor kept for when it goes
+/// on), or what the client gets, under the upstream's cursor.
+fn judged_to_client(
+    session: &Session,
+    outcome: Outcome,
+    cursor: Event,
+    unanswered: &mut Vec<RequestId>,
+) -> ToClient {
     match outcome {
         Outcome::Held {
             plugin,
