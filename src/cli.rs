@@ -60,6 +60,18 @@ pub enum Command {
     /// Logs go to stderr (or --log-file), never stdout. Hot swap, --record,
     /// --config and --admin-listen work as for the proxy; --listen is not used.
     Stdio(Box<StdioArgs>),
+    /// Print the plugin contract (WIT) this sluice implements, to build a plugin
+    /// against outside a checkout: `sluice wit > wit/plugin.wit`.
+    Wit(WitArgs),
+}
+
+/// Flags of `sluice wit`.
+#[derive(Debug, clap::Args)]
+pub struct WitArgs {
+    /// Which version: `0.2.0` (the current contract), `0.1.0` (as first published) or
+    /// `0.1.0-revised` (0.1.0 as sluice later changed it in place).
+    #[arg(long = "version", value_name = "VERSION", default_value = "0.2.0")]
+    pub contract: String,
 }
 
 /// Flags of `sluice stdio`: the proxy's.

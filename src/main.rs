@@ -34,7 +34,10 @@ async fn run() -> anyhow::Result<()> {
         Some(Command::Stdio(args)) => &args.run,
         _ => &cli.run,
     };
-    init_logs(logging.log_format, logging.log_file.as_deref())?;
+    // A report on stdout is what `plugin` commands are for: their logs (on stderr) say
+    // only what went wrong, unless RUST_LOG asks for more.
+    let quiet = matches!(cli.command, Some(Command::Plugin(_) | Command::Wit(_)));
+    init_logs(logging.log_format, logging.log_file.as_deref(), quiet)?;
     match cli.command {
         Some(Command::Demo(args)) => {
             let mut stdout = std::io::stdout();
@@ -72,11 +75,25 @@ async fn run() -> anyhow::Result<()> {
             let report = sluice::check::check(&args.file, &options)?;
             print!("{report}");
             if !report.passed() {
-                anyhow::bail!(
-                    "sluice would refuse {}: see the problems above",
-                    args.file.display()
-                );
+                // The report says why (its last line: REFUSED); a refusal is an answer,
+                // not an error of sluice's.
+                std::io::Write::flush(&mut std::io::stdout()).context("writing the report")?;
+                std::process::exit(1);
             }
+        }
+        Some(Command::Wit(args)) => {
+            let Some((_, text)) = sluice::plugin::WIT
+                .iter()
+                .find(|(version, _)| *version == args.contract)
+            else {
+                let known: Vec<&str> = sluice::plugin::WIT.iter().map(|(v, _)| *v).collect();
+                anyhow::bail!(
+                    "no contract version {:?}: this sluice has {}",
+                    args.contract,
+                    known.join(", ")
+                );
+            };
+            print!("{text}");
         }
         Some(Command::Plugin(PluginCommand::Test(args))) => {
             // 0: done (and equal to --expect), 1: differs from --expect, 2: bad input.
@@ -218,10 +235,11 @@ async fn run_stdio(run: cli::RunArgs, matches: &clap::ArgMatches) -> anyhow::Res
 
 /// Logs to stderr, or appended to `file`; never to stdout (`sluice stdio` speaks
 /// JSON-RPC there).
-fn init_logs(format: LogFormat, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn init_logs(format: LogFormat, file: Option<&std::path::Path>, quiet: bool) -> anyhow::Result<()> {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let writer = match file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()

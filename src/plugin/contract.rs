@@ -20,6 +20,17 @@ use wasmtime::component::{Component, ComponentType, Lower};
 
 use super::bindings::{Direction, StreamInfo};
 
+/// The text of each published contract, by the name `sluice wit --version` takes:
+/// what a plugin author builds against outside a checkout of sluice.
+pub const WIT: &[(&str, &str)] = &[
+    ("0.2.0", include_str!("../../wit/plugin.wit")),
+    ("0.1.0", include_str!("../../wit/0.1.0/plugin.wit")),
+    (
+        "0.1.0-revised",
+        include_str!("../../wit/0.1.0-revised/plugin.wit"),
+    ),
+];
+
 /// The export holding a 0.2 plugin's functions.
 pub(crate) const HANDLER_V0_2: &str = "sluice:plugin/handler@0.2.0";
 

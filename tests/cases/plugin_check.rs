@@ -315,16 +315,22 @@ fn an_export_of_the_wrong_type_fails_the_trial_and_a_compatible_patch_version_li
 #[test]
 fn the_binary_reports_the_world_and_fails_on_a_core_module() {
     let redact = rust_plugin("redact");
+    // No RUST_LOG: the report is the output; the logs (on stderr) stay quiet.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["plugin", "check"])
         .arg(&redact)
-        .env("RUST_LOG", "warn")
+        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no log lines beside the report: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("world:     interceptor"), "{stdout}");
@@ -344,14 +350,24 @@ fn the_binary_reports_the_world_and_fails_on_a_core_module() {
 
     let v3 = temp_path("v3.wasm");
     std::fs::write(&v3, shaped(&["sluice:plugin/host@0.3.0"], &["on-event"])).unwrap();
+    // A refusal is a plain report and exit 1: no error line, no backtrace, even with
+    // RUST_BACKTRACE set (as many Rust developers have it).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["plugin", "check"])
         .arg(&v3)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LOG")
         .output()
         .unwrap();
     std::fs::remove_file(&v3).unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("result:    REFUSED"), "{stdout}");
     assert!(
         stdout.contains("this host implements 0.1.0 and 0.2.0"),
         "{stdout}"
@@ -409,4 +425,30 @@ fn compile_cache_miss_then_hit_across_restarts() {
     .unwrap();
     assert_eq!(uncached.cache_status(), CacheStatus::Off);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `sluice wit` prints the contract a plugin outside a checkout builds against: each
+/// published version exactly as in `wit/`.
+#[test]
+fn sluice_wit_prints_each_published_contract() {
+    let wit = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("wit")
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("wit");
+    let file = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    assert_eq!(wit(&[]), (Some(0), file("plugin.wit")));
+    assert_eq!(
+        wit(&["--version", "0.1.0"]),
+        (Some(0), file("0.1.0/plugin.wit"))
+    );
+    assert_eq!(
+        wit(&["--version", "0.1.0-revised"]),
+        (Some(0), file("0.1.0-revised/plugin.wit"))
+    );
+    assert_eq!(wit(&["--version", "0.3.0"]), (Some(1), String::new()));
 }
