@@ -539,31 +539,29 @@ impl ResourceServer {
         })
     }
 
+    /// What introspection says of `token`; without introspection configured, a token
+    /// the keys cannot check is invalid.
+    async fn introspected(&self, token: &str) -> Result<Arc<Map<String, Value>>, DenyReason> {
+        match &self.introspection {
+            Some(introspection) => introspection
+                .claims(token, &self.issuer, &self.audiences, self.leeway)
+                .await
+                .map(Arc::new),
+            None => Err(DenyReason::Invalid),
+        }
+    }
+
     /// The claims of a valid token: a JWT checked against the issuer's keys, or, for
     /// a token that is not a JWT, what introspection says.
     async fn claims_of(&self, token: &str) -> Result<Arc<Map<String, Value>>, DenyReason> {
         let header = match jsonwebtoken::decode_header(token) {
             Ok(header) => header,
-            Err(_) => {
-                // Not a JWT we can read (`alg: none` lands here too: it is no
-                // algorithm jsonwebtoken knows).
-                return match &self.introspection {
-                    Some(introspection) => introspection
-                        .claims(token, &self.issuer, &self.audiences, self.leeway)
-                        .await
-                        .map(Arc::new),
-                    None => Err(DenyReason::Invalid),
-                };
-            }
+            // Not a JWT we can read (`alg: none` lands here too: it is no algorithm
+            // jsonwebtoken knows).
+            Err(_) => return self.introspected(token).await,
         };
         let Some(keys) = &self.keys else {
-            return match &self.introspection {
-                Some(introspection) => introspection
-                    .claims(token, &self.issuer, &self.audiences, self.leeway)
-                    .await
-                    .map(Arc::new),
-                None => Err(DenyReason::Invalid),
-            };
+            return self.introspected(token).await;
         };
         if !self.algorithms.contains(&header.alg) {
             return Err(DenyReason::Invalid);
