@@ -11,38 +11,13 @@ use http::{Request, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
 use sluice::app::Running;
-use sluice::cli;
 
 use crate::common::authz::{self, Authz};
 use crate::common::{client, mcp, peers, proxy};
 
-/// A port free now, for a listener whose URL (the resource) must be known beforehand.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// sluice started from a config file the way the binary does it.
+/// sluice started from a config file the way the binary does it, on `port`.
 async fn start(file: &Path, port: u16, record: Option<&Path>) -> Running {
-    let mut args = vec![
-        "sluice".to_string(),
-        "--config".into(),
-        file.display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{port}"),
-        "--no-cache".into(),
-        "--shutdown-grace".into(),
-        "1".into(),
-    ];
-    if let Some(dir) = record {
-        args.extend(["--record".into(), dir.display().to_string()]);
-    }
-    let (cli, matches) = cli::parse(args).unwrap();
-    let config = cli::resolve(&cli.run, &matches).unwrap();
-    sluice::app::start(config).await.expect("sluice starts")
+    proxy::start_from_file(file, &format!("127.0.0.1:{port}"), record).await
 }
 
 /// The `[auth]` table for `resource`, trusting `authz`.
@@ -66,7 +41,7 @@ struct Setup {
 async fn setup(extra: &str, record: Option<&Path>) -> Setup {
     let authz = Authz::start().await;
     let upstream = mcp::spawn_mcp_server().await;
-    let port = free_port();
+    let port = client::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sluice.toml");
@@ -413,7 +388,7 @@ async fn an_opaque_token_is_checked_by_introspection() {
     // The introspection table needs the server's URL: start it first, then sluice.
     let authz = Authz::start().await;
     let upstream = mcp::spawn_mcp_server().await;
-    let port = free_port();
+    let port = client::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let file = secret_dir.path().join("sluice.toml");
     std::fs::write(
@@ -457,7 +432,7 @@ async fn each_route_serves_its_own_metadata_and_takes_only_its_own_tokens() {
     let authz = Authz::start().await;
     let a = mcp::spawn_mcp_server().await;
     let b = mcp::spawn_mcp_server().await;
-    let port = free_port();
+    let port = client::free_port();
     let resource = |r: &str| format!("http://127.0.0.1:{port}/{r}/mcp");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sluice.toml");

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sluice::app::Running;
-use sluice::cli;
 
 use crate::common::{client, mcp, peers, proxy};
 
@@ -14,31 +13,9 @@ async fn secret(client: &mcp::McpClient) -> String {
     client.call_text("get_secret", Value::Null).await.unwrap()
 }
 
-/// sluice started from `file` the way the binary does it (flags, then the file).
+/// sluice started from `file` the way the binary does it, on a port of its own.
 async fn start(file: &std::path::Path, record: Option<&std::path::Path>) -> Running {
-    let mut args = vec![
-        "sluice".to_string(),
-        "--config".into(),
-        file.display().to_string(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--no-cache".into(),
-        "--shutdown-grace".into(),
-        "1".into(),
-    ];
-    if let Some(dir) = record {
-        args.extend(["--record".into(), dir.display().to_string()]);
-    }
-    let (cli, matches) = cli::parse(args).unwrap();
-    let chain_file = cli
-        .run
-        .chain_file(&matches)
-        .expect("the chain is in the file");
-    let config = cli::resolve(&cli.run, &matches).unwrap();
-    let path = chain_file.path.clone();
-    sluice::app::start_with_source(config, Box::new(move || chain_file.load()), vec![path])
-        .await
-        .expect("sluice starts")
+    proxy::start_from_file(file, "127.0.0.1:0", record).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

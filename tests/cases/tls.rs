@@ -161,7 +161,7 @@ async fn an_upstream_certificate_nobody_trusts_is_refused_and_the_log_says_why()
     let pki = Pki::new();
     let (addr, seen) = tls_upstream(Pki::server_config(&pki.server, None)).await;
     let log = pki.dir.path().join("sluice.log");
-    let port = free_port();
+    let port = client::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["--upstream", &format!("https://127.0.0.1:{}", addr.port())])
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -484,14 +484,6 @@ async fn the_certificate_is_reloaded_on_change_and_a_broken_pair_keeps_the_old_o
         .unwrap();
     assert_eq!(now, renewed);
     sluice.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A legacy (2024-11-05) `endpoint` event naming an HTTPS upstream by an absolute URL

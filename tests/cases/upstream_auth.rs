@@ -107,6 +107,25 @@ fn seen(server: &McpServer, name: &str) -> Vec<Option<String>> {
         .collect()
 }
 
+/// A session with the client's token lists the tools through `sluice`; every request
+/// the upstream received for it (at least initialize and the list) carried
+/// `Authorization: <authorization>`.
+async fn list_tools_then_upstream_saw(
+    server: &McpServer,
+    sluice: &sluice::app::Running,
+    authorization: &str,
+) {
+    let client = connect_with_token(&format!("{}/mcp", sluice.url()), CLIENT_TOKEN).await;
+    client.service.list_all_tools().await.unwrap();
+    client.service.cancel().await.unwrap();
+    let seen = seen(server, "authorization");
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|v| v.as_deref() == Some(authorization)),
+        "{seen:?}"
+    );
+}
+
 /// No header of any request the upstream received holds the client's token.
 fn assert_client_token_never_upstream(server: &McpServer) {
     assert!(!server.requests().is_empty(), "the upstream was reached");
@@ -147,16 +166,7 @@ async fn a_static_token_from_a_file_reaches_the_upstream_instead_of_the_clients(
     std::fs::write(&file, "upstream-token-7f3a\n").unwrap();
     let server = spawn_mcp_server().await;
     let sluice = start(&server, CredentialSettings::bearer_from_file(file)).await;
-    let client = connect_with_token(&format!("{}/mcp", sluice.url()), CLIENT_TOKEN).await;
-    client.service.list_all_tools().await.unwrap();
-    client.service.cancel().await.unwrap();
-    let seen = seen(&server, "authorization");
-    assert!(seen.len() >= 2, "{seen:?}");
-    assert!(
-        seen.iter()
-            .all(|v| v.as_deref() == Some("Bearer upstream-token-7f3a")),
-        "{seen:?}"
-    );
+    list_tools_then_upstream_saw(&server, &sluice, "Bearer upstream-token-7f3a").await;
     assert_client_token_never_upstream(&server);
     sluice.stop().await;
 }
@@ -176,11 +186,7 @@ async fn a_static_key_from_the_environment_goes_in_the_configured_header() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = client::free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--config")
         .arg(&config)
@@ -217,16 +223,7 @@ async fn a_static_key_from_the_environment_goes_in_the_configured_header() {
 async fn passthrough_forwards_the_clients_authorization_as_is() {
     let server = spawn_mcp_server().await;
     let sluice = start(&server, CredentialSettings::passthrough()).await;
-    let client = connect_with_token(&format!("{}/mcp", sluice.url()), CLIENT_TOKEN).await;
-    client.service.list_all_tools().await.unwrap();
-    client.service.cancel().await.unwrap();
-    let seen = seen(&server, "authorization");
-    assert!(seen.len() >= 2, "{seen:?}");
-    assert!(
-        seen.iter()
-            .all(|v| v.as_deref() == Some("Bearer client-secret")),
-        "{seen:?}"
-    );
+    list_tools_then_upstream_saw(&server, &sluice, "Bearer client-secret").await;
     sluice.stop().await;
 }
 

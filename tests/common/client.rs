@@ -64,3 +64,13 @@ pub async fn events(response: Response<Incoming>) -> Vec<Event> {
         })
         .collect()
 }
+
+/// A port free now on 127.0.0.1, for a listener whose URL must be known before it
+/// starts (a resource URL in a config, a child process's `--listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

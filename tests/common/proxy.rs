@@ -171,3 +171,32 @@ pub fn base_of(url: &str) -> String {
     let rest = url.strip_prefix("http://").expect("http URL");
     format!("http://{}", rest.split('/').next().unwrap())
 }
+
+/// sluice started from a config `file` the way the binary does it (flags, then the
+/// file, whose chain is re-read on a reload), listening on `listen`, recording into
+/// `record` when given.
+pub async fn start_from_file(file: &Path, listen: &str, record: Option<&Path>) -> Running {
+    let mut args = vec![
+        "sluice".to_string(),
+        "--config".into(),
+        file.display().to_string(),
+        "--listen".into(),
+        listen.to_string(),
+        "--no-cache".into(),
+        "--shutdown-grace".into(),
+        "1".into(),
+    ];
+    if let Some(dir) = record {
+        args.extend(["--record".into(), dir.display().to_string()]);
+    }
+    let (cli, matches) = sluice::cli::parse(args).unwrap();
+    let chain_file = cli
+        .run
+        .chain_file(&matches)
+        .expect("the chain is in the file");
+    let config = sluice::cli::resolve(&cli.run, &matches).unwrap();
+    let path = chain_file.path.clone();
+    app::start_with_source(config, Box::new(move || chain_file.load()), vec![path])
+        .await
+        .expect("sluice starts")
+}
