@@ -39,7 +39,9 @@ unset RUSTFLAGS CARGO_BUILD_TARGET CARGO_ENCODED_RUSTFLAGS
 
 # Plugins = the workspace members (every directory under rust/ with a Cargo.toml).
 plugins=()
+# A member that is not a cdylib (the SDK crate sluice-plugin) is a library, not a plugin.
 for manifest in "$workspace"/*/Cargo.toml; do
+    grep -q 'crate-type *= *\["cdylib"\]' "$manifest" || continue
     plugins+=("$(basename "$(dirname "$manifest")")")
 done
 [ "${#plugins[@]}" -gt 0 ] || die "no plugins found under $workspace"
@@ -55,7 +57,7 @@ printf '==> cargo build took %d.%03d s\n' $((elapsed_ms / 1000)) $((elapsed_ms %
 
 mkdir -p "$dist"
 failed=0
-printf '\n%-17s %10s %10s  %s\n' plugin "core (B)" "component" file
+printf '\n%-22s %10s %10s  %s\n' plugin "core (B)" "component" file
 for name in "${plugins[@]}"; do
     core="$target_dir/$triple/$profile/${name//-/_}.wasm"
     # The reference filter exists in several languages: dist/reference-<language>.wasm.
@@ -69,7 +71,7 @@ for name in "${plugins[@]}"; do
     [ -f "$core" ] || die "$name: cargo produced no $core"
     "$wasm_tools" component new "$core" -o "$out.tmp"
     publish_component "$out.tmp" "$out" "plugins must need no WASI" || { failed=1; continue; }
-    printf '%-17s %10d %10d  %s\n' "$out_name" "$(stat -c %s "$core")" "$(stat -c %s "$out")" "${out#"$here"/}"
+    printf '%-22s %10d %10d  %s\n' "$out_name" "$(stat -c %s "$core")" "$(stat -c %s "$out")" "${out#"$here"/}"
 done
 [ "$failed" -eq 0 ] || die "some plugins failed the checks above"
 echo "==> ${#plugins[@]} plugins written to $dist"

@@ -23,6 +23,7 @@ mod rate_limit;
 mod reload;
 mod resumption;
 mod routes;
+mod sdk;
 mod shutdown;
 mod sse_fidelity;
 mod stdio_client;

@@ -1,0 +1,225 @@
+//! One message, read from the host on demand, with MCP-shaped accessors.
+
+use std::cell::OnceCell;
+
+use serde_json::{Map, Value};
+
+use crate::bindings::sluice::plugin::types::Message as RawMessage;
+use crate::mcp::{ToolCall, ToolResult, Tools};
+use crate::{Direction, Kind, Verdict};
+
+/// A message crossing the proxy. Each fact is fetched from the host the first time it
+/// is asked for and then kept: a plugin that decides on [`kind`](Self::kind) and
+/// [`method`](Self::method) never copies a large message into its memory, and one that
+/// reads [`json`](Self::json) twice parses it once.
+pub struct Message<'a> {
+    raw: &'a RawMessage,
+    kind: OnceCell<Kind>,
+    method: OnceCell<Option<String>>,
+    rpc_id: OnceCell<Option<String>>,
+    data: OnceCell<String>,
+    json: OnceCell<Option<Value>>,
+    tool_name: OnceCell<Option<String>>,
+}
+
+impl<'a> Message<'a> {
+    pub(crate) fn new(raw: &'a RawMessage) -> Self {
+        Message {
+            raw,
+            kind: OnceCell::new(),
+            method: OnceCell::new(),
+            rpc_id: OnceCell::new(),
+            data: OnceCell::new(),
+            json: OnceCell::new(),
+            tool_name: OnceCell::new(),
+        }
+    }
+
+    /// Which way it travels.
+    pub fn direction(&self) -> Direction {
+        self.raw.direction()
+    }
+
+    /// True for a message going to the server.
+    pub fn to_server(&self) -> bool {
+        self.direction() == Direction::ToServer
+    }
+
+    /// Request, notification, response, error, or other (not JSON-RPC).
+    pub fn kind(&self) -> Kind {
+        *self.kind.get_or_init(|| self.raw.kind())
+    }
+
+    /// True for a request (it has a `method` and an `id`).
+    pub fn is_request(&self) -> bool {
+        self.kind() == Kind::Request
+    }
+
+    /// True for a notification (a `method`, no `id`).
+    pub fn is_notification(&self) -> bool {
+        self.kind() == Kind::Notification
+    }
+
+    /// True for a response or an error.
+    pub fn is_response(&self) -> bool {
+        matches!(self.kind(), Kind::Response | Kind::Error)
+    }
+
+    /// The JSON-RPC method: a request's or notification's own; for a response or an
+    /// error, the method of the request it answers when the proxy knows it.
+    pub fn method(&self) -> Option<&str> {
+        self.method.get_or_init(|| self.raw.method()).as_deref()
+    }
+
+    /// The JSON-RPC `id` as JSON text (`7`, `"abc"`).
+    pub fn rpc_id(&self) -> Option<&str> {
+        self.rpc_id.get_or_init(|| self.raw.rpc_id()).as_deref()
+    }
+
+    /// The SSE `event:` type, for a message that came as an SSE event with one.
+    pub fn sse_event(&self) -> Option<String> {
+        self.raw.sse_event()
+    }
+
+    /// The whole message as JSON text (copied from the host on the first call).
+    pub fn data(&self) -> &str {
+        self.data.get_or_init(|| self.raw.data())
+    }
+
+    /// The message parsed as JSON; `None` when it is not JSON.
+    pub fn json(&self) -> Option<&Value> {
+        self.json
+            .get_or_init(|| serde_json::from_str(self.data()).ok())
+            .as_ref()
+    }
+
+    /// `params` of a request or notification.
+    pub fn params(&self) -> Option<&Value> {
+        self.json()?.get("params")
+    }
+
+    /// `result` of a response.
+    pub fn result(&self) -> Option<&Value> {
+        self.json()?.get("result")
+    }
+
+    /// A `tools/call` request's tool name and arguments; `None` for anything else.
+    pub fn tool_call(&self) -> Option<ToolCall<'_>> {
+        if !self.is_request() || self.method() != Some("tools/call") {
+            return None;
+        }
+        let params = self.params()?;
+        Some(ToolCall {
+            name: params.get("name")?.as_str()?,
+            arguments: params.get("arguments").and_then(Value::as_object),
+        })
+    }
+
+    /// The tool a message is about: a `tools/call` request's `params.name`, or, for the
+    /// response or error answering it, the name from that request. The request's name
+    /// is known only when this plugin saw the request (it wants messages going to the
+    /// server too): an instance serves one exchange, and remembers its requests.
+    pub fn tool_name(&self) -> Option<&str> {
+        self.tool_name
+            .get_or_init(|| {
+                if let Some(call) = self.tool_call() {
+                    return Some(call.name.to_string());
+                }
+                if !self.is_response() || self.method() != Some("tools/call") {
+                    return None;
+                }
+                let id = self.rpc_id()?;
+                crate::__private::TOOL_CALLS.with(|calls| {
+                    calls
+                        .borrow()
+                        .iter()
+                        .find(|(seen, _)| seen == id)
+                        .map(|(_, name)| name.clone())
+                })
+            })
+            .as_deref()
+    }
+
+    /// Keeps the tool name of a `tools/call` request for [`tool_name`](Self::tool_name)
+    /// of its answer. Reads nothing for other messages.
+    pub(crate) fn remember_tool_call(&self) {
+        if !self.is_request() || self.method() != Some("tools/call") {
+            return;
+        }
+        let (Some(id), Some(name)) = (self.rpc_id(), self.tool_name()) else {
+            return;
+        };
+        let (id, name) = (id.to_string(), name.to_string());
+        crate::__private::TOOL_CALLS.with(|calls| {
+            let mut calls = calls.borrow_mut();
+            // One exchange holds one request, or a batch of a few: a small bound keeps
+            // a hostile batch from growing the instance's memory.
+            if calls.len() < 256 {
+                calls.push((id, name));
+            }
+        });
+    }
+
+    /// Edits the message as JSON. The verdict is [`Verdict::Modify`] with the edited
+    /// JSON (keys in their original order) when `edit` changed something, and
+    /// [`Verdict::Pass`] when it did not or the message is not JSON.
+    pub fn edit(&self, edit: impl FnOnce(&mut Value)) -> Verdict {
+        let Some(original) = self.json() else {
+            return Verdict::Pass;
+        };
+        let mut edited = original.clone();
+        edit(&mut edited);
+        if &edited == original {
+            Verdict::Pass
+        } else {
+            Verdict::Modify(edited.to_string())
+        }
+    }
+
+    /// Edits a `tools/call` result (its text content and `structuredContent`), as
+    /// [`edit`](Self::edit) does. Passes anything that is not a result of `tools/call`.
+    pub fn edit_tool_result(&self, edit: impl FnOnce(&mut ToolResult<'_>)) -> Verdict {
+        if self.kind() != Kind::Response || self.method() != Some("tools/call") {
+            return Verdict::Pass;
+        }
+        self.edit(|value| {
+            if let Some(result) = value.get_mut("result").and_then(Value::as_object_mut) {
+                edit(&mut ToolResult::new(result));
+            }
+        })
+    }
+
+    /// Edits the list of tools in a `tools/list` result, as [`edit`](Self::edit) does.
+    /// Passes anything that is not a result of `tools/list`.
+    pub fn edit_tools(&self, edit: impl FnOnce(&mut Tools<'_>)) -> Verdict {
+        if self.kind() != Kind::Response || self.method() != Some("tools/list") {
+            return Verdict::Pass;
+        }
+        self.edit(|value| {
+            let tools = value
+                .get_mut("result")
+                .and_then(|r| r.get_mut("tools"))
+                .and_then(Value::as_array_mut);
+            if let Some(tools) = tools {
+                edit(&mut Tools::new(tools));
+            }
+        })
+    }
+
+    /// Edits the `arguments` of a `tools/call` request, as [`edit`](Self::edit) does.
+    /// Passes anything else.
+    pub fn edit_arguments(&self, edit: impl FnOnce(&mut Map<String, Value>)) -> Verdict {
+        if self.tool_call().is_none() {
+            return Verdict::Pass;
+        }
+        self.edit(|value| {
+            if let Some(arguments) = value
+                .get_mut("params")
+                .and_then(|p| p.get_mut("arguments"))
+                .and_then(Value::as_object_mut)
+            {
+                edit(arguments);
+            }
+        })
+    }
+}
