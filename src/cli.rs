@@ -117,6 +117,30 @@ pub enum PluginCommand {
     /// `--save` writes a golden file; `--expect` compares with one (exit 1 when it
     /// differs). Exit 2 on bad input.
     Test(TestArgs),
+    /// Write a new plugin project into DIR, to build outside a checkout of sluice: the
+    /// contract (wit/plugin.wit), a starting plugin (refuses the tools named in
+    /// `{"deny": [..]}`), build.sh (checks its toolchain), README.md and test.sh.
+    New(NewArgs),
+}
+
+/// Flags of `sluice plugin new`.
+#[derive(Debug, clap::Args)]
+pub struct NewArgs {
+    /// The language.
+    #[arg(long, value_enum)]
+    pub lang: crate::scaffold::Lang,
+    /// The project directory: created if missing; refused unless empty.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The plugin's name (`[a-z][a-z0-9-]*`; the component is NAME.wasm). Default:
+    /// DIR's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Rust: depend on the sluice-plugin SDK crate at PATH. Default: the SDK in the
+    /// sluice source tree this binary was built from, when there; else the published
+    /// crate.
+    #[arg(long, value_name = "PATH")]
+    pub sdk: Option<PathBuf>,
 }
 
 /// Flags of `sluice plugin check`.

@@ -47,6 +47,7 @@ pub mod plugin;
 pub mod proxy;
 pub mod reload;
 pub mod router;
+pub mod scaffold;
 pub mod shape;
 pub mod sse;
 pub mod tape;

@@ -81,6 +81,15 @@ async fn run() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Some(Command::Plugin(PluginCommand::New(args))) => {
+            let created = sluice::scaffold::new(&sluice::scaffold::Options {
+                lang: args.lang,
+                dir: args.dir,
+                name: args.name,
+                sdk: args.sdk,
+            })?;
+            print!("{created}");
+        }
         Some(Command::Wit(args)) => {
             let Some((_, text)) = sluice::plugin::WIT
                 .iter()

@@ -1,0 +1,244 @@
+//! `sluice plugin new` for each language, as a plugin author outside a checkout would
+//! use it: the sluice binary writes a project into a temporary directory outside the
+//! repository, its own `build.sh` builds it with nothing but what `plugins/setup.sh`
+//! installs (PATH = plugins/.venv/bin, /usr/bin, /bin; for JavaScript,
+//! `COMPONENTIZE_JS` = plugins/js/node_modules), `sluice plugin check` accepts the
+//! component, and a real sluice in front of the rmcp test server runs it: the denied
+//! tool is refused with the plugin's JSON-RPC error (the server never sees the call)
+//! and another tool passes.
+//!
+//! Time on 2 cores (the build dominates; a proxy compiles the component once more):
+//! C about 2 s, Zig about 40 s the first time (Zig builds its libc into its global
+//! cache) then 2 s, Python and JavaScript 20 s to build plus 15-45 s to compile in
+//! the check and again in the proxy; Rust builds std from source with Debian's
+//! toolchain (-Zbuild-std): a few minutes the first time, then seconds, because the
+//! cargo target directory is shared across runs under the temporary directory
+//! (`sluice-scaffold-cargo-target`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rmcp::service::ServiceError;
+use serde_json::{Value, json};
+use sluice::plugin::{PluginLimits, PluginSource, PluginSpec};
+
+use crate::common::mcp::{self, McpServer};
+use crate::common::proxy;
+
+const CONFIG: &str = r#"{"deny": ["get_secret"]}"#;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sluice_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sluice")
+}
+
+/// A directory under the system's temporary directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(lang: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("sluice-scaffold-{lang}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = dir.canonicalize().unwrap();
+        assert!(
+            !dir.starts_with(root().canonicalize().unwrap()),
+            "the project must be outside the repository: {}",
+            dir.display()
+        );
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A command with only what plugins/setup.sh installs: PATH is plugins/.venv/bin,
+/// /usr/bin and /bin, and no variable of the cargo that runs the tests (CARGO, RUSTC,
+/// RUSTFLAGS ...) leaks in. HOME stays (cargo's registry cache, Zig's global cache).
+fn setup_sh_only(program: &Path) -> Command {
+    let venv_bin = root().join("plugins/.venv/bin");
+    assert!(
+        venv_bin.join("wasm-tools").exists(),
+        "{} is missing: run plugins/setup.sh (as root)",
+        venv_bin.display()
+    );
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", venv_bin.display()));
+    for keep in ["HOME", "TMPDIR"] {
+        if let Some(value) = std::env::var_os(keep) {
+            command.env(keep, value);
+        }
+    }
+    command
+}
+
+/// Runs `command` and panics with its output unless it succeeds; returns stdout.
+fn run(what: &str, command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Scaffolds, builds and checks a `lang` plugin named `deny-<lang>`; returns the
+/// scratch directory (kept alive by the caller) and the component.
+fn scaffold_and_build(lang: &str, extra_env: &[(&str, PathBuf)]) -> (Scratch, PathBuf) {
+    let scratch = Scratch::new(lang);
+    let dir = scratch.0.join("project");
+    let name = format!("deny-{lang}");
+    let created = run(
+        "sluice plugin new",
+        Command::new(sluice_bin())
+            .args(["plugin", "new", "--lang", lang, "--name", &name])
+            .arg(&dir),
+    );
+    assert!(
+        created.contains(&format!("created plugin {name} ({lang})")),
+        "{created}"
+    );
+    for file in ["wit/plugin.wit", "build.sh", "test.sh", "README.md"] {
+        assert!(dir.join(file).is_file(), "{lang}: {file} not written");
+    }
+
+    let mut build = setup_sh_only(&dir.join("build.sh"));
+    for (key, value) in extra_env {
+        build.env(key, value);
+    }
+    let started = std::time::Instant::now();
+    let built = run(&format!("{lang}: build.sh"), &mut build);
+    eprintln!(
+        "{lang}: build.sh took {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        built.trim_end().lines().last().unwrap_or("")
+    );
+    let wasm = dir.join(format!("{name}.wasm"));
+    assert!(
+        wasm.is_file(),
+        "{lang}: build.sh wrote no {}",
+        wasm.display()
+    );
+
+    let report = run(
+        &format!("{lang}: sluice plugin check"),
+        Command::new(sluice_bin())
+            .args(["plugin", "check"])
+            .arg(&wasm)
+            .args(["--config", CONFIG]),
+    );
+    assert!(
+        report.contains("contract:  sluice:plugin@0.2.0"),
+        "{report}"
+    );
+    assert!(report.contains("result:    OK"), "{report}");
+    (scratch, wasm)
+}
+
+/// How many POSTs the upstream has received.
+fn posts(upstream: &McpServer) -> usize {
+    upstream
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::POST)
+        .count()
+}
+
+/// `wasm` in a real sluice in front of the rmcp test server: `get_secret` is refused
+/// with the plugin's error and never reaches the server, `echo` passes.
+async fn refuses_the_denied_tool(lang: &str, wasm: &Path) {
+    let upstream = mcp::spawn_mcp_server().await;
+    let name = format!("deny-{lang}");
+    let plugin = PluginSpec {
+        powers: Default::default(),
+        name: name.clone(),
+        source: PluginSource::File(wasm.to_path_buf()),
+        config: CONFIG.to_string(),
+        // Generous: this is about loading and behaviour, not speed (a Python or
+        // JavaScript instance's first call can miss the 10 ms default on a busy box).
+        limits: PluginLimits {
+            deadline: Duration::from_secs(5),
+            ..PluginLimits::default()
+        },
+        capabilities: Default::default(),
+    };
+    let sluice = proxy::start(&proxy::base_of(&upstream.url), vec![plugin]).await;
+    let client = mcp::connect(&format!("{}/mcp", sluice.url())).await;
+
+    let echoed = client.call_text("echo", json!({"text": "hello"})).await;
+    assert_eq!(echoed.unwrap(), "hello", "{lang}: another tool passes");
+    let before = posts(&upstream);
+    match client.call_text("get_secret", Value::Null).await {
+        Err(ServiceError::McpError(error)) => {
+            assert_eq!(error.code.0, -32001, "{lang}");
+            assert_eq!(
+                error.message,
+                format!("tool get_secret is denied by {name}"),
+                "{lang}"
+            );
+        }
+        other => panic!("{lang}: get_secret should be refused, got {other:?}"),
+    }
+    assert_eq!(
+        posts(&upstream),
+        before,
+        "{lang}: the denied call reached the server"
+    );
+    drop(client);
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_plugin_scaffolded_outside_the_checkout_builds_and_loads() {
+    let (_scratch, wasm) = scaffold_and_build("c", &[]);
+    refuses_the_denied_tool("c", &wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zig_plugin_scaffolded_outside_the_checkout_builds_and_loads() {
+    let (_scratch, wasm) = scaffold_and_build("zig", &[]);
+    refuses_the_denied_tool("zig", &wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_plugin_scaffolded_outside_the_checkout_builds_and_loads() {
+    let (_scratch, wasm) = scaffold_and_build("python", &[]);
+    refuses_the_denied_tool("python", &wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_plugin_scaffolded_outside_the_checkout_builds_and_loads() {
+    let node_modules = root().join("plugins/js/node_modules");
+    assert!(
+        node_modules
+            .join("@bytecodealliance/componentize-js")
+            .is_dir(),
+        "{} has no componentize-js: run plugins/setup.sh (needs Node.js 20+)",
+        node_modules.display()
+    );
+    let (_scratch, wasm) = scaffold_and_build("js", &[("COMPONENTIZE_JS", node_modules)]);
+    refuses_the_denied_tool("js", &wasm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_plugin_scaffolded_outside_the_checkout_builds_and_loads() {
+    // Shared across runs: std is built from source once (minutes), later runs take
+    // seconds. Under the temporary directory, not the repository.
+    let target = std::env::temp_dir().join("sluice-scaffold-cargo-target");
+    let (_scratch, wasm) = scaffold_and_build("rust", &[("CARGO_TARGET_DIR", target)]);
+    refuses_the_denied_tool("rust", &wasm).await;
+}
