@@ -242,3 +242,57 @@ async fn rust_plugin_scaffolded_outside_the_checkout_builds_and_loads() {
     let (_scratch, wasm) = scaffold_and_build("rust", &[("CARGO_TARGET_DIR", target)]);
     refuses_the_denied_tool("rust", &wasm).await;
 }
+
+#[test]
+fn build_sh_names_what_to_install_when_a_tool_is_missing() {
+    // PATH without plugins/.venv/bin: wasm-tools (and Zig, componentize-py) are missing.
+    for (lang, missing) in [
+        ("rust", "wasm-tools not found"),
+        ("c", "wasm-tools not found"),
+        ("zig", "zig not found"),
+        ("python", "componentize-py not found"),
+        ("js", "componentize-js not found"),
+    ] {
+        let scratch = Scratch::new(&format!("missing-{lang}"));
+        let dir = scratch.0.join("project");
+        run(
+            "sluice plugin new",
+            Command::new(sluice_bin())
+                .args(["plugin", "new", "--lang", lang, "--name", "guard"])
+                .arg(&dir),
+        );
+        let output = Command::new(dir.join("build.sh"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", scratch.0.as_os_str())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{lang}: build.sh passed without its tools"
+        );
+        assert!(stderr.contains(missing), "{lang}: {stderr}");
+        assert!(stderr.contains("plugins/setup.sh"), "{lang}: {stderr}");
+        assert!(!dir.join("guard.wasm").exists(), "{lang}");
+    }
+}
+
+#[test]
+fn plugin_new_refuses_a_directory_with_files() {
+    let scratch = Scratch::new("busy");
+    std::fs::write(scratch.0.join("mine.txt"), "keep me").unwrap();
+    let output = Command::new(sluice_bin())
+        .args(["plugin", "new", "--lang", "c", "--name", "guard"])
+        .arg(&scratch.0)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("mine.txt")).unwrap(),
+        "keep me"
+    );
+    assert_eq!(std::fs::read_dir(&scratch.0).unwrap().count(), 1);
+}
