@@ -186,6 +186,10 @@ pub struct Plugin {
     compile_time: Duration,
     cache: CacheStatus,
     path: Option<PathBuf>,
+    /// Hex SHA-256 of the component's bytes as loaded (`None` when it was built from an
+    /// already compiled component): which code serves under this name, for the admin
+    /// API and the swap log line.
+    sha256: Option<Arc<str>>,
     _runtime: Arc<Runtime>,
 }
 
@@ -220,7 +224,9 @@ impl Plugin {
             return Err(PluginError::CoreModule { name });
         }
         let compiled = cache::compile(runtime.engine(), runtime.cache(), &name, &bytes)?;
-        Self::from_compiled(runtime, spec, compiled)
+        let mut plugin = Self::from_compiled(runtime, spec, compiled)?;
+        plugin.sha256 = Some(cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)).into());
+        Ok(plugin)
     }
 
     /// The checks and the trial `init` of [`Plugin::load`], for a component already
@@ -300,6 +306,7 @@ impl Plugin {
                 PluginSource::File(path) => Some(path.clone()),
                 PluginSource::Bytes(_) => None,
             },
+            sha256: None,
             _runtime: runtime.clone(),
         };
         // The trial instance proves the component and its configuration work; a busy
@@ -392,6 +399,12 @@ impl Plugin {
     /// reload watcher watches.
     pub fn path(&self) -> Option<&std::path::Path> {
         self.path.as_deref()
+    }
+
+    /// Hex SHA-256 of the component's bytes, when it was loaded from bytes (a file or a
+    /// built-in): the file's content at load time, whatever the file holds now.
+    pub fn sha256(&self) -> Option<&str> {
+        self.sha256.as_deref()
     }
 
     /// How long getting the compiled component took: compiling it, or on a compile
