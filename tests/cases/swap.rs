@@ -493,3 +493,59 @@ async fn sluice_reload_swaps_a_plugin_of_a_running_binary() {
         json!(sha256_of(&passthrough))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_names_its_route_and_leaves_the_other_chains_alone() {
+    let server = spawn_mcp_server().await;
+    let (redact, passthrough) = (
+        proxy::rust_plugin("redact"),
+        proxy::rust_plugin("passthrough"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("sluice.toml");
+    let upstream = proxy::base_of(&server.url);
+    let route = |name: &str| {
+        format!(
+            "[[route]]\nname = \"{name}\"\nprefix = \"/{name}\"\nupstream = \"{upstream}\"\n[[route.plugin]]\nname = \"guard\"\npath = \"{}\"\nconfig = '{PATTERNS}'\n",
+            redact.display()
+        )
+    };
+    std::fs::write(&toml, format!("{}\n{}", route("a"), route("b"))).unwrap();
+    let mut sluice = proxy::start_from_file(&toml, "127.0.0.1:0", None).await;
+    let admin = sluice
+        .serve_admin("127.0.0.1:0".parse().unwrap(), Some(TOKEN.into()))
+        .await
+        .unwrap();
+    let url = sluice.url();
+    let swap =
+        |route: &str| json!({"route": route, "plugins": [{"name": "guard", "file": passthrough}]});
+
+    let (status, answer) = reload(admin, Some(TOKEN), Some(swap("c"))).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("no route named \"c\"")
+    );
+
+    // ?route= and the body's route must agree.
+    let response = client::send(
+        Request::post(format!("http://{admin}/admin/reload?route=a"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Full::new(Bytes::from(swap("b").to_string())))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+
+    let (status, answer) = reload(admin, Some(TOKEN), Some(swap("a"))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["plugins"][0]["file"], json!(passthrough));
+    assert_eq!(secret(&format!("{url}/a")).await, SECRET_TEXT);
+    assert_eq!(secret(&format!("{url}/b")).await, MASKED);
+    let b: Value = serde_json::from_str(&get(admin, "/admin/plugins?route=b").await).unwrap();
+    assert_eq!(b["generation"], 0, "{b}");
+    assert_eq!(b["plugins"][0]["path"], json!(redact), "{b}");
+    sluice.stop().await;
+}
