@@ -627,3 +627,91 @@ fn log_chain(chain: &Chain, what: &str) {
     let names: Vec<&str> = chain.plugins().iter().map(|p| p.name()).collect();
     tracing::info!(generation = chain.generation(), plugins = ?names, "{what}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, file: &str) -> PluginSpec {
+        PluginSpec {
+            name: name.into(),
+            source: PluginSource::File(file.into()),
+            config: String::new(),
+            limits: Default::default(),
+            capabilities: Default::default(),
+            powers: Default::default(),
+        }
+    }
+
+    fn file(spec: &PluginSpec) -> &Path {
+        match &spec.source {
+            PluginSource::File(path) => path,
+            PluginSource::Bytes(_) => panic!("a file"),
+        }
+    }
+
+    fn swap(name: &str, file: &str) -> Swap {
+        Swap {
+            name: name.into(),
+            file: file.into(),
+        }
+    }
+
+    #[test]
+    fn a_swap_holds_until_the_source_names_another_file_for_its_plugin() {
+        let source = |guard: &str| vec![spec("guard", guard), spec("audit", "/p/audit.wasm")];
+        let mut specs = source("/p/guard.wasm");
+        let (held, ended) =
+            apply_swaps(&mut specs, Vec::new(), &[swap("guard", "/new/guard.wasm")]).unwrap();
+        assert_eq!(file(&specs[0]), Path::new("/new/guard.wasm"));
+        assert_eq!(file(&specs[1]), Path::new("/p/audit.wasm"));
+        assert!(ended.is_empty());
+
+        // The source unchanged: the swap holds.
+        let mut specs = source("/p/guard.wasm");
+        let (held, ended) = apply_swaps(&mut specs, held, &[]).unwrap();
+        assert_eq!(file(&specs[0]), Path::new("/new/guard.wasm"));
+        assert!(ended.is_empty());
+
+        // The source names another file: it wins, and the swap ends.
+        let mut specs = source("/p/guard-2.wasm");
+        let (held, ended) = apply_swaps(&mut specs, held, &[]).unwrap();
+        assert_eq!(file(&specs[0]), Path::new("/p/guard-2.wasm"));
+        assert!(held.is_empty());
+        assert_eq!(ended.len(), 1, "{ended:?}");
+    }
+
+    #[test]
+    fn swapping_back_to_the_sources_file_holds_nothing() {
+        let mut specs = vec![spec("guard", "/p/guard.wasm")];
+        let (held, _) =
+            apply_swaps(&mut specs, Vec::new(), &[swap("guard", "/new/guard.wasm")]).unwrap();
+        let mut specs = vec![spec("guard", "/p/guard.wasm")];
+        let (held, _) = apply_swaps(&mut specs, held, &[swap("guard", "/p/guard.wasm")]).unwrap();
+        assert!(held.is_empty());
+        assert_eq!(file(&specs[0]), Path::new("/p/guard.wasm"));
+    }
+
+    #[test]
+    fn unknown_names_relative_files_and_a_name_twice_are_refused() {
+        let specs = || vec![spec("guard", "/p/guard.wasm"), spec("audit", "/p/a.wasm")];
+        let refused = |swaps: &[Swap]| apply_swaps(&mut specs(), Vec::new(), swaps).unwrap_err();
+        let unknown = refused(&[swap("guard", "/n/g.wasm"), swap("gaurd", "/n/g.wasm")]);
+        assert!(
+            matches!(&unknown, LoadError::UnknownPlugin { name, known } if name == "gaurd" && known == &["guard", "audit"]),
+            "{unknown}"
+        );
+        assert_eq!(
+            unknown.to_string(),
+            "no plugin named \"gaurd\" in the chain; its plugins: guard, audit"
+        );
+        assert!(matches!(
+            refused(&[swap("guard", "new.wasm")]),
+            LoadError::RelativeFile { .. }
+        ));
+        assert!(matches!(
+            refused(&[swap("guard", "/a.wasm"), swap("guard", "/b.wasm")]),
+            LoadError::SwappedTwice { .. }
+        ));
+    }
+}
