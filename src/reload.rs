@@ -203,7 +203,7 @@ impl Reloaded {
                 .map(|p| PluginFile {
                     name: p.name().to_string(),
                     file: p.path().map(Path::to_path_buf),
-                    sha256: p.sha256().map(str::to_string),
+                    sha256: p.component_sha256().map(|h| h.to_string()),
                 })
                 .collect(),
         }
@@ -426,7 +426,7 @@ impl Reloader {
                     name: p.name().to_string(),
                     world: p.world().as_str(),
                     path: p.path().map(Path::to_path_buf),
-                    sha256: p.sha256().map(str::to_string),
+                    sha256: p.component_sha256().map(|h| h.to_string()),
                     stats: chain.stats(i),
                 })
                 .collect(),
@@ -590,7 +590,7 @@ fn log_swaps(before: &Chain, after: &Chain, swaps: &[Swap], ended: &[String]) {
         chain.plugins().iter().find(|p| p.name() == name).map(|p| {
             (
                 p.path().map(|f| f.display().to_string()),
-                p.sha256().map(str::to_string),
+                p.component_sha256().map(|h| h.to_string()),
             )
         })
     };

@@ -504,6 +504,12 @@ impl Hasher for DigestHasher<'_> {
     }
 }
 
+/// The hex SHA-256 of `bytes`: a component's identity on tapes.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes

@@ -186,10 +186,9 @@ pub struct Plugin {
     compile_time: Duration,
     cache: CacheStatus,
     path: Option<PathBuf>,
-    /// Hex SHA-256 of the component's bytes as loaded (`None` when it was built from an
-    /// already compiled component): which code serves under this name, for the admin
-    /// API and the swap log line.
-    sha256: Option<Arc<str>>,
+    /// The hex SHA-256 of the component's bytes ([`Plugin::load`]): which build of the
+    /// plugin judged a message, as tapes record it.
+    component_sha256: Option<Arc<str>>,
     _runtime: Arc<Runtime>,
 }
 
@@ -225,7 +224,7 @@ impl Plugin {
         }
         let compiled = cache::compile(runtime.engine(), runtime.cache(), &name, &bytes)?;
         let mut plugin = Self::from_compiled(runtime, spec, compiled)?;
-        plugin.sha256 = Some(cache::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)).into());
+        plugin.component_sha256 = Some(cache::sha256_hex(&bytes).into());
         Ok(plugin)
     }
 
@@ -306,7 +305,7 @@ impl Plugin {
                 PluginSource::File(path) => Some(path.clone()),
                 PluginSource::Bytes(_) => None,
             },
-            sha256: None,
+            component_sha256: None,
             _runtime: runtime.clone(),
         };
         // The trial instance proves the component and its configuration work; a busy
@@ -401,12 +400,6 @@ impl Plugin {
         self.path.as_deref()
     }
 
-    /// Hex SHA-256 of the component's bytes, when it was loaded from bytes (a file or a
-    /// built-in): the file's content at load time, whatever the file holds now.
-    pub fn sha256(&self) -> Option<&str> {
-        self.sha256.as_deref()
-    }
-
     /// How long getting the compiled component took: compiling it, or on a compile
     /// cache hit, reading and deserialising it.
     pub fn compile_time(&self) -> Duration {
@@ -416,6 +409,12 @@ impl Plugin {
     /// Whether the compiled component came from the compile cache.
     pub fn cache_status(&self) -> CacheStatus {
         self.cache
+    }
+
+    /// The hex SHA-256 of the component's bytes, when loaded by [`Plugin::load`]: tapes
+    /// record it, so a replay knows whether the same build judged a message.
+    pub fn component_sha256(&self) -> Option<&Arc<str>> {
+        self.component_sha256.as_ref()
     }
 
     /// Creates a fresh instance for one exchange and runs `init` on it.
