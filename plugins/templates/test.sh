@@ -18,21 +18,24 @@ echo "==> sluice plugin check"
 "$sluice" plugin check "$wasm" --config "$config"
 
 failed=0
-# expect VERDICT TOOL: a tools/call of TOOL gets VERDICT (the line `verdict: VERDICT`).
+# expect TOOL VERDICT LINE: a tools/call of TOOL gets the line `verdict: VERDICT`, and
+# the report has a line starting with LINE (what the server or the client gets).
 expect() {
-    local want="$1" tool="$2" report
+    local tool="$1" want="$2" line="$3" report
     local message='{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"'"$tool"'","arguments":{}}}'
     report="$("$sluice" plugin test "$wasm" --config "$config" --message "$message")" || true
-    if grep -qE "^ *verdict: +$want\b" <<<"$report"; then
+    if grep -qx "verdict: $want" <<<"$report" && grep -qF "$line" <<<"$report"; then
         echo "ok:   tools/call $tool -> $want"
     else
-        echo "FAIL: tools/call $tool: expected verdict: $want; sluice plugin test said:"
+        echo "FAIL: tools/call $tool: expected the lines \`verdict: $want\` and \`$line...\`; sluice plugin test said:"
         echo "$report"
         failed=1
     fi
 }
 
 echo "==> sluice plugin test --message"
-expect respond delete_file   # denied: answered with a JSON-RPC error, never forwarded
-expect pass read_file        # any other tool goes on to the server
+# Denied: answered with the plugin's JSON-RPC error, never forwarded.
+expect delete_file respond 'client gets: {"jsonrpc":"2.0","id":1,"error":{"code":-32001'
+# Any other tool goes on to the server unchanged.
+expect read_file pass 'server gets: {"jsonrpc":"2.0","id":1,"method":"tools/call"'
 exit "$failed"
