@@ -25,7 +25,7 @@ use crate::common::{client, proxy};
 
 /// How many POSTs the upstream has received: each MCP request or notification the
 /// proxy forwarded is one.
-fn posts(upstream: &McpServer) -> usize {
+pub(super) fn posts(upstream: &McpServer) -> usize {
     upstream
         .requests()
         .iter()
@@ -34,7 +34,7 @@ fn posts(upstream: &McpServer) -> usize {
 }
 
 /// The JSON-RPC error a call ended with; panics on a result or a transport error.
-fn rpc_error(outcome: Result<String, ServiceError>) -> rmcp::model::ErrorData {
+pub(super) fn rpc_error(outcome: Result<String, ServiceError>) -> rmcp::model::ErrorData {
     match outcome {
         Err(ServiceError::McpError(error)) => error,
         other => panic!("expected a JSON-RPC error, got {other:?}"),
@@ -52,7 +52,7 @@ fn named(name: &str, plugin: &str, config: &str) -> PluginSpec {
 
 /// sluice with `[auth]` on in front of `upstream`, trusting `authz`; returns it and
 /// its resource URL (`.../mcp`), which tokens must name.
-async fn start_checked(
+pub(super) async fn start_checked(
     upstream: &McpServer,
     authz: &Authz,
     plugins: Vec<PluginSpec>,
@@ -75,13 +75,17 @@ async fn start_checked(
 }
 
 /// A token for `resource` naming `subject` with `scope` (space-separated).
-fn token(authz: &Authz, resource: &str, subject: &str, scope: &str) -> String {
+pub(super) fn token(authz: &Authz, resource: &str, subject: &str, scope: &str) -> String {
     authz.sign(&authz.claims(resource, subject, scope))
 }
 
 /// An rmcp client (its own session) with a bearer token, if any, and extra request
 /// headers.
-async fn connect(url: &str, token: Option<&str>, headers: &[(&'static str, &str)]) -> McpClient {
+pub(super) async fn connect(
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&'static str, &str)],
+) -> McpClient {
     mcp::install_crypto();
     let headers: HashMap<HeaderName, HeaderValue> = headers
         .iter()

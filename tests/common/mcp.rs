@@ -82,7 +82,32 @@ pub struct CountArgs {
 
 /// The upstream MCP server used by the tests. One instance is created per session.
 #[derive(Debug, Clone, Default)]
-pub struct TestServer;
+pub struct TestServer {
+    descriptions: ToolDescriptions,
+}
+
+/// Descriptions that replace the built-in ones in `tools/list` from now on, shared by
+/// every session of one server: a server that changes a tool it already showed (what
+/// the `pin-tools` plugin detects).
+#[derive(Debug, Clone, Default)]
+pub struct ToolDescriptions(Arc<Mutex<Vec<(String, String)>>>);
+
+impl ToolDescriptions {
+    /// `tool`'s description in every later `tools/list`.
+    pub fn set(&self, tool: &str, description: &str) {
+        let mut descriptions = self.0.lock().unwrap();
+        descriptions.retain(|(name, _)| name != tool);
+        descriptions.push((tool.to_owned(), description.to_owned()));
+    }
+
+    fn get(&self, tool: &str) -> Option<String> {
+        let descriptions = self.0.lock().unwrap();
+        descriptions
+            .iter()
+            .find(|(name, _)| name == tool)
+            .map(|(_, description)| description.clone())
+    }
+}
 
 #[tool_router]
 impl TestServer {
@@ -142,7 +167,33 @@ impl TestServer {
 }
 
 #[tool_handler(name = "sluice-test-upstream", version = "0.1.0")]
-impl ServerHandler for TestServer {}
+impl ServerHandler for TestServer {
+    /// The macro's `list_tools`, with the descriptions set through
+    /// [`McpServer::descriptions`] in place of the built-in ones.
+    async fn list_tools(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, ErrorData> {
+        let supports_cache_hints = context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+        let mut tools = Self::tool_router().list_all();
+        for tool in &mut tools {
+            if let Some(description) = self.descriptions.get(&tool.name) {
+                tool.description = Some(description.into());
+            }
+        }
+        Ok(rmcp::model::ListToolsResult {
+            result_type: Some(rmcp::model::ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: supports_cache_hints.then_some(0),
+            cache_scope: supports_cache_hints.then_some(rmcp::model::CacheScope::Public),
+        })
+    }
+}
 
 /// One HTTP request as the upstream server saw it (before rmcp handled it).
 #[derive(Debug, Clone)]
@@ -196,6 +247,8 @@ pub struct McpServer {
     pub url: String,
     /// rmcp's session manager; `sessions` maps `Mcp-Session-Id` values to live sessions.
     pub sessions: Arc<LocalSessionManager>,
+    /// Changes the tools' descriptions for every later `tools/list`.
+    pub descriptions: ToolDescriptions,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
     cancel_sessions: Option<Box<dyn FnOnce() + Send + Sync>>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -243,8 +296,12 @@ pub async fn spawn_mcp_server() -> McpServer {
     let cancellation_token = config.cancellation_token.clone();
     let sessions = Arc::new(LocalSessionManager::default());
     let requests = Arc::new(Mutex::new(Vec::new()));
+    let descriptions = ToolDescriptions::default();
+    let server = TestServer {
+        descriptions: descriptions.clone(),
+    };
     let endpoint = Endpoint {
-        mcp: StreamableHttpService::new(|| Ok(TestServer), sessions.clone(), config),
+        mcp: StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config),
         log: requests.clone(),
     };
 
@@ -269,6 +326,7 @@ pub async fn spawn_mcp_server() -> McpServer {
         addr,
         url: format!("http://{addr}{MCP_PATH}"),
         sessions,
+        descriptions,
         requests,
         cancel_sessions: Some(Box::new(move || cancellation_token.cancel())),
         accept_task,
