@@ -21,6 +21,7 @@
 mod digest;
 
 use serde::Deserialize;
+use serde_json::Value;
 use sluice_plugin::{Kind, Message, Plugin, Verdict, Want, metrics, refuse, state};
 
 /// The JSON-RPC error of a refused call (the code MCP servers use for an unknown tool).
@@ -118,7 +119,14 @@ impl PinTools {
     fn on_list(&self, message: &Message) -> Verdict {
         let first_list = self.new == New::Flag && state::get(SEEN_KEY).is_none();
         let mut dropped = Vec::new();
-        let verdict = message.edit_tools(|tools| {
+        let verdict = message.edit(|value| {
+            let Some(tools) = value
+                .get_mut("result")
+                .and_then(|r| r.get_mut("tools"))
+                .and_then(Value::as_array_mut)
+            else {
+                return;
+            };
             for tool in tools.iter_mut() {
                 let Some(name) = tool.get("name").and_then(|n| n.as_str()).map(String::from) else {
                     continue;
@@ -159,7 +167,10 @@ impl PinTools {
                 tool["description"] = format!("{marker}{description}").into();
             }
             if !dropped.is_empty() {
-                tools.retain(|name, _| !dropped.iter().any(|d| d == name));
+                tools.retain(|tool| {
+                    let name = tool.get("name").and_then(Value::as_str);
+                    !dropped.iter().any(|d| Some(d.as_str()) == name)
+                });
             }
         });
         if first_list && let Err(e) = state::set(SEEN_KEY, "1", self.ttl_ms) {
@@ -214,11 +225,25 @@ impl Plugin for PinTools {
             }
             return Verdict::Pass;
         }
-        if message.kind() == Kind::Response && message.method() == Some("tools/list") {
+        if is_tools_list(message) {
             return self.on_list(message);
         }
         Verdict::Pass
     }
+}
+
+/// A `tools/list` result: by the method of the request it answers or, when the proxy
+/// does not know that request (a resumed stream's replay), by its shape (a `result`
+/// with a `tools` array), so a changed tool is not shown because its request is unknown.
+fn is_tools_list(message: &Message) -> bool {
+    message.kind() == Kind::Response
+        && match message.method() {
+            Some(method) => method == "tools/list",
+            None => message
+                .result()
+                .and_then(|result| result.get("tools"))
+                .is_some_and(Value::is_array),
+        }
 }
 
 sluice_plugin::plugin!(PinTools);

@@ -19,6 +19,8 @@ mod policy;
 
 use sluice_plugin::{Kind, Message, Plugin, Verdict, Want, context, metrics, refuse};
 
+use serde_json::Value;
+
 use policy::{Caller, Policy};
 
 /// The JSON-RPC error of a refused call: what an MCP server answers for an unknown
@@ -72,25 +74,47 @@ impl Plugin for ToolPolicy {
             sluice_plugin::debug!("tool-policy: refused tools/call of {tool}");
             return refuse(UNKNOWN_TOOL, format!("Unknown tool: {tool}"));
         }
-        if message.kind() != Kind::Response || message.method() != Some("tools/list") {
+        if !is_tools_list(message) {
             return Verdict::Pass;
         }
         let (policy, caller) = self.decide();
         let mut hidden = Vec::new();
-        let verdict = message.edit_tools(|tools| {
-            tools.retain(|name, _| {
-                let keep = policy.allows(name, caller);
-                if !keep {
-                    hidden.push(name.to_string());
-                }
-                keep
-            })
+        let verdict = message.edit(|value| {
+            let tools = value
+                .get_mut("result")
+                .and_then(|r| r.get_mut("tools"))
+                .and_then(Value::as_array_mut);
+            if let Some(tools) = tools {
+                tools.retain(|tool| {
+                    let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
+                    let keep = policy.allows(name, caller);
+                    if !keep {
+                        hidden.push(name.to_string());
+                    }
+                    keep
+                });
+            }
         });
         for tool in &hidden {
             metrics::add("hidden", tool, 1);
         }
         verdict
     }
+}
+
+/// A `tools/list` result: by the method of the request it answers or, when the proxy
+/// does not know that request (a resumed stream's replay), by its shape (a `result`
+/// with a `tools` array). A guard does not let a list through unfiltered because its
+/// request is unknown.
+fn is_tools_list(message: &Message) -> bool {
+    message.kind() == Kind::Response
+        && match message.method() {
+            Some(method) => method == "tools/list",
+            None => message
+                .result()
+                .and_then(|result| result.get("tools"))
+                .is_some_and(Value::is_array),
+        }
 }
 
 sluice_plugin::plugin!(ToolPolicy);
