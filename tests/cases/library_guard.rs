@@ -11,7 +11,7 @@ use super::operations::{scrape, value};
 use super::powers::{connect, posts, rpc_error, start_checked, token};
 use crate::common::authz::Authz;
 use crate::common::mcp::{self, McpClient, SECRET_TEXT};
-use crate::common::proxy;
+use crate::common::{client, proxy, raw};
 
 /// `plugin` from plugins/dist under the name `name`.
 fn named(name: &str, plugin: &str, config: &str) -> PluginSpec {
@@ -177,6 +177,53 @@ async fn secrets_passes_lookalikes_untouched() {
         "{metrics}"
     );
     stop(sluice, vec![client]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_masks_structured_content_keeping_the_json_and_its_key_order() {
+    // A server answering with `structuredContent` beside the text (as the MCP Python SDK
+    // does for typed tools), scripted so the test sees the bytes both ways. Written by
+    // hand: the keys are in no sorted order, and must stay in this one.
+    let result = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"{{\"key\": \"{AWS_KEY_ID}\"}}"}}],"structuredContent":{{"zeta":1,"key":"{AWS_KEY_ID}","alpha":{{"token":"{GITHUB_TOKEN}"}}}},"isError":false}}}}"#
+    );
+    let upstream = raw::serve_fixed("200 OK", &["content-type: application/json"], &result).await;
+    let sluice = proxy::start(&upstream.url(), vec![proxy::rust("secrets", "")]).await;
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"lookup","arguments":{{"z":"{GITHUB_TOKEN}","a":"plain"}}}}}}"#
+    );
+    let response = client::post(&format!("{}/mcp", sluice.url()), &call).await;
+    let body = client::text(response).await;
+
+    // Both the text and the structured copy are masked, and the JSON is what it was
+    // otherwise, keys in the server's order.
+    let masked: Value = serde_json::from_str(&body).expect("valid JSON");
+    let structured = &masked["result"]["structuredContent"];
+    assert_eq!(structured["key"], "[REDACTED:aws_access_key_id]", "{body}");
+    assert_eq!(
+        structured["alpha"]["token"], "[REDACTED:github_token]",
+        "{body}"
+    );
+    assert_eq!(structured["zeta"], 1);
+    assert_eq!(
+        masked["result"]["content"][0]["text"],
+        "{\"key\": \"[REDACTED:aws_access_key_id]\"}"
+    );
+    let at = |key: &str| body.find(&format!("\"{key}\":")).expect(key);
+    assert!(at("zeta") < at("key") && at("key") < at("alpha"), "{body}");
+    assert!(
+        at("content") < at("structuredContent") && at("structuredContent") < at("isError"),
+        "{body}"
+    );
+
+    // The arguments were masked before they left.
+    let forwarded = upstream.requests.lock().unwrap().join("\n");
+    assert!(
+        forwarded.contains(r#""z":"[REDACTED:github_token]","a":"plain""#),
+        "{forwarded}"
+    );
+    assert!(!forwarded.contains(GITHUB_TOKEN), "{forwarded}");
+    sluice.stop().await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -88,3 +88,31 @@ pub fn mask_message(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules;
+
+    #[test]
+    fn a_clean_message_has_no_candidates_and_an_escaped_one_has_all() {
+        let rules = rules::parse("").unwrap().rules;
+        let clean = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"caf\u00e9 at 12:00"}]}}"#;
+        assert!(candidates(&rules, clean).is_empty());
+        // `\u0041` is `A`: the raw text hides `AKIA` from the substring search.
+        let hidden = r#"{"params":{"arguments":{"k":"\u0041KIAIOSFODNN7EXAMPLE"}}}"#;
+        assert_eq!(candidates(&rules, hidden).len(), rules.len());
+        let mut message: Value = serde_json::from_str(hidden).unwrap();
+        let mut counts = vec![0; rules.len()];
+        mask_message(
+            &rules,
+            &candidates(&rules, hidden),
+            &mut message,
+            &mut counts,
+        );
+        assert_eq!(
+            message["params"]["arguments"]["k"],
+            "[REDACTED:aws_access_key_id]"
+        );
+    }
+}
