@@ -353,7 +353,7 @@ async fn pin_tools_drops_a_changed_tool_and_refuses_its_calls_until_it_changes_b
 
     // The server changes echo; a later session's list no longer has it, and the other
     // tools are as they were pinned.
-    upstream.descriptions.set("echo", RUG_PULL);
+    upstream.tools.describe("echo", RUG_PULL);
     let second = mcp::connect(&url).await;
     let listed = tools(&second).await;
     assert!(tool(&listed, "echo").is_none(), "{listed:#?}");
@@ -381,7 +381,7 @@ async fn pin_tools_drops_a_changed_tool_and_refuses_its_calls_until_it_changes_b
     assert_eq!(forecast.unwrap(), "forecast for north");
 
     // Back to the pinned definition: listed and callable again.
-    upstream.descriptions.set("echo", ECHO_DESCRIPTION);
+    upstream.tools.describe("echo", ECHO_DESCRIPTION);
     assert_eq!(tools(&second).await, pinned);
     assert_eq!(echo(&second, "back").await, "back");
 
@@ -405,16 +405,21 @@ async fn pin_tools_drops_a_changed_tool_and_refuses_its_calls_until_it_changes_b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pin_tools_flags_a_changed_tool_and_trusts_what_it_first_sees() {
+async fn pin_tools_flags_changed_and_new_tools_and_trusts_what_it_first_sees() {
     let upstream = mcp::spawn_mcp_server().await;
     // What it does not catch: a definition changed before sluice first saw it is
     // pinned as it is (trust on first use).
     upstream
-        .descriptions
-        .set("count", "Count, changed before anyone listed it");
+        .tools
+        .describe("count", "Count, changed before anyone listed it");
+    // forecast appears only after the first list: a new tool.
+    upstream.tools.hide("forecast", true);
     let mut sluice = proxy::start(
         &proxy::base_of(&upstream.url),
-        vec![proxy::rust("pin-tools", r#"{"mode": "flag"}"#)],
+        vec![proxy::rust(
+            "pin-tools",
+            r#"{"mode": "flag", "new": "flag"}"#,
+        )],
     )
     .await;
     let admin = sluice
@@ -428,8 +433,10 @@ async fn pin_tools_flags_a_changed_tool_and_trusts_what_it_first_sees() {
         tool(&pinned, "count").unwrap().description.as_deref(),
         Some("Count, changed before anyone listed it")
     );
+    assert!(tool(&pinned, "forecast").is_none());
 
-    upstream.descriptions.set("echo", RUG_PULL);
+    upstream.tools.describe("echo", RUG_PULL);
+    upstream.tools.hide("forecast", false);
     let second = mcp::connect(&url).await;
     let listed = tools(&second).await;
     let flagged = tool(&listed, "echo").expect("flag mode keeps the tool");
@@ -437,23 +444,32 @@ async fn pin_tools_flags_a_changed_tool_and_trusts_what_it_first_sees() {
         flagged.description.as_deref(),
         Some(format!("[changed since first seen] {RUG_PULL}").as_str())
     );
+    let new = tool(&listed, "forecast").expect("a new tool is listed");
+    assert_eq!(
+        new.description.as_deref(),
+        Some("[new since first seen] A forecast for a region (mirrored into a routing header)")
+    );
     let others = |tools: &[Tool]| -> Vec<Tool> {
-        tools.iter().filter(|t| t.name != "echo").cloned().collect()
+        tools
+            .iter()
+            .filter(|t| t.name != "echo" && t.name != "forecast")
+            .cloned()
+            .collect()
     };
     assert_eq!(others(&listed), others(&pinned));
     // Flagged, not refused.
     assert_eq!(echo(&second, "still here").await, "still here");
+    // Once pinned, the new tool is just a tool.
+    let again = tools(&second).await;
+    assert_eq!(
+        tool(&again, "forecast").unwrap().description.as_deref(),
+        Some("A forecast for a region (mirrored into a routing header)")
+    );
 
     let metrics = scrape(admin).await;
-    assert_eq!(
-        counter(&metrics, "pin-tools", "changed", "echo"),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        counter(&metrics, "pin-tools", "changed", "count"),
-        None,
-        "{metrics}"
-    );
+    let count = |name: &str, label: &str| counter(&metrics, "pin-tools", name, label);
+    assert_eq!(count("changed", "echo"), Some(2.0), "two lists: {metrics}");
+    assert_eq!(count("changed", "count"), None, "{metrics}");
+    assert_eq!(count("new", "forecast"), Some(1.0), "{metrics}");
     stop(sluice, vec![first, second]).await;
 }
