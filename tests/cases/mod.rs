@@ -10,6 +10,7 @@ mod guard;
 mod ingress;
 mod languages;
 mod layout;
+mod library_ops;
 mod loadgen;
 mod malicious;
 mod mcp_direct;
