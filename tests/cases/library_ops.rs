@@ -325,10 +325,10 @@ async fn audit_writes_one_line_per_call_with_its_outcome_and_a_digest_not_the_ar
     let log = plugin_log::capture();
     let upstream = mcp::spawn_mcp_server().await;
     let authz = Authz::start().await;
-    // audit first; then a guard refusing get_secret, a plugin dropping every forecast
-    // call, and a second audit after them.
+    // audit first (also logging each call as it goes out); then a guard refusing
+    // get_secret, a plugin dropping every forecast call, and a second audit after them.
     let chain = vec![
-        proxy::rust("audit", ""),
+        proxy::rust("audit", r#"{"log_requests": true}"#),
         proxy::rust("cookbook-refuse-tool", r#"{"tools": ["get_secret"]}"#),
         named(
             "drop-forecast",
@@ -353,7 +353,9 @@ async fn audit_writes_one_line_per_call_with_its_outcome_and_a_digest_not_the_ar
     let dropped = rpc_error(client.call_text("forecast", json!({"region": "w"})).await);
     assert_eq!(dropped.code.0, -32050);
 
-    let lines = audit_lines(&log, "audit", subject);
+    let (sent, lines): (Vec<Value>, Vec<Value>) = audit_lines(&log, "audit", subject)
+        .into_iter()
+        .partition(|line| line["outcome"] == "sent");
     assert_eq!(lines.len(), 3, "{lines:#?}");
     let echo_line = &lines[0];
     assert_eq!(echo_line["audit"], "tools/call");
@@ -386,8 +388,15 @@ async fn audit_writes_one_line_per_call_with_its_outcome_and_a_digest_not_the_ar
     assert_eq!(lines[2]["code"], unknown.code.0);
     assert_eq!(lines[2]["arguments_sha256"], sha256_hex("{}"));
     // What it does not log: the dropped forecast call's answer is sluice's own, which
-    // no plugin sees, so its line never comes.
+    // no plugin sees, so its line never comes; only log_requests' line shows the call.
     assert!(lines.iter().all(|l| l["tool"] != "forecast"), "{lines:#?}");
+    let sent_tools: Vec<&Value> = sent.iter().map(|l| &l["tool"]).collect();
+    assert_eq!(
+        sent_tools,
+        ["echo", "get_secret", "no_such_tool", "forecast"],
+        "{sent:#?}"
+    );
+    assert_eq!(sent[0]["arguments_sha256"], echo_line["arguments_sha256"]);
 
     // After the guard, audit never sees the refused request: its line has the outcome
     // but no tool (request_seen: false).

@@ -110,7 +110,9 @@ fn fraction(value: f64, i: usize, key: &str) -> Result<(), String> {
     if (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
-        Err(format!("faults: rules[{i}].{key} must be a fraction from 0 to 1"))
+        Err(format!(
+            "faults: rules[{i}].{key} must be a fraction from 0 to 1"
+        ))
     }
 }
 

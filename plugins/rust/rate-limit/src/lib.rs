@@ -170,8 +170,8 @@ impl RateLimit {
 
 impl Plugin for RateLimit {
     fn init(config: &str) -> Result<Self, String> {
-        let config: Config = serde_json::from_str(config)
-            .map_err(|e| format!("rate-limit: invalid config: {e}"))?;
+        let config: Config =
+            serde_json::from_str(config).map_err(|e| format!("rate-limit: invalid config: {e}"))?;
         let Config { limits, code } = check(config)?;
         Ok(RateLimit {
             limits,
@@ -189,7 +189,7 @@ impl Plugin for RateLimit {
             return Verdict::Pass;
         };
         let tool = call.name.to_string();
-        // The limits over their max after this call: (index, retry after).
+        // The limits (by index) that this call takes over their max.
         let mut over: Vec<usize> = Vec::new();
         for index in 0..self.limits.len() {
             if !self.limits[index].applies(&tool) {
@@ -198,6 +198,8 @@ impl Plugin for RateLimit {
             let key = self.key(index, &tool);
             let limit = &self.limits[index];
             match state::add(&key, 1, limit.window_secs * 1000) {
+                // `add` of 1 returns at least 1 unless another writer put a
+                // negative number there, which no instance of this plugin does.
                 Ok(n) if n <= 0 || n as u64 <= limit.max => {}
                 Ok(_) => over.push(index),
                 Err(error) => {

@@ -138,7 +138,11 @@ pub fn refuse(code: i64, message: impl Into<String>) -> Verdict {
 
 /// Like [`refuse`], with the error's `data` member: details a client can act on
 /// (`{"retry_after_secs": 30}`), as JSON.
-pub fn refuse_with_data(code: i64, message: impl Into<String>, data: &serde_json::Value) -> Verdict {
+pub fn refuse_with_data(
+    code: i64,
+    message: impl Into<String>,
+    data: &serde_json::Value,
+) -> Verdict {
     Verdict::Respond(Err(RpcError {
         code,
         message: message.into(),
