@@ -5,7 +5,7 @@
 use rmcp::service::ServiceError;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use sluice::plugin::{PluginSpec, PowerGrants, StateLimits};
+use sluice::plugin::{Plugin, PluginSpec, PowerGrants, Runtime, StateLimits};
 
 use super::operations::{scrape, value};
 use super::powers::{connect, named, posts, rpc_error, start_checked, token};
@@ -20,6 +20,78 @@ fn counter(metrics: &str, plugin: &str, counter: &str, label: &str) -> Option<f6
         "sluice_plugin_counter_total",
         &format!(r#"route="default",plugin="{plugin}",counter="{counter}",label="{label}""#),
     )
+}
+
+#[test]
+fn a_bad_configuration_is_refused_at_load_with_the_key_it_is_about() {
+    let runtime = Runtime::new().unwrap();
+    let cases = [
+        ("rate-limit", "", "rate-limit: invalid config"),
+        (
+            "rate-limit",
+            r#"{"limits": []}"#,
+            "rate-limit: limits is empty",
+        ),
+        (
+            "rate-limit",
+            r#"{"limits": [{"max": 0, "window_secs": 60}]}"#,
+            "limits[0].max must be at least 1",
+        ),
+        (
+            "rate-limit",
+            r#"{"limits": [{"per": ["ip"], "max": 1, "window_secs": 60}]}"#,
+            "unknown variant `ip`",
+        ),
+        (
+            "rate-limit",
+            r#"{"limits": [{"per": ["tool", "tool"], "max": 1, "window_secs": 60}]}"#,
+            "limits[0].per names tool twice",
+        ),
+        ("faults", r#"{"rules": []}"#, "missing field `seed`"),
+        (
+            "faults",
+            r#"{"seed": 1, "rules": [{"drop": 0.7, "error": 0.7}]}"#,
+            "rules[0]: delay + drop + error is more than 1",
+        ),
+        (
+            "faults",
+            r#"{"seed": 1, "rules": [{"delay": 0.5}]}"#,
+            "rules[0].delay_ms must be from 1",
+        ),
+        (
+            "faults",
+            r#"{"seed": 1, "rules": [{"methods": ["ping"], "tools": ["x"], "drop": 1}]}"#,
+            "tools matches tools/call, which methods leaves out",
+        ),
+        (
+            "audit",
+            r#"{"log_request": true}"#,
+            "unknown field `log_request`",
+        ),
+    ];
+    for (plugin, config, expected) in cases {
+        let refused = Plugin::load(&runtime, proxy::rust(plugin, config))
+            .err()
+            .unwrap_or_else(|| panic!("{plugin} accepted {config}"));
+        let text = refused.to_string();
+        assert!(text.contains(expected), "{plugin} {config}: {text}");
+    }
+    // Their READMEs' examples load.
+    for (plugin, config) in [
+        (
+            "rate-limit",
+            r#"{"limits": [{"per": ["caller", "tool"], "max": 10, "window_secs": 60, "tools": ["search*"]}]}"#,
+        ),
+        (
+            "faults",
+            r#"{"seed": 42, "rules": [{"tools": ["search*"], "drop": 0.5}]}"#,
+        ),
+        ("audit", ""),
+    ] {
+        if let Err(error) = Plugin::load(&runtime, proxy::rust(plugin, config)) {
+            panic!("{plugin} refused {config}: {error}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
