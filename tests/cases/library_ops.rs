@@ -76,20 +76,30 @@ fn a_bad_configuration_is_refused_at_load_with_the_key_it_is_about() {
         let text = refused.to_string();
         assert!(text.contains(expected), "{plugin} {config}: {text}");
     }
-    // Their READMEs' examples load.
-    for (plugin, config) in [
-        (
-            "rate-limit",
-            r#"{"limits": [{"per": ["caller", "tool"], "max": 10, "window_secs": 60, "tools": ["search*"]}]}"#,
-        ),
-        (
-            "faults",
-            r#"{"seed": 42, "rules": [{"tools": ["search*"], "drop": 0.5}]}"#,
-        ),
-        ("audit", ""),
-    ] {
-        if let Err(error) = Plugin::load(&runtime, proxy::rust(plugin, config)) {
-            panic!("{plugin} refused {config}: {error}");
+}
+
+#[test]
+fn each_readme_example_is_a_config_file_sluice_loads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runtime = Runtime::new().unwrap();
+    for plugin in ["rate-limit", "faults", "audit"] {
+        proxy::rust_plugin(plugin); // built, if it was not yet
+        let readme = root.join(format!("plugins/rust/{plugin}/README.md"));
+        let text = std::fs::read_to_string(&readme).unwrap();
+        let example = text
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap_or_else(|| panic!("{}: no toml example", readme.display()));
+        // As a file at the repository's root: its plugin paths are relative to it.
+        let file = format!("upstream = \"http://127.0.0.1:9\"\n{example}");
+        let parsed = sluice::config::file::parse(&root.join("sluice.toml"), &file)
+            .unwrap_or_else(|e| panic!("{plugin}'s README example: {e}"));
+        assert_eq!(parsed.plugins.len(), 1, "{plugin}");
+        for spec in parsed.plugins {
+            if let Err(error) = Plugin::load(&runtime, spec) {
+                panic!("{plugin}'s README example is refused: {error}");
+            }
         }
     }
 }
