@@ -29,6 +29,7 @@ mod shutdown;
 mod sse_fidelity;
 mod stdio_client;
 mod stdio_upstream;
+mod swap;
 mod tapes;
 mod tls;
 mod transport;
