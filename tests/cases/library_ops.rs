@@ -408,10 +408,15 @@ async fn audit_writes_one_line_per_call_with_its_outcome_and_a_digest_not_the_ar
     let upstream = mcp::spawn_mcp_server().await;
     let authz = Authz::start().await;
     // audit first (also logging each call as it goes out); then a guard refusing
-    // get_secret, a plugin dropping every forecast call, and a second audit after them.
+    // get_secret, a mock answering flaky with a tool error, a plugin dropping every
+    // forecast call, and a second audit after them.
     let chain = vec![
         proxy::rust("audit", r#"{"log_requests": true}"#),
         proxy::rust("cookbook-refuse-tool", r#"{"tools": ["get_secret"]}"#),
+        proxy::rust(
+            "mock",
+            r#"{"tools": {"flaky": {"content": [{"type": "text", "text": "it broke"}], "isError": true}}}"#,
+        ),
         named(
             "drop-forecast",
             "faults",
@@ -432,13 +437,15 @@ async fn audit_writes_one_line_per_call_with_its_outcome_and_a_digest_not_the_ar
     let refused = rpc_error(client.call_text("get_secret", Value::Null).await);
     assert_eq!(refused.code.0, -32001);
     let unknown = rpc_error(client.call_text("no_such_tool", json!({})).await);
+    let flaky = client.call_text("flaky", json!({"n": 1})).await;
+    assert_eq!(flaky.unwrap(), "it broke");
     let dropped = rpc_error(client.call_text("forecast", json!({"region": "w"})).await);
     assert_eq!(dropped.code.0, -32050);
 
     let (sent, lines): (Vec<Value>, Vec<Value>) = audit_lines(&log, "audit", subject)
         .into_iter()
         .partition(|line| line["outcome"] == "sent");
-    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(lines.len(), 4, "{lines:#?}");
     let echo_line = &lines[0];
     assert_eq!(echo_line["audit"], "tools/call");
     assert_eq!(echo_line["tool"], "echo");
@@ -469,13 +476,17 @@ async fn audit_writes_one_line_per_call_with_its_outcome_and_a_digest_not_the_ar
     assert_eq!(lines[2]["outcome"], "error");
     assert_eq!(lines[2]["code"], unknown.code.0);
     assert_eq!(lines[2]["arguments_sha256"], sha256_hex("{}"));
+    // A result that reports the tool failed.
+    assert_eq!(lines[3]["tool"], "flaky");
+    assert_eq!(lines[3]["outcome"], "tool_error");
+    assert_eq!(lines[3].get("code"), None);
     // What it does not log: the dropped forecast call's answer is sluice's own, which
     // no plugin sees, so its line never comes; only log_requests' line shows the call.
     assert!(lines.iter().all(|l| l["tool"] != "forecast"), "{lines:#?}");
     let sent_tools: Vec<&Value> = sent.iter().map(|l| &l["tool"]).collect();
     assert_eq!(
         sent_tools,
-        ["echo", "get_secret", "no_such_tool", "forecast"],
+        ["echo", "get_secret", "no_such_tool", "flaky", "forecast"],
         "{sent:#?}"
     );
     assert_eq!(sent[0]["arguments_sha256"], echo_line["arguments_sha256"]);
@@ -483,12 +494,14 @@ async fn audit_writes_one_line_per_call_with_its_outcome_and_a_digest_not_the_ar
     // After the guard, audit never sees the refused request: its line has the outcome
     // but no tool (request_seen: false).
     let last = audit_lines(&log, "audit-last", subject);
-    assert_eq!(last.len(), 3, "{last:#?}");
+    assert_eq!(last.len(), 4, "{last:#?}");
     assert_eq!(last[0]["tool"], "echo");
     assert_eq!(last[1]["tool"], Value::Null);
     assert_eq!(last[1]["code"], -32001);
     assert_eq!(last[1]["request_seen"], false);
     assert_eq!(last[2]["tool"], "no_such_tool");
+    assert_eq!(last[3]["tool"], Value::Null);
+    assert_eq!(last[3]["outcome"], "tool_error");
 
     client.service.cancel().await.unwrap();
     sluice.stop().await;
