@@ -5,8 +5,9 @@
 /// `search` and `search_web`, `"*_admin"` matches `drop_admin`, `"*"` matches every
 /// name, `"echo"` only `echo`. Case-sensitive, as MCP tool names are.
 ///
-/// Linear in the lengths of both (a greedy match that backtracks only to the last
-/// `*`), so a hostile name costs no more than reading it.
+/// A greedy match that backtracks only to the last `*`, with no recursion: at most
+/// the pattern's length times the name's steps (the pattern is the operator's and
+/// short), so a hostile name costs about as much as reading it a few times.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let (pattern, name) = (pattern.as_bytes(), name.as_bytes());
     let (mut p, mut n) = (0, 0);
