@@ -11,6 +11,7 @@ mod ingress;
 mod languages;
 mod layout;
 mod library_guard;
+mod library_ops;
 mod loadgen;
 mod malicious;
 mod mcp_direct;
