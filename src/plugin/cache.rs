@@ -202,6 +202,18 @@ impl CompileCache {
         default_dir_from(|name| std::env::var_os(name))
     }
 
+    /// [`CompileCache::new`], or none with a warning when the directory cannot be used:
+    /// the cache saves time, it is never a reason for a command not to run.
+    pub fn open(dir: &Path) -> Option<Self> {
+        match Self::new(dir) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!("{}; compiling without the cache", ErrorChain(&e));
+                None
+            }
+        }
+    }
+
     /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -504,7 +516,13 @@ impl Hasher for DigestHasher<'_> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The hex SHA-256 of `bytes`: a component's identity on tapes.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes
         .iter()

@@ -95,6 +95,16 @@ pub enum Record {
         /// and the client's address (never the token). Absent in older tapes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         identity: Option<crate::identity::Identity>,
+        /// The reload generation of the chain that judged the exchange (0: the chain
+        /// loaded at start). Absent in older tapes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u64>,
+        /// That chain's plugins, in order, each with the SHA-256 of its component:
+        /// which build judged the exchange, so that a replay with another build (a
+        /// tape recorded across a hot swap) is not taken for a reproduction. Absent in
+        /// older tapes.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        chain: Vec<ChainPlugin>,
     },
     /// The upstream's response head.
     Response {
@@ -277,6 +287,17 @@ impl From<TapeEvent> for Event {
     }
 }
 
+/// One plugin of the chain that judged an exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainPlugin {
+    /// Its name, as steps give it.
+    pub plugin: String,
+    /// The hex SHA-256 of its component's bytes (absent for a plugin not loaded from
+    /// bytes sluice read, which no file can match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
 /// One plugin's verdict on a tape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapeStep {
@@ -288,6 +309,11 @@ pub struct TapeStep {
     pub micros: u64,
     /// Fuel the call consumed.
     pub fuel: u64,
+    /// For `modify` and `respond`: the hex SHA-256 of what the plugin returned (the
+    /// message; for `respond`, the response its answer makes with id `null`), not the
+    /// text itself. Absent for other verdicts and in older tapes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 impl TapeStep {
@@ -298,6 +324,7 @@ impl TapeStep {
             verdict: s.verdict.as_str().to_string(),
             micros: u64::try_from(s.elapsed.as_micros()).unwrap_or(u64::MAX),
             fuel: s.fuel,
+            output: s.output.map(|d| crate::plugin::hex(&d)),
         }
     }
 }
@@ -795,6 +822,7 @@ mod tests {
                 verdict: "modify".into(),
                 micros: 2,
                 fuel: 100,
+                output: None,
             }],
             sent: None,
             unchanged: true,

@@ -48,6 +48,7 @@ fn live(verdict: &str) -> Vec<TapeStep> {
         verdict: verdict.into(),
         micros: 7,
         fuel: 1000,
+        output: None,
     }]
 }
 
@@ -87,6 +88,8 @@ fn records() -> Vec<Record> {
             steps: live("pass"),
             sent: Some(CALL.into()),
             identity: None,
+            generation: None,
+            chain: Vec::new(),
         },
         Record::Response {
             stream,
