@@ -289,7 +289,10 @@ impl Report {
     /// (`verdict: `, `output: `, `server gets: `, `client gets: `).
     fn render_messages(&self) -> String {
         let mut out = String::new();
-        for event in &self.events {
+        for (i, event) in self.events.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
             message_lines(&mut out, event);
         }
         if !self.notes.is_empty() {
