@@ -200,6 +200,11 @@ impl EventResult {
         )
     }
 
+    /// A plugin saw it, in this run or live.
+    pub fn seen(&self) -> bool {
+        !(self.steps.is_empty() && self.live_steps.is_empty())
+    }
+
     /// What the chain did with the message: `pass`, `drop`, `modify`, `respond` or
     /// `hold` (a failure counts as what its plugin's failure policy made of it: a drop
     /// when it fails closed, nothing when it fails open).
@@ -531,5 +536,42 @@ mod tests {
         );
         assert_eq!(control.reproduces_live(), None);
         assert_eq!(control.verdict, "pass");
+
+        // Where the tape has a step's output digest, the output must be the same too.
+        let mut digested = ours.clone();
+        digested[0].output = Some("aa".into());
+        let live = |output: &str| {
+            vec![
+                TapeStep {
+                    output: Some(output.into()),
+                    ..step("a", "modify")
+                },
+                step("b", "drop"),
+            ]
+        };
+        let run = |live: &[TapeStep]| {
+            result(
+                1,
+                1,
+                Leg::ToClient,
+                data_only("{}".into()),
+                None,
+                digested.clone(),
+                live,
+            )
+        };
+        assert_eq!(run(&live("aa")).reproduces_live(), Some(true));
+        assert_eq!(run(&live("bb")).reproduces_live(), Some(false));
+        // Judged live by another component: not compared at all.
+        let other = EventResult {
+            other_component: Some(OtherComponent {
+                plugin: "a".into(),
+                sha256: Some("cc".into()),
+                generation: Some(1),
+            }),
+            ..run(&live("aa"))
+        };
+        assert_eq!(other.reproduces_live(), None);
+        assert_eq!(other.outcome(), "drop", "b dropped it");
     }
 }

@@ -772,7 +772,10 @@ fn a_message_can_go_to_the_client() {
         to_server.contains("message 1: to-server notification notifications/progress"),
         "{to_server}"
     );
-    assert_eq!(line_after(&to_server, "message 1:", "server gets: "), "nothing");
+    assert_eq!(
+        line_after(&to_server, "message 1:", "server gets: "),
+        "nothing"
+    );
 }
 
 /// `--input`: one message per line, or one JSON document; a golden file works as for a
@@ -913,7 +916,6 @@ async fn a_tape_recorded_across_a_hot_swap_is_reported_as_such() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let got = stdout(&out);
-    println!("SWAPOUT\n{got}");
     assert!(
         got.contains("recorded by 2 chain generations (0, 1)"),
         "{got}"

@@ -119,7 +119,7 @@ impl Report {
             live_other_component: self
                 .events
                 .iter()
-                .filter(|e| e.other_component.is_some() && !e.live_steps.is_empty())
+                .filter(|e| e.other_component.is_some() && e.seen())
                 .count(),
             live_outputs: self.tape_has_hashes,
         }
@@ -211,7 +211,7 @@ impl Report {
             let Some(other) = &event.other_component else {
                 continue;
             };
-            if event.live_steps.is_empty() {
+            if !event.seen() {
                 continue;
             }
             match others
@@ -421,11 +421,11 @@ fn event_lines(out: &mut String, event: &EventResult, several: bool, compare_liv
         let _ = writeln!(out, "         client also gets: {reply}");
     }
     if let Some(other) = &event.other_component
-        && !event.live_steps.is_empty()
+        && event.seen()
     {
         let _ = writeln!(
             out,
-            "         live run: judged by another {} (not compared)",
+            "         live run: judged by another component of {} (not compared)",
             other.plugin
         );
     }
