@@ -994,3 +994,32 @@ async fn a_tape_recorded_across_a_hot_swap_is_reported_as_such() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A plugin's `respond`: the client gets its answer (through the rest of the chain, as
+/// in the proxy), the server nothing.
+#[test]
+fn a_message_answered_by_a_plugin_shows_the_answer_the_client_gets() {
+    let (mock, redact) = (rust_plugin("mock"), rust_plugin("redact"));
+    let out = sluice(&[
+        path(&mock),
+        path(&redact),
+        "--config",
+        r#"{"tools":{"lookup":{"content":[{"type":"text","text":"mocked sk-live-abc"}]}}}"#,
+        "--config",
+        REDACT,
+        "--message",
+        CALL,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = stdout(&out);
+    assert_eq!(line_after(&got, "message 1:", "verdict: "), "respond");
+    assert_eq!(line_after(&got, "message 1:", "server gets: "), "nothing");
+    let answer: Value =
+        serde_json::from_str(line_after(&got, "message 1:", "client gets: ")).unwrap();
+    assert_eq!(answer["id"], 1);
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "mocked [REDACTED]",
+        "the answer went through redact on its way to the client: {got}"
+    );
+    assert!(got.contains("  plugin mock: respond "), "{got}");
+}

@@ -514,7 +514,6 @@ fn message_lines(out: &mut String, event: &EventResult) {
             );
         }
     }
-    out.push('\n');
 }
 
 /// A message on one line: a pretty-printed document's line breaks escaped.
