@@ -192,17 +192,18 @@ impl CheckArgs {
 
 /// Flags of `sluice plugin test`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("run_over").required(true).args(["tape", "message", "input"])))]
 pub struct TestArgs {
     /// The plugins, in chain order.
     #[arg(value_name = "FILE.wasm", required = true)]
     pub files: Vec<PathBuf>,
     /// The tape to replay (written by `--record DIR`).
-    #[arg(long, value_name = "TAPE", required_unless_present_any = ["message", "input"], conflicts_with_all = ["message", "input"])]
+    #[arg(long, value_name = "TAPE")]
     pub tape: Option<PathBuf>,
     /// One JSON-RPC message to run through the chain (repeat for several, in order).
     /// A request or notification goes to the server, a response to the client, unless
     /// --direction says otherwise.
-    #[arg(long, value_name = "JSON", conflicts_with = "input")]
+    #[arg(long, value_name = "JSON")]
     pub message: Vec<String>,
     /// A file of JSON-RPC messages to run through the chain: one per line, or one JSON
     /// document (`-`: standard input).

@@ -407,18 +407,17 @@ fn event_lines(out: &mut String, event: &EventResult, several: bool, compare_liv
                     let _ = writeln!(out, "         {line}");
                 }
             }
-            None => match &event.reply {
-                Some(reply) => {
-                    let _ = writeln!(out, "         client gets: {reply}");
-                }
-                None => {
-                    let _ = writeln!(out, "         (nothing sent)");
-                }
-            },
+            None if event.reply.is_none() => {
+                let _ = writeln!(out, "         (nothing sent)");
+            }
+            None => {}
         }
-    } else if let Some(reply) = &event.reply {
-        // A plugin's answer to a batch message the rest of the batch went on past.
-        let _ = writeln!(out, "         client also gets: {reply}");
+    }
+    if let Some(reply) = &event.reply {
+        // Sluice's own answer: to a dropped or answered request, or (beside what goes
+        // upstream) to the messages of a batch that went no further.
+        let also = if event.output.is_some() { "also " } else { "" };
+        let _ = writeln!(out, "         client {also}gets: {reply}");
     }
     if let Some(other) = &event.other_component
         && event.seen()
