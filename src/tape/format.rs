@@ -834,6 +834,55 @@ mod tests {
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), record);
     }
 
+    #[test]
+    fn who_judged_an_exchange_is_optional_both_ways() {
+        // A request of an older sluice: no generation, chain or step output.
+        let old = r#"{"type":"request","stream":1,"t_ms":0,"method":"POST","path":"/mcp","query":null,"rpc_method":"ping","protocol_version":null,"headers":{},"body":"{}","steps":[{"plugin":"p","verdict":"modify","micros":1,"fuel":2}],"sent":"{}"}"#;
+        let Record::Request {
+            generation,
+            chain,
+            steps,
+            ..
+        } = serde_json::from_str::<Record>(old).unwrap()
+        else {
+            panic!("not a request");
+        };
+        assert_eq!(
+            (generation, chain.len(), steps[0].output.clone()),
+            (None, 0, None)
+        );
+        // This build's: written, and read back.
+        let mut new: Record = serde_json::from_str(old).unwrap();
+        if let Record::Request {
+            generation,
+            chain,
+            steps,
+            ..
+        } = &mut new
+        {
+            *generation = Some(2);
+            chain.push(ChainPlugin {
+                plugin: "p".into(),
+                sha256: Some("ab".repeat(32)),
+            });
+            steps[0].output = Some("cd".repeat(32));
+        }
+        let line = serde_json::to_string(&new).unwrap();
+        assert!(
+            line.contains(r#""generation":2,"chain":[{"plugin":"p","sha256":"abab"#),
+            "{line}"
+        );
+        assert!(line.contains(r#""output":"cdcd"#), "{line}");
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), new);
+        // An old line keeps its exact shape: nothing is added to what had none.
+        let plain: Record = serde_json::from_str(old).unwrap();
+        let again = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !again.contains("generation") && !again.contains("output"),
+            "{again}"
+        );
+    }
+
     fn tape_in(dir: &Path, lines: &[&str], data: Option<&[u8]>) -> std::path::PathBuf {
         std::fs::create_dir_all(dir).unwrap();
         let path = dir.join("t.jsonl");
