@@ -309,6 +309,13 @@ impl TestArgs {
                 capabilities: Capabilities::default(),
             });
         }
+        if self.tape.is_some() && (self.direction.is_some() || self.method.is_some()) {
+            return Err(CliError::Invalid(
+                "--direction and --method are for --message and --input: a tape says \
+                 which way each message went and what it answered"
+                    .into(),
+            ));
+        }
         let input = match (&self.tape, &self.input) {
             (Some(tape), _) => crate::tape::harness::Input::Tape(tape.clone()),
             (None, Some(file)) => crate::tape::harness::Input::File(file.clone()),
@@ -1429,6 +1436,14 @@ mod tests {
         assert_eq!(named(&["--name", "guard"]).unwrap(), vec!["guard", "b"]);
         assert!(named(&["--name", "b", "--name", "b"]).is_err());
         assert!(named(&["--name", "x", "--name", "y", "--name", "z"]).is_err());
+        let (cli, _) = parse([
+            "sluice", "plugin", "test", "a.wasm", "--tape", "t", "--method", "m",
+        ])
+        .unwrap();
+        let Some(Command::Plugin(PluginCommand::Test(args))) = cli.command else {
+            panic!("not plugin test");
+        };
+        assert!(matches!(args.invocation(), Err(CliError::Invalid(_))));
         let (cli, _) = parse([
             "sluice", "plugin", "test", "a.wasm", "--tape", "t", "--config", "A", "--config", "B",
         ])
