@@ -7,8 +7,9 @@
 //!
 //! 1. the bytes are WebAssembly, and a component rather than a core module
 //!    ([`CheckError`] otherwise: there is nothing more to report);
-//! 2. it compiles (cold: the compile cache is not used, so the time is the real cost
-//!    of a first start);
+//! 2. it compiles, through the compile cache the proxy uses ([`Options::cache_dir`]:
+//!    the same directory by default, so a checked plugin starts the proxy from the
+//!    cache and a second check is a hit; `--no-cache` times a cold start);
 //! 3. its imports are ones the host provides, its exports make up the `filter` or the
 //!    `interceptor` world, and whatever names `sluice:plugin` has the version this host
 //!    implements ([`Problem`]s are collected, not the first one only);
@@ -38,7 +39,8 @@ use wasmtime::component::types::ComponentItem;
 
 use crate::error_chain::ErrorChain;
 use crate::plugin::{
-    Capabilities, Plugin, PluginError, PluginLimits, PluginSource, PluginSpec, Runtime, World,
+    CacheStatus, Capabilities, CompileCache, Plugin, PluginError, PluginLimits, PluginSource,
+    PluginSpec, Runtime, World,
 };
 
 /// The package this host implements.
@@ -75,8 +77,12 @@ pub struct Report {
     pub imports: Vec<Import>,
     /// Each export, in the component's order.
     pub exports: Vec<Export>,
-    /// How long compiling took, without the compile cache.
+    /// How long compiling took (reading the compiled form, on a cache hit).
     pub compile_time: Duration,
+    /// Whether the compiled form came from the compile cache.
+    pub cache: CacheStatus,
+    /// The compile cache directory, when one was used.
+    pub cache_dir: Option<PathBuf>,
     /// The trial instantiation and `init`.
     pub trial: Trial,
     /// Why sluice would refuse the plugin. Empty: it would load it.
@@ -299,6 +305,9 @@ pub struct Options {
     /// The grants of the plugin's configuration (none by default, as in the proxy).
     /// With any, WASI imports are linked instead of refused.
     pub capabilities: Capabilities,
+    /// The compile cache directory (`None`: compile without one). The CLI gives the
+    /// proxy's default.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Reads and checks `path`.
@@ -323,18 +332,20 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".to_string());
-    let runtime = Runtime::new().map_err(CheckError::Engine)?;
-    let compiled = crate::plugin::compile(runtime.engine(), None, &name, bytes).map_err(|e| {
-        match e {
+    let cache = options.cache_dir.as_deref().and_then(CompileCache::open);
+    let cache_dir = cache.as_ref().map(|c| c.dir().to_path_buf());
+    let runtime = Runtime::with_cache(cache).map_err(CheckError::Engine)?;
+    let compiled = crate::plugin::compile(runtime.engine(), runtime.cache(), &name, bytes)
+        .map_err(|e| match e {
             PluginError::Compile { source, .. } => CheckError::Invalid {
                 path: file.clone(),
                 source,
             },
-            // Without a cache, compiling fails only as above.
+            // A cache that fails is compiled around (logged), so this is the engine.
             other => CheckError::Engine(other),
-        }
-    })?;
+        })?;
     let compile_time = compiled.elapsed;
+    let cache_status = compiled.cache;
     let ty = compiled.component.component_type();
     let engine = runtime.engine();
 
@@ -437,6 +448,8 @@ pub fn check_bytes(path: &Path, bytes: &[u8], options: &Options) -> Result<Repor
         imports,
         exports,
         compile_time,
+        cache: cache_status,
+        cache_dir,
         trial,
         problems,
     })
@@ -673,11 +686,18 @@ impl fmt::Display for Report {
             };
             writeln!(f, "  {:width$}  {role}  [{}]", export.name, export.kind)?;
         }
-        writeln!(
-            f,
-            "compile:   {:.1} ms (cold, no cache)",
-            self.compile_time.as_secs_f64() * 1e3
-        )?;
+        let ms = self.compile_time.as_secs_f64() * 1e3;
+        let dir = |d: &Option<PathBuf>| d.as_ref().map(|d| d.display().to_string());
+        match (self.cache, dir(&self.cache_dir)) {
+            (CacheStatus::Hit, Some(dir)) => {
+                writeln!(f, "compile:   {ms:.1} ms (cache hit: read from {dir})")?
+            }
+            (CacheStatus::Miss, Some(dir)) => writeln!(
+                f,
+                "compile:   {ms:.1} ms (cache miss: compiled, stored in {dir})"
+            )?,
+            _ => writeln!(f, "compile:   {ms:.1} ms (cold, no cache)")?,
+        }
         match &self.trial {
             Trial::Passed => match self.world {
                 Some(World::Interceptor | World::Plugin) => writeln!(

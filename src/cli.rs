@@ -116,11 +116,12 @@ pub enum PluginCommand {
     /// core module, world, imports (and which the host refuses), exports, compile time,
     /// and a trial instance with `init`. Exits non-zero when sluice would refuse it.
     Check(CheckArgs),
-    /// Run a plugin (several: a chain, in order) offline over a recorded tape, as the
-    /// proxy would: each event's verdict, time, fuel and changes, then a summary.
-    /// `--save` writes a golden file; `--expect` compares with one (exit 1 when it
-    /// differs). Exit 2 on bad input.
-    Test(TestArgs),
+    /// Run a plugin (several: a chain, in order) offline, as the proxy would, over a
+    /// recorded tape (--tape) or hand-written JSON-RPC messages (--message, --input):
+    /// each message's verdicts, time, fuel and changes, and what the server or client
+    /// would receive. `--save` writes a golden file; `--expect` compares with one (exit
+    /// 1 when it differs). Exit 2 on bad input.
+    Test(Box<TestArgs>),
     /// Write a new plugin project into DIR, to build outside a checkout of sluice: the
     /// contract (wit/plugin.wit), a starting plugin (refuses the tools named in
     /// `{"deny": [..]}`), build.sh (checks its toolchain), README.md and test.sh.
@@ -167,6 +168,34 @@ pub struct CheckArgs {
     /// context).
     #[arg(long)]
     pub wasi: bool,
+    /// The compile cache, as the proxy's.
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+/// The compile cache flags of `plugin check` and `plugin test`: the proxy's flags, with
+/// its default directory, so that a plugin checked or tested once loads from the cache
+/// (the proxy's included) and a Python plugin is not compiled again at every run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheArgs {
+    /// Directory of the compile cache (as the proxy's --cache-dir). Default:
+    /// $SLUICE_CACHE_DIR, else $XDG_CACHE_HOME/sluice, else ~/.cache/sluice.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile without the compile cache (the time is then a cold start's).
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache directory to use, `None` for no cache (the proxy's rule).
+    pub fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(CompileCache::default_dir)
+        }
+    }
 }
 
 impl CheckArgs {
@@ -184,19 +213,41 @@ impl CheckArgs {
                 read_dir: self.read_dir.clone(),
                 wasi: self.wasi,
             },
+            cache_dir: self.cache.dir(),
         })
     }
 }
 
 /// Flags of `sluice plugin test`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("run_over").required(true).args(["tape", "message", "input"])))]
 pub struct TestArgs {
     /// The plugins, in chain order.
     #[arg(value_name = "FILE.wasm", required = true)]
     pub files: Vec<PathBuf>,
     /// The tape to replay (written by `--record DIR`).
     #[arg(long, value_name = "TAPE")]
-    pub tape: PathBuf,
+    pub tape: Option<PathBuf>,
+    /// One JSON-RPC message to run through the chain (repeat for several, in order).
+    /// A request or notification goes to the server, a response to the client, unless
+    /// --direction says otherwise.
+    #[arg(long, value_name = "JSON")]
+    pub message: Vec<String>,
+    /// A file of JSON-RPC messages to run through the chain: one per line, or one JSON
+    /// document (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// The direction of every --message/--input message (default: from each message).
+    #[arg(long, value_enum, value_name = "DIRECTION")]
+    pub direction: Option<crate::tape::harness::Leg>,
+    /// The method a response answers, for a response whose request is not earlier in
+    /// the input (a plugin's interest and context see it).
+    #[arg(long, value_name = "NAME")]
+    pub method: Option<String>,
+    /// The plugin name of the nth file (default: the file stem, as the proxy names a
+    /// --plugin file): a tape's steps are matched to the chain by name.
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
     /// Configuration string for `init`: the nth `--config` goes to the nth file (a
     /// file without one gets ""). `@path` reads it from a file.
     #[arg(
@@ -232,18 +283,25 @@ pub struct TestArgs {
     /// Largest event a `modify` may return (as --max-event-bytes).
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
     pub max_event_bytes: usize,
+    /// The compile cache, as the proxy's.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 impl TestArgs {
     /// What to run: the chain (named as the proxy names `--plugin` files, each with
     /// its `--config`) and the options.
     pub fn invocation(&self) -> Result<crate::tape::harness::Invocation, CliError> {
-        if self.configs.len() > self.files.len() {
-            return Err(CliError::Invalid(format!(
-                "{} --config for {} plugin file(s): the nth --config goes to the nth file",
-                self.configs.len(),
-                self.files.len()
-            )));
+        for (flag, given) in [
+            ("--config", self.configs.len()),
+            ("--name", self.names.len()),
+        ] {
+            if given > self.files.len() {
+                return Err(CliError::Invalid(format!(
+                    "{given} {flag} for {} plugin file(s): the nth {flag} goes to the nth file",
+                    self.files.len()
+                )));
+            }
         }
         if self.deadline_ms == 0 || self.memory_mib == 0 {
             return Err(CliError::Invalid(
@@ -260,7 +318,15 @@ impl TestArgs {
         let mut names: Vec<String> = Vec::new();
         let mut plugins = Vec::new();
         for (i, path) in self.files.iter().enumerate() {
-            let name = unique_name(path, &names);
+            let name = match self.names.get(i) {
+                Some(name) if names.contains(name) || name.is_empty() => {
+                    return Err(CliError::Invalid(format!(
+                        "--name {name:?}: each plugin needs a name of its own"
+                    )));
+                }
+                Some(name) => name.clone(),
+                None => unique_name(path, &names),
+            };
             names.push(name.clone());
             plugins.push(PluginSpec {
                 powers: Default::default(),
@@ -271,8 +337,23 @@ impl TestArgs {
                 capabilities: Capabilities::default(),
             });
         }
+        if self.tape.is_some() && (self.direction.is_some() || self.method.is_some()) {
+            return Err(CliError::Invalid(
+                "--direction and --method are for --message and --input: a tape says \
+                 which way each message went and what it answered"
+                    .into(),
+            ));
+        }
+        let input = match (&self.tape, &self.input) {
+            (Some(tape), _) => crate::tape::harness::Input::Tape(tape.clone()),
+            (None, Some(file)) => crate::tape::harness::Input::File(file.clone()),
+            (None, None) => crate::tape::harness::Input::Messages(self.message.clone()),
+        };
         Ok(crate::tape::harness::Invocation {
-            tape: self.tape.clone(),
+            input,
+            direction: self.direction,
+            method: self.method.clone(),
+            cache_dir: self.cache.dir(),
             plugins,
             options: crate::tape::harness::Options {
                 max_event_bytes: self.max_event_bytes,
@@ -1346,7 +1427,51 @@ mod tests {
             .collect();
         assert_eq!(got, vec![("a", "A"), ("b", "B"), ("a-2", "")]);
         assert_eq!(run.plugins[0].limits.fuel, Some(1000));
-        assert_eq!(run.tape, PathBuf::from("t.jsonl"));
+        assert!(
+            matches!(&run.input, crate::tape::harness::Input::Tape(p) if p == &PathBuf::from("t.jsonl"))
+        );
+        // Exactly one of --tape, --message, --input.
+        for args in [
+            &["a.wasm"][..],
+            &["a.wasm", "--tape", "t", "--message", "{}"],
+            &["a.wasm", "--message", "{}", "--input", "m.jsonl"],
+        ] {
+            let argv = ["sluice", "plugin", "test"].iter().chain(args).copied();
+            assert!(parse(argv).is_err(), "{args:?}");
+        }
+        // --name names the nth file; two plugins cannot share one.
+        let named = |args: &[&str]| {
+            let argv = [
+                "sluice",
+                "plugin",
+                "test",
+                "a.wasm",
+                "b.wasm",
+                "--message",
+                "{}",
+            ];
+            let (cli, _) = parse(argv.iter().chain(args).copied()).unwrap();
+            let Some(Command::Plugin(PluginCommand::Test(args))) = cli.command else {
+                panic!("not plugin test");
+            };
+            args.invocation().map(|run| {
+                run.plugins
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(named(&["--name", "guard"]).unwrap(), vec!["guard", "b"]);
+        assert!(named(&["--name", "b", "--name", "b"]).is_err());
+        assert!(named(&["--name", "x", "--name", "y", "--name", "z"]).is_err());
+        let (cli, _) = parse([
+            "sluice", "plugin", "test", "a.wasm", "--tape", "t", "--method", "m",
+        ])
+        .unwrap();
+        let Some(Command::Plugin(PluginCommand::Test(args))) = cli.command else {
+            panic!("not plugin test");
+        };
+        assert!(matches!(args.invocation(), Err(CliError::Invalid(_))));
         let (cli, _) = parse([
             "sluice", "plugin", "test", "a.wasm", "--tape", "t", "--config", "A", "--config", "B",
         ])

@@ -121,6 +121,17 @@ pub fn to_server(
     finish_to_server(session, decided, answers, limits)
 }
 
+/// The body of sluice's own answer to the client for `answered` (the errors for
+/// dropped requests, the plugins' answers): the one response of a single message, a
+/// JSON array for a batch, as `proxy::Proxy::forward` sends them. `sluice plugin test`
+/// shows it.
+pub fn answered_body(answered: &[Box<RawValue>], batch: bool) -> String {
+    match answered {
+        [one] if !batch => one.get().to_string(),
+        many => join_batch(&many.iter().map(|m| m.get().to_string()).collect::<Vec<_>>()),
+    }
+}
+
 /// How a hold ended, as the MCP rules act on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterHold {

@@ -202,6 +202,18 @@ impl CompileCache {
         default_dir_from(|name| std::env::var_os(name))
     }
 
+    /// [`CompileCache::new`], or none with a warning when the directory cannot be used:
+    /// the cache saves time, it is never a reason for a command not to run.
+    pub fn open(dir: &Path) -> Option<Self> {
+        match Self::new(dir) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                tracing::warn!("{}; compiling without the cache", ErrorChain(&e));
+                None
+            }
+        }
+    }
+
     /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -272,6 +272,27 @@ pub struct Step {
     pub elapsed: Duration,
     /// Fuel (wasm instructions, roughly) the `on-event` call consumed.
     pub fuel: u64,
+    /// For a `modify` or `respond`, the SHA-256 of what the plugin returned
+    /// ([`output_digest`]): a tape keeps it so that a replay can tell whether a plugin
+    /// still makes the same output without the tape holding each plugin's text.
+    pub output: Option<[u8; 32]>,
+}
+
+/// The SHA-256 of what a plugin returned: for `modify`, the message (the event's
+/// `data`); for `respond`, the JSON-RPC response its answer makes with id `null`
+/// ([`crate::mcp::jsonrpc::answer`]). `None` for every other verdict, whose output is
+/// its input or nothing.
+fn output_digest(verdict: &Result<Answer, CallFailure>) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    match verdict {
+        Ok(Answer::Modify(new)) => Some(Sha256::digest(new.data.as_bytes()).into()),
+        Ok(Answer::Respond(answer)) => {
+            let response =
+                crate::mcp::jsonrpc::answer(&crate::mcp::jsonrpc::RequestId::null(), answer);
+            Some(Sha256::digest(response.as_bytes()).into())
+        }
+        _ => None,
+    }
 }
 
 /// A plugin's answer as a tape records it.
@@ -511,7 +532,10 @@ impl Session {
             .and_then(|verdict| within_limit(verdict, limit))
             .and_then(|verdict| keeps_shape(direction, &flight.event, verdict))
             .and_then(|verdict| answerable(direction, flight, verdict));
-        let step = measured.step(index, StepVerdict::of(&verdict));
+        let mut step = measured.step(index, StepVerdict::of(&verdict));
+        if self.steps.is_some() {
+            step.output = output_digest(&verdict);
+        }
         (verdict, step)
     }
 
@@ -767,6 +791,7 @@ impl Measured {
             verdict,
             elapsed: self.elapsed,
             fuel: self.fuel,
+            output: None,
         }
     }
 }

@@ -25,7 +25,7 @@ mod wasi;
 
 pub use crate::failure::FailureKind;
 pub use cache::{CacheStatus, CompileCache};
-pub(crate) use cache::{Compiled, compile};
+pub(crate) use cache::{Compiled, compile, hex};
 pub use capabilities::Capabilities;
 pub use chain::{Chain, Outcome, Session, Step, StepVerdict, human_bytes};
 pub(crate) use contract::detect as detect_contract;

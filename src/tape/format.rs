@@ -95,6 +95,16 @@ pub enum Record {
         /// and the client's address (never the token). Absent in older tapes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         identity: Option<crate::identity::Identity>,
+        /// The reload generation of the chain that judged the exchange (0: the chain
+        /// loaded at start). Absent in older tapes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u64>,
+        /// That chain's plugins, in order, each with the SHA-256 of its component:
+        /// which build judged the exchange, so that a replay with another build (a
+        /// tape recorded across a hot swap) is not taken for a reproduction. Absent in
+        /// older tapes.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        chain: Vec<ChainPlugin>,
     },
     /// The upstream's response head.
     Response {
@@ -277,6 +287,17 @@ impl From<TapeEvent> for Event {
     }
 }
 
+/// One plugin of the chain that judged an exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainPlugin {
+    /// Its name, as steps give it.
+    pub plugin: String,
+    /// The hex SHA-256 of its component's bytes (absent for a plugin not loaded from
+    /// bytes sluice read, which no file can match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
 /// One plugin's verdict on a tape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapeStep {
@@ -288,6 +309,11 @@ pub struct TapeStep {
     pub micros: u64,
     /// Fuel the call consumed.
     pub fuel: u64,
+    /// For `modify` and `respond`: the hex SHA-256 of what the plugin returned (the
+    /// message; for `respond`, the response its answer makes with id `null`), not the
+    /// text itself. Absent for other verdicts and in older tapes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 impl TapeStep {
@@ -298,6 +324,7 @@ impl TapeStep {
             verdict: s.verdict.as_str().to_string(),
             micros: u64::try_from(s.elapsed.as_micros()).unwrap_or(u64::MAX),
             fuel: s.fuel,
+            output: s.output.map(|d| crate::plugin::hex(&d)),
         }
     }
 }
@@ -795,6 +822,7 @@ mod tests {
                 verdict: "modify".into(),
                 micros: 2,
                 fuel: 100,
+                output: None,
             }],
             sent: None,
             unchanged: true,
@@ -804,6 +832,55 @@ mod tests {
         assert!(!line.contains('\n'));
         assert!(line.starts_with(r#"{"type":"event","stream":3"#), "{line}");
         assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), record);
+    }
+
+    #[test]
+    fn who_judged_an_exchange_is_optional_both_ways() {
+        // A request of an older sluice: no generation, chain or step output.
+        let old = r#"{"type":"request","stream":1,"t_ms":0,"method":"POST","path":"/mcp","query":null,"rpc_method":"ping","protocol_version":null,"headers":{},"body":"{}","steps":[{"plugin":"p","verdict":"modify","micros":1,"fuel":2}],"sent":"{}"}"#;
+        let Record::Request {
+            generation,
+            chain,
+            steps,
+            ..
+        } = serde_json::from_str::<Record>(old).unwrap()
+        else {
+            panic!("not a request");
+        };
+        assert_eq!(
+            (generation, chain.len(), steps[0].output.clone()),
+            (None, 0, None)
+        );
+        // This build's: written, and read back.
+        let mut new: Record = serde_json::from_str(old).unwrap();
+        if let Record::Request {
+            generation,
+            chain,
+            steps,
+            ..
+        } = &mut new
+        {
+            *generation = Some(2);
+            chain.push(ChainPlugin {
+                plugin: "p".into(),
+                sha256: Some("ab".repeat(32)),
+            });
+            steps[0].output = Some("cd".repeat(32));
+        }
+        let line = serde_json::to_string(&new).unwrap();
+        assert!(
+            line.contains(r#""generation":2,"chain":[{"plugin":"p","sha256":"abab"#),
+            "{line}"
+        );
+        assert!(line.contains(r#""output":"cdcd"#), "{line}");
+        assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), new);
+        // An old line keeps its exact shape: nothing is added to what had none.
+        let plain: Record = serde_json::from_str(old).unwrap();
+        let again = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !again.contains("generation") && !again.contains("output"),
+            "{again}"
+        );
     }
 
     fn tape_in(dir: &Path, lines: &[&str], data: Option<&[u8]>) -> std::path::PathBuf {

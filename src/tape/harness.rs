@@ -13,9 +13,19 @@
 //! Events are named `stream/index`: index 0 is the stream's request, 1.. its
 //! response events in tape order. What is printed lives in `render`; the golden file
 //! (verdicts and outputs, never times) in `golden`; the field diff in `diff`.
+//!
+//! A live verdict is only compared where the tape says the same build judged it: a
+//! tape records each exchange's chain generation and each plugin's component hash,
+//! and each `modify`/`respond` step's output digest. An exchange judged by another
+//! component (a tape recorded across a hot swap) is reported, not compared; a tape
+//! from before these fields is compared by verdict kinds only, and says so.
+//!
+//! [`messages`] runs hand-written JSON-RPC messages instead of a tape
+//! (`--message`, `--input`), through the same code of the proxy.
 
 mod diff;
 mod golden;
+mod messages;
 mod render;
 mod replay;
 
@@ -25,8 +35,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::format::{self, Record, TapeError, TapeEvent, TapeStep};
-use crate::plugin::{Chain, Plugin, PluginError, PluginSpec, Runtime};
+use super::format::{self, ChainPlugin, Record, TapeError, TapeEvent, TapeStep};
+use crate::plugin::{Chain, CompileCache, FailurePolicy, Plugin, PluginError, PluginSpec, Runtime};
 
 pub use diff::event_diff;
 pub use golden::{Golden, GoldenEntry, Mismatch};
@@ -58,7 +68,7 @@ impl Default for Options {
 
 /// Which half of an exchange an event belongs to. Its own type (not
 /// [`Direction`]) because golden files spell it and must parse it back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Leg {
     /// The client's request body.
@@ -89,6 +99,25 @@ pub struct StepResult {
     pub micros: f64,
     /// Fuel the call consumed.
     pub fuel: u64,
+    /// For `modify` and `respond`: the hex SHA-256 of what the plugin returned, as a
+    /// tape records it ([`TapeStep::output`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The chain ended at this call: a drop, a plugin's answer, or a failure of a
+    /// plugin that fails closed.
+    #[serde(skip)]
+    pub stops: bool,
+}
+
+/// A component other than the one under test judged an exchange of the tape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OtherComponent {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The recorded component's hex SHA-256 (`None`: the tape does not know it).
+    pub sha256: Option<String>,
+    /// The chain generation that judged the exchange.
+    pub generation: Option<u64>,
 }
 
 /// What became of one event of the tape.
@@ -113,6 +142,20 @@ pub struct EventResult {
     /// What would be sent on: upstream for a request, to the client for an event;
     /// `None` when nothing would be.
     pub output: Option<TapeEvent>,
+    /// For a request: what sluice itself answers the client (the JSON-RPC error for a
+    /// dropped or refused request, a plugin's `respond`), as the proxy would send it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// What the message is (`--message`/`--input`): e.g. `request tools/call (id 1)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The reload generation of the chain that judged the exchange live, if recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// Set when a different component than the one under test judged the exchange
+    /// live: its steps are then not compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_component: Option<OtherComponent>,
     /// The verdict the same rule gives the steps recorded on the tape, if it has any.
     pub live_verdict: Option<String>,
     /// The steps recorded on the tape during the live run.
@@ -135,15 +178,55 @@ impl EventResult {
         self.steps.iter().map(|s| s.fuel).sum()
     }
 
-    /// Whether this run's steps are the live run's, plugin by plugin (`None` when
-    /// neither run called a plugin on it).
+    /// Whether this run's steps are the live run's, plugin by plugin: the verdicts, and
+    /// the output digests where the tape has them (`None` when neither run called a
+    /// plugin on it, or when another component judged it live).
     pub fn reproduces_live(&self) -> Option<bool> {
-        if self.steps.is_empty() && self.live_steps.is_empty() {
+        if self.steps.is_empty() && self.live_steps.is_empty() || self.other_component.is_some() {
             return None;
         }
-        let ours = self.steps.iter().map(|s| (&s.plugin, &s.verdict));
-        let live = self.live_steps.iter().map(|s| (&s.plugin, &s.verdict));
-        Some(ours.eq(live))
+        let same = |ours: &StepResult, live: &TapeStep| {
+            ours.plugin == live.plugin
+                && ours.verdict == live.verdict
+                && (live.output.is_none() || ours.output == live.output)
+        };
+        Some(
+            self.steps.len() == self.live_steps.len()
+                && self
+                    .steps
+                    .iter()
+                    .zip(&self.live_steps)
+                    .all(|(o, l)| same(o, l)),
+        )
+    }
+
+    /// A plugin saw it, in this run or live.
+    pub fn seen(&self) -> bool {
+        !(self.steps.is_empty() && self.live_steps.is_empty())
+    }
+
+    /// What the chain did with the message: `pass`, `drop`, `modify`, `respond` or
+    /// `hold` (a failure counts as what its plugin's failure policy made of it: a drop
+    /// when it fails closed, nothing when it fails open).
+    pub fn outcome(&self) -> &'static str {
+        if self.verdict == UNREACHED {
+            return UNREACHED;
+        }
+        if let Some(stop) = self.steps.iter().find(|s| s.stops) {
+            return if stop.verdict == "respond" {
+                "respond"
+            } else {
+                "drop"
+            };
+        }
+        let has = |v: &str| self.steps.iter().any(|s| s.verdict == v);
+        if has("modify") {
+            "modify"
+        } else if has("hold") {
+            "hold"
+        } else {
+            "pass"
+        }
     }
 }
 
@@ -155,6 +238,15 @@ pub struct Report {
     /// The plugin names found in the tape's recorded steps, in order of appearance:
     /// the live chain, as far as the tape shows it.
     pub tape_chain: Vec<String>,
+    /// This run's plugins with their component hashes.
+    pub components: Vec<ChainPlugin>,
+    /// The chain generations the tape's exchanges were recorded with, in order.
+    pub generations: Vec<u64>,
+    /// The tape records component hashes and output digests (a tape of an older
+    /// sluice does not: its verdict kinds only are compared).
+    pub tape_has_hashes: bool,
+    /// Hand-written messages (`--message`, `--input`), not a tape.
+    pub messages: bool,
     /// Every replayed event.
     pub events: Vec<EventResult>,
     /// What the replay could not do as the proxy would have (a stream without its
@@ -182,6 +274,14 @@ pub enum HarnessError {
         /// The error.
         source: std::io::Error,
     },
+    /// A `--message` or `--input` message cannot be run.
+    #[error("{what}: {reason}")]
+    Input {
+        /// Which message (or file).
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A golden file line is not a golden entry.
     #[error("{path}:{line}: not a golden entry: {reason}")]
     Golden {
@@ -205,15 +305,32 @@ pub fn run(
     if plugins.is_empty() {
         return Err(HarnessError::NoPlugin);
     }
+    Ok(replay::tape(&load(runtime, plugins)?, records, options))
+}
+
+/// Loads the plugins as the proxy does and runs hand-written messages through them
+/// ([`messages`]): `direction` overrides each message's own; `method` is what a
+/// response answers when its request is not among the messages.
+pub fn run_messages(
+    runtime: &Arc<Runtime>,
+    plugins: Vec<PluginSpec>,
+    input: &[Message],
+    options: &Options,
+) -> Result<Report, HarnessError> {
+    Ok(messages::run(&load(runtime, plugins)?, input, options))
+}
+
+pub use messages::{Message, read_messages};
+
+fn load(runtime: &Arc<Runtime>, plugins: Vec<PluginSpec>) -> Result<Arc<Chain>, HarnessError> {
+    if plugins.is_empty() {
+        return Err(HarnessError::NoPlugin);
+    }
     let loaded = plugins
         .into_iter()
         .map(|spec| Plugin::load(runtime, spec))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(replay::tape(
-        &Arc::new(Chain::new(loaded)),
-        records,
-        options,
-    ))
+    Ok(Arc::new(Chain::new(loaded)))
 }
 
 /// One word for a whole walk through the chain: a drop outweighs a failure, which
@@ -240,22 +357,46 @@ pub fn final_verdict<'a>(verdicts: impl IntoIterator<Item = &'a str>) -> String 
 }
 
 impl StepResult {
-    /// `step` of the plugin named `plugin`.
-    fn new(step: &crate::plugin::Step, plugin: &str) -> Self {
+    /// `step` of the plugin named `plugin`, whose failure policy is `failure`.
+    fn new(step: &crate::plugin::Step, plugin: &str, failure: FailurePolicy) -> Self {
+        use crate::plugin::StepVerdict;
         Self {
             plugin: plugin.to_string(),
             verdict: step.verdict.as_str().to_string(),
             micros: step.elapsed.as_nanos() as f64 / 1000.0,
             fuel: step.fuel,
+            output: step.output.map(|d| crate::plugin::hex(&d)),
+            stops: match step.verdict {
+                StepVerdict::Drop | StepVerdict::Respond => true,
+                StepVerdict::Failed(_) => failure == FailurePolicy::Closed,
+                _ => false,
+            },
         }
     }
+}
+
+/// What `sluice plugin test` runs the chain over.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A tape (`--tape`).
+    Tape(PathBuf),
+    /// A file of messages (`--input`; `-`: standard input).
+    File(PathBuf),
+    /// Messages given on the command line (`--message`).
+    Messages(Vec<String>),
 }
 
 /// What `sluice plugin test` was asked to do; the CLI builds it from the flags.
 #[derive(Debug, Clone)]
 pub struct Invocation {
-    /// The tape to replay.
-    pub tape: PathBuf,
+    /// The tape or messages to run.
+    pub input: Input,
+    /// For messages: the direction of every one (default: from each message).
+    pub direction: Option<Leg>,
+    /// For messages: the method a response answers when its request is not among them.
+    pub method: Option<String>,
+    /// The compile cache directory (`None`: compile without one).
+    pub cache_dir: Option<PathBuf>,
     /// The chain, in order.
     pub plugins: Vec<PluginSpec>,
     /// Replay options.
@@ -272,15 +413,24 @@ pub struct Invocation {
 /// file, if one was given); `Ok(false)`: the run differs from the golden file. The
 /// binary turns these into exit codes 0 and 1, and an error into 2.
 pub fn execute(invocation: &Invocation, out: &mut dyn Write) -> Result<bool, HarnessError> {
-    let records = format::read(&invocation.tape)?;
     let expected = invocation.expect.as_deref().map(Golden::load).transpose()?;
-    let runtime = Runtime::new()?;
-    let report = run(
-        &runtime,
-        invocation.plugins.clone(),
-        &records,
-        &invocation.options,
-    )?;
+    let plugins = invocation.plugins.clone();
+    let options = &invocation.options;
+    let runtime = || {
+        let cache = invocation.cache_dir.as_deref().and_then(CompileCache::open);
+        Runtime::with_cache(cache)
+    };
+    let report = match &invocation.input {
+        Input::Tape(tape) => {
+            let records = format::read(tape)?;
+            run(&runtime()?, plugins, &records, options)?
+        }
+        input => {
+            let messages =
+                read_messages(input, invocation.direction, invocation.method.as_deref())?;
+            run_messages(&runtime()?, plugins, &messages, options)?
+        }
+    };
     let golden = Golden::of(&report);
     let mismatches = expected.as_ref().map(|e| e.compare(&golden));
     let written = |source| HarnessError::Io {
@@ -329,6 +479,7 @@ mod tests {
             verdict: verdict.into(),
             micros: 1,
             fuel: 1,
+            output: None,
         }
     }
 
@@ -341,14 +492,18 @@ mod tests {
                     verdict: crate::plugin::StepVerdict::Modify,
                     elapsed: std::time::Duration::from_nanos(1500),
                     fuel: 9,
+                    output: None,
                 },
                 "a",
+                FailurePolicy::Closed,
             ),
             StepResult {
                 plugin: "b".into(),
                 verdict: "drop".into(),
                 micros: 0.5,
                 fuel: 3,
+                output: None,
+                stops: true,
             },
         ];
         assert_eq!(ours[0].micros, 1.5);
@@ -381,5 +536,42 @@ mod tests {
         );
         assert_eq!(control.reproduces_live(), None);
         assert_eq!(control.verdict, "pass");
+
+        // Where the tape has a step's output digest, the output must be the same too.
+        let mut digested = ours.clone();
+        digested[0].output = Some("aa".into());
+        let live = |output: &str| {
+            vec![
+                TapeStep {
+                    output: Some(output.into()),
+                    ..step("a", "modify")
+                },
+                step("b", "drop"),
+            ]
+        };
+        let run = |live: &[TapeStep]| {
+            result(
+                1,
+                1,
+                Leg::ToClient,
+                data_only("{}".into()),
+                None,
+                digested.clone(),
+                live,
+            )
+        };
+        assert_eq!(run(&live("aa")).reproduces_live(), Some(true));
+        assert_eq!(run(&live("bb")).reproduces_live(), Some(false));
+        // Judged live by another component: not compared at all.
+        let other = EventResult {
+            other_component: Some(OtherComponent {
+                plugin: "a".into(),
+                sha256: Some("cc".into()),
+                generation: Some(1),
+            }),
+            ..run(&live("aa"))
+        };
+        assert_eq!(other.reproduces_live(), None);
+        assert_eq!(other.outcome(), "drop", "b dropped it");
     }
 }

@@ -15,11 +15,9 @@ pub struct Recording(pub Arc<Recorder>);
 impl Observe for Recording {
     fn exchange(&self, meta: &StreamMeta, chain: &Chain) -> Option<Box<dyn ExchangeObserver>> {
         let names = chain.plugin_names().clone();
-        Some(Box::new(TapeStream::new(
-            self.0.clone(),
-            meta.stream_id,
-            names,
-        )))
+        Some(Box::new(
+            TapeStream::new(self.0.clone(), meta.stream_id, names).of_chain(chain),
+        ))
     }
 }
 

@@ -746,6 +746,7 @@ mod tests {
             verdict,
             elapsed: std::time::Duration::from_micros(12),
             fuel: 3456,
+            output: None,
         }
     }
 
@@ -1000,6 +1001,7 @@ mod probes {
             verdict: StepVerdict::Pass,
             elapsed: std::time::Duration::from_nanos(300),
             fuel: 1055,
+            output: None,
         };
         (data, step)
     }

@@ -428,6 +428,8 @@ mod tests {
                 steps: Vec::new(),
                 sent: None,
                 identity: None,
+                generation: None,
+                chain: Vec::new(),
             },
             Record::Response {
                 stream: 1,

@@ -47,6 +47,10 @@ pub struct TapeStream {
     broken: bool,
     /// The last run's step list, for the next run (no allocation per run).
     spare_steps: Vec<Step>,
+    /// The reload generation of the chain judging the exchange, if known.
+    generation: Option<u64>,
+    /// That chain's plugins and their component hashes, for the request record.
+    chain: Vec<format::ChainPlugin>,
 }
 
 /// Events `first .. first + count`, all passed by the same plugins in the same order;
@@ -94,7 +98,24 @@ impl TapeStream {
             read_since_run: 0,
             broken: false,
             spare_steps: Vec::new(),
+            generation: None,
+            chain: Vec::new(),
         }
+    }
+
+    /// Records which chain judged the exchange (its generation, each plugin's component
+    /// hash) with the request.
+    pub fn of_chain(mut self, chain: &crate::plugin::Chain) -> Self {
+        self.generation = Some(chain.generation());
+        self.chain = chain
+            .plugins()
+            .iter()
+            .map(|p| format::ChainPlugin {
+                plugin: p.name().to_string(),
+                sha256: p.component_sha256().map(|h| h.to_string()),
+            })
+            .collect();
+        self
     }
 
     /// `steps` as the tape writes them, with their plugins' names.
@@ -164,6 +185,8 @@ impl TapeStream {
             sent: sent.map(text),
             identity: (*meta.identity != crate::identity::Identity::default())
                 .then(|| (*meta.identity).clone()),
+            generation: self.generation,
+            chain: std::mem::take(&mut self.chain),
         };
         self.push(&record);
     }
@@ -404,6 +427,7 @@ mod tests {
             verdict,
             elapsed: std::time::Duration::from_micros(3),
             fuel: 10,
+            output: None,
         };
         // The upstream's bytes arrive split in the middle of an event.
         let wire = encoded(&received);

@@ -11,6 +11,8 @@ mod guide_tables;
 mod ingress;
 mod languages;
 mod layout;
+mod library_guard;
+mod library_ops;
 mod loadgen;
 mod malicious;
 mod mcp_direct;

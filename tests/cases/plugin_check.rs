@@ -452,3 +452,64 @@ fn sluice_wit_prints_each_published_contract() {
     );
     assert_eq!(wit(&["--version", "0.3.0"]), (Some(1), String::new()));
 }
+
+/// `plugin check` compiles through the proxy's compile cache: the first check of a
+/// component stores it (the cache directory gains its file), the second is a hit;
+/// `--no-cache` neither reads nor writes it.
+#[test]
+fn a_second_check_of_the_same_component_is_a_cache_hit() {
+    let plugin = rust_plugin("passthrough");
+    let dir = temp_path("cache");
+    let check = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["plugin", "check"])
+            .arg(&plugin)
+            .args(extra)
+            .env("SLUICE_CACHE_DIR", &dir)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        stdout
+    };
+    let entries = || -> Vec<PathBuf> {
+        std::fs::read_dir(&dir)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    let cache_dir = dir.to_str().unwrap();
+
+    let cold = check(&["--no-cache"]);
+    assert!(cold.contains("(cold, no cache)"), "{cold}");
+    assert!(entries().is_empty(), "--no-cache writes nothing");
+
+    let first = check(&["--cache-dir", cache_dir]);
+    assert!(
+        first.contains(&format!("(cache miss: compiled, stored in {cache_dir})")),
+        "{first}"
+    );
+    let stored = entries();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].extension().is_some_and(|e| e == "cwasm"));
+
+    let second = check(&["--cache-dir", cache_dir]);
+    assert!(
+        second.contains(&format!("(cache hit: read from {cache_dir})")),
+        "{second}"
+    );
+    assert!(second.contains("result:    OK"), "{second}");
+    assert_eq!(entries(), stored, "a hit stores nothing new");
+
+    // Without the flag, the proxy's default directory ($SLUICE_CACHE_DIR first).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "check"])
+        .arg(&plugin)
+        .env("SLUICE_CACHE_DIR", &dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("(cache hit: read from"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -48,6 +48,7 @@ fn live(verdict: &str) -> Vec<TapeStep> {
         verdict: verdict.into(),
         micros: 7,
         fuel: 1000,
+        output: None,
     }]
 }
 
@@ -87,6 +88,8 @@ fn records() -> Vec<Record> {
             steps: live("pass"),
             sent: Some(CALL.into()),
             identity: None,
+            generation: None,
+            chain: Vec::new(),
         },
         Record::Response {
             stream,
@@ -211,7 +214,15 @@ fn redact_modifies_exactly_the_secret_event_and_shows_the_change() {
         text.contains("4 events: 3 pass, 0 drop, 1 modify, 0 failures"),
         "{text}"
     );
-    assert!(text.contains("live verdicts reproduced: 3/3"), "{text}");
+    // A tape written by hand in the format of an older sluice: no component hashes,
+    // no output digests. It still replays, and says what it could compare.
+    assert!(
+        text.contains(
+            "live verdicts reproduced: 3/3 (verdict kinds only: the tape has no output \
+             digests or component hashes, recorded by an older sluice)"
+        ),
+        "{text}"
+    );
     assert!(text.contains("slowest: 1/"), "{text}");
 
     let summary = report.summary();
@@ -291,6 +302,19 @@ fn a_dropped_request_leaves_its_recorded_events_unreached() {
     let report = replay(&[("dropper", r#"{"methods":["tools/call"]}"#)]);
     assert_eq!(at(&report, 0).verdict, "drop");
     assert_eq!(at(&report, 0).output, None, "nothing goes upstream");
+    // What the client gets instead: the proxy's JSON-RPC error, with the request's id.
+    let reply: Value = serde_json::from_str(at(&report, 0).reply.as_deref().unwrap()).unwrap();
+    assert_eq!(reply["id"], 1);
+    assert_eq!(
+        reply["error"]["code"],
+        sluice::mcp::jsonrpc::DROPPED_BY_PLUGIN
+    );
+    let text = report.render_text();
+    assert!(
+        text.contains(r#"client gets: {"jsonrpc":"2.0","id":1,"error":{"code":-32050"#),
+        "{text}"
+    );
+    assert!(!text.contains("(nothing sent)"), "{text}");
     assert!(report.events[1..].iter().all(|e| e.verdict == UNREACHED));
     assert_eq!(report.summary().unreached, 3);
     assert!(
@@ -305,6 +329,11 @@ fn sluice(args: &[&str]) -> Output {
         .args(["plugin", "test"])
         .args(args)
         .env("RUST_LOG", "warn")
+        // The proxy's compile cache, kept out of the user's own.
+        .env(
+            "SLUICE_CACHE_DIR",
+            std::env::temp_dir().join("sluice-plugin-test-cache"),
+        )
         .output()
         .unwrap()
 }
@@ -588,4 +617,409 @@ fn event_of(data: &str) -> TapeEvent {
         data_at: None,
         retry: None,
     }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value on the line starting with `prefix` (the first such line after `after`).
+fn line_after<'a>(text: &'a str, after: &str, prefix: &str) -> &'a str {
+    let start = text
+        .find(after)
+        .unwrap_or_else(|| panic!("no {after:?} in\n{text}"));
+    text[start..]
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} after {after:?} in\n{text}"))
+}
+
+/// `--message`: a refused request shows the JSON-RPC error the proxy sends the client
+/// (its own code and the request's id), not "nothing sent".
+#[test]
+fn a_message_refused_by_a_plugin_shows_the_error_the_client_gets() {
+    let dropper = rust_plugin("dropper");
+    let out = sluice(&[
+        path(&dropper),
+        "--config",
+        r#"{"methods":["tools/call"]}"#,
+        "--message",
+        r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"lookup"}}"#,
+        "--message",
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = stdout(&out);
+    let verdicts: Vec<&str> = got.lines().filter(|l| l.starts_with("verdict: ")).collect();
+    assert_eq!(verdicts, ["verdict: drop", "verdict: pass"], "{got}");
+    assert!(
+        got.contains("message 1: to-server request tools/call (id 7)"),
+        "{got}"
+    );
+    assert!(got.contains("  plugin dropper: drop "), "{got}");
+    assert!(got.contains(" fuel\n"), "{got}");
+    assert_eq!(line_after(&got, "message 1:", "server gets: "), "nothing");
+    let error: Value =
+        serde_json::from_str(line_after(&got, "message 1:", "client gets: ")).unwrap();
+    assert_eq!(error["id"], 7, "{got}");
+    assert_eq!(
+        error["error"]["code"],
+        sluice::mcp::jsonrpc::DROPPED_BY_PLUGIN
+    );
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("plugin dropper"),
+        "{got}"
+    );
+    // The notification goes on to the server unchanged.
+    assert_eq!(
+        line_after(&got, "message 2:", "server gets: "),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+    );
+}
+
+/// A response after its request runs in the request's exchange (the method it answers
+/// known), modified by the plugin: the output is shown, and what the client gets.
+#[test]
+fn a_response_modified_by_a_plugin_shows_its_output() {
+    let redact = rust_plugin("redact");
+    let out = sluice(&[
+        path(&redact),
+        "--config",
+        REDACT,
+        "--message",
+        CALL,
+        "--message",
+        SECRET_RESULT,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = stdout(&out);
+    assert!(
+        got.contains("message 2: to-client response (id 1) to message 1 (tools/call)"),
+        "{got}"
+    );
+    assert_eq!(line_after(&got, "message 2:", "verdict: "), "modify");
+    let redacted = SECRET_RESULT.replace("sk-live-abc123", "[REDACTED]");
+    assert_eq!(line_after(&got, "message 2:", "output: "), redacted);
+    assert_eq!(line_after(&got, "message 2:", "client gets: "), redacted);
+    assert!(got.contains("  + data: "), "{got}");
+
+    // The same as one JSON document.
+    let out = sluice(&[
+        path(&redact),
+        "--config",
+        REDACT,
+        "--message",
+        SECRET_RESULT,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["input"], "messages");
+    let event = &doc["events"][0];
+    assert_eq!(event["outcome"], "modify");
+    assert_eq!(event["direction"], "to-client");
+    assert_eq!(event["output"]["data"], redacted.as_str());
+    assert!(event["steps"][0]["fuel"].as_u64().unwrap() > 0);
+    // The plugin's output digest, as a tape would record it.
+    assert_eq!(event["steps"][0]["output"].as_str().unwrap().len(), 64);
+    assert!(
+        doc["notes"][0].as_str().unwrap().contains("no --method"),
+        "{doc:#}"
+    );
+}
+
+/// `--direction to-client` sends a notification the other way, as a server's to the
+/// client, which a dropper drops (no error: nobody waits for it).
+#[test]
+fn a_message_can_go_to_the_client() {
+    let dropper = rust_plugin("dropper");
+    let args = |direction: Option<&'static str>| {
+        let mut args = vec![
+            path(&dropper).to_string(),
+            "--config".into(),
+            DROP_PROGRESS.into(),
+            "--message".into(),
+            PROGRESS.into(),
+        ];
+        if let Some(d) = direction {
+            args.extend(["--direction".into(), d.into()]);
+        }
+        args
+    };
+    let run = |direction| {
+        let args = args(direction);
+        let out = sluice(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        stdout(&out)
+    };
+    let to_client = run(Some("to-client"));
+    assert!(
+        to_client.contains("message 1: to-client notification notifications/progress"),
+        "{to_client}"
+    );
+    assert_eq!(line_after(&to_client, "message 1:", "verdict: "), "drop");
+    assert_eq!(
+        line_after(&to_client, "message 1:", "client gets: "),
+        "nothing"
+    );
+    assert!(!to_client.contains("server gets:"), "{to_client}");
+    // By default a notification goes to the server (which then gets nothing).
+    let to_server = run(None);
+    assert!(
+        to_server.contains("message 1: to-server notification notifications/progress"),
+        "{to_server}"
+    );
+    assert_eq!(
+        line_after(&to_server, "message 1:", "server gets: "),
+        "nothing"
+    );
+}
+
+/// `--input`: one message per line, or one JSON document; a golden file works as for a
+/// tape; bad input exits 2 naming the line.
+#[test]
+fn an_input_file_of_messages_runs_in_order() {
+    let redact = rust_plugin("redact");
+    let lines = temp_path("input").with_extension("jsonl");
+    std::fs::write(&lines, format!("{CALL}\n\n{SECRET_RESULT}\n{PROGRESS}\n")).unwrap();
+    let golden = temp_path("golden").with_extension("jsonl");
+    let run = |extra: &[&str]| {
+        let mut args = vec![path(&redact), "--config", REDACT, "--input", path(&lines)];
+        args.extend(extra);
+        sluice(&args)
+    };
+    let out = run(&["--save", path(&golden)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = stdout(&out);
+    let verdicts: Vec<&str> = got.lines().filter(|l| l.starts_with("verdict: ")).collect();
+    assert_eq!(
+        verdicts,
+        ["verdict: pass", "verdict: modify", "verdict: pass"],
+        "{got}"
+    );
+    assert!(
+        got.contains("3 messages: 2 pass, 0 drop, 1 modify"),
+        "{got}"
+    );
+    let out = run(&["--expect", path(&golden)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout(&out).contains(": equal"), "{}", text(&out));
+
+    // One pretty-printed document is one message.
+    let pretty: Value = serde_json::from_str(SECRET_RESULT).unwrap();
+    std::fs::write(&lines, serde_json::to_string_pretty(&pretty).unwrap()).unwrap();
+    let out = run(&["--method", "tools/call"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = stdout(&out);
+    assert!(
+        got.contains("message 1: to-client response (id 1) to tools/call (--method)"),
+        "{got}"
+    );
+    assert_eq!(line_after(&got, "message 1:", "verdict: "), "modify");
+
+    std::fs::write(&lines, format!("{CALL}\nnot json\n")).unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2: not JSON", path(&lines))),
+        "{stderr}"
+    );
+    std::fs::remove_file(&lines).unwrap();
+    std::fs::remove_file(&golden).unwrap();
+}
+
+/// A tape recorded across a hot swap: the proxy records through `filter` = redact,
+/// the file is overwritten with passthrough and reloaded, and more is recorded. Tested
+/// with redact again, the exchanges passthrough judged are reported as judged by
+/// another component and not compared; the others are (verdicts and outputs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tape_recorded_across_a_hot_swap_is_reported_as_such() {
+    let dir = temp_path("swap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("filter.wasm");
+    std::fs::copy(rust_plugin("redact"), &file).unwrap();
+    let spec = sluice::plugin::PluginSpec {
+        name: "filter".into(),
+        source: sluice::plugin::PluginSource::File(file.clone()),
+        ..rust("redact", REDACT)
+    };
+    let server = mcp::spawn_mcp_server().await;
+    let tapes = dir.join("tapes");
+    let running = sluice::app::start(sluice::config::Config {
+        access: Default::default(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: sluice_proxy::base_of(&server.url),
+        plugins: vec![spec],
+        proxy: Default::default(),
+        cache_dir: None,
+        record_dir: Some(tapes.clone()),
+        tape: Default::default(),
+        stdio: None,
+        routes: Vec::new(),
+        tls: Default::default(),
+    })
+    .await
+    .expect("sluice starts");
+    let url = format!("{}/mcp", running.url());
+    let client = mcp::connect(&url).await;
+    let before = client.call_text("get_secret", Value::Null).await.unwrap();
+    assert_eq!(before, "the key is [REDACTED]");
+    drop(client);
+
+    // Hot swap: another component at the same path, reloaded in the running proxy.
+    let tmp = dir.join("filter.tmp");
+    std::fs::copy(rust_plugin("passthrough"), &tmp).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let reloader = running.reloader().clone();
+    let generation =
+        tokio::task::spawn_blocking(move || reloader.reload(sluice::reload::Trigger::Api))
+            .await
+            .unwrap()
+            .expect("the reload succeeds");
+    assert_eq!(generation, 1);
+    let client = mcp::connect(&url).await;
+    let after = client.call_text("get_secret", Value::Null).await.unwrap();
+    assert_eq!(after, "the key is sk-live-abc123", "passthrough judged it");
+    drop(client);
+    running.stop().await;
+    drop(server);
+
+    let tape = std::fs::read_dir(&tapes)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("a tape");
+    let records = format::read(&tape).unwrap();
+    let generations: Vec<Option<u64>> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Request { generation, .. } => Some(*generation),
+            _ => None,
+        })
+        .collect();
+    assert!(generations.contains(&Some(0)) && generations.contains(&Some(1)));
+
+    // The old plugin, under the name the tape knows it by.
+    let redact = rust_plugin("redact");
+    let out = sluice(&[
+        path(&redact),
+        "--name",
+        "filter",
+        "--config",
+        REDACT,
+        "--tape",
+        path(&tape),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = stdout(&out);
+    assert!(
+        got.contains("recorded by 2 chain generations (0, 1)"),
+        "{got}"
+    );
+    assert!(
+        got.contains("exchanges of generation 1 were judged by another component (filter sha256 "),
+        "{got}"
+    );
+    let reproduced = got
+        .lines()
+        .find_map(|l| l.strip_prefix("live verdicts and outputs reproduced: "))
+        .unwrap_or_else(|| panic!("{got}"));
+    assert!(
+        reproduced.ends_with("(of the events judged by this component)"),
+        "{got}"
+    );
+    let (n, m) = reproduced
+        .split_once(' ')
+        .unwrap()
+        .0
+        .split_once('/')
+        .unwrap();
+    assert_eq!(n, m, "the generation 0 exchanges are reproduced: {got}");
+
+    // Through the library: which events were compared, and that none judged by
+    // passthrough counts as reproduced.
+    let runtime = Runtime::new().unwrap();
+    let spec = sluice::plugin::PluginSpec {
+        name: "filter".into(),
+        ..rust("redact", REDACT)
+    };
+    let report = harness::run(&runtime, vec![spec], &records, &Options::default()).unwrap();
+    let summary = report.summary();
+    assert!(summary.live_other_component > 0, "{summary:?}");
+    assert!(summary.live_outputs);
+    for event in &report.events {
+        let judged_by_other = event.other_component.is_some();
+        assert_eq!(
+            judged_by_other,
+            event.generation == Some(1),
+            "{}",
+            event.name()
+        );
+        if judged_by_other {
+            assert_eq!(event.reproduces_live(), None, "{}", event.name());
+        }
+    }
+    // The secret's result was modified live in generation 0: compared with its digest.
+    assert!(report.events.iter().any(|e| {
+        e.generation == Some(0)
+            && e.verdict == "modify"
+            && e.live_steps[0].output.is_some()
+            && e.reproduces_live() == Some(true)
+    }));
+
+    // Without --name, the file stem names the plugin, which the tape does not know.
+    let out = sluice(&[path(&redact), "--config", REDACT, "--tape", path(&tape)]);
+    assert!(
+        stdout(&out).contains("live verdicts: not compared (the tape was recorded through filter)"),
+        "{}",
+        text(&out)
+    );
+    // The new component compares the exchanges it judged, and not the others.
+    let passthrough = rust_plugin("passthrough");
+    let out = sluice(&[
+        path(&passthrough),
+        "--name",
+        "filter",
+        "--tape",
+        path(&tape),
+    ]);
+    let got = stdout(&out);
+    assert!(
+        got.contains("exchanges of generation 0 were judged by another component"),
+        "{got}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A plugin's `respond`: the client gets its answer (through the rest of the chain, as
+/// in the proxy), the server nothing.
+#[test]
+fn a_message_answered_by_a_plugin_shows_the_answer_the_client_gets() {
+    let (mock, redact) = (rust_plugin("mock"), rust_plugin("redact"));
+    let out = sluice(&[
+        path(&mock),
+        path(&redact),
+        "--config",
+        r#"{"tools":{"lookup":{"content":[{"type":"text","text":"mocked sk-live-abc"}]}}}"#,
+        "--config",
+        REDACT,
+        "--message",
+        CALL,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = stdout(&out);
+    assert_eq!(line_after(&got, "message 1:", "verdict: "), "respond");
+    assert_eq!(line_after(&got, "message 1:", "server gets: "), "nothing");
+    let answer: Value =
+        serde_json::from_str(line_after(&got, "message 1:", "client gets: ")).unwrap();
+    assert_eq!(answer["id"], 1);
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "mocked [REDACTED]",
+        "the answer went through redact on its way to the client: {got}"
+    );
+    assert!(got.contains("  plugin mock: respond "), "{got}");
 }

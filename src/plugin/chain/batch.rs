@@ -180,7 +180,9 @@ impl Session {
             let verdict = within_limit(Answer::from(verdict), limit)
                 .and_then(|v| keeps_shape(direction, &flights[i].event, v));
             if traced {
-                self.event_steps[i].push(measured.step(index, StepVerdict::of(&verdict)));
+                let mut step = measured.step(index, StepVerdict::of(&verdict));
+                step.output = super::output_digest(&verdict);
+                self.event_steps[i].push(step);
             }
             self.apply(index, plugin, verdict, &mut flights[i], &mut dropped[i]);
         }

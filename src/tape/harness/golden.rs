@@ -30,6 +30,10 @@ pub struct GoldenEntry {
     pub verdict: String,
     /// What was sent on (`null`: nothing).
     pub output: Option<TapeEvent>,
+    /// What sluice itself answered the client for a request (a dropped request's
+    /// JSON-RPC error, a plugin's answer). Absent when nothing, and in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
 }
 
 impl GoldenEntry {
@@ -81,6 +85,7 @@ impl Golden {
                     direction: e.direction,
                     verdict: e.verdict.clone(),
                     output: e.output.clone(),
+                    reply: e.reply.clone(),
                 })
                 .collect(),
         }
@@ -227,6 +232,7 @@ mod tests {
                 Leg::ToClient
             },
             verdict: verdict.into(),
+            reply: None,
             output: data.map(|d| TapeEvent {
                 id: None,
                 event: None,

@@ -44,8 +44,15 @@ pub struct Summary {
     /// Events whose recorded steps this run compared with (`None`: the tape was not
     /// recorded through this chain, so there is nothing to compare).
     pub live_compared: Option<usize>,
-    /// Of those, the ones where every plugin gave the recorded verdict.
+    /// Of those, the ones where every plugin gave the recorded verdict (and output,
+    /// where the tape has its digest).
     pub live_reproduced: Option<usize>,
+    /// Events the live run's steps were not compared with because another component
+    /// than the one under test judged them (a tape recorded across a hot swap).
+    pub live_other_component: usize,
+    /// The tape has output digests and component hashes: outputs were compared too,
+    /// not only verdict kinds.
+    pub live_outputs: bool,
 }
 
 /// One of the slowest events.
@@ -109,6 +116,12 @@ impl Report {
                 .collect(),
             live_compared: live.as_ref().map(Vec::len),
             live_reproduced: live.map(|l| l.into_iter().filter(|ok| *ok).count()),
+            live_other_component: self
+                .events
+                .iter()
+                .filter(|e| e.other_component.is_some() && e.seen())
+                .count(),
+            live_outputs: self.tape_has_hashes,
         }
     }
 
@@ -125,6 +138,9 @@ impl Report {
     /// The human report: one line per event (with per-plugin detail for a chain, and
     /// the changed fields of a modified event), the notes, then the summary.
     pub fn render_text(&self) -> String {
+        if self.messages {
+            return self.render_messages();
+        }
         let mut out = String::new();
         let several = self.chain.len() > 1;
         let compare_live = self.same_chain_as_tape();
@@ -175,9 +191,83 @@ impl Report {
                 .collect();
             let _ = writeln!(out, "slowest: {}", slowest.join(", "));
         }
+        self.live_lines(out, &s);
+    }
+
+    /// The live-run check, saying what it compared and what it could not.
+    fn live_lines(&self, out: &mut String, s: &Summary) {
+        if self.generations.len() > 1 {
+            let list: Vec<String> = self.generations.iter().map(u64::to_string).collect();
+            let _ = writeln!(
+                out,
+                "recorded by {} chain generations ({}): the chain was reloaded while recording",
+                self.generations.len(),
+                list.join(", ")
+            );
+        }
+        // Who judged the events this run does not compare, by generation.
+        let mut others: Vec<(Option<u64>, &super::OtherComponent, usize)> = Vec::new();
+        for event in &self.events {
+            let Some(other) = &event.other_component else {
+                continue;
+            };
+            if !event.seen() {
+                continue;
+            }
+            match others
+                .iter_mut()
+                .find(|(g, o, _)| *g == event.generation && *o == other)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => others.push((event.generation, other, 1)),
+            }
+        }
+        for (generation, other, n) in &others {
+            let generation = generation.map_or("an unknown generation".to_string(), |g| {
+                format!("generation {g}")
+            });
+            let hash = other
+                .sha256
+                .as_deref()
+                .map_or("an unknown hash".to_string(), short);
+            let ours = self
+                .components
+                .iter()
+                .find(|c| c.plugin == other.plugin)
+                .and_then(|c| c.sha256.as_deref())
+                .map_or("?".to_string(), short);
+            let _ = writeln!(
+                out,
+                "exchanges of {generation} were judged by another component ({} sha256 {hash}, \
+                 this file is {ours}): {n} events not compared",
+                other.plugin
+            );
+        }
+        let what = if s.live_outputs {
+            "live verdicts and outputs"
+        } else {
+            "live verdicts"
+        };
         match (s.live_compared, s.live_reproduced) {
+            (Some(0), _) if s.live_other_component > 0 => {
+                let _ = writeln!(
+                    out,
+                    "{what}: not compared (every exchange was judged by another component)"
+                );
+            }
             (Some(compared), Some(reproduced)) => {
-                let _ = writeln!(out, "live verdicts reproduced: {reproduced}/{compared}");
+                let _ = write!(out, "{what} reproduced: {reproduced}/{compared}");
+                if s.live_other_component > 0 {
+                    let _ = write!(out, " (of the events judged by this component)");
+                }
+                if !s.live_outputs {
+                    let _ = write!(
+                        out,
+                        " (verdict kinds only: the tape has no output digests or component \
+                         hashes, recorded by an older sluice)"
+                    );
+                }
+                out.push('\n');
             }
             _ if self.tape_chain.is_empty() => {
                 let _ = writeln!(
@@ -195,6 +285,57 @@ impl Report {
         }
     }
 
+    /// `--message`/`--input`: a block per message, with the fixed lines scripts grep
+    /// (`verdict: `, `output: `, `server gets: `, `client gets: `).
+    fn render_messages(&self) -> String {
+        let mut out = String::new();
+        for (i, event) in self.events.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            message_lines(&mut out, event);
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+            for note in &self.notes {
+                let _ = writeln!(out, "note: {note}");
+            }
+        }
+        let s = self.summary();
+        let _ = write!(
+            out,
+            "\n{} message{}: {} pass, {} drop, {} modify",
+            s.events,
+            if s.events == 1 { "" } else { "s" },
+            self.count_outcome("pass"),
+            self.count_outcome("drop"),
+            self.count_outcome("modify"),
+        );
+        for what in ["respond", "hold"] {
+            let n = self.count_outcome(what);
+            if n > 0 {
+                let _ = write!(out, ", {n} {what}");
+            }
+        }
+        if s.failures > 0 {
+            let _ = write!(
+                out,
+                "; {} plugin failure{}",
+                s.failures,
+                if s.failures == 1 { "" } else { "s" }
+            );
+        }
+        let _ = writeln!(out, "\nplugin time {:.1} µs, fuel {}", s.micros, s.fuel);
+        out
+    }
+
+    fn count_outcome(&self, outcome: &str) -> usize {
+        self.events
+            .iter()
+            .filter(|e| e.outcome() == outcome)
+            .count()
+    }
+
     /// The same report for machines: `chain`, `tape_chain`, `events` (each with its
     /// steps, summed `micros` and `fuel`, `input` and `output`), `notes`, `summary`.
     pub fn to_json(&self) -> Value {
@@ -205,12 +346,16 @@ impl Report {
                 let mut value = serde_json::to_value(e).expect("plain data serializes");
                 value["micros"] = json!(e.micros());
                 value["fuel"] = json!(e.fuel());
+                value["outcome"] = json!(e.outcome());
                 value
             })
             .collect();
         json!({
+            "input": if self.messages { "messages" } else { "tape" },
             "chain": self.chain,
+            "components": self.components,
             "tape_chain": self.tape_chain,
+            "generations": self.generations,
             "events": events,
             "notes": self.notes,
             "summary": self.summary(),
@@ -262,10 +407,26 @@ fn event_lines(out: &mut String, event: &EventResult, several: bool, compare_liv
                     let _ = writeln!(out, "         {line}");
                 }
             }
-            None => {
+            None if event.reply.is_none() => {
                 let _ = writeln!(out, "         (nothing sent)");
             }
+            None => {}
         }
+    }
+    if let Some(reply) = &event.reply {
+        // Sluice's own answer: to a dropped or answered request, or (beside what goes
+        // upstream) to the messages of a batch that went no further.
+        let also = if event.output.is_some() { "also " } else { "" };
+        let _ = writeln!(out, "         client {also}gets: {reply}");
+    }
+    if let Some(other) = &event.other_component
+        && event.seen()
+    {
+        let _ = writeln!(
+            out,
+            "         live run: judged by another component of {} (not compared)",
+            other.plugin
+        );
     }
     if compare_live && event.reproduces_live() == Some(false) {
         let live: Vec<String> = event
@@ -280,4 +441,81 @@ fn event_lines(out: &mut String, event: &EventResult, several: bool, compare_liv
         };
         let _ = writeln!(out, "         live run: {live}");
     }
+}
+
+/// The first 12 hex digits of a hash, which is how people compare them.
+fn short(hash: &str) -> String {
+    let cut: String = hash.chars().take(12).collect();
+    if cut.len() < hash.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+/// One message's block: what it is, each plugin's call, the outcome, and what each
+/// side receives.
+fn message_lines(out: &mut String, event: &EventResult) {
+    let _ = writeln!(
+        out,
+        "message {}: {} {}",
+        event.stream,
+        event.direction.as_str(),
+        event.label.as_deref().unwrap_or("")
+    );
+    let _ = writeln!(
+        out,
+        "  input:  {}",
+        one_line(event.input.data.as_deref().unwrap_or(""))
+    );
+    if event.steps.is_empty() {
+        let _ = writeln!(out, "  (no plugin of this chain wants it)");
+    }
+    for step in &event.steps {
+        let _ = writeln!(
+            out,
+            "  plugin {}: {} {:.1} µs {} fuel",
+            step.plugin, step.verdict, step.micros, step.fuel
+        );
+    }
+    let _ = writeln!(out, "verdict: {}", event.outcome());
+    let sent = event.output.as_ref().and_then(|o| o.data.as_deref());
+    if event.outcome() == "modify"
+        && let (Some(output), Some(sent)) = (&event.output, sent)
+    {
+        for line in event_diff(&event.input, output) {
+            let _ = writeln!(out, "  {line}");
+        }
+        let _ = writeln!(out, "output: {}", one_line(sent));
+    }
+    match event.direction {
+        Leg::ToServer => {
+            let _ = writeln!(
+                out,
+                "server gets: {}",
+                sent.map_or("nothing".into(), one_line)
+            );
+            match &event.reply {
+                Some(reply) => {
+                    let _ = writeln!(out, "client gets: {}", one_line(reply));
+                }
+                None if sent.is_none() => {
+                    let _ = writeln!(out, "client gets: nothing (HTTP 202: no request to answer)");
+                }
+                None => {}
+            }
+        }
+        Leg::ToClient => {
+            let _ = writeln!(
+                out,
+                "client gets: {}",
+                sent.map_or("nothing".into(), one_line)
+            );
+        }
+    }
+}
+
+/// A message on one line: a pretty-printed document's line breaks escaped.
+fn one_line(text: &str) -> String {
+    text.trim().replace('\r', "\\r").replace('\n', "\\n")
 }

@@ -5,12 +5,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{EventResult, Leg, Options, Report, StepResult, UNREACHED, final_verdict};
+use super::{
+    EventResult, Leg, Options, OtherComponent, Report, StepResult, UNREACHED, final_verdict,
+};
 use crate::mcp::jsonrpc::Summary as RequestSummary;
 use crate::mcp::legacy::EndpointRewrite;
 use crate::mcp::messages::{self, ToServer};
 use crate::plugin::{Chain, Direction, Session, StreamMeta};
 use crate::sse::Event;
+use crate::tape::format::ChainPlugin;
 use crate::tape::{Record, TapeEvent, TapeStep};
 
 /// Every stream of `records` through `chain`, in order of first appearance.
@@ -20,16 +23,21 @@ pub(super) fn tape(chain: &Arc<Chain>, records: &[Record], options: &Options) ->
         _ => None,
     });
     let endpoint = upstream.and_then(endpoint_rewrite);
-    let mut report = Report {
-        chain: chain
-            .plugins()
-            .iter()
-            .map(|p| p.name().to_string())
-            .collect(),
-        tape_chain: tape_chain(records),
-        events: Vec::new(),
-        notes: Vec::new(),
-    };
+    let mut report = Report::of_chain(chain);
+    report.tape_chain = tape_chain(records);
+    for record in records {
+        if let Record::Request {
+            generation, chain, ..
+        } = record
+        {
+            report.tape_has_hashes |= !chain.is_empty();
+            if let Some(g) = generation
+                && !report.generations.contains(g)
+            {
+                report.generations.push(*g);
+            }
+        }
+    }
     for (stream, records) in streams(records) {
         replay(
             chain,
@@ -76,18 +84,133 @@ fn tape_chain(records: &[Record]) -> Vec<String> {
     names
 }
 
+impl Report {
+    /// An empty report of a run of `chain`.
+    pub(super) fn of_chain(chain: &Chain) -> Self {
+        Report {
+            chain: chain
+                .plugins()
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect(),
+            tape_chain: Vec::new(),
+            components: chain
+                .plugins()
+                .iter()
+                .map(|p| ChainPlugin {
+                    plugin: p.name().to_string(),
+                    sha256: p.component_sha256().map(|h| h.to_string()),
+                })
+                .collect(),
+            generations: Vec::new(),
+            tape_has_hashes: false,
+            messages: false,
+            events: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// The session's steps since the last call, each with its plugin's name.
-fn steps_of(session: &mut Session) -> Vec<StepResult> {
-    let names = session.chain().plugin_names().clone();
+pub(super) fn steps_of(session: &mut Session) -> Vec<StepResult> {
+    let chain = session.chain().clone();
+    let names = chain.plugin_names();
     let steps = session.take_steps();
     steps
         .iter()
-        .map(|s| StepResult::new(s, &names[s.plugin]))
+        .map(|s| {
+            StepResult::new(
+                s,
+                &names[s.plugin],
+                chain.plugins()[s.plugin].limits().failure,
+            )
+        })
         .collect()
 }
 
-/// One exchange, as `proxy::Proxy::forward` and `InterceptedSse` handle it.
+/// Which plugin of this run was recorded with another component in an exchange
+/// judged by `recorded` (the first one, by chain order); `None` when every plugin of
+/// the run was recorded with its own hash, or the tape does not record hashes.
+fn other_component(
+    ours: &[ChainPlugin],
+    recorded: &[ChainPlugin],
+    generation: Option<u64>,
+) -> Option<OtherComponent> {
+    if recorded.is_empty() {
+        return None;
+    }
+    ours.iter().find_map(|plugin| {
+        let live = recorded.iter().find(|r| r.plugin == plugin.plugin)?;
+        (live.sha256.is_none() || live.sha256 != plugin.sha256).then(|| OtherComponent {
+            plugin: plugin.plugin.clone(),
+            sha256: live.sha256.clone(),
+            generation,
+        })
+    })
+}
+
+/// A client body through the chain, as `proxy::Proxy::forward` takes it: what goes
+/// upstream (`None`: nothing) and what sluice itself answers the client (`None`:
+/// nothing, or only what the upstream answers). A replay does not wait: a held request
+/// goes on at once, as if let through (noted in `notes`, naming `what`).
+pub(super) fn request_through(
+    session: &mut Session,
+    body: &str,
+    limits: &messages::Limits,
+    notes: &mut Vec<String>,
+    what: &str,
+) -> (Option<TapeEvent>, Option<String>) {
+    let read = messages::read_client_body(session.chain(), body, limits);
+    let mut decided = messages::to_server(session, body.to_string(), read, limits);
+    while let ToServer::Held(held) = decided {
+        notes.push(format!(
+            "{what}: plugin {} held the request ({}); the replay let it through at once",
+            held.plugin, held.hold.reason
+        ));
+        decided = messages::resume_to_server(session, held, messages::AfterHold::GoesOn, limits);
+    }
+    match decided {
+        ToServer::Forward { body, answered } => (
+            Some(data_only(body)),
+            (!answered.is_empty()).then(|| messages::answered_body(&answered, true)),
+        ),
+        ToServer::Answer { answered, batch } => (
+            None,
+            (!answered.is_empty()).then(|| messages::answered_body(&answered, batch)),
+        ),
+        ToServer::Refused(refused) => (None, Some(refused.error().get().to_string())),
+        ToServer::Held(_) => unreachable!("resumed above"),
+    }
+}
+
+/// One exchange, as `proxy::Proxy::forward` and `InterceptedSse` handle it, each of
+/// its events marked with who judged it live (the generation, and another component
+/// than the one under test, if one did).
 fn replay(
+    chain: &Arc<Chain>,
+    stream: u64,
+    records: &[&Record],
+    options: &Options,
+    endpoint: Option<&EndpointRewrite>,
+    report: &mut Report,
+) {
+    let first = report.events.len();
+    walk(chain, stream, records, options, endpoint, report);
+    let Some(Record::Request {
+        generation, chain, ..
+    }) = records.iter().find(|r| matches!(r, Record::Request { .. }))
+    else {
+        return;
+    };
+    let other = other_component(&report.components, chain, *generation);
+    for event in &mut report.events[first..] {
+        event.generation = *generation;
+        event.other_component = other.clone();
+    }
+}
+
+/// [`replay`]'s walk through the chain.
+fn walk(
     chain: &Arc<Chain>,
     stream: u64,
     records: &[&Record],
@@ -147,39 +270,22 @@ fn replay(
     // To the server: an empty body (GET, DELETE) never meets the chain.
     let mut answered_by_proxy = false;
     if !body.is_empty() {
-        let read = messages::read_client_body(session.chain(), body, &limits);
-        let mut decided = messages::to_server(&mut session, body.clone(), read, &limits);
-        // A replay does not wait: a held request goes on at once, as if let through.
-        while let ToServer::Held(held) = decided {
-            report.notes.push(format!(
-                "stream {stream}: plugin {} held the request ({}); the replay let it \
-                 through at once",
-                held.plugin, held.hold.reason
-            ));
-            decided = messages::resume_to_server(
-                &mut session,
-                held,
-                messages::AfterHold::GoesOn,
-                &limits,
-            );
-        }
-        let output = match decided {
-            ToServer::Forward { body, .. } => Some(data_only(body)),
-            ToServer::Answer { .. } | ToServer::Refused(_) => {
-                answered_by_proxy = true;
-                None
-            }
-            ToServer::Held(_) => unreachable!("resumed above"),
-        };
-        report.events.push(result(
-            stream,
-            0,
-            Leg::ToServer,
-            data_only(body.clone()),
-            output,
-            steps_of(&mut session),
-            live_request_steps,
-        ));
+        let what = format!("stream {stream}");
+        let (output, reply) =
+            request_through(&mut session, body, &limits, &mut report.notes, &what);
+        answered_by_proxy = output.is_none();
+        report.events.push(EventResult {
+            reply,
+            ..result(
+                stream,
+                0,
+                Leg::ToServer,
+                data_only(body.clone()),
+                output,
+                steps_of(&mut session),
+                live_request_steps,
+            )
+        });
     }
     if events.is_empty() {
         return;
@@ -283,6 +389,10 @@ pub(super) fn result(
         steps,
         input,
         output,
+        reply: None,
+        label: None,
+        generation: None,
+        other_component: None,
         live_verdict: (!live.is_empty())
             .then(|| final_verdict(live.iter().map(|s| s.verdict.as_str()))),
         live_steps: live.to_vec(),
@@ -308,6 +418,8 @@ mod tests {
             steps: Vec::new(),
             sent: Some(String::new()),
             identity: None,
+            generation: None,
+            chain: Vec::new(),
         };
         let endpoint = Record::Event {
             stream: 4,
@@ -324,14 +436,9 @@ mod tests {
             sent: None,
             unchanged: false,
         };
-        let mut report = Report {
-            chain: Vec::new(),
-            tape_chain: Vec::new(),
-            events: Vec::new(),
-            notes: Vec::new(),
-        };
-        let rewrite = endpoint_rewrite("http://127.0.0.1:9/mcp/").unwrap();
         let chain = Arc::new(Chain::empty());
+        let mut report = Report::of_chain(&chain);
+        let rewrite = endpoint_rewrite("http://127.0.0.1:9/mcp/").unwrap();
         let options = Options::default();
         replay(
             &chain,
