@@ -3,17 +3,19 @@
 //! repository, its own `build.sh` builds it with nothing but what `plugins/setup.sh`
 //! installs (PATH = plugins/.venv/bin, /usr/bin, /bin; for JavaScript,
 //! `COMPONENTIZE_JS` = plugins/js/node_modules), `sluice plugin check` accepts the
-//! component, and a real sluice in front of the rmcp test server runs it: the denied
-//! tool is refused with the plugin's JSON-RPC error (the server never sees the call)
-//! and another tool passes.
+//! component, the project's `test.sh` passes (`sluice plugin test --message`: a denied
+//! and an allowed `tools/call`), and a real sluice in front of the rmcp test server
+//! runs it: the denied tool is refused with the plugin's JSON-RPC error (the server
+//! never sees the call) and another tool passes.
 //!
-//! Time on 2 cores (the build dominates; a proxy compiles the component once more):
-//! C about 2 s, Zig about 40 s the first time (Zig builds its libc into its global
-//! cache) then 2 s, Python and JavaScript 20 s to build plus 15-45 s to compile in
-//! the check and again in the proxy; Rust builds std from source with Debian's
-//! toolchain (-Zbuild-std): a few minutes the first time, then seconds, because the
-//! cargo target directory is shared across runs under the temporary directory
-//! (`sluice-scaffold-cargo-target`).
+//! Time on 2 cores shared with other work (the build dominates): C about 2 s; Zig about
+//! 40 s the first time (Zig builds its libc into its global cache), then seconds;
+//! Python and JavaScript about 20 s to build, plus a compile of the 12-18 MB component
+//! (15-45 s) in the check and again in the proxy. Rust builds std from source with
+//! Debian's toolchain (-Zbuild-std): 7.5 minutes the first time (measured with other
+//! builds on the machine), then 7.5 s, because the cargo target directory is kept
+//! across runs under the temporary directory (`sluice-scaffold-cargo-target`). The
+//! five tests together took 704 s with that directory cold.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -146,6 +148,21 @@ fn scaffold_and_build(lang: &str, extra_env: &[(&str, PathBuf)]) -> (Scratch, Pa
         "{report}"
     );
     assert!(report.contains("result:    OK"), "{report}");
+
+    // The project's own first test: plugin check, then plugin test --message with a
+    // denied and an allowed tools/call.
+    let tested = run(
+        &format!("{lang}: test.sh"),
+        setup_sh_only(&dir.join("test.sh")).env("SLUICE", sluice_bin()),
+    );
+    assert!(
+        tested.contains("ok:   tools/call delete_file -> respond"),
+        "{tested}"
+    );
+    assert!(
+        tested.contains("ok:   tools/call read_file -> pass"),
+        "{tested}"
+    );
     (scratch, wasm)
 }
 
