@@ -163,6 +163,23 @@ fn scaffold_and_build(lang: &str, extra_env: &[(&str, PathBuf)]) -> (Scratch, Pa
         tested.contains("ok:   tools/call read_file -> pass"),
         "{tested}"
     );
+
+    // Arguments nested 120 deep (sluice itself reads up to 128) do not hide the name.
+    let deep = format!("{}{}", "[".repeat(120), "]".repeat(120));
+    let message = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"arguments":{{"x":{deep}}},"name":"get_secret"}}}}"#
+    );
+    let report = run(
+        &format!("{lang}: plugin test, deep arguments"),
+        Command::new(sluice_bin())
+            .args(["plugin", "test"])
+            .arg(&wasm)
+            .args(["--config", CONFIG, "--message", &message]),
+    );
+    assert!(
+        report.lines().any(|l| l == "verdict: respond"),
+        "{lang}: {report}"
+    );
     (scratch, wasm)
 }
 

@@ -63,8 +63,8 @@ class Handler(exports.Handler):
             return types.Verdict_Pass()
         try:
             request = json.loads(message.data())
-        except ValueError:
-            return types.Verdict_Pass()
+        except (ValueError, RecursionError):
+            return types.Verdict_Pass()  # sluice hands over only JSON it has read itself
         params = request.get("params") if isinstance(request, dict) else None
         tool = params.get("name") if isinstance(params, dict) else None
         if isinstance(tool, str) and tool in _denied:

@@ -127,9 +127,13 @@ fail:
     return false;
 }
 
-// Skips any JSON value; nesting deeper than 64 is refused.
+// Nesting deeper than sluice itself reads (128): every message sluice hands over is
+// read whole, so no padding of the arguments hides the tool's name.
+#define MAX_DEPTH 256
+
+// Skips any JSON value.
 static bool skip_value(cursor_t *c, int depth) {
-    if (depth > 64) return false;
+    if (depth > MAX_DEPTH) return false;
     skip_ws(c);
     if (c->p >= c->end) return false;
     uint8_t ch = *c->p;
