@@ -21,7 +21,7 @@ use crate::plugin::WIT;
 pub enum Lang {
     /// Rust, on the `sluice-plugin` SDK crate.
     Rust,
-    /// C, on committed `wit-bindgen c` bindings.
+    /// C, on `wit-bindgen c` bindings written into the project (no wit-bindgen needed).
     C,
     /// Zig, on the same C bindings.
     Zig,
