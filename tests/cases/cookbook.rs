@@ -18,7 +18,7 @@ use sluice::app::{self, Running};
 use sluice::plugin::{PluginLimits, PluginSource, PluginSpec};
 
 use crate::common::mcp::{self, McpServer, SECRET_KEY, SECRET_TEXT};
-use crate::common::{client, peers, proxy};
+use crate::common::{client, peers, proxy, raw};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lang {
@@ -357,6 +357,55 @@ async fn hide_tools_in_rust_takes_the_listed_tools_out_of_tools_list_in_order() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hide_tools_in_python_takes_the_listed_tools_out_of_tools_list_in_order() {
     hide_tools(Lang::Python).await;
+}
+
+/// In a JSON-RPC batch the proxy does not know which answer is a `tools/list` one (it
+/// knows the method only when the client's body was one request): the recipe wants the
+/// requests too and knows it by id. A batch from a scripted upstream: no MCP server of
+/// today's revisions answers one.
+async fn hide_tools_in_a_batch(lang: Lang) {
+    let tools = json!([{"name": "echo"}, {"name": "get_secret"}]);
+    let answers = json!([
+        {"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}},
+        {"jsonrpc": "2.0", "id": 2, "result": {}},
+    ]);
+    let upstream = raw::serve(raw::Script {
+        content_type: "application/json",
+        chunks: vec![answers.to_string().into_bytes()],
+        end: raw::End::Clean,
+        gate: None,
+    })
+    .await;
+    let sluice = start(
+        &upstream.url(),
+        recipe(lang, "hide-tools", json!({"tools": ["get_secret"]})),
+    )
+    .await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 2, "method": "ping"},
+    ]);
+    let response = client::post(&format!("{}/mcp", sluice.url()), &batch.to_string()).await;
+    let answer: Value = serde_json::from_str(&client::text(response).await).unwrap();
+    assert_eq!(
+        answer,
+        json!([
+            {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "echo"}]}},
+            {"jsonrpc": "2.0", "id": 2, "result": {}},
+        ]),
+        "{lang:?}"
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hide_tools_in_rust_finds_the_tools_list_answer_in_a_batch() {
+    hide_tools_in_a_batch(Lang::Rust).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hide_tools_in_python_finds_the_tools_list_answer_in_a_batch() {
+    hide_tools_in_a_batch(Lang::Python).await;
 }
 
 // ---------------------------------------------------------------------------------------
