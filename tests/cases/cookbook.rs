@@ -651,3 +651,89 @@ async fn audit_in_rust_logs_one_line_per_tools_call_without_argument_values() {
 async fn audit_in_python_logs_one_line_per_tools_call_without_argument_values() {
     audit(Lang::Python).await;
 }
+
+// ---------------------------------------------------------------------------------------
+// A bad config is refused at start, with the reason
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipe_refuses_a_bad_config_at_start_with_the_reason() {
+    let cases = [
+        (
+            Lang::Rust,
+            "hide-tools",
+            json!({}),
+            "cookbook-hide-tools: config: missing field `tools`",
+        ),
+        (
+            Lang::Rust,
+            "redact-arguments",
+            json!({"arguments": ["a"], "mask": "x"}),
+            "unknown field `mask`",
+        ),
+        (
+            Lang::Python,
+            "hide-tools",
+            json!({}),
+            "cookbook-python: config: hide-tools needs tools",
+        ),
+        (
+            Lang::Python,
+            "audit",
+            json!({"level": "info"}),
+            "cookbook-python: config: unknown key(s) level",
+        ),
+        (
+            Lang::Python,
+            "edit-result",
+            json!({"find": "", "replace": "x"}),
+            "cookbook-python: config: find is empty",
+        ),
+    ];
+    for (lang, name, config, reason) in cases {
+        let mut config = proxy::config("http://127.0.0.1:9", vec![recipe(lang, name, config)]);
+        config.cache_dir = Some(cache_dir().to_path_buf());
+        let Err(error) = app::start(config).await else {
+            panic!("{lang:?} {name}: a bad config was accepted");
+        };
+        let error = sluice::error_chain::ErrorChain(&error).to_string();
+        assert!(error.contains(reason), "{lang:?} {name}: {error}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The guide shows the tested code
+// ---------------------------------------------------------------------------------------
+
+/// Each code block of the guide's cookbook marked `<!-- cookbook: PATH -->` is an excerpt
+/// of PATH, line for line: the code a reader copies is the code these tests run.
+#[test]
+fn the_guides_cookbook_code_is_the_tested_plugins_code() {
+    let guide = std::fs::read_to_string(root().join("docs/writing-plugins.md")).unwrap();
+    let mut lines = guide.lines();
+    let mut checked = 0;
+    while let Some(line) = lines.next() {
+        let Some(path) = line
+            .strip_prefix("<!-- cookbook: ")
+            .and_then(|rest| rest.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().unwrap_or_default();
+        assert!(fence.starts_with("```"), "no code block after {line}");
+        let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        let source = std::fs::read_to_string(root().join(path))
+            .unwrap_or_else(|e| panic!("{path}, named in the guide: {e}"));
+        let source: Vec<&str> = source.lines().collect();
+        assert!(
+            !block.is_empty() && source.windows(block.len()).any(|w| w == block),
+            "the guide's block from {path} is not in {path} as it is:\n{}",
+            block.join("\n")
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked, 11,
+        "every recipe in both languages, and the Python dispatch"
+    );
+}

@@ -45,7 +45,7 @@ def dumps(value) -> str:
 
 # --- per exchange (set by init, and as messages go by) -------------------------------
 
-_recipe = None  # the recipe's (wants, on_message)
+_recipe = None  # the recipe's function (RECIPES)
 _config: dict = {}
 # The requests this instance saw going to the server, by JSON-RPC id (its JSON text):
 # (method, tool name or None). An answer carries only the id; the proxy knows its
