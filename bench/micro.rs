@@ -32,6 +32,8 @@ use wasmtime::component::{Component, Func, Linker, TypedFunc};
 
 #[path = "micro/contracts.rs"]
 mod contracts;
+#[path = "micro/library.rs"]
+mod library;
 
 /// The proxy's default `--max-event-bytes`.
 const MAX_EVENT_BYTES: usize = 4 << 20;
@@ -693,6 +695,7 @@ criterion_group!(
     sse_decoder,
     plugin_calls,
     contracts::contracts,
+    library::library,
     instantiate
 );
 

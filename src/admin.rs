@@ -1,6 +1,8 @@
 //! The admin API, on its own listener (loopback by default, optional bearer token):
 //! `GET /admin/plugins` shows the current chain, its generation and the reload
-//! history; `POST /admin/reload` builds and swaps in a new chain; `GET /metrics` is the
+//! history; `POST /admin/reload` builds and swaps in a new chain, re-pointing the
+//! plugins its JSON body names at other files (`{"plugins": [{"name": "guard", "file":
+//! "/abs/new.wasm"}], "route": "name"}`, all or nothing); `GET /metrics` is the
 //! Prometheus scrape endpoint (`metrics`); `GET /admin/holds` lists the messages plugins
 //! hold for approval, and `POST /admin/holds/<id>/approve` or `/deny` decides one.
 //!
@@ -14,12 +16,28 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::holds::{Decision, Holds};
 use crate::http::{Handler, ProxyBody, full, origin};
-use crate::reload::{Reloader, Trigger};
+use crate::reload::{LoadError, ReloadError, Reloader, Swap, Trigger};
+
+/// The largest `POST /admin/reload` body: a few names and paths.
+const MAX_RELOAD_BODY: usize = 64 * 1024;
+
+/// The body of `POST /admin/reload`; none (or an empty one) is a plain reload.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReloadRequest {
+    /// Plugins to re-point at other files.
+    #[serde(default)]
+    plugins: Vec<Swap>,
+    /// The route whose chain to reload (as `?route=`).
+    route: Option<String>,
+}
 use crate::tape::Recorder;
 
 /// The admin API over a reloader.
@@ -94,12 +112,11 @@ impl Admin {
     /// The reloader a request names with `?route=`, or the default one; `Err`: the
     /// name of no route.
     fn reloader_for<'a>(&self, request: &'a Request<Incoming>) -> Result<Arc<Reloader>, &'a str> {
-        let route = request
-            .uri()
-            .query()
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|pair| pair.strip_prefix("route="));
+        self.reloader_named(route_param(request))
+    }
+
+    /// The reloader of route `route`, or the default one; `Err`: the name of no route.
+    fn reloader_named<'a>(&self, route: Option<&'a str>) -> Result<Arc<Reloader>, &'a str> {
         match route {
             None => Ok(self.reloader.clone()),
             Some(name) => self
@@ -166,23 +183,7 @@ impl Admin {
                 ),
                 Err(name) => no_route(name),
             },
-            (&Method::POST, "/admin/reload") => {
-                let reloader = match self.reloader_for(&request) {
-                    Ok(reloader) => reloader,
-                    Err(name) => return no_route(name),
-                };
-                match tokio::task::spawn_blocking(move || reloader.reload(Trigger::Admin)).await {
-                    Ok(Ok(generation)) => reply(StatusCode::OK, json!({"generation": generation})),
-                    Ok(Err(e)) => reply(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        json!({"error": e.reason(), "generation": e.generation}),
-                    ),
-                    Err(e) => reply(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        json!({"error": e.to_string()}),
-                    ),
-                }
-            }
+            (&Method::POST, "/admin/reload") => self.reload(request).await,
             (&Method::GET, "/admin/holds") => {
                 reply(StatusCode::OK, json!({ "holds": self.holds.list() }))
             }
@@ -194,6 +195,112 @@ impl Admin {
             _ => reply(StatusCode::NOT_FOUND, json!({"error": "not found"})),
         }
     }
+}
+
+impl Admin {
+    /// `POST /admin/reload`: a plain reload, or with a body, swaps.
+    async fn reload(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        let in_query = route_param(&request).map(str::to_string);
+        let asked = match reload_request(request.into_body()).await {
+            Ok(asked) => asked,
+            Err(refused) => return refused,
+        };
+        let route = match (in_query, asked.route) {
+            (Some(a), Some(b)) if a != b => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("?route={a} and the body's route {b:?} differ")}),
+                );
+            }
+            (a, b) => a.or(b),
+        };
+        let reloader = match self.reloader_named(route.as_deref()) {
+            Ok(reloader) => reloader,
+            Err(name) => return no_route(name),
+        };
+        let swaps = asked.plugins;
+        let swapped: Vec<String> = swaps.iter().map(|s| s.name.clone()).collect();
+        let reloaded = tokio::task::spawn_blocking(move || {
+            if swaps.is_empty() {
+                reloader.reload(Trigger::Admin).map(|generation| {
+                    let mut now = reloader.current_files();
+                    now.generation = generation;
+                    now
+                })
+            } else {
+                reloader.swap(&swaps)
+            }
+        })
+        .await;
+        match reloaded {
+            Ok(Ok(reloaded)) => {
+                let mut body = serde_json::to_value(reloaded).unwrap_or_default();
+                if !swapped.is_empty() {
+                    body["swapped"] = json!(swapped);
+                }
+                reply(StatusCode::OK, body)
+            }
+            Ok(Err(e)) => refused(&e),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": e.to_string()}),
+            ),
+        }
+    }
+}
+
+/// The answer to a refused reload: 404 for a plugin the chain does not have (with the
+/// chain's names), 400 for another fault of the request, 422 for a plugin or config
+/// file that does not load.
+fn refused(e: &ReloadError) -> Response<ProxyBody> {
+    let mut body = json!({"error": e.reason(), "generation": e.generation});
+    let status = match &*e.source {
+        LoadError::UnknownPlugin { known, .. } => {
+            body["plugins"] = json!(known);
+            StatusCode::NOT_FOUND
+        }
+        error if error.is_bad_request() => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    reply(status, body)
+}
+
+/// The body of `POST /admin/reload`, or the answer refusing it.
+async fn reload_request(body: Incoming) -> Result<ReloadRequest, Response<ProxyBody>> {
+    let bytes = match Limited::new(body, MAX_RELOAD_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return Err(reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": format!("the body is over {MAX_RELOAD_BODY} bytes")}),
+            ));
+        }
+        Err(e) => {
+            return Err(reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("cannot read the body: {e}")}),
+            ));
+        }
+    };
+    if bytes.trim_ascii().is_empty() {
+        return Ok(ReloadRequest::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("the body is not a reload request ({e}); expected {{\"plugins\": [{{\"name\": \"...\", \"file\": \"/absolute/path.wasm\"}}], \"route\": \"...\" (optional)}}")}),
+        )
+    })
+}
+
+/// The `?route=` of a request, if any.
+fn route_param(request: &Request<Incoming>) -> Option<&str> {
+    request
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("route="))
 }
 
 impl Handler for Admin {

@@ -63,6 +63,10 @@ pub enum Command {
     /// Print the plugin contract (WIT) this sluice implements, to build a plugin
     /// against outside a checkout: `sluice wit > wit/plugin.wit`.
     Wit(WitArgs),
+    /// Ask a running proxy (its admin API, --admin-listen) to reload its chain,
+    /// re-pointing plugins at other files: `sluice reload guard=./target/new.wasm`.
+    /// All or nothing; exit 1 when the proxy refuses, with its reason.
+    Reload(crate::admin_client::ReloadArgs),
 }
 
 /// Flags of `sluice wit`.

@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod admin_client;
 pub mod app;
 pub mod auth;
 pub mod check;

@@ -95,6 +95,19 @@ async fn run() -> anyhow::Result<()> {
             };
             print!("{text}");
         }
+        Some(Command::Reload(args)) => {
+            let answer = sluice::admin_client::reload(&args).await?;
+            if args.json {
+                println!("{}", answer.body);
+            } else if answer.reloaded {
+                println!("{}", answer.plain());
+            } else {
+                eprintln!("{}", answer.plain());
+            }
+            if !answer.reloaded {
+                std::process::exit(1);
+            }
+        }
         Some(Command::Plugin(PluginCommand::Test(args))) => {
             // 0: done (and equal to --expect), 1: differs from --expect, 2: bad input.
             let mut stdout = std::io::stdout().lock();
@@ -273,22 +286,9 @@ fn admin_token(run: &cli::RunArgs, matches: &clap::ArgMatches) -> anyhow::Result
         );
     }
     match &run.admin_token_file {
-        Some(path) => Ok(Some(read_token(path)?)),
+        Some(path) => Ok(Some(sluice::admin_client::read_token_file(path)?)),
         None => Ok(run.admin_token.clone()),
     }
-}
-
-/// The admin token in `path`: its first line, without surrounding whitespace.
-fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read --admin-token-file {}", path.display()))?;
-    let token = text.lines().next().unwrap_or("").trim();
-    anyhow::ensure!(
-        !token.is_empty(),
-        "--admin-token-file {} is empty",
-        path.display()
-    );
-    Ok(token.to_string())
 }
 
 async fn shutdown_signal() {

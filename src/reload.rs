@@ -5,19 +5,27 @@
 //! open keep the chain they started with (a `Session` holds its own `Arc<Chain>`); new
 //! streams get the new one. A failed reload is logged, counted and reported, and the
 //! current chain keeps serving.
+//!
+//! The admin API can also re-point named plugins at other files ([`Reloader::swap`]):
+//! the same reload, with those plugins' files replaced. A swap holds across later
+//! reloads until the chain's source itself changes that plugin's file (the config file
+//! names another one, or drops the plugin); the watcher watches the new file.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 use crate::error_chain::ErrorChain;
 use crate::metrics::{Metrics, StatsSnapshot};
-use crate::plugin::{Chain, CompileCache, Plugin, PluginError, PluginSpec, Runtime, StateStores};
+use crate::plugin::{
+    Chain, CompileCache, Plugin, PluginError, PluginSource, PluginSpec, Runtime, StateStores,
+};
+use crate::watch::Watched;
 
 /// Produces the chain's plugin list afresh on every reload (re-reading the config
 /// file, if there is one).
@@ -32,6 +40,63 @@ pub enum LoadError {
     /// A plugin cannot be loaded, or the engine created.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// A swap names a plugin the chain does not have.
+    #[error("no plugin named {name:?} in the chain; its plugins: {}", .known.join(", "))]
+    UnknownPlugin {
+        /// The name asked for.
+        name: String,
+        /// The chain's plugins, in order.
+        known: Vec<String>,
+    },
+    /// A swap's file is a relative path: the proxy's working directory is not the
+    /// caller's, so it would name another file than the caller meant.
+    #[error("plugin {name}: {} is a relative path; give an absolute one", .file.display())]
+    RelativeFile {
+        /// The plugin.
+        name: String,
+        /// The path given.
+        file: PathBuf,
+    },
+    /// One reload names the same plugin twice.
+    #[error("plugin {name} is swapped twice in one reload")]
+    SwappedTwice {
+        /// The plugin.
+        name: String,
+    },
+}
+
+impl LoadError {
+    /// True when the request was at fault (a name, a path), not a plugin or the file.
+    pub fn is_bad_request(&self) -> bool {
+        matches!(
+            self,
+            LoadError::UnknownPlugin { .. }
+                | LoadError::RelativeFile { .. }
+                | LoadError::SwappedTwice { .. }
+        )
+    }
+}
+
+/// A plugin to re-point at another file (`POST /admin/reload` with a body). It keeps
+/// its name, its configuration and limits, and its state store by the usual rules
+/// (`keep_on_reload`): only the component changes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Swap {
+    /// The plugin's name in the chain.
+    pub name: String,
+    /// The new component: an absolute path, read by the proxy.
+    pub file: PathBuf,
+}
+
+/// A swap in force.
+#[derive(Debug, Clone)]
+struct Held {
+    name: String,
+    file: PathBuf,
+    /// The plugin's file as the chain's source gave it when the swap was made: while
+    /// the source still says so, the swap holds.
+    baseline: Option<PathBuf>,
 }
 
 /// What started a reload, for logs and the admin API.
@@ -91,6 +156,8 @@ pub struct PluginStatus {
     pub world: &'static str,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
+    /// Hex SHA-256 of its component as loaded.
+    pub sha256: Option<String>,
     /// Its counters in this generation.
     pub stats: StatsSnapshot,
 }
@@ -104,6 +171,43 @@ pub struct Status {
     pub plugins: Vec<PluginStatus>,
     /// Reload counters and the last failure.
     pub reloads: ReloadHistory,
+}
+
+/// A plugin of a chain and the component it runs, as a reload answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginFile {
+    /// Its name.
+    pub name: String,
+    /// The file it was loaded from (none for a built-in).
+    pub file: Option<PathBuf>,
+    /// Hex SHA-256 of its component as loaded.
+    pub sha256: Option<String>,
+}
+
+/// A chain made current: its generation and what each plugin runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reloaded {
+    /// The new generation.
+    pub generation: u64,
+    /// Its plugins, in order.
+    pub plugins: Vec<PluginFile>,
+}
+
+impl Reloaded {
+    fn of(chain: &Chain) -> Self {
+        Reloaded {
+            generation: chain.generation(),
+            plugins: chain
+                .plugins()
+                .iter()
+                .map(|p| PluginFile {
+                    name: p.name().to_string(),
+                    file: p.path().map(Path::to_path_buf),
+                    sha256: p.component_sha256().map(|h| h.to_string()),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Owns the current chain and replaces it.
@@ -130,6 +234,10 @@ pub struct Reloader {
     /// The latest reload's result, and the highest request number it answers: every
     /// request made before it started.
     last: Mutex<Option<(u64, Result<u64, ReloadError>)>>,
+    /// The admin API's swaps in force, applied to the source's chain on every reload.
+    held: Mutex<Vec<Held>>,
+    /// The file watcher, when watching: told of the files a new chain loads from.
+    watching: Mutex<Weak<Watched>>,
 }
 
 impl Reloader {
@@ -184,6 +292,8 @@ impl Reloader {
             requested: AtomicU64::new(0),
             in_progress: AtomicU64::new(0),
             last: Mutex::new(None),
+            held: Mutex::new(Vec::new()),
+            watching: Mutex::new(Weak::new()),
         })
     }
 
@@ -217,29 +327,55 @@ impl Reloader {
             return result.clone();
         }
         let answers = self.requested.load(Ordering::SeqCst);
-        let result = self.reload_now(trigger);
+        let result = self
+            .reload_now(trigger, &[])
+            .map(|chain| chain.generation());
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((answers, result.clone()));
         result
     }
 
-    /// One reload, with `busy` held.
-    fn reload_now(&self, trigger: Trigger) -> Result<u64, ReloadError> {
-        let serving = self.current.load().generation();
-        let result = (self.source)().map_err(LoadError::from).and_then(|specs| {
-            let runtime = match &self.runtime {
-                Some(runtime) => Some(runtime.clone()),
-                None if specs.is_empty() => None,
-                None => Some(Runtime::with_cache(self.cache.clone())?),
-            };
-            Ok(build(runtime.as_ref(), &specs)?)
-        });
+    /// Re-points the named plugins at other files and reloads: all of them or none
+    /// (an unknown name, a relative path or a plugin that does not load refuses the
+    /// whole reload, and the current chain keeps serving). The swaps hold across
+    /// later reloads until the chain's source changes those plugins' files. Compiles
+    /// plugins: call it off the async workers.
+    pub fn swap(&self, swaps: &[Swap]) -> Result<Reloaded, ReloadError> {
+        self.in_progress.fetch_add(1, Ordering::SeqCst);
+        let _leaving = Leaving(&self.in_progress);
+        // Its own reload, never another caller's: no other reload made this swap.
+        let _busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        self.reload_now(Trigger::Admin, swaps)
+            .map(|chain| Reloaded::of(&chain))
+    }
+
+    /// What the current chain runs.
+    pub fn current_files(&self) -> Reloaded {
+        Reloaded::of(&self.current.load())
+    }
+
+    /// One reload, with `busy` held, applying the swaps in force and `swaps`.
+    fn reload_now(&self, trigger: Trigger, swaps: &[Swap]) -> Result<Arc<Chain>, ReloadError> {
+        let before = self.current.load_full();
+        let serving = before.generation();
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let result = (self.source)()
+            .map_err(LoadError::from)
+            .and_then(|mut specs| {
+                let held = apply_swaps(&mut specs, held, swaps)?;
+                let runtime = match &self.runtime {
+                    Some(runtime) => Some(runtime.clone()),
+                    None if specs.is_empty() => None,
+                    None => Some(Runtime::with_cache(self.cache.clone())?),
+                };
+                Ok((build(runtime.as_ref(), &specs)?, held))
+            });
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history.last_attempt_unix = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs());
         match result {
-            Ok(chain) => {
+            Ok((chain, (held, ended))) => {
                 let generation = serving + 1;
                 let chain = chain
                     .with_generation(generation)
@@ -250,9 +386,13 @@ impl Reloader {
                 let chain = Arc::new(chain);
                 self.current.store(chain.clone());
                 log_chain(&chain, &format!("chain reloaded ({trigger:?})"));
+                log_swaps(&before, &chain, swaps, &ended);
+                *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
                 history.succeeded += 1;
                 history.last_error = None;
-                Ok(generation)
+                drop(history);
+                self.watch_new_files();
+                Ok(chain)
             }
             Err(error) => {
                 let error = ReloadError {
@@ -286,6 +426,7 @@ impl Reloader {
                     name: p.name().to_string(),
                     world: p.world().as_str(),
                     path: p.path().map(Path::to_path_buf),
+                    sha256: p.component_sha256().map(|h| h.to_string()),
                     stats: chain.stats(i),
                 })
                 .collect(),
@@ -316,13 +457,28 @@ impl Reloader {
     /// The watcher lives as long as the returned task.
     pub fn watch(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
         let (seen, reloader) = (self.clone(), self.clone());
-        crate::watch::watch_files(
+        let (task, watched) = crate::watch::watch_growing(
             &self.watched_files(),
             move |path| seen.is_watched(path),
             move || {
                 let _ = reloader.reload(Trigger::FileChange);
             },
-        )
+        )?;
+        *self.watching.lock().unwrap_or_else(|e| e.into_inner()) = watched;
+        Ok(task)
+    }
+
+    /// Tells the watcher (if any) of files a new chain loads from in directories it
+    /// does not watch yet (a swap to a file elsewhere).
+    fn watch_new_files(&self) {
+        let watching = self.watching.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(watched) = watching.upgrade()
+            && let Err(e) = watched.add(&self.watched_files())
+        {
+            tracing::warn!(
+                "cannot watch the new plugin files ({e}); SIGHUP and the admin API still reload"
+            );
+        }
     }
 
     fn is_watched(&self, path: &Path) -> bool {
@@ -353,6 +509,108 @@ fn canonical_parent(path: &Path) -> Option<PathBuf> {
     })
 }
 
+/// Swaps whose plugin the source still lists with the same file, then `swaps`, applied
+/// to `specs` (each named plugin's file replaced); also says which swaps ended (the
+/// source changed or dropped their plugin), to log once the chain is current.
+fn apply_swaps(
+    specs: &mut [PluginSpec],
+    held: Vec<Held>,
+    swaps: &[Swap],
+) -> Result<(Vec<Held>, Vec<String>), LoadError> {
+    let file_of = |spec: &PluginSpec| match &spec.source {
+        PluginSource::File(path) => Some(path.clone()),
+        PluginSource::Bytes(_) => None,
+    };
+    for (i, swap) in swaps.iter().enumerate() {
+        if !swap.file.is_absolute() {
+            return Err(LoadError::RelativeFile {
+                name: swap.name.clone(),
+                file: swap.file.clone(),
+            });
+        }
+        if swaps[..i].iter().any(|s| s.name == swap.name) {
+            return Err(LoadError::SwappedTwice {
+                name: swap.name.clone(),
+            });
+        }
+    }
+    let mut ended = Vec::new();
+    let mut kept: Vec<Held> = held
+        .into_iter()
+        .filter(|h| match specs.iter().find(|s| s.name == h.name) {
+            None => {
+                ended.push(format!(
+                    "plugin {} left the chain: its swap to {} ends",
+                    h.name,
+                    h.file.display()
+                ));
+                false
+            }
+            Some(spec) if file_of(spec) != h.baseline => {
+                ended.push(format!(
+                    "the chain's source names another file for plugin {}: its swap to {} ends",
+                    h.name,
+                    h.file.display()
+                ));
+                false
+            }
+            Some(_) => true,
+        })
+        .collect();
+    for swap in swaps {
+        let Some(spec) = specs.iter().find(|s| s.name == swap.name) else {
+            return Err(LoadError::UnknownPlugin {
+                name: swap.name.clone(),
+                known: specs.iter().map(|s| s.name.clone()).collect(),
+            });
+        };
+        kept.retain(|h| h.name != swap.name);
+        let baseline = file_of(spec);
+        // Back to the source's own file: nothing left to hold.
+        if baseline.as_ref() != Some(&swap.file) {
+            kept.push(Held {
+                name: swap.name.clone(),
+                file: swap.file.clone(),
+                baseline,
+            });
+        }
+    }
+    for h in &kept {
+        if let Some(spec) = specs.iter_mut().find(|s| s.name == h.name) {
+            spec.source = PluginSource::File(h.file.clone());
+        }
+    }
+    Ok((kept, ended))
+}
+
+/// One info line per plugin a reload swapped (name, old file, new file, hash) and per
+/// swap that ended.
+fn log_swaps(before: &Chain, after: &Chain, swaps: &[Swap], ended: &[String]) {
+    let file = |chain: &Chain, name: &str| {
+        chain.plugins().iter().find(|p| p.name() == name).map(|p| {
+            (
+                p.path().map(|f| f.display().to_string()),
+                p.component_sha256().map(|h| h.to_string()),
+            )
+        })
+    };
+    for swap in swaps {
+        let (old, _) = file(before, &swap.name).unwrap_or_default();
+        let (new, sha256) = file(after, &swap.name).unwrap_or_default();
+        tracing::info!(
+            plugin = %swap.name,
+            from = old.as_deref().unwrap_or("(built in)"),
+            to = new.as_deref().unwrap_or("(built in)"),
+            sha256 = sha256.as_deref().unwrap_or(""),
+            generation = after.generation(),
+            "plugin swapped to another file"
+        );
+    }
+    for line in ended {
+        tracing::info!(generation = after.generation(), "{line}");
+    }
+}
+
 /// Loads every plugin; the first failure refuses the whole chain.
 fn build(runtime: Option<&Arc<Runtime>>, specs: &[PluginSpec]) -> Result<Chain, PluginError> {
     let Some(runtime) = runtime else {
@@ -368,4 +626,92 @@ fn build(runtime: Option<&Arc<Runtime>>, specs: &[PluginSpec]) -> Result<Chain, 
 fn log_chain(chain: &Chain, what: &str) {
     let names: Vec<&str> = chain.plugins().iter().map(|p| p.name()).collect();
     tracing::info!(generation = chain.generation(), plugins = ?names, "{what}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, file: &str) -> PluginSpec {
+        PluginSpec {
+            name: name.into(),
+            source: PluginSource::File(file.into()),
+            config: String::new(),
+            limits: Default::default(),
+            capabilities: Default::default(),
+            powers: Default::default(),
+        }
+    }
+
+    fn file(spec: &PluginSpec) -> &Path {
+        match &spec.source {
+            PluginSource::File(path) => path,
+            PluginSource::Bytes(_) => panic!("a file"),
+        }
+    }
+
+    fn swap(name: &str, file: &str) -> Swap {
+        Swap {
+            name: name.into(),
+            file: file.into(),
+        }
+    }
+
+    #[test]
+    fn a_swap_holds_until_the_source_names_another_file_for_its_plugin() {
+        let source = |guard: &str| vec![spec("guard", guard), spec("audit", "/p/audit.wasm")];
+        let mut specs = source("/p/guard.wasm");
+        let (held, ended) =
+            apply_swaps(&mut specs, Vec::new(), &[swap("guard", "/new/guard.wasm")]).unwrap();
+        assert_eq!(file(&specs[0]), Path::new("/new/guard.wasm"));
+        assert_eq!(file(&specs[1]), Path::new("/p/audit.wasm"));
+        assert!(ended.is_empty());
+
+        // The source unchanged: the swap holds.
+        let mut specs = source("/p/guard.wasm");
+        let (held, ended) = apply_swaps(&mut specs, held, &[]).unwrap();
+        assert_eq!(file(&specs[0]), Path::new("/new/guard.wasm"));
+        assert!(ended.is_empty());
+
+        // The source names another file: it wins, and the swap ends.
+        let mut specs = source("/p/guard-2.wasm");
+        let (held, ended) = apply_swaps(&mut specs, held, &[]).unwrap();
+        assert_eq!(file(&specs[0]), Path::new("/p/guard-2.wasm"));
+        assert!(held.is_empty());
+        assert_eq!(ended.len(), 1, "{ended:?}");
+    }
+
+    #[test]
+    fn swapping_back_to_the_sources_file_holds_nothing() {
+        let mut specs = vec![spec("guard", "/p/guard.wasm")];
+        let (held, _) =
+            apply_swaps(&mut specs, Vec::new(), &[swap("guard", "/new/guard.wasm")]).unwrap();
+        let mut specs = vec![spec("guard", "/p/guard.wasm")];
+        let (held, _) = apply_swaps(&mut specs, held, &[swap("guard", "/p/guard.wasm")]).unwrap();
+        assert!(held.is_empty());
+        assert_eq!(file(&specs[0]), Path::new("/p/guard.wasm"));
+    }
+
+    #[test]
+    fn unknown_names_relative_files_and_a_name_twice_are_refused() {
+        let specs = || vec![spec("guard", "/p/guard.wasm"), spec("audit", "/p/a.wasm")];
+        let refused = |swaps: &[Swap]| apply_swaps(&mut specs(), Vec::new(), swaps).unwrap_err();
+        let unknown = refused(&[swap("guard", "/n/g.wasm"), swap("gaurd", "/n/g.wasm")]);
+        assert!(
+            matches!(&unknown, LoadError::UnknownPlugin { name, known } if name == "gaurd" && known == &["guard", "audit"]),
+            "{unknown}"
+        );
+        assert_eq!(
+            unknown.to_string(),
+            "no plugin named \"gaurd\" in the chain; its plugins: guard, audit"
+        );
+        assert!(matches!(
+            refused(&[swap("guard", "new.wasm")]),
+            LoadError::RelativeFile { .. }
+        ));
+        assert!(matches!(
+            refused(&[swap("guard", "/a.wasm"), swap("guard", "/b.wasm")]),
+            LoadError::SwappedTwice { .. }
+        ));
+    }
 }

@@ -504,7 +504,13 @@ impl Hasher for DigestHasher<'_> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The hex SHA-256 of `bytes`: a component's identity on tapes.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes
         .iter()

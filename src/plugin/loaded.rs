@@ -186,6 +186,9 @@ pub struct Plugin {
     compile_time: Duration,
     cache: CacheStatus,
     path: Option<PathBuf>,
+    /// The hex SHA-256 of the component's bytes ([`Plugin::load`]): which build of the
+    /// plugin judged a message, as tapes record it.
+    component_sha256: Option<Arc<str>>,
     _runtime: Arc<Runtime>,
 }
 
@@ -220,7 +223,9 @@ impl Plugin {
             return Err(PluginError::CoreModule { name });
         }
         let compiled = cache::compile(runtime.engine(), runtime.cache(), &name, &bytes)?;
-        Self::from_compiled(runtime, spec, compiled)
+        let mut plugin = Self::from_compiled(runtime, spec, compiled)?;
+        plugin.component_sha256 = Some(cache::sha256_hex(&bytes).into());
+        Ok(plugin)
     }
 
     /// The checks and the trial `init` of [`Plugin::load`], for a component already
@@ -300,6 +305,7 @@ impl Plugin {
                 PluginSource::File(path) => Some(path.clone()),
                 PluginSource::Bytes(_) => None,
             },
+            component_sha256: None,
             _runtime: runtime.clone(),
         };
         // The trial instance proves the component and its configuration work; a busy
@@ -403,6 +409,12 @@ impl Plugin {
     /// Whether the compiled component came from the compile cache.
     pub fn cache_status(&self) -> CacheStatus {
         self.cache
+    }
+
+    /// The hex SHA-256 of the component's bytes, when loaded by [`Plugin::load`]: tapes
+    /// record it, so a replay knows whether the same build judged a message.
+    pub fn component_sha256(&self) -> Option<&Arc<str>> {
+        self.component_sha256.as_ref()
     }
 
     /// Creates a fresh instance for one exchange and runs `init` on it.

@@ -4,7 +4,7 @@
 //! it gets, so "the upstream never saw it" is a count of its POSTs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
@@ -21,11 +21,12 @@ use sluice::plugin::{PluginSpec, PowerGrants};
 use super::operations::{scrape, value};
 use crate::common::authz::Authz;
 use crate::common::mcp::{self, McpClient, McpServer, RecordingClient, SECRET_TEXT};
+use crate::common::plugin_log::{self, PluginLog};
 use crate::common::{client, proxy};
 
 /// How many POSTs the upstream has received: each MCP request or notification the
 /// proxy forwarded is one.
-fn posts(upstream: &McpServer) -> usize {
+pub(super) fn posts(upstream: &McpServer) -> usize {
     upstream
         .requests()
         .iter()
@@ -34,7 +35,7 @@ fn posts(upstream: &McpServer) -> usize {
 }
 
 /// The JSON-RPC error a call ended with; panics on a result or a transport error.
-fn rpc_error(outcome: Result<String, ServiceError>) -> rmcp::model::ErrorData {
+pub(super) fn rpc_error(outcome: Result<String, ServiceError>) -> rmcp::model::ErrorData {
     match outcome {
         Err(ServiceError::McpError(error)) => error,
         other => panic!("expected a JSON-RPC error, got {other:?}"),
@@ -43,7 +44,7 @@ fn rpc_error(outcome: Result<String, ServiceError>) -> rmcp::model::ErrorData {
 
 /// A plugin spec `name` running the example `plugin` (so one component can be in a
 /// chain twice, with two configs).
-fn named(name: &str, plugin: &str, config: &str) -> PluginSpec {
+pub(super) fn named(name: &str, plugin: &str, config: &str) -> PluginSpec {
     PluginSpec {
         name: name.to_string(),
         ..proxy::rust(plugin, config)
@@ -52,7 +53,7 @@ fn named(name: &str, plugin: &str, config: &str) -> PluginSpec {
 
 /// sluice with `[auth]` on in front of `upstream`, trusting `authz`; returns it and
 /// its resource URL (`.../mcp`), which tokens must name.
-async fn start_checked(
+pub(super) async fn start_checked(
     upstream: &McpServer,
     authz: &Authz,
     plugins: Vec<PluginSpec>,
@@ -75,13 +76,17 @@ async fn start_checked(
 }
 
 /// A token for `resource` naming `subject` with `scope` (space-separated).
-fn token(authz: &Authz, resource: &str, subject: &str, scope: &str) -> String {
+pub(super) fn token(authz: &Authz, resource: &str, subject: &str, scope: &str) -> String {
     authz.sign(&authz.claims(resource, subject, scope))
 }
 
 /// An rmcp client (its own session) with a bearer token, if any, and extra request
 /// headers.
-async fn connect(url: &str, token: Option<&str>, headers: &[(&'static str, &str)]) -> McpClient {
+pub(super) async fn connect(
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&'static str, &str)],
+) -> McpClient {
     mcp::install_crypto();
     let headers: HashMap<HeaderName, HeaderValue> = headers
         .iter()
@@ -154,62 +159,10 @@ async fn mock_answers_tool_calls_itself_and_its_answer_passes_the_to_client_chai
 // request context: caller-guard
 // ---------------------------------------------------------------------------------------
 
-/// The plugin log lines of `caller-guard`, from every thread (plugins run on the proxy's
-/// plugin workers, so a thread-local subscriber would miss them). A global subscriber
-/// that takes only the plugin log callsite (target `sluice::plugin::state`) and keeps
-/// only this plugin's lines: the other tests' events are not even enabled by it.
-fn caller_guard_lines() -> Arc<Mutex<Vec<String>>> {
-    use tracing::field::{Field, Visit};
-    use tracing::subscriber::Interest;
-    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-
-    #[derive(Default)]
-    struct Fields {
-        plugin: String,
-        message: String,
-    }
-    impl Visit for Fields {
-        fn record_str(&mut self, field: &Field, value: &str) {
-            if field.name() == "plugin" {
-                self.plugin = value.to_string();
-            }
-        }
-        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-            match field.name() {
-                "message" => self.message = format!("{value:?}"),
-                "plugin" => self.plugin = format!("{value:?}").trim_matches('"').to_string(),
-                _ => {}
-            }
-        }
-    }
-    struct Lines(Arc<Mutex<Vec<String>>>);
-    impl<S: tracing::Subscriber> Layer<S> for Lines {
-        fn register_callsite(&self, metadata: &'static tracing::Metadata<'static>) -> Interest {
-            if metadata.is_event() && metadata.target() == "sluice::plugin::state" {
-                Interest::always()
-            } else {
-                Interest::never()
-            }
-        }
-        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-            let mut fields = Fields::default();
-            event.record(&mut fields);
-            if fields.plugin == "caller-guard" {
-                self.0.lock().unwrap().push(fields.message);
-            }
-        }
-    }
-
-    static LINES: OnceLock<Arc<Mutex<Vec<String>>>> = OnceLock::new();
-    LINES
-        .get_or_init(|| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let subscriber = tracing_subscriber::registry().with(Lines(lines.clone()));
-            tracing::subscriber::set_global_default(subscriber)
-                .expect("no other test sets a global subscriber");
-            lines
-        })
-        .clone()
+/// The plugin log lines of `caller-guard` (`common::plugin_log`: plugins log from the
+/// proxy's workers, so only a global subscriber sees them).
+fn caller_guard_lines() -> PluginLog {
+    plugin_log::capture()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +206,7 @@ async fn caller_guard_lets_a_tool_through_only_with_its_scope_and_logs_the_conte
 
     // One line per exchange (each tools/call is one POST), with the context's facts;
     // the header because it was granted, each caller's own value.
-    let lines = lines.lock().unwrap().clone();
+    let lines = lines.lines("caller-guard");
     let alice_lines: Vec<_> = lines.iter().filter(|l| l.contains("guard-alice")).collect();
     assert_eq!(
         alice_lines,
@@ -301,7 +254,7 @@ async fn caller_guard_without_auth_refuses_listed_tools_and_reads_no_header_it_w
     client.service.cancel().await.unwrap();
     sluice.stop().await;
 
-    let lines = lines.lock().unwrap().clone();
+    let lines = lines.lines("caller-guard");
     let ungranted: Vec<_> = lines
         .iter()
         .filter(|l| l.contains("x-ungranted="))

@@ -103,7 +103,56 @@ pub struct CountArgs {
 
 /// The upstream MCP server used by the tests. One instance is created per session.
 #[derive(Debug, Clone, Default)]
-pub struct TestServer;
+pub struct TestServer {
+    changes: ToolChanges,
+}
+
+/// Changes to what `tools/list` shows from now on, shared by every session of one
+/// server: a server that changes a tool it already showed, or shows one it did not
+/// (what the `pin-tools` plugin detects). A hidden tool is still callable.
+#[derive(Debug, Clone, Default)]
+pub struct ToolChanges(Arc<Mutex<Changes>>);
+
+#[derive(Debug, Default)]
+struct Changes {
+    /// (tool, description replacing the built-in one).
+    descriptions: Vec<(String, String)>,
+    hidden: Vec<String>,
+}
+
+impl ToolChanges {
+    /// `tool`'s description in every later `tools/list`.
+    pub fn describe(&self, tool: &str, description: &str) {
+        let mut changes = self.0.lock().unwrap();
+        changes.descriptions.retain(|(name, _)| name != tool);
+        changes
+            .descriptions
+            .push((tool.to_owned(), description.to_owned()));
+    }
+
+    /// Leaves `tool` out of every later `tools/list` (`false`: lists it again).
+    pub fn hide(&self, tool: &str, hidden: bool) {
+        let mut changes = self.0.lock().unwrap();
+        changes.hidden.retain(|name| name != tool);
+        if hidden {
+            changes.hidden.push(tool.to_owned());
+        }
+    }
+
+    fn apply(&self, tools: &mut Vec<rmcp::model::Tool>) {
+        let changes = self.0.lock().unwrap();
+        tools.retain(|tool| !changes.hidden.iter().any(|name| name == &tool.name));
+        for tool in tools {
+            if let Some((_, description)) = changes
+                .descriptions
+                .iter()
+                .find(|(name, _)| name == &tool.name)
+            {
+                tool.description = Some(description.clone().into());
+            }
+        }
+    }
+}
 
 #[tool_router]
 impl TestServer {
@@ -170,7 +219,28 @@ impl TestServer {
 }
 
 #[tool_handler(name = "sluice-test-upstream", version = "0.1.0")]
-impl ServerHandler for TestServer {}
+impl ServerHandler for TestServer {
+    /// The macro's `list_tools`, with the changes made through [`McpServer::tools`].
+    async fn list_tools(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, ErrorData> {
+        let supports_cache_hints = context
+            .protocol_version()
+            .is_some_and(|version| version >= ProtocolVersion::V_2026_07_28);
+        let mut tools = Self::tool_router().list_all();
+        self.changes.apply(&mut tools);
+        Ok(rmcp::model::ListToolsResult {
+            result_type: Some(rmcp::model::ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: supports_cache_hints.then_some(0),
+            cache_scope: supports_cache_hints.then_some(rmcp::model::CacheScope::Public),
+        })
+    }
+}
 
 /// One HTTP request as the upstream server saw it (before rmcp handled it).
 #[derive(Debug, Clone)]
@@ -224,6 +294,8 @@ pub struct McpServer {
     pub url: String,
     /// rmcp's session manager; `sessions` maps `Mcp-Session-Id` values to live sessions.
     pub sessions: Arc<LocalSessionManager>,
+    /// Changes what every later `tools/list` shows.
+    pub tools: ToolChanges,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
     cancel_sessions: Option<Box<dyn FnOnce() + Send + Sync>>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -271,8 +343,12 @@ pub async fn spawn_mcp_server() -> McpServer {
     let cancellation_token = config.cancellation_token.clone();
     let sessions = Arc::new(LocalSessionManager::default());
     let requests = Arc::new(Mutex::new(Vec::new()));
+    let tools = ToolChanges::default();
+    let server = TestServer {
+        changes: tools.clone(),
+    };
     let endpoint = Endpoint {
-        mcp: StreamableHttpService::new(|| Ok(TestServer), sessions.clone(), config),
+        mcp: StreamableHttpService::new(move || Ok(server.clone()), sessions.clone(), config),
         log: requests.clone(),
     };
 
@@ -297,6 +373,7 @@ pub async fn spawn_mcp_server() -> McpServer {
         addr,
         url: format!("http://{addr}{MCP_PATH}"),
         sessions,
+        tools,
         requests,
         cancel_sessions: Some(Box::new(move || cancellation_token.cancel())),
         accept_task,

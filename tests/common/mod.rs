@@ -5,6 +5,7 @@ pub mod authz;
 pub mod client;
 pub mod mcp;
 pub mod peers;
+pub mod plugin_log;
 pub mod proxy;
 pub mod raw;
 pub mod stdio;

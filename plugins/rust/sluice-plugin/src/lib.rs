@@ -48,10 +48,12 @@
 // The generated export macro names this crate by its own name, also from inside it.
 extern crate self as sluice_plugin;
 
+mod glob;
 mod mcp;
 mod message;
 mod want;
 
+pub use glob::glob_match;
 pub use mcp::{ToolCall, ToolResult, Tools, each_string_mut};
 pub use message::Message;
 pub use want::Want;
@@ -131,6 +133,20 @@ pub fn refuse(code: i64, message: impl Into<String>) -> Verdict {
         code,
         message: message.into(),
         data: None,
+    }))
+}
+
+/// Like [`refuse`], with the error's `data` member: details a client can act on
+/// (`{"retry_after_secs": 30}`), as JSON.
+pub fn refuse_with_data(
+    code: i64,
+    message: impl Into<String>,
+    data: &serde_json::Value,
+) -> Verdict {
+    Verdict::Respond(Err(RpcError {
+        code,
+        message: message.into(),
+        data: Some(data.to_string()),
     }))
 }
 

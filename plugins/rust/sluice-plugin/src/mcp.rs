@@ -114,3 +114,60 @@ pub fn each_string_mut(value: &mut Value, f: &mut impl FnMut(&mut String)) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::{ToolResult, Tools, each_string_mut};
+
+    fn object(value: Value) -> serde_json::Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_tool_result_edits_its_text_items_and_keeps_key_order() {
+        let mut result = object(json!({
+            "content": [
+                {"type": "text", "text": "sunny"},
+                {"type": "image", "data": "xyz", "mimeType": "image/png"},
+                {"type": "text", "text": "warm"}
+            ],
+            "structuredContent": {"zeta": "sunny", "alpha": 1},
+            "isError": false
+        }));
+        let mut view = ToolResult::new(&mut result);
+        assert!(!view.is_error());
+        view.texts_mut().for_each(|t| *t = t.to_uppercase());
+        *view.structured_mut().unwrap().get_mut("zeta").unwrap() = json!("SUNNY");
+        view.push_text("checked");
+        assert_eq!(
+            Value::Object(result).to_string(),
+            r#"{"content":[{"type":"text","text":"SUNNY"},{"type":"image","data":"xyz","mimeType":"image/png"},{"type":"text","text":"WARM"},{"type":"text","text":"checked"}],"structuredContent":{"zeta":"SUNNY","alpha":1},"isError":false}"#
+        );
+    }
+
+    #[test]
+    fn strings_mut_visits_every_string_but_no_key() {
+        let mut result = object(json!({"content": [{"type": "text", "text": "a"}],
+            "structuredContent": {"k": ["b", {"c": "d"}], "n": 2}}));
+        let mut seen = Vec::new();
+        ToolResult::new(&mut result).strings_mut(|s| seen.push(s.clone()));
+        assert_eq!(seen, ["text", "a", "b", "d"]);
+        let mut value = json!({"x": "y"});
+        each_string_mut(&mut value, &mut |s| s.push('!'));
+        assert_eq!(value, json!({"x": "y!"}));
+    }
+
+    #[test]
+    fn tools_retain_filters_by_name() {
+        let mut tools = vec![json!({"name": "read"}), json!({"name": "delete"}), json!({})];
+        let mut view = Tools::new(&mut tools);
+        assert_eq!(view.names().collect::<Vec<_>>(), ["read", "delete"]);
+        view.retain(|name, _| name != "delete");
+        assert_eq!(tools, vec![json!({"name": "read"}), json!({})]);
+    }
+}
