@@ -6,11 +6,12 @@
 #                    as published), passthrough-c (0.1), passthrough-c-v0.2
 #   zig/build.sh     reference-zig
 #   python/build.sh  reference-python   js/build.sh      reference-js
+#   python/cookbook/build.sh  cookbook-python (the cookbook's recipes in Python)
 # (The WAT plugins, reference.wat included, are built into sluice by build.rs.)
 # Run plugins/setup.sh once first. Stops at the first failure. Works from any directory.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-for script in build.sh c/build.sh zig/build.sh python/build.sh js/build.sh; do
+for script in build.sh c/build.sh zig/build.sh python/build.sh python/cookbook/build.sh js/build.sh; do
     if [ ! -f "$here/$script" ]; then
         echo "==> plugins/$script: not present, skipped"
         continue

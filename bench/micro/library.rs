@@ -25,7 +25,21 @@ use super::{Rng, dist, load, text};
 /// (plugin file in `plugins/dist` without `.wasm`, config).
 const PLUGINS: &[(&str, &str)] = &[
     ("passthrough-v0.2", ""),
-    ("mock", r#"{"tools": {"weather": {}}}"#),
+    ("secrets", ""),
+    (
+        "tool-policy",
+        r#"{"deny": ["delete_*"], "rules": [{"tools": ["admin_*"], "allow_scopes": ["admin"]}]}"#,
+    ),
+    ("pin-tools", ""),
+    (
+        "rate-limit",
+        r#"{"limits": [{"per": ["caller", "tool"], "max": 1000000000, "window_secs": 3600, "tools": ["search*"]}]}"#,
+    ),
+    (
+        "faults",
+        r#"{"seed": 42, "rules": [{"methods": ["tools/call"], "direction": "both"}]}"#,
+    ),
+    ("audit", ""),
     ("cookbook-refuse-tool", r#"{"tools": ["delete_file"]}"#),
 ];
 

@@ -254,7 +254,7 @@ async fn tool_policy_hides_tools_and_refuses_their_calls_unless_the_caller_is_ad
     assert_eq!(names(&tools(&bob).await), ["count", "echo", "forecast"]);
     assert_eq!(
         names(&tools(&alice).await),
-        ["count", "echo", "forecast", "get_secret"]
+        ["count", "echo", "forecast", "get_account", "get_secret"]
     );
 
     // A call of a hidden tool gets the answer of a tool that does not exist, and never

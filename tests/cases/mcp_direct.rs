@@ -14,7 +14,7 @@ use crate::common::mcp::{SECRET_TEXT, connect, spawn_mcp_server};
 const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
-async fn lists_exactly_the_five_tools() {
+async fn lists_exactly_the_six_tools() {
     let server = spawn_mcp_server().await;
     let client = connect(&server.url).await;
 
@@ -23,7 +23,14 @@ async fn lists_exactly_the_five_tools() {
     names.sort();
     assert_eq!(
         names,
-        ["announce", "count", "echo", "forecast", "get_secret"]
+        [
+            "announce",
+            "count",
+            "echo",
+            "forecast",
+            "get_account",
+            "get_secret"
+        ]
     );
 }
 

@@ -153,7 +153,14 @@ async fn a_dropped_tool_call_gets_a_json_rpc_error_and_the_session_goes_on() {
     assert!(message.contains("dropped by plugin dropper"), "{message}");
     assert_eq!(
         tool_names(&client.service.list_all_tools().await.unwrap()),
-        ["announce", "count", "echo", "forecast", "get_secret"]
+        [
+            "announce",
+            "count",
+            "echo",
+            "forecast",
+            "get_account",
+            "get_secret"
+        ]
     );
     let calls_upstream = server
         .requests()

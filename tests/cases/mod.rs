@@ -4,6 +4,7 @@ mod chain;
 mod config_file;
 mod conformance;
 mod contract;
+mod cookbook;
 mod demo;
 mod faults;
 mod guard;

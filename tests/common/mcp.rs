@@ -30,7 +30,7 @@ use hyper_util::{
 };
 use rmcp::{
     ClientHandler, ErrorData, RoleClient, RoleServer, ServerHandler, ServiceError, ServiceExt,
-    handler::server::wrapper::Parameters,
+    handler::server::wrapper::{Json, Parameters},
     model::{
         CallToolRequest, CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
         ClientRequest, Implementation, ProgressNotificationParam, ProtocolVersion, ServerResult,
@@ -46,7 +46,7 @@ use rmcp::{
         streamable_http_server::session::local::LocalSessionManager,
     },
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
 
 /// The path the MCP endpoint is served on.
@@ -54,6 +54,9 @@ pub const MCP_PATH: &str = "/mcp";
 
 /// The text returned by the `get_secret` tool.
 pub const SECRET_TEXT: &str = "the key is sk-live-abc123";
+
+/// The `api_key` of the account `get_account` returns.
+pub const SECRET_KEY: &str = "sk-live-abc123";
 
 // ---------------------------------------------------------------------------------------------
 // Server
@@ -72,6 +75,24 @@ pub struct ForecastArgs {
     /// Where the forecast is for.
     #[schemars(extend("x-mcp-header" = "Region"))]
     pub region: String,
+}
+
+/// What `get_account` answers, as structured content: fields in an order that is not
+/// alphabetical (though rmcp sorts them on the wire: its `serde_json` keeps no order).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Account {
+    pub user: String,
+    pub api_key: String,
+    pub plan: String,
+}
+
+/// The account `get_account` answers with: `api_key` holds [`SECRET_KEY`].
+pub fn account() -> Account {
+    Account {
+        user: "alice".into(),
+        api_key: SECRET_KEY.into(),
+        plan: "pro".into(),
+    }
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -151,6 +172,13 @@ impl TestServer {
     #[tool(description = "Return a secret")]
     async fn get_secret(&self) -> String {
         SECRET_TEXT.to_owned()
+    }
+
+    /// Structured output (`Json<T>`): rmcp answers with `structuredContent` and the same
+    /// JSON as a text item, as the MCP Python SDK does for a tool with an output schema.
+    #[tool(description = "Return the account, as structured content and as text")]
+    async fn get_account(&self) -> Json<Account> {
+        Json(account())
     }
 
     #[tool(description = "Send n progress notifications (progress 1..=n, total n), then finish")]

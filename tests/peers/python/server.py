@@ -25,12 +25,15 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import JSONRPCMessage
+from pydantic import BaseModel
 
 SECRET_TEXT = "the key is sk-live-abc123"
+SECRET_KEY = "sk-live-abc123"
 MODES = ("sse", "json", "stateless", "eventstore", "legacy", "stdio")
 
-# structured_output=False everywhere: like the rmcp server, answer with one text content
-# item and no outputSchema/structuredContent, so both peers look alike on the wire.
+# structured_output=False but for get_account: like the rmcp server, answer with one
+# text content item and no outputSchema/structuredContent, so both peers look alike on
+# the wire.
 mcp = MCPServer("sluice-test-upstream-py", version="0.1.0")
 
 
@@ -42,6 +45,21 @@ def echo(text: str) -> str:
 @mcp.tool(description="Return a secret", structured_output=False)
 def get_secret() -> str:
     return SECRET_TEXT
+
+
+class Account(BaseModel):
+    """What `get_account` answers; the fields keep this order on the wire."""
+
+    user: str
+    api_key: str
+    plan: str
+
+
+# The one structured tool (as get_account of the Rust server, whose rmcp sorts the keys):
+# the SDK answers with `structuredContent` and the same JSON as a text item.
+@mcp.tool(description="Return the account, as structured content and as text", structured_output=True)
+def get_account() -> Account:
+    return Account(user="alice", api_key=SECRET_KEY, plan="pro")
 
 
 @mcp.tool(

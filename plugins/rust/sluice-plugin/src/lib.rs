@@ -212,9 +212,32 @@ pub mod __private {
         /// The plugin value of this instance (one instance serves one exchange). `Any`
         /// because a generic static per plugin type cannot be written.
         static PLUGIN: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
-        /// Tool names of the `tools/call` requests this instance saw, by JSON-RPC id,
-        /// so that [`Message::tool_name`] also names the tool of a result.
-        pub(crate) static TOOL_CALLS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+        /// The requests this instance saw going to the server, so that
+        /// [`Message::method`] and [`Message::tool_name`] also name them for the answer.
+        pub(crate) static REQUESTS: RefCell<Vec<SeenRequest>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A request going to the server, as [`REQUESTS`] keeps it.
+    pub(crate) struct SeenRequest {
+        /// The JSON-RPC id as JSON text.
+        pub(crate) id: String,
+        pub(crate) method: String,
+        /// `params.name` of a `tools/call`.
+        pub(crate) tool: Option<String>,
+    }
+
+    /// `read` of the request with JSON-RPC id `id` this instance saw, if any.
+    pub(crate) fn seen_request<T>(
+        id: &str,
+        read: impl FnOnce(&SeenRequest) -> Option<T>,
+    ) -> Option<T> {
+        REQUESTS.with(|requests| {
+            requests
+                .borrow()
+                .iter()
+                .find(|seen| seen.id == id)
+                .and_then(read)
+        })
     }
 
     pub fn init<P: Plugin>(config: &str) -> Result<(), String> {
@@ -226,7 +249,7 @@ pub mod __private {
 
     pub fn on_message<P: Plugin>(raw: &RawMessage) -> Verdict {
         let message = Message::new(raw);
-        message.remember_tool_call();
+        message.remember_request();
         PLUGIN.with(|slot| {
             let mut slot = slot.borrow_mut();
             // `init` ran first (the host never calls on-message on an instance whose

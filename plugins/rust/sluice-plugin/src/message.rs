@@ -66,9 +66,26 @@ impl<'a> Message<'a> {
     }
 
     /// The JSON-RPC method: a request's or notification's own; for a response or an
-    /// error, the method of the request it answers when the proxy knows it.
+    /// error, the method of the request it answers, when the proxy knows it (the
+    /// client's body was that one request) or this plugin saw the request. The proxy
+    /// does not know it for the answers to a JSON-RPC batch, so a plugin that edits
+    /// answers by method and must not miss one in a batch also wants the requests
+    /// (`Want::methods([...])` without `to_client()`): the instance that sees a request
+    /// sees its answer, and remembers the method by id.
     pub fn method(&self) -> Option<&str> {
-        self.method.get_or_init(|| self.raw.method()).as_deref()
+        self.method
+            .get_or_init(|| {
+                self.raw.method().or_else(|| {
+                    // Only an answer going to the client answers a request going to the
+                    // server; the client's answers to the server's requests have ids
+                    // of the server's.
+                    if !self.is_response() || self.to_server() {
+                        return None;
+                    }
+                    crate::__private::seen_request(self.rpc_id()?, |seen| Some(seen.method.clone()))
+                })
+            })
+            .as_deref()
     }
 
     /// The JSON-RPC `id` as JSON text (`7`, `"abc"`).
@@ -125,37 +142,35 @@ impl<'a> Message<'a> {
                 if let Some(call) = self.tool_call() {
                     return Some(call.name.to_string());
                 }
-                if !self.is_response() || self.method() != Some("tools/call") {
+                if !self.is_response() || self.to_server() {
                     return None;
                 }
-                let id = self.rpc_id()?;
-                crate::__private::TOOL_CALLS.with(|calls| {
-                    calls
-                        .borrow()
-                        .iter()
-                        .find(|(seen, _)| seen == id)
-                        .map(|(_, name)| name.clone())
-                })
+                crate::__private::seen_request(self.rpc_id()?, |seen| seen.tool.clone())
             })
             .as_deref()
     }
 
-    /// Keeps the tool name of a `tools/call` request for [`tool_name`](Self::tool_name)
-    /// of its answer. Reads nothing for other messages.
-    pub(crate) fn remember_tool_call(&self) {
-        if !self.is_request() || self.method() != Some("tools/call") {
+    /// Keeps the method (and for `tools/call` the tool name) of a request going to the
+    /// server, for [`method`](Self::method) and [`tool_name`](Self::tool_name) of its
+    /// answer. Reads the message's top level only, and nothing of other messages.
+    pub(crate) fn remember_request(&self) {
+        if !self.is_request() || !self.to_server() {
             return;
         }
-        let (Some(id), Some(name)) = (self.rpc_id(), self.tool_name()) else {
+        let (Some(id), Some(method)) = (self.rpc_id(), self.method()) else {
             return;
         };
-        let (id, name) = (id.to_string(), name.to_string());
-        crate::__private::TOOL_CALLS.with(|calls| {
-            let mut calls = calls.borrow_mut();
+        let seen = crate::__private::SeenRequest {
+            id: id.to_string(),
+            method: method.to_string(),
+            tool: self.tool_name().map(str::to_string),
+        };
+        crate::__private::REQUESTS.with(|requests| {
+            let mut requests = requests.borrow_mut();
             // One exchange holds one request, or a batch of a few: a small bound keeps
             // a hostile batch from growing the instance's memory.
-            if calls.len() < 256 {
-                calls.push((id, name));
+            if requests.len() < 256 {
+                requests.push(seen);
             }
         });
     }
