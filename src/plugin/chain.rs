@@ -279,17 +279,27 @@ pub struct Step {
 }
 
 /// The SHA-256 of what a plugin returned: for `modify`, the message (the event's
-/// `data`); for `respond`, the JSON-RPC response its answer makes with id `null`
-/// ([`crate::mcp::jsonrpc::answer`]). `None` for every other verdict, whose output is
-/// its input or nothing.
+/// `data`); for `respond`, its answer (`result` and the JSON text; or `error`, the code,
+/// the message after its length, and the data), so two answers that differ never hash
+/// the same bytes. `None` for every other verdict, whose output is its input or
+/// nothing.
 fn output_digest(verdict: &Result<Answer, CallFailure>) -> Option<[u8; 32]> {
     use sha2::{Digest, Sha256};
     match verdict {
         Ok(Answer::Modify(new)) => Some(Sha256::digest(new.data.as_bytes()).into()),
         Ok(Answer::Respond(answer)) => {
-            let response =
-                crate::mcp::jsonrpc::answer(&crate::mcp::jsonrpc::RequestId::null(), answer);
-            Some(Sha256::digest(response.as_bytes()).into())
+            let mut hash = Sha256::new();
+            match answer {
+                Ok(result) => hash.update(format!("result\0{result}")),
+                Err(error) => hash.update(format!(
+                    "error\0{}\0{}:{}{}",
+                    error.code,
+                    error.message.len(),
+                    error.message,
+                    error.data.as_deref().unwrap_or("")
+                )),
+            }
+            Some(hash.finalize().into())
         }
         _ => None,
     }

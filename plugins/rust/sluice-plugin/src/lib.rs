@@ -72,7 +72,6 @@ pub mod bindings {
     });
 }
 
-pub use bindings::sluice::plugin::types::{Direction, Hold, Kind, OnTimeout, RpcError, Verdict};
 /// Facts about the exchange: the caller's identity, route, session, headers granted to
 /// this plugin.
 pub use bindings::sluice::plugin::context;
@@ -81,6 +80,7 @@ pub use bindings::sluice::plugin::metrics;
 /// The host's key-value store, shared by every instance of this plugin on its route,
 /// bounded and expiring.
 pub use bindings::sluice::plugin::state;
+pub use bindings::sluice::plugin::types::{Direction, Hold, Kind, OnTimeout, RpcError, Verdict};
 /// The identity of the caller, when the route authenticates callers (`[auth]`).
 pub use context::Identity;
 
@@ -112,7 +112,9 @@ macro_rules! plugin {
         pub struct __SluicePluginHandler;
 
         impl $crate::bindings::exports::sluice::plugin::handler::Guest for __SluicePluginHandler {
-            fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+            fn init(
+                config: ::std::string::String,
+            ) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::__private::init::<$ty>(&config)
             }
             fn on_message(
@@ -222,9 +224,22 @@ pub mod __private {
         /// The JSON-RPC id as JSON text.
         pub(crate) id: String,
         pub(crate) method: String,
-        /// `params.name` of a `tools/call`.
-        pub(crate) tool: Option<String>,
+        /// What names a `tools/call`'s tool; none for other methods.
+        pub(crate) tool: Option<SeenTool>,
     }
+
+    /// How a remembered `tools/call` names its tool. Remembering must not cost every
+    /// request a JSON parse (a plugin that never asks would pay it for nothing), so a
+    /// small request keeps its text, parsed only when an answer asks
+    /// ([`Message::tool_name`]); a large one is parsed at once, so that at most
+    /// [`SeenRequest`]s × [`KEEP_TEXT`] bytes are kept.
+    pub(crate) enum SeenTool {
+        Text(String),
+        Name(Option<String>),
+    }
+
+    /// The largest `tools/call` kept as text.
+    pub(crate) const KEEP_TEXT: usize = 4096;
 
     /// `read` of the request with JSON-RPC id `id` this instance saw, if any.
     pub(crate) fn seen_request<T>(

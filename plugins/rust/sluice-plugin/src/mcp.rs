@@ -164,7 +164,11 @@ mod tests {
 
     #[test]
     fn tools_retain_filters_by_name() {
-        let mut tools = vec![json!({"name": "read"}), json!({"name": "delete"}), json!({})];
+        let mut tools = vec![
+            json!({"name": "read"}),
+            json!({"name": "delete"}),
+            json!({}),
+        ];
         let mut view = Tools::new(&mut tools);
         assert_eq!(view.names().collect::<Vec<_>>(), ["read", "delete"]);
         view.retain(|name, _| name != "delete");

@@ -4,6 +4,7 @@ use std::cell::OnceCell;
 
 use serde_json::{Map, Value};
 
+use crate::__private::{KEEP_TEXT, SeenTool};
 use crate::bindings::sluice::plugin::types::Message as RawMessage;
 use crate::mcp::{ToolCall, ToolResult, Tools};
 use crate::{Direction, Kind, Verdict};
@@ -145,14 +146,18 @@ impl<'a> Message<'a> {
                 if !self.is_response() || self.to_server() {
                     return None;
                 }
-                crate::__private::seen_request(self.rpc_id()?, |seen| seen.tool.clone())
+                crate::__private::seen_request(self.rpc_id()?, |seen| match seen.tool.as_ref()? {
+                    SeenTool::Text(text) => tool_name_of(text),
+                    SeenTool::Name(name) => name.clone(),
+                })
             })
             .as_deref()
     }
 
     /// Keeps the method (and for `tools/call` the tool name) of a request going to the
     /// server, for [`method`](Self::method) and [`tool_name`](Self::tool_name) of its
-    /// answer. Reads the message's top level only, and nothing of other messages.
+    /// answer. Asks the host for the kind, direction, id and method, and for a
+    /// `tools/call` its text (parsed later, if ever); nothing of other messages.
     pub(crate) fn remember_request(&self) {
         if !self.is_request() || !self.to_server() {
             return;
@@ -163,7 +168,12 @@ impl<'a> Message<'a> {
         let seen = crate::__private::SeenRequest {
             id: id.to_string(),
             method: method.to_string(),
-            tool: self.tool_name().map(str::to_string),
+            // The text is copied from the host once (and is already here when the
+            // plugin reads it); a small one is parsed only if an answer asks.
+            tool: (method == "tools/call").then(|| match self.data() {
+                text if text.len() <= KEEP_TEXT => SeenTool::Text(text.to_string()),
+                _ => SeenTool::Name(self.tool_name().map(str::to_string)),
+            }),
         };
         crate::__private::REQUESTS.with(|requests| {
             let mut requests = requests.borrow_mut();
@@ -237,4 +247,10 @@ impl<'a> Message<'a> {
             }
         })
     }
+}
+
+/// `params.name` of a `tools/call` request's JSON text.
+fn tool_name_of(text: &str) -> Option<String> {
+    let request: Value = serde_json::from_str(text).ok()?;
+    Some(request.get("params")?.get("name")?.as_str()?.to_string())
 }
