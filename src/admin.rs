@@ -214,6 +214,11 @@ impl Admin {
             }
             (a, b) => a.or(b),
         };
+        if !asked.plugins.is_empty() {
+            if let Some(refusal) = self.may_swap() {
+                return refusal;
+            }
+        }
         let reloader = match self.reloader_named(route.as_deref()) {
             Ok(reloader) => reloader,
             Err(name) => return no_route(name),
@@ -246,6 +251,27 @@ impl Admin {
                 json!({"error": e.to_string()}),
             ),
         }
+    }
+}
+
+impl Admin {
+    /// Why these swaps are refused before anything is read, if they are. A swap loads
+    /// a file of the caller's choosing into the chain, with the plugin's grants (its
+    /// headers, its state): without an admin token any local process could put its own
+    /// code in place of a guard, so swaps need one (a plain reload, which re-reads only
+    /// the operator's files, does not). Only a regular file is then read
+    /// ([`LoadError::NotAFile`]).
+    fn may_swap(&self) -> Option<Response<ProxyBody>> {
+        if self.token.is_none() {
+            tracing::warn!("admin swap refused: no admin token is configured");
+            return Some(reply(
+                StatusCode::FORBIDDEN,
+                json!({"error": "swapping a plugin to another file needs an admin token \
+                    (--admin-token-file): without one, any local process could load its \
+                    own code into the chain"}),
+            ));
+        }
+        None
     }
 }
 

@@ -63,6 +63,16 @@ pub enum LoadError {
         /// The plugin.
         name: String,
     },
+    /// A swap's file is not a regular file (missing, a directory, a FIFO, a device):
+    /// reading a FIFO would block this reload and every one behind it, a device would
+    /// never end.
+    #[error("plugin {name}: {} is not a regular file that sluice can read", .file.display())]
+    NotAFile {
+        /// The plugin.
+        name: String,
+        /// The path given.
+        file: PathBuf,
+    },
 }
 
 impl LoadError {
@@ -362,6 +372,15 @@ impl Reloader {
             .map_err(LoadError::from)
             .and_then(|mut specs| {
                 let held = apply_swaps(&mut specs, held, swaps)?;
+                if let Some(swap) = swaps
+                    .iter()
+                    .find(|s| !std::fs::metadata(&s.file).is_ok_and(|m| m.is_file()))
+                {
+                    return Err(LoadError::NotAFile {
+                        name: swap.name.clone(),
+                        file: swap.file.clone(),
+                    });
+                }
                 let runtime = match &self.runtime {
                     Some(runtime) => Some(runtime.clone()),
                     None if specs.is_empty() => None,

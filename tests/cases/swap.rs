@@ -549,3 +549,67 @@ async fn a_swap_names_its_route_and_leaves_the_other_chains_alone() {
     assert_eq!(b["plugins"][0]["path"], json!(redact), "{b}");
     sluice.stop().await;
 }
+
+/// A swap loads a file of the caller's choosing with the plugin's grants, so without an
+/// admin token (anyone on the machine may call the admin API) it is refused, while a
+/// plain reload (the operator's own files) still works; and only a regular file is
+/// read: a FIFO would block this reload and every one behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_needs_an_admin_token_and_a_regular_file() {
+    let server = spawn_mcp_server().await;
+    let (redact, passthrough) = (
+        proxy::rust_plugin("redact"),
+        proxy::rust_plugin("passthrough"),
+    );
+    let upstream = proxy::base_of(&server.url);
+    let redact_s = redact.display().to_string();
+    let config = from_flags(&[
+        "--upstream",
+        &upstream,
+        "--plugin",
+        &redact_s,
+        "--plugin-config",
+        PATTERNS,
+    ]);
+    let mut open = sluice::app::start(config.clone()).await.unwrap();
+    let admin = open
+        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let swap = |file: &Path| json!({"plugins": [{"name": "redact", "file": file}]});
+    let (status, answer) = reload(admin, None, Some(swap(&passthrough))).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("admin token"));
+    let (status, answer) = reload(admin, None, None).await;
+    assert_eq!(status, 200, "a plain reload needs no token: {answer}");
+    assert_eq!(secret(&open.url()).await, MASKED, "the guard was swapped");
+    open.stop().await;
+
+    let mut guarded = sluice::app::start(config).await.unwrap();
+    let admin = guarded
+        .serve_admin("127.0.0.1:0".parse().unwrap(), Some(TOKEN.into()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("plugin.wasm");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let (status, answer) = reload(admin, Some(TOKEN), Some(swap(&fifo))).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file")
+    );
+    let (status, _) = reload(admin, Some(TOKEN), Some(swap(dir.path()))).await;
+    assert_eq!(status, 422, "a directory is no plugin");
+    assert_eq!(secret(&guarded.url()).await, MASKED);
+    guarded.stop().await;
+}
