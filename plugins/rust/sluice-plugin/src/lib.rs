@@ -241,18 +241,32 @@ pub mod __private {
     /// The largest `tools/call` kept as text.
     pub(crate) const KEEP_TEXT: usize = 4096;
 
-    /// `read` of the request with JSON-RPC id `id` this instance saw, if any.
+    /// `read` of the request with JSON-RPC id `id` this instance saw, if it saw exactly
+    /// one. Two requests with one id (a batch may repeat ids: `1` and `1.0` are the
+    /// same number to many servers) leave the answer's request unknown, never a guess:
+    /// a guess would let a `tools/list` answer pass as the answer to a `tools/call`.
     pub(crate) fn seen_request<T>(
         id: &str,
         read: impl FnOnce(&SeenRequest) -> Option<T>,
     ) -> Option<T> {
         REQUESTS.with(|requests| {
-            requests
-                .borrow()
-                .iter()
-                .find(|seen| seen.id == id)
-                .and_then(read)
+            let requests = requests.borrow();
+            let mut matching = requests.iter().filter(|seen| same_id(&seen.id, id));
+            match (matching.next(), matching.next()) {
+                (Some(seen), None) => read(seen),
+                _ => None,
+            }
         })
+    }
+
+    /// True when two JSON-RPC ids (as JSON text) name the same request: the same text,
+    /// or numbers of the same value.
+    fn same_id(a: &str, b: &str) -> bool {
+        a == b
+            || matches!(
+                (a.parse::<f64>(), b.parse::<f64>()),
+                (Ok(x), Ok(y)) if x == y
+            )
     }
 
     pub fn init<P: Plugin>(config: &str) -> Result<(), String> {
@@ -277,5 +291,34 @@ pub mod __private {
                 .expect("sluice-plugin: on_message before a successful init");
             plugin.on_message(&message)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::__private::{REQUESTS, SeenRequest, seen_request};
+
+    fn see(id: &str, method: &str) {
+        REQUESTS.with(|r| {
+            r.borrow_mut().push(SeenRequest {
+                id: id.into(),
+                method: method.into(),
+                tool: None,
+            })
+        });
+    }
+
+    #[test]
+    fn an_id_seen_twice_names_no_request() {
+        see("7", "tools/call");
+        see("\"a\"", "tools/list");
+        let method = |id: &str| seen_request(id, |s| Some(s.method.clone()));
+        assert_eq!(method("7").as_deref(), Some("tools/call"));
+        assert_eq!(method("7.0").as_deref(), Some("tools/call"));
+        assert_eq!(method("\"a\"").as_deref(), Some("tools/list"));
+        // A batch that repeats id 7 (here as 7.0): neither request is its answer's.
+        see("7.0", "tools/list");
+        assert_eq!(method("7"), None);
+        assert_eq!(method("8"), None);
     }
 }

@@ -187,10 +187,16 @@ impl<'a> Message<'a> {
 
     /// Edits the message as JSON. The verdict is [`Verdict::Modify`] with the edited
     /// JSON (keys in their original order) when `edit` changed something, and
-    /// [`Verdict::Pass`] when it did not or the message is not JSON.
+    /// [`Verdict::Pass`] when it did not or the message is not JSON-RPC (an SSE event
+    /// of another kind). A JSON-RPC message this plugin cannot parse (nested deeper
+    /// than serde_json's 128 levels) is [`Verdict::Drop`]ped: the edit must see what it
+    /// is meant to edit, and a guard never lets a message pass unexamined.
     pub fn edit(&self, edit: impl FnOnce(&mut Value)) -> Verdict {
         let Some(original) = self.json() else {
-            return Verdict::Pass;
+            return match self.kind() {
+                Kind::Other => Verdict::Pass,
+                _ => Verdict::Drop,
+            };
         };
         let mut edited = original.clone();
         edit(&mut edited);
