@@ -232,18 +232,19 @@ impl Plugin for PinTools {
     }
 }
 
-/// A `tools/list` result: by the method of the request it answers or, when the proxy
-/// does not know that request (a resumed stream's replay), by its shape (a `result`
-/// with a `tools` array), so a changed tool is not shown because its request is unknown.
+/// A `tools/list` result: by the method of the request it answers, and whatever that
+/// method, by its shape (a `result` with a `tools` array): the request may be unknown
+/// (a resumed stream's replay) or misnamed (a batch that repeats an id), and a changed
+/// tool is not shown on either account. A response this plugin cannot parse (nested too
+/// deep) counts as one, so that the edit drops it rather than pass it unexamined.
 fn is_tools_list(message: &Message) -> bool {
     message.kind() == Kind::Response
-        && match message.method() {
-            Some(method) => method == "tools/list",
-            None => message
+        && (message.method() == Some("tools/list")
+            || message.json().is_none()
+            || message
                 .result()
                 .and_then(|result| result.get("tools"))
-                .is_some_and(Value::is_array),
-        }
+                .is_some_and(Value::is_array))
 }
 
 sluice_plugin::plugin!(PinTools);
