@@ -11,6 +11,7 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::Digest;
 use sluice_plugin::{
     Message, Plugin, Verdict, Want, context, glob_match, metrics, refuse_with_data, state,
 };
@@ -146,8 +147,11 @@ fn caller_key() -> String {
 
 impl RateLimit {
     /// The state key of `limit` (the `index`th) for this call: the limit's place,
-    /// dimensions and window (a reload that changes them starts new counts), then the
-    /// call's values as a JSON array, which no value can break out of.
+    /// dimensions and window (a reload that changes them starts new counts), then a
+    /// SHA-256 of the call's values as a JSON array (which no value can break out of).
+    /// Hashed, so that every key has the same small size: the values are the client's
+    /// (a tool name of kilobytes, any session id), and long keys would let one client
+    /// fill the store and have every call on the route refused as uncountable.
     fn key(&mut self, index: usize, tool: &str) -> String {
         let limit = &self.limits[index];
         let mut values = Vec::with_capacity(limit.per.len());
@@ -159,11 +163,12 @@ impl RateLimit {
             });
         }
         let dimensions: Vec<_> = limit.per.iter().map(|d| d.name()).collect();
+        let digest = sha2::Sha256::digest(Value::from(values).to_string().as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
         format!(
-            "{index}/{}/{}:{}",
+            "{index}/{}/{}:{hex}",
             dimensions.join("+"),
             limit.window_secs,
-            Value::from(values)
         )
     }
 }
