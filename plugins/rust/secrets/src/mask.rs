@@ -115,4 +115,17 @@ mod tests {
             "[REDACTED:aws_access_key_id]"
         );
     }
+
+    #[test]
+    fn a_pattern_beyond_ascii_is_found_when_the_encoder_escaped_it() {
+        let config = r#"{"builtin": false, "patterns": [{"name": "pw", "regex": "Пароль: \\S+"}]}"#;
+        let rules = rules::parse(config).unwrap().rules;
+        // Python's json.dumps writes non-ASCII as \u escapes by default.
+        let escaped = r#"{"result":{"text":"\u041f\u0430\u0440\u043e\u043b\u044c: hunter2"}}"#;
+        assert_eq!(candidates(&rules, escaped), [0]);
+        let mut message: Value = serde_json::from_str(escaped).unwrap();
+        let mut counts = vec![0; rules.len()];
+        mask_message(&rules, &[0], &mut message, &mut counts);
+        assert_eq!(message["result"]["text"], "[REDACTED:pw]");
+    }
 }

@@ -120,6 +120,19 @@ pub struct Rule {
 
 impl Rule {
     fn new(name: String, literals: Vec<String>, source: String, replacement: &str) -> Rule {
+        // A literal is searched in the raw JSON text, where an encoder may write any
+        // character but printable ASCII as an escape (`\u041f`, as Python's json does
+        // by default): a rule with such a literal keeps no prefilter, so its regex
+        // runs on every decoded string rather than miss an escaped match.
+        let raw_safe = |l: &String| {
+            l.bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        };
+        let literals = if literals.iter().all(raw_safe) {
+            literals
+        } else {
+            Vec::new()
+        };
         Rule {
             replacement: replacement.replace("{name}", &name),
             name,
