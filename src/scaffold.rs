@@ -369,10 +369,7 @@ pub fn new(options: &Options) -> Result<Created, ScaffoldError> {
             Content::Text(text) => fill(text).into_bytes(),
             Content::Bytes(bytes) => bytes.to_vec(),
         };
-        std::fs::write(&target, bytes).map_err(io(&target))?;
-        if path.ends_with(".sh") {
-            make_executable(&target).map_err(io(&target))?;
-        }
+        write_new(&target, &bytes, path.ends_with(".sh")).map_err(io(&target))?;
         written.push(path.to_string());
     }
     written.sort();
@@ -385,16 +382,21 @@ pub fn new(options: &Options) -> Result<Created, ScaffoldError> {
     })
 }
 
-/// Scripts are run as `./build.sh`.
-#[cfg(unix)]
-fn make_executable(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-}
-
-#[cfg(not(unix))]
-fn make_executable(_path: &Path) -> std::io::Result<()> {
-    Ok(())
+/// Writes a file that must not exist yet (`create_new`: a name planted in the
+/// directory after it was found empty, a symlink above all, is an error, never followed
+/// to overwrite or chmod another file), executable for scripts (run as `./build.sh`).
+fn write_new(path: &Path, bytes: &[u8], executable: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if executable { 0o755 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = executable;
+    options.open(path)?.write_all(bytes)
 }
 
 #[cfg(test)]

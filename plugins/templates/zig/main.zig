@@ -113,7 +113,10 @@ export fn exports_sluice_plugin_handler_on_message(message: c.exports_sluice_plu
     defer c.plugin_string_free(&text);
 
     // params.name of {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":..}}
-    const request = std.json.parseFromSlice(std.json.Value, allocator, bytes(text), .{}) catch return;
+    // A request this plugin cannot read (out of memory) must not pass unexamined: the
+    // panic traps, and sluice's failure policy (closed by default) refuses it.
+    const request = std.json.parseFromSlice(std.json.Value, allocator, bytes(text), .{}) catch
+        @panic("cannot read the request");
     defer request.deinit();
     if (request.value != .object) return;
     const params = request.value.object.get("params") orelse return;
@@ -121,7 +124,8 @@ export fn exports_sluice_plugin_handler_on_message(message: c.exports_sluice_plu
     const name = params.object.get("name") orelse return;
     if (name != .string or !isDenied(name.string)) return;
 
-    const reason = std.fmt.allocPrint(allocator, "tool {s} is denied by " ++ NAME, .{name.string}) catch return;
+    const reason = std.fmt.allocPrint(allocator, "tool {s} is denied by " ++ NAME, .{name.string}) catch
+        @panic("out of memory refusing a denied tool");
     defer allocator.free(reason);
     ret.*.tag = c.SLUICE_PLUGIN_TYPES_VERDICT_RESPOND;
     ret.*.val.respond = .{ .is_err = true, .val = .{ .err = .{
