@@ -5,13 +5,13 @@
 #   c/build.sh       reference-c, and the fixtures reference-c-v0.1.0 (contract 0.1.0
 #                    as published), passthrough-c (0.1), passthrough-c-v0.2
 #   zig/build.sh     reference-zig
-#   python/build.sh  reference-python   js/build.sh      reference-js
-#   python/cookbook/build.sh  cookbook-python (the cookbook's recipes in Python)
+#   python/build.sh  reference-python, cookbook-python (the cookbook's recipes)
+#   js/build.sh      reference-js
 # (The WAT plugins, reference.wat included, are built into sluice by build.rs.)
 # Run plugins/setup.sh once first. Stops at the first failure. Works from any directory.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-for script in build.sh c/build.sh zig/build.sh python/build.sh python/cookbook/build.sh js/build.sh; do
+for script in build.sh c/build.sh zig/build.sh python/build.sh js/build.sh; do
     if [ ! -f "$here/$script" ]; then
         echo "==> plugins/$script: not present, skipped"
         continue

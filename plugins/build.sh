@@ -57,7 +57,7 @@ printf '==> cargo build took %d.%03d s\n' $((elapsed_ms / 1000)) $((elapsed_ms %
 
 mkdir -p "$dist"
 failed=0
-printf '\n%-22s %10s %10s  %s\n' plugin "core (B)" "component" file
+printf '\n%-26s %10s %10s  %s\n' plugin "core (B)" "component" file
 for name in "${plugins[@]}"; do
     core="$target_dir/$triple/$profile/${name//-/_}.wasm"
     # The reference filter exists in several languages: dist/reference-<language>.wasm.
@@ -71,7 +71,7 @@ for name in "${plugins[@]}"; do
     [ -f "$core" ] || die "$name: cargo produced no $core"
     "$wasm_tools" component new "$core" -o "$out.tmp"
     publish_component "$out.tmp" "$out" "plugins must need no WASI" || { failed=1; continue; }
-    printf '%-22s %10d %10d  %s\n' "$out_name" "$(stat -c %s "$core")" "$(stat -c %s "$out")" "${out#"$here"/}"
+    printf '%-26s %10d %10d  %s\n' "$out_name" "$(stat -c %s "$core")" "$(stat -c %s "$out")" "${out#"$here"/}"
 done
 [ "$failed" -eq 0 ] || die "some plugins failed the checks above"
 echo "==> ${#plugins[@]} plugins written to $dist"

@@ -37,7 +37,8 @@ fn python_plugin() -> PathBuf {
     if !path.exists() {
         let built = BUILT.get_or_init(|| {
             let status = std::process::Command::new("bash")
-                .arg(root().join("plugins/python/cookbook/build.sh"))
+                .arg(root().join("plugins/python/build.sh"))
+                .arg("cookbook")
                 .status()
                 .map_err(|e| e.to_string())?;
             status
@@ -47,7 +48,7 @@ fn python_plugin() -> PathBuf {
         });
         if let Err(e) = built {
             panic!(
-                "{} is missing and plugins/python/cookbook/build.sh failed ({e}); run `bash plugins/setup.sh && bash plugins/build-all.sh`",
+                "{} is missing and plugins/python/build.sh cookbook failed ({e}); run `bash plugins/setup.sh && bash plugins/build-all.sh`",
                 path.display()
             );
         }
