@@ -22,7 +22,7 @@ mod digest;
 
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_plugin::{Kind, Message, Plugin, Verdict, Want, metrics, refuse, state};
+use sluice_plugin::{Message, Plugin, Verdict, Want, metrics, refuse, state};
 
 /// The JSON-RPC error of a refused call (the code MCP servers use for an unknown tool).
 const REFUSED: i64 = -32602;
@@ -225,26 +225,11 @@ impl Plugin for PinTools {
             }
             return Verdict::Pass;
         }
-        if is_tools_list(message) {
+        if message.is_tools_list_result() {
             return self.on_list(message);
         }
         Verdict::Pass
     }
-}
-
-/// A `tools/list` result: by the method of the request it answers, and whatever that
-/// method, by its shape (a `result` with a `tools` array): the request may be unknown
-/// (a resumed stream's replay) or misnamed (a batch that repeats an id), and a changed
-/// tool is not shown on either account. A response this plugin cannot parse (nested too
-/// deep) counts as one, so that the edit drops it rather than pass it unexamined.
-fn is_tools_list(message: &Message) -> bool {
-    message.kind() == Kind::Response
-        && (message.method() == Some("tools/list")
-            || message.json().is_none()
-            || message
-                .result()
-                .and_then(|result| result.get("tools"))
-                .is_some_and(Value::is_array))
 }
 
 sluice_plugin::plugin!(PinTools);

@@ -242,31 +242,46 @@ pub mod __private {
     pub(crate) const KEEP_TEXT: usize = 4096;
 
     /// `read` of the request with JSON-RPC id `id` this instance saw, if it saw exactly
-    /// one. Two requests with one id (a batch may repeat ids: `1` and `1.0` are the
-    /// same number to many servers) leave the answer's request unknown, never a guess:
-    /// a guess would let a `tools/list` answer pass as the answer to a `tools/call`.
+    /// one. Two requests with one id (a batch may repeat ids) leave the answer's request
+    /// unknown, never a guess: a guess would let a `tools/list` answer pass as the
+    /// answer to a `tools/call`. So does a number that is not a plain integer on either
+    /// side (`1` and `1.0` are one number to many servers; telling them apart would
+    /// need float parsing, tens of kilobytes in every plugin).
     pub(crate) fn seen_request<T>(
         id: &str,
         read: impl FnOnce(&SeenRequest) -> Option<T>,
     ) -> Option<T> {
         REQUESTS.with(|requests| {
             let requests = requests.borrow();
-            let mut matching = requests.iter().filter(|seen| same_id(&seen.id, id));
-            match (matching.next(), matching.next()) {
-                (Some(seen), None) => read(seen),
-                _ => None,
+            let mut found = None;
+            for seen in requests.iter() {
+                match same_id(&seen.id, id) {
+                    Some(false) => {}
+                    Some(true) if found.is_none() => found = Some(seen),
+                    // A second match, or one that cannot be told apart.
+                    _ => return None,
+                }
             }
+            read(found?)
         })
     }
 
-    /// True when two JSON-RPC ids (as JSON text) name the same request: the same text,
-    /// or numbers of the same value.
-    fn same_id(a: &str, b: &str) -> bool {
-        a == b
-            || matches!(
-                (a.parse::<f64>(), b.parse::<f64>()),
-                (Ok(x), Ok(y)) if x == y
-            )
+    /// Whether two JSON-RPC ids (as JSON text) name the same request: `Some` when that
+    /// is certain (the same text; strings or integers that differ), `None` when a
+    /// number that is not a plain integer is involved.
+    fn same_id(a: &str, b: &str) -> Option<bool> {
+        if a == b {
+            return Some(true);
+        }
+        let number = |t: &str| t.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+        let integer = |t: &str| {
+            let digits = t.strip_prefix('-').unwrap_or(t);
+            !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())
+        };
+        match (number(a), number(b)) {
+            (true, true) if !(integer(a) && integer(b)) => None,
+            _ => Some(false),
+        }
     }
 
     pub fn init<P: Plugin>(config: &str) -> Result<(), String> {
@@ -314,7 +329,8 @@ mod tests {
         see("\"a\"", "tools/list");
         let method = |id: &str| seen_request(id, |s| Some(s.method.clone()));
         assert_eq!(method("7").as_deref(), Some("tools/call"));
-        assert_eq!(method("7.0").as_deref(), Some("tools/call"));
+        // 7.0 may be 7: not a guess either way.
+        assert_eq!(method("7.0"), None);
         assert_eq!(method("\"a\"").as_deref(), Some("tools/list"));
         // A batch that repeats id 7 (here as 7.0): neither request is its answer's.
         see("7.0", "tools/list");

@@ -111,6 +111,22 @@ impl<'a> Message<'a> {
             .as_ref()
     }
 
+    /// True for what a guard must take for a `tools/list` result: a response to
+    /// `tools/list`; whatever its request's method, a response whose `result` has a
+    /// `tools` array (the request may be unknown, as in a resumed stream's replay, or
+    /// misnamed, as in a batch that repeats an id); and a response this plugin cannot
+    /// parse (nested too deep), so that [`edit`](Self::edit) drops it rather than let
+    /// it pass unexamined.
+    pub fn is_tools_list_result(&self) -> bool {
+        self.kind() == Kind::Response
+            && (self.method() == Some("tools/list")
+                || self.json().is_none()
+                || self
+                    .result()
+                    .and_then(|result| result.get("tools"))
+                    .is_some_and(Value::is_array))
+    }
+
     /// `params` of a request or notification.
     pub fn params(&self) -> Option<&Value> {
         self.json()?.get("params")

@@ -17,7 +17,7 @@
 
 mod policy;
 
-use sluice_plugin::{Kind, Message, Plugin, Verdict, Want, context, metrics, refuse};
+use sluice_plugin::{Message, Plugin, Verdict, Want, context, metrics, refuse};
 
 use serde_json::Value;
 
@@ -74,7 +74,7 @@ impl Plugin for ToolPolicy {
             sluice_plugin::debug!("tool-policy: refused tools/call of {tool}");
             return refuse(UNKNOWN_TOOL, format!("Unknown tool: {tool}"));
         }
-        if !is_tools_list(message) {
+        if !message.is_tools_list_result() {
             return Verdict::Pass;
         }
         let (policy, caller) = self.decide();
@@ -100,22 +100,6 @@ impl Plugin for ToolPolicy {
         }
         verdict
     }
-}
-
-/// A `tools/list` result: by the method of the request it answers, and whatever that
-/// method, by its shape (a `result` with a `tools` array): the request may be unknown
-/// (a resumed stream's replay) or misnamed (a batch that repeats an id), and a guard
-/// does not let a list through unfiltered on either account. A response this plugin
-/// cannot parse (nested too deep) counts as one, so that the edit drops it rather than
-/// pass it unexamined.
-fn is_tools_list(message: &Message) -> bool {
-    message.kind() == Kind::Response
-        && (message.method() == Some("tools/list")
-            || message.json().is_none()
-            || message
-                .result()
-                .and_then(|result| result.get("tools"))
-                .is_some_and(Value::is_array))
 }
 
 sluice_plugin::plugin!(ToolPolicy);
