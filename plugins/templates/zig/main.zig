@@ -113,10 +113,10 @@ export fn exports_sluice_plugin_handler_on_message(message: c.exports_sluice_plu
     defer c.plugin_string_free(&text);
 
     // params.name of {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":..}}
-    // A request this plugin cannot read (out of memory) must not pass unexamined: the
-    // panic traps, and sluice's failure policy (closed by default) refuses it.
-    const request = std.json.parseFromSlice(std.json.Value, allocator, bytes(text), .{}) catch
-        @panic("cannot read the request");
+    // A request this plugin cannot read (out of memory) must not pass unexamined: @trap
+    // ends the call, and sluice's failure policy (closed by default) refuses it. (Not
+    // @panic: its handler imports WASI.)
+    const request = std.json.parseFromSlice(std.json.Value, allocator, bytes(text), .{}) catch @trap();
     defer request.deinit();
     if (request.value != .object) return;
     const params = request.value.object.get("params") orelse return;
@@ -124,8 +124,7 @@ export fn exports_sluice_plugin_handler_on_message(message: c.exports_sluice_plu
     const name = params.object.get("name") orelse return;
     if (name != .string or !isDenied(name.string)) return;
 
-    const reason = std.fmt.allocPrint(allocator, "tool {s} is denied by " ++ NAME, .{name.string}) catch
-        @panic("out of memory refusing a denied tool");
+    const reason = std.fmt.allocPrint(allocator, "tool {s} is denied by " ++ NAME, .{name.string}) catch @trap();
     defer allocator.free(reason);
     ret.*.tag = c.SLUICE_PLUGIN_TYPES_VERDICT_RESPOND;
     ret.*.val.respond = .{ .is_err = true, .val = .{ .err = .{
