@@ -214,10 +214,10 @@ impl Admin {
             }
             (a, b) => a.or(b),
         };
-        if !asked.plugins.is_empty() {
-            if let Some(refusal) = self.may_swap() {
-                return refusal;
-            }
+        if !asked.plugins.is_empty()
+            && let Some(refusal) = self.may_swap()
+        {
+            return refusal;
         }
         let reloader = match self.reloader_named(route.as_deref()) {
             Ok(reloader) => reloader,
