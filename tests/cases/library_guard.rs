@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sluice::app::Running;
 use sluice::plugin::PluginSpec;
 
-use super::operations::{scrape, value};
+use super::operations::{plugin_counter as counter, scrape};
 use super::powers::{connect, posts, rpc_error, start_checked, token};
 use crate::common::authz::Authz;
 use crate::common::mcp::{self, McpClient, SECRET_TEXT};
@@ -19,15 +19,6 @@ fn named(name: &str, plugin: &str, config: &str) -> PluginSpec {
         name: name.to_string(),
         ..proxy::rust(plugin, config)
     }
-}
-
-/// The value of `sluice_plugin_counter_total` for one plugin, counter and label.
-fn counter(metrics: &str, plugin: &str, counter: &str, label: &str) -> Option<f64> {
-    value(
-        metrics,
-        "sluice_plugin_counter_total",
-        &format!(r#"route="default",plugin="{plugin}",counter="{counter}",label="{label}""#),
-    )
 }
 
 async fn tools(client: &McpClient) -> Vec<Tool> {

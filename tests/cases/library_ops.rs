@@ -7,20 +7,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sluice::plugin::{Plugin, PluginSpec, PowerGrants, Runtime, StateLimits};
 
-use super::operations::{scrape, value};
+use super::operations::{plugin_counter as counter, scrape, value};
 use super::powers::{connect, named, posts, rpc_error, start_checked, token};
 use crate::common::authz::Authz;
 use crate::common::mcp;
 use crate::common::{plugin_log, proxy};
-
-/// The counter `counter{label}` of plugin `plugin` on `/metrics`.
-fn counter(metrics: &str, plugin: &str, counter: &str, label: &str) -> Option<f64> {
-    value(
-        metrics,
-        "sluice_plugin_counter_total",
-        &format!(r#"route="default",plugin="{plugin}",counter="{counter}",label="{label}""#),
-    )
-}
 
 #[test]
 fn a_bad_configuration_is_refused_at_load_with_the_key_it_is_about() {

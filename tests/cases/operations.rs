@@ -11,6 +11,21 @@ use serde_json::json;
 use crate::common::mcp::{self, spawn_mcp_server};
 use crate::common::{client, proxy};
 
+/// The counter `counter{label}` a plugin `plugin` on the default route keeps
+/// (`sluice_plugin_counter_total`), as `/metrics` shows it.
+pub(crate) fn plugin_counter(
+    metrics: &str,
+    plugin: &str,
+    counter: &str,
+    label: &str,
+) -> Option<f64> {
+    value(
+        metrics,
+        "sluice_plugin_counter_total",
+        &format!(r#"route="default",plugin="{plugin}",counter="{counter}",label="{label}""#),
+    )
+}
+
 /// The value of the series `name` with exactly these labels (`{}` for none).
 pub(crate) fn value(metrics: &str, name: &str, labels: &str) -> Option<f64> {
     let wanted = if labels.is_empty() {
