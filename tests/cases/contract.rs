@@ -118,10 +118,7 @@ async fn upstream_events_held_one_by_one_keep_their_order() {
         r#"{"delay_ms": 30, "direction": "to-client", "methods": ["tools/call", "notifications/progress"]}"#,
     );
     let mut sluice = proxy::start(&proxy::base_of(&server.url), vec![delay]).await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let client = mcp::connect(&format!("{}/mcp", sluice.url())).await;
     let text = client
         .call_with_progress("count", json!({"n": 4}))

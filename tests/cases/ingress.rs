@@ -456,10 +456,7 @@ async fn admin_send(admin: SocketAddr, method: &str, path: &str, headers: &[(&st
 async fn a_web_page_cannot_reach_the_admin_api() {
     let upstream = raw::serve_fixed("200 OK", &[], "").await;
     let mut sluice = proxy::start(&upstream.url(), vec![]).await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     // A no-cors POST from any page carries its Origin.
     let origin = [("origin", "https://evil.example")];
     assert_eq!(
@@ -533,10 +530,7 @@ async fn concurrent_reload_requests_share_reloads_instead_of_queueing_one_each()
     )
     .await
     .unwrap();
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let callers: Vec<_> = (0..CALLERS)
         .map(|_| tokio::spawn(admin_send_owned(admin)))
         .collect();

@@ -79,10 +79,7 @@ async fn secrets_masks_a_token_in_arguments_and_a_key_in_a_result() {
         ),
     ];
     let mut sluice = proxy::start(&proxy::base_of(&upstream.url), sluice_plugins).await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let client = mcp::connect(&format!("{}/mcp", sluice.url())).await;
 
     // Arguments going to the server: masked by secrets-up before they left.
@@ -138,10 +135,7 @@ async fn secrets_passes_lookalikes_untouched() {
         vec![proxy::rust("secrets", "")],
     )
     .await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let client = mcp::connect(&format!("{}/mcp", sluice.url())).await;
 
     // The prefixes without a credential's length or shape: prose, short ids, a
@@ -330,10 +324,7 @@ async fn pin_tools_drops_a_changed_tool_and_refuses_its_calls_until_it_changes_b
         vec![proxy::rust("pin-tools", "")],
     )
     .await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let url = format!("{}/mcp", sluice.url());
     let first = mcp::connect(&url).await;
     let pinned = tools(&first).await;
@@ -413,10 +404,7 @@ async fn pin_tools_flags_changed_and_new_tools_and_trusts_what_it_first_sees() {
         )],
     )
     .await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let url = format!("{}/mcp", sluice.url());
     let first = mcp::connect(&url).await;
     let pinned = tools(&first).await;

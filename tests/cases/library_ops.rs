@@ -110,10 +110,7 @@ async fn rate_limit_refuses_the_call_over_a_limit_with_retry_data_and_counts_oth
     ]});
     let plugin = proxy::rust("rate-limit", &config.to_string());
     let (mut sluice, resource) = start_checked(&upstream, &authz, vec![plugin]).await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let erin = token(&authz, &resource, "limit-erin", "mcp:tools");
     let finn = token(&authz, &resource, "limit-finn", "mcp:tools");
     // Two sessions of one caller, and another caller.
@@ -332,10 +329,7 @@ async fn faults_delay_and_error_answers_going_to_the_client_of_matching_tools_on
         vec![proxy::rust("faults", &config.to_string())],
     )
     .await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let client = mcp::connect(&format!("{}/mcp", sluice.url())).await;
     let before = posts(&upstream);
 

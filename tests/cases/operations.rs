@@ -88,10 +88,7 @@ async fn metrics_expose_streams_events_verdicts_failures_latency_reloads_and_ups
         ],
     )
     .await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
 
     let before = scrape(admin).await;
     assert_eq!(value(&before, "sluice_streams_open", ""), Some(0.0));

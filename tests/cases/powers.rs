@@ -280,10 +280,7 @@ async fn quota_counts_a_callers_calls_across_sessions_and_shows_its_counters() {
     // A window far longer than the test: no call's fate depends on the clock.
     let quota = proxy::rust("quota", r#"{"calls": 3, "per_secs": 3600}"#);
     let (mut sluice, resource) = start_checked(&upstream, &authz, vec![quota]).await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let carol = token(&authz, &resource, "quota-carol", "mcp:tools");
     let dave = token(&authz, &resource, "quota-dave", "mcp:tools");
     // Two sessions of one caller, and another caller.
@@ -397,10 +394,7 @@ async fn approval_holds_a_call_while_other_sessions_go_on_until_approved_or_deni
         r#"{"tools": ["get_secret"], "timeout_ms": 120000, "on_timeout": "drop"}"#,
     );
     let mut sluice = proxy::start(&proxy::base_of(&upstream.url), vec![approval]).await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let url = format!("{}/mcp", sluice.url());
     let held = Arc::new(mcp::connect(&url).await);
     let other = mcp::connect(&url).await;
@@ -492,10 +486,7 @@ async fn an_undecided_hold_follows_on_timeout_and_a_delay_lets_the_call_go_on() 
         ),
     ];
     let mut sluice = proxy::start(&proxy::base_of(&upstream.url), sluice_plugins).await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let client = mcp::connect(&format!("{}/mcp", sluice.url())).await;
     let before = posts(&upstream);
 

@@ -105,10 +105,7 @@ config = {{ patterns = ["sk-live-[a-z0-9]+"] }}
         assert!(metrics.contains(line), "no {line} in\n{metrics}");
     }
     // The admin API reloads one route by name, and refuses a name that is no route.
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let remote_generation = sluice.route("remote").unwrap().proxy.chain().generation();
     let reload = |query: &str| {
         let request = http::Request::post(format!("http://{admin}/admin/reload{query}"))

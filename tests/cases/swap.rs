@@ -572,10 +572,7 @@ async fn a_swap_needs_an_admin_token_and_a_regular_file() {
         PATTERNS,
     ]);
     let mut open = sluice::app::start(config.clone()).await.unwrap();
-    let admin = open
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut open).await;
     let swap = |file: &Path| json!({"plugins": [{"name": "redact", "file": file}]});
     let (status, answer) = reload(admin, None, Some(swap(&passthrough))).await;
     assert_eq!(status, 403, "{answer}");

@@ -57,10 +57,7 @@ async fn the_recorders_queue_and_drops_show_in_the_metrics() {
     let server = mcp::spawn_mcp_server().await;
     let dir = temp_dir("queue");
     let mut sluice = recording_sluice(&proxy::base_of(&server.url), &dir).await;
-    let admin = sluice
-        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .unwrap();
+    let admin = proxy::serve_admin(&mut sluice).await;
     let before = scrape(admin).await;
     assert_eq!(value(&before, "sluice_tape_records_dropped", ""), Some(0.0));
     let seen = session(&format!("{}/mcp", sluice.url())).await;

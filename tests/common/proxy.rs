@@ -74,6 +74,14 @@ pub fn fail_open(spec: PluginSpec) -> PluginSpec {
     }
 }
 
+/// The admin API of `sluice` on a free loopback port, without a token: the address.
+pub async fn serve_admin(sluice: &mut Running) -> std::net::SocketAddr {
+    sluice
+        .serve_admin("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap()
+}
+
 /// sluice in front of `upstream` (a base URL) with `plugins`, on 127.0.0.1:0.
 pub async fn start(upstream: &str, plugins: Vec<PluginSpec>) -> Running {
     app::start(config(upstream, plugins))
