@@ -382,7 +382,10 @@ fn sha256_hex(text: &str) -> String {
 fn audit_lines(log: &plugin_log::PluginLog, name: &str, subject: &str) -> Vec<Value> {
     log.lines(name)
         .iter()
-        .map(|line| serde_json::from_str::<Value>(line).expect("an audit line is JSON"))
+        .map(|line| {
+            serde_json::from_str::<Value>(line)
+                .unwrap_or_else(|e| panic!("an audit line is JSON ({e}): {line:?}"))
+        })
         .filter(|line| line["subject"] == subject)
         .collect()
 }
