@@ -8,6 +8,9 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// Where the host logs what a plugin wrote.
+const PLUGIN_LOG_TARGET: &str = "sluice::plugin::state";
+
 /// Every plugin line so far, as (plugin name, message), in the order written.
 #[derive(Clone)]
 pub struct PluginLog(Arc<Mutex<Vec<(String, String)>>>);
@@ -53,13 +56,20 @@ pub fn capture() -> PluginLog {
     struct Lines(PluginLog);
     impl<S: tracing::Subscriber> Layer<S> for Lines {
         fn register_callsite(&self, metadata: &'static tracing::Metadata<'static>) -> Interest {
-            if metadata.is_event() && metadata.target() == "sluice::plugin::state" {
+            if metadata.is_event() && metadata.target() == PLUGIN_LOG_TARGET {
                 Interest::always()
             } else {
                 Interest::never()
             }
         }
         fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            // `register_callsite` is not the last word: a callsite another test's
+            // scoped subscriber is interested in becomes "sometimes" for every
+            // subscriber, and its events come here too (seen: the host's
+            // `plugin loaded` line, whose `plugin` field named the audit plugin).
+            if event.metadata().target() != PLUGIN_LOG_TARGET {
+                return;
+            }
             let mut fields = Fields::default();
             event.record(&mut fields);
             (self.0)
