@@ -1,6 +1,7 @@
 //! The outgoing HTTP transport: a pooled hyper-util client bound to one base URL, over
 //! plain TCP or TLS (hyper-rustls; HTTP/2 when the server offers it by ALPN).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,16 +16,23 @@ use hyper_util::rt::TokioExecutor;
 
 use super::UpstreamBody;
 use super::error::UpstreamError;
+use crate::http::workers;
 use crate::tls::{self, TlsError, UpstreamTls};
 
 /// How long to wait for a TCP connection to the upstream.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most an upstream HTTP/1.1 connection's read buffer grows to.
+const UPSTREAM_READ_BUFFER: usize = 32 << 10;
+
 /// The one way to reach the upstream server. Requests carry only a path and query; the
 /// base URL's scheme, authority and path prefix are applied here.
 #[derive(Clone, Debug)]
 pub struct Http {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// One pool per connection worker (`http::workers`), and one for every other
+    /// thread: a pooled connection is driven by the worker that opened it, so it is
+    /// reused by that worker's streams only.
+    clients: Arc<[Client<HttpsConnector<HttpConnector>, Full<Bytes>>]>,
     scheme: Scheme,
     authority: Authority,
     /// The base URL's path without a trailing slash ("" for the root).
@@ -93,11 +101,18 @@ impl Http {
             .enable_http1()
             .enable_http2()
             .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+            // hyper grows a connection's read buffer while reads fill it, up to about
+            // 400 KiB by default: every fast stream would keep that much (1 000 fast
+            // streams: 400 MiB). Capped, a read still carries a few dozen small events.
+            .http1_max_buf_size(UPSTREAM_READ_BUFFER);
+        let clients = (0..=workers::installed())
+            .map(|_| builder.build(connector.clone()))
+            .collect();
         Ok(Self {
-            client,
+            clients,
             scheme,
             authority,
             prefix,
@@ -141,8 +156,8 @@ impl Http {
         request: Request<Full<Bytes>>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let uri = request.uri().to_string();
-        let response = self
-            .client
+        let client = &self.clients[workers::current().min(self.clients.len() - 1)];
+        let response = client
             .request(request)
             .await
             .map_err(|source| UpstreamError::Unreachable { uri, source })?;
