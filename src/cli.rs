@@ -528,6 +528,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_connections: usize,
 
+    /// Threads that serve client connections, each connection start to end on one
+    /// (with the upstream connection it uses). 0: one shared work-stealing pool
+    /// instead. Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
     /// Close a client connection when a write to it makes no progress for this many
     /// seconds: a client that stops reading its SSE stream (nginx's send_timeout).
     #[arg(long, default_value_t = 60, value_name = "SECS")]

@@ -136,6 +136,13 @@ async fn run() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         None => {
+            let workers = cli.run.workers.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            sluice::http::workers::install(
+                sluice::http::workers::Workers::start(workers)
+                    .context("cannot start the connection workers")?,
+            )?;
             let (admin_listen, watch) = (cli.run.admin_listen, !cli.run.no_watch);
             let admin_token = admin_token(&cli.run, &matches)?;
             let chain_file = cli.run.chain_file(&matches);

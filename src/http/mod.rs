@@ -1,10 +1,12 @@
 //! HTTP, whatever is behind it: the accept loop and its limits ([`server`]), the
-//! `Origin` and `Host` checks ([`origin`]), and the response body type. The proxy, the
+//! `Origin` and `Host` checks ([`origin`]), the threads connections are served on
+//! ([`workers`]), and the response body type. The proxy, the
 //! admin API and `sluice tape serve` all answer through it.
 
 mod channel;
 pub mod origin;
 mod server;
+pub mod workers;
 
 use std::convert::Infallible;
 

@@ -211,7 +211,7 @@ pub async fn serve_tls<H: Handler>(
             deadline: tokio::time::Instant::now() + limits.header_read_timeout,
         };
         let tls = tls.clone();
-        tokio::spawn(async move {
+        super::workers::serve_connection(stream, move |stream| async move {
             let _slot = slot;
             let _open = open;
             match tls {
