@@ -5,6 +5,11 @@
 #   sluice   with 0, 1 and 3 plugins (the Rust pass-through and the redactor)
 # for event sizes 256 B and 16 KiB and 1, 100 and 1 000 streams, then latency at half
 # of each proxy's peak, recording on/off, and sluice's memory with idle streams.
+# Issue 27's conditions, side by side with nginx (bench/targets.py checks each target):
+#   reader    one stream read by curl -sN (no checking client), per-event plugins in C,
+#             Rust, Python and JavaScript, and sluice on one shared runtime
+#   light     added latency at 10 streams x 100 events/s and at half of sluice's peak
+#   streams   peak RSS with 1 000 slow and 1 000 fast streams, one C plugin
 #
 #   bash bench/run.sh                 # the whole run (about 10 minutes)
 #   QUICK=1 bash bench/run.sh         # 1 s per cell, no 10 000-stream memory run
@@ -13,7 +18,9 @@
 # table shows the median, because 3 processes share 2 cores and single runs vary),
 # SIZES ("256 16384"), STREAMS ("1 100 1000"),
 # CONFIGS (see below), IDLE ("1000 10000"), OUT (target/bench-run/<time>),
-# SECTIONS ("throughput latency recording memory"; latency needs throughput's peaks),
+# SECTIONS ("throughput latency recording memory reader light streams"; latency needs
+# throughput's peaks), READER_CONFIGS and LIGHT_CONFIGS (the configurations of the
+# reader and light sections),
 # REC_SIZES (event sizes of the recording section, "256 16384").
 # Results: $OUT/results.jsonl (one line per cell) and $OUT/table.md (the tables that go
 # into BENCHMARKS.md). Every cell checks its events: a lost or reordered event fails it.
@@ -30,7 +37,10 @@ STREAMS=${STREAMS:-"1 100 1000"}
 CONFIGS=${CONFIGS:-"direct nginx sluice-0 sluice-1pass sluice-1redact sluice-3pass sluice-3redact"}
 IDLE=${IDLE:-$([ "$QUICK" = 1 ] && echo 1000 || echo "1000 10000")}
 OUT=${OUT:-target/bench-run/$(date -u +%Y%m%dT%H%M%SZ)}
-SECTIONS=${SECTIONS:-"throughput latency recording memory"}
+SECTIONS=${SECTIONS:-"throughput latency recording memory reader light streams"}
+# The sections of issue 27 (reader, light, streams) compare these side by side.
+READER_CONFIGS=${READER_CONFIGS:-"direct nginx sluice-0 sluice-0-shared sluice-1c sluice-1c-shared sluice-3c sluice-1rust sluice-1py sluice-1js"}
+LIGHT_CONFIGS=${LIGHT_CONFIGS:-"direct nginx sluice-0 sluice-1c"}
 section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 UP_PORT=18000 NGINX_PORT=18001 SLUICE_PORT=18002
 # The redactor's pattern: the shape of a live API key; the generated events hold none,
@@ -38,6 +48,13 @@ UP_PORT=18000 NGINX_PORT=18001 SLUICE_PORT=18002
 REDACT_CONFIG='{"patterns":["sk-live-[a-z0-9]{8,}"]}'
 PASS=plugins/dist/passthrough.wasm
 REDACT=plugins/dist/redact.wasm
+# The ordinary per-event shape (issue 27): a C pass-through of 0.1 `filter` (no batch
+# export, as wit-bindgen C gives it), the Rust pass-through of 0.2 (`on-message`), and
+# the reference filter in Python and JavaScript (0.2, reads each message's data).
+PASS_C=plugins/dist/passthrough-c.wasm
+PASS_RUST=plugins/dist/passthrough-v0.2.wasm
+REF_PY=plugins/dist/reference-python.wasm
+REF_JS=plugins/dist/reference-js.wasm
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -45,7 +62,7 @@ RESULTS=$OUT/results.jsonl
 : >"$RESULTS"
 PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}" ${SLUICE_PID:-}; do kill "$pid" 2>/dev/null || true; done
     [ -n "${NGINX_MASTER:-}" ] && kill "$NGINX_MASTER" 2>/dev/null || true
     wait 2>/dev/null || true
 }
@@ -108,7 +125,13 @@ start_sluice() { # start_sluice NAME EXTRA-ARGS...: one sluice on SLUICE_PORT
     "$SLUICE" --upstream "http://127.0.0.1:$UP_PORT" --listen "127.0.0.1:$SLUICE_PORT" \
         --admin-listen "127.0.0.1:${ADMIN_PORT:-0}" --no-watch "$@" >"$OUT/$name.log" 2>&1 &
     SLUICE_PID=$!
-    wait_port $SLUICE_PORT
+    # Up to 2 minutes: a JavaScript or Python plugin compiles for 10-60 s on a cache miss.
+    wait_port $SLUICE_PORT 2400
+    # Something else on the port (a sluice left from an earlier run) answers too.
+    if ! kill -0 "$SLUICE_PID" 2>/dev/null; then
+        echo "sluice ($name) did not start: $(tail -n 1 "$OUT/$name.log")" >&2
+        return 1
+    fi
 }
 stop_sluice() {
     if [ -n "$SLUICE_PID" ]; then
@@ -126,6 +149,14 @@ chain_of() {
     sluice-1redact) echo "--plugin $REDACT --plugin-config $REDACT_CONFIG" ;;
     sluice-3pass) echo "--plugin $PASS --plugin $PASS --plugin $PASS" ;;
     sluice-3redact) echo "--plugin $PASS --plugin $REDACT --plugin-config $REDACT_CONFIG --plugin $PASS" ;;
+    sluice-1c) echo "--plugin $PASS_C" ;;
+    sluice-3c) echo "--plugin $PASS_C --plugin $PASS_C --plugin $PASS_C" ;;
+    sluice-1rust) echo "--plugin $PASS_RUST" ;;
+    sluice-1py) echo "--plugin $REF_PY" ;;
+    sluice-1js) echo "--plugin $REF_JS" ;;
+    # The same on one shared work-stealing runtime (before the connection workers).
+    sluice-0-shared) echo "--workers 0" ;;
+    sluice-1c-shared) echo "--workers 0 --plugin $PASS_C" ;;
     *) echo "unknown configuration $1" >&2; return 1 ;;
     esac
 }
@@ -285,7 +316,154 @@ done
 stop_sluice
 }
 
+start_config() { # start_config CONFIG: a fresh nginx or sluice for it (nothing for direct)
+    case $1 in
+    direct) ;;
+    nginx) start_nginx ;;
+    *) start_sluice "$1" $(chain_of "$1") ;;
+    esac
+}
+
+# The configurations whose plugins are built (Python and JavaScript need their own
+# toolchains: bash plugins/build-all.sh).
+built() {
+    local config out=""
+    for config in "$@"; do
+        local missing=""
+        for f in $(chain_of "$config" 2>/dev/null | tr ' ' '\n' | grep '\.wasm$' || true); do
+            [ -f "$f" ] || missing=$f
+        done
+        if [ -n "$missing" ]; then
+            echo "   skipping $config: $missing is not built (bash plugins/build-all.sh)" >&2
+        else
+            out="$out $config"
+        fi
+    done
+    echo "$out"
+}
+
+cpu_ticks() { # cpu_ticks PID...: user + system clock ticks of those processes
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+
+section reader && {
+# One stream read the way a user first tries a proxy: curl, as fast as it reads, the
+# upstream writing 64 KiB at a time. Configurations take turns within each round, so
+# a change in the machine's load spreads over all of them.
+echo "== a single fast reader: one stream read by curl -sN, $REPEAT rounds"
+READER_EVENTS_256=${READER_EVENTS_256:-1000000}
+READER_EVENTS_16K=${READER_EVENTS_16K:-40000}
+configs=$(built $READER_CONFIGS)
+for size in $SIZES; do
+    events=$READER_EVENTS_256
+    [ "$size" -gt 1024 ] && events=$READER_EVENTS_16K
+    body="{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"loadgen\",\"arguments\":{\"stream\":1,\"size\":$size,\"events\":$events,\"duration_ms\":0,\"rate\":0,\"tick_ms\":0,\"idle\":false}}}"
+    for round in $(seq 1 "$REPEAT"); do
+        for config in $configs; do
+            settle
+            start_config "$config"
+            pids=()
+            case $config in
+            direct) url=http://127.0.0.1:$UP_PORT/mcp ;;
+            nginx) url=http://127.0.0.1:$NGINX_PORT/mcp; read -r -a pids <<<"$NGINX_WORKERS" ;;
+            *) url=http://127.0.0.1:$SLUICE_PORT/mcp; pids=("$SLUICE_PID") ;;
+            esac
+            # One short stream first: a plugin's first instance, the pooled upstream
+            # connection and nginx's worker are then in place, as for a user's second try.
+            curl -sN -o /dev/null -X POST -H 'content-type: application/json' \
+                -H 'accept: application/json, text/event-stream' \
+                --data "${body/\"events\":$events/\"events\":100}" "$url"
+            before=$(cpu_ticks "${pids[@]}")
+            started=$(date +%s%N)
+            bytes=$(curl -sN -o /dev/null -w '%{size_download}' -X POST \
+                -H 'content-type: application/json' \
+                -H 'accept: application/json, text/event-stream' --data "$body" "$url")
+            ended=$(date +%s%N)
+            after=$(cpu_ticks "${pids[@]}")
+            python3 - "$config" "$size" "$events" "$round" "$bytes" "$started" "$ended" \
+                "$before" "$after" "$(getconf CLK_TCK)" "${#pids[@]}" >>"$RESULTS" <<'PY'
+import json, sys
+config, size, events, rnd, nbytes, t0, t1, c0, c1, tck, procs = sys.argv[1:]
+seconds = (int(t1) - int(t0)) / 1e9
+cpu = (int(c1) - int(c0)) / int(tck)
+print(json.dumps({"label": "reader", "config": config, "size": int(size),
+                  "events": int(events), "round": int(rnd), "bytes": int(nbytes),
+                  "seconds": seconds, "events_per_s": int(events) / seconds,
+                  "proxy_us_per_event": cpu / int(events) * 1e6 if int(procs) else None}))
+PY
+            tail -n 1 "$RESULTS" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); c=r["proxy_us_per_event"]; print("   %-14s %5d B  %10.0f ev/s  %s  %d bytes" % (r["config"], r["size"], r["events_per_s"], "-" if c is None else "%.2f us CPU/event" % c, r["bytes"]))'
+        done
+    done
+done
+stop_sluice
+}
+
+section light && {
+# Added latency, timed from the upstream's send stamp by the load generator's compiled
+# client: at a light load (10 streams x 100 events/s), and at half of the peak of
+# sluice with one C plugin (100 streams x 256 B), nginx and direct at the same load.
+echo "== latency at a light load and at half of sluice's peak, $REPEAT rounds"
+configs=$(built $LIGHT_CONFIGS)
+for round in $(seq 1 "$REPEAT"); do
+    for config in $configs; do
+        settle
+        start_config "$config"
+        cell "light@$config" "$(endpoint "$config")" --streams 10 --size 256 \
+            --duration-ms "$DURATION_MS" --rate 100 --tick-ms 1
+    done
+done
+# The peak as the latency section finds it: as fast as it goes, then asked for that
+# much in paced form (1 ms ticks: smaller writes, dearer per event); half of what
+# arrived paced.
+settle
+start_config sluice-1c
+cell "peak@sluice-1c" "$(endpoint sluice-1c)" --streams 100 --size 256 --duration-ms "$DURATION_MS"
+last_rate() { tail -n 1 "$RESULTS" | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["events_per_s"]))'; }
+peak=$(last_rate)
+settle
+start_config sluice-1c
+cell "probe@sluice-1c" "$(endpoint sluice-1c)" --streams 100 --size 256 \
+    --duration-ms "$DURATION_MS" --rate $((peak / 100 + 1)) --tick-ms 1
+paced=$(last_rate)
+rate=$((paced / 2 / 100))
+[ "$rate" -gt 0 ] || rate=1
+echo "   sluice-1c: peak $peak events/s, paced $paced; half: $rate events/s per stream"
+for round in $(seq 1 "$REPEAT"); do
+    for config in $configs; do
+        settle
+        start_config "$config"
+        cell "half@$config" "$(endpoint "$config")" --streams 100 --size 256 \
+            --duration-ms "$DURATION_MS" --rate "$rate" --tick-ms 1
+    done
+done
+stop_sluice
+}
+
+section streams && {
+# Memory with 1 000 open streams and one plugin: slow (10 events/s each) and fast (as
+# fast as they read), the peak RSS of a fresh process each time.
+echo "== memory: 1 000 streams, slow and fast, nginx and sluice with one C plugin"
+for round in $(seq 1 "$REPEAT"); do
+    for config in nginx sluice-1c; do
+        settle
+        start_config "$config"
+        cell "slow@$config" "$(endpoint "$config")" --streams 1000 --size 256 \
+            --duration-ms "$DURATION_MS" --rate 10 --tick-ms 100
+        settle
+        start_config "$config"
+        cell "fast@$config" "$(endpoint "$config")" --streams 1000 --size 256 \
+            --duration-ms "$DURATION_MS"
+    done
+done
+stop_sluice
+}
+
 python3 bench/table.py "$RESULTS" >"$OUT/table.md"
+python3 bench/targets.py "$RESULTS" >>"$OUT/table.md"
 cat "$OUT/table.md"
 echo
 echo "== results: $RESULTS, table: $OUT/table.md; $FAILED failed cells"
