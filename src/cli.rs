@@ -528,9 +528,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_connections: usize,
 
-    /// Threads that serve client connections, each connection start to end on one
-    /// (with the upstream connection it uses). 0: one shared work-stealing pool
-    /// instead. Default: one per core.
+    /// Threads that serve the proxy's client connections, each connection start to
+    /// end on one (with the upstream connections it uses; the admin API stays off
+    /// them). 0: one shared work-stealing pool instead. Default: one per core. Not
+    /// used by `sluice stdio`, which has no listener.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 

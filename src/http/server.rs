@@ -131,7 +131,22 @@ pub async fn serve_limited<H: Handler>(
     limits: ConnectionLimits,
     metrics: Option<Arc<Metrics>>,
 ) {
-    serve_tls(listener, handler, shutdown, drain, limits, metrics, None).await;
+    let place = Place::Here;
+    accept(
+        listener, handler, shutdown, drain, limits, metrics, None, place,
+    )
+    .await;
+}
+
+/// Where accepted connections are served.
+#[derive(Clone, Copy)]
+enum Place {
+    /// On the connection workers (`super::workers`) when installed: the proxy's
+    /// listener.
+    Workers,
+    /// On the runtime of the accept loop: the admin API, `tape serve`. The admin API
+    /// must answer while a worker is busy with a plugin's call.
+    Here,
 }
 
 /// Like [`serve_limited`], speaking TLS with `tls` when given. The same limits hold:
@@ -147,6 +162,25 @@ pub async fn serve_tls<H: Handler>(
     limits: ConnectionLimits,
     metrics: Option<Arc<Metrics>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let place = Place::Workers;
+    accept(
+        listener, handler, shutdown, drain, limits, metrics, tls, place,
+    )
+    .await;
+}
+
+/// The accept loop of [`serve_tls`] and [`serve_limited`].
+#[allow(clippy::too_many_arguments)] // theirs, and where connections are served
+async fn accept<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+    limits: ConnectionLimits,
+    metrics: Option<Arc<Metrics>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    place: Place,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The timer is what makes hyper's header read timeout real: without one it is off.
@@ -211,7 +245,7 @@ pub async fn serve_tls<H: Handler>(
             deadline: tokio::time::Instant::now() + limits.header_read_timeout,
         };
         let tls = tls.clone();
-        super::workers::serve_connection(stream, move |stream| async move {
+        let serve = move |stream| async move {
             let _slot = slot;
             let _open = open;
             match tls {
@@ -222,7 +256,11 @@ pub async fn serve_tls<H: Handler>(
                     }
                 }
             }
-        });
+        };
+        match place {
+            Place::Workers => super::workers::serve_connection(stream, serve),
+            Place::Here => drop(tokio::spawn(serve(stream))),
+        }
     }
     // Stop accepting at once: the kernel would otherwise keep completing handshakes
     // into the backlog of a listener nobody reads.

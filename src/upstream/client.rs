@@ -106,7 +106,9 @@ impl Http {
             .pool_idle_timeout(Duration::from_secs(90))
             // hyper grows a connection's read buffer while reads fill it, up to about
             // 400 KiB by default: every fast stream would keep that much (1 000 fast
-            // streams: 400 MiB). Capped, a read still carries a few dozen small events.
+            // streams: 400 MiB). Capped, a read still carries a hundred small events.
+            // The cap bounds the response head too: an upstream's headers over
+            // 32 KiB are refused (nginx's default allows 4 or 8 KiB).
             .http1_max_buf_size(UPSTREAM_READ_BUFFER);
         let clients = (0..=workers::installed())
             .map(|_| builder.build(connector.clone()))
