@@ -18,7 +18,7 @@ struct Binary {
     url: String,
 }
 
-async fn start_binary(upstream: &str, grace_secs: u64) -> Binary {
+async fn start_binary(upstream: &str, grace_secs: u64, extra: &[&str]) -> Binary {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,6 +37,7 @@ async fn start_binary(upstream: &str, grace_secs: u64) -> Binary {
             "--no-watch",
             "--no-cache",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -103,7 +104,7 @@ async fn rest_of(events: &mut SseEvents<hyper::body::Incoming>) -> (Vec<Event>, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_open_streams_finish_then_exits_0() {
     let (upstream, gate) = raw::gated_sse(6, |i| format!(r#"{{"n":{i}}}"#)).await;
-    let sluice = start_binary(&upstream.url(), 10).await;
+    let sluice = start_binary(&upstream.url(), 10, &[]).await;
     let response = client::post(&format!("{}/mcp", sluice.url), REQUEST).await;
     let mut events = SseEvents::new(response.into_body(), 1 << 20);
     for _ in 0..3 {
@@ -124,7 +125,7 @@ async fn sigterm_lets_open_streams_finish_then_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_streams_still_open_after_the_grace_period_cleanly() {
     let (upstream, _gate) = raw::gated_sse(6, |i| format!(r#"{{"n":{i}}}"#)).await;
-    let sluice = start_binary(&upstream.url(), 1).await;
+    let sluice = start_binary(&upstream.url(), 1, &[]).await;
     let response = client::post(&format!("{}/mcp", sluice.url), REQUEST).await;
     let mut events = SseEvents::new(response.into_body(), 1 << 20);
     for _ in 0..3 {
@@ -147,4 +148,37 @@ async fn sigterm_ends_streams_still_open_after_the_grace_period_cleanly() {
             .contains("shutting down")
     );
     assert_eq!(sluice.exit_code().await, 0);
+}
+
+/// Connections are served on `--workers` threads (or, with 0, on one shared pool):
+/// with each count, several streams at once all arrive whole, and SIGTERM drains them
+/// across the workers before the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_worker_count_serves_streams_at_once_and_drains_them_on_sigterm() {
+    for workers in ["0", "1", "3"] {
+        let (upstream, gate) = raw::gated_sse(6, |i| format!(r#"{{"n":{i}}}"#)).await;
+        let sluice = start_binary(&upstream.url(), 10, &["--workers", workers]).await;
+        let mut streams = Vec::new();
+        for _ in 0..4 {
+            let response = client::post(&format!("{}/mcp", sluice.url), REQUEST).await;
+            let mut events = SseEvents::new(response.into_body(), 1 << 20);
+            for _ in 0..3 {
+                events.next().await.unwrap().unwrap();
+            }
+            streams.push(events);
+        }
+        sluice.terminate();
+        assert!(
+            sluice.refuses_connections().await,
+            "--workers {workers}: still accepting after SIGTERM"
+        );
+        gate.add_permits(streams.len());
+        for events in &mut streams {
+            let (rest, clean) = rest_of(events).await;
+            assert!(clean, "--workers {workers}: a stream ended cleanly");
+            let numbers: Vec<&str> = rest.iter().filter_map(|e| e.id.as_deref()).collect();
+            assert_eq!(numbers, ["4", "5", "6"], "--workers {workers}: {rest:?}");
+        }
+        assert_eq!(sluice.exit_code().await, 0, "--workers {workers}");
+    }
 }
