@@ -106,7 +106,13 @@ start_nginx() { # a fresh nginx, like a fresh sluice per run (see the throughput
     "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" -e "$OUT/nginx/error.log" -g 'daemon off;' &
     NGINX_MASTER=$!
     wait_port $NGINX_PORT
-    NGINX_WORKERS=$(pgrep -P "$NGINX_MASTER" | tr '\n' ' ')
+    # The workers fork after the master listens: wait for them (their CPU is nginx's).
+    NGINX_WORKERS=
+    for _ in $(seq 1 100); do
+        NGINX_WORKERS=$(pgrep -P "$NGINX_MASTER" | tr '\n' ' ' || true)
+        [ -n "$NGINX_WORKERS" ] && break
+        sleep 0.02
+    done
 }
 stop_nginx() {
     if [ -n "$NGINX_MASTER" ]; then
@@ -122,12 +128,15 @@ start_sluice() { # start_sluice NAME EXTRA-ARGS...: one sluice on SLUICE_PORT
     stop_sluice
     local name=$1
     shift
+    if (exec 3<>"/dev/tcp/127.0.0.1/$SLUICE_PORT") 2>/dev/null; then
+        echo "port $SLUICE_PORT is taken (a sluice left from an earlier run?)" >&2
+        return 1
+    fi
     "$SLUICE" --upstream "http://127.0.0.1:$UP_PORT" --listen "127.0.0.1:$SLUICE_PORT" \
         --admin-listen "127.0.0.1:${ADMIN_PORT:-0}" --no-watch "$@" >"$OUT/$name.log" 2>&1 &
     SLUICE_PID=$!
     # Up to 2 minutes: a JavaScript or Python plugin compiles for 10-60 s on a cache miss.
     wait_port $SLUICE_PORT 2400
-    # Something else on the port (a sluice left from an earlier run) answers too.
     if ! kill -0 "$SLUICE_PID" 2>/dev/null; then
         echo "sluice ($name) did not start: $(tail -n 1 "$OUT/$name.log")" >&2
         return 1
@@ -412,13 +421,16 @@ for round in $(seq 1 "$REPEAT"); do
     for config in $configs; do
         settle
         start_config "$config"
-        cell "light@$config" "$(endpoint "$config")" --streams 10 --size 256 \
+        cell "light10@$config" "$(endpoint "$config")" --streams 10 --size 256 \
             --duration-ms "$DURATION_MS" --rate 100 --tick-ms 1
     done
 done
 # The peak as the latency section finds it: as fast as it goes, then asked for that
 # much in paced form (1 ms ticks: smaller writes, dearer per event); half of what
 # arrived paced.
+if [ -z "$(built sluice-1c)" ]; then
+    echo "   no half-peak cells: they run sluice with the C pass-through"
+else
 settle
 start_config sluice-1c
 cell "peak@sluice-1c" "$(endpoint sluice-1c)" --streams 100 --size 256 --duration-ms "$DURATION_MS"
@@ -440,6 +452,7 @@ for round in $(seq 1 "$REPEAT"); do
             --duration-ms "$DURATION_MS" --rate "$rate" --tick-ms 1
     done
 done
+fi
 stop_sluice
 }
 
@@ -448,7 +461,7 @@ section streams && {
 # fast as they read), the peak RSS of a fresh process each time.
 echo "== memory: 1 000 streams, slow and fast, nginx and sluice with one C plugin"
 for round in $(seq 1 "$REPEAT"); do
-    for config in nginx sluice-1c; do
+    for config in $(built nginx sluice-1c); do
         settle
         start_config "$config"
         cell "slow@$config" "$(endpoint "$config")" --streams 1000 --size 256 \

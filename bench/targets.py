@@ -107,7 +107,7 @@ def throughput():
 
 
 def latency():
-    for prefix, title in (("light@", "a light load: 10 streams × 100 events/s"),
+    for prefix, title in (("light10@", "a light load: 10 streams × 100 events/s"),
                           ("half@", "half of sluice's peak with one C plugin: 100 streams × 256 B")):
         runs = [r for r in rows if str(r.get("label", "")).startswith(prefix)]
         if not runs:
