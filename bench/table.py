@@ -4,6 +4,8 @@ import json
 import sys
 from collections import OrderedDict
 
+from figures import fmt_rate, size_name
+
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 
 
@@ -47,18 +49,6 @@ NAMES = OrderedDict([
 # What each configuration must reach, as a fraction of nginx (issue 8).
 TARGET = {"sluice-0": 1.0, "sluice-1pass": 0.8, "sluice-1redact": 0.8,
           "sluice-3pass": 0.6, "sluice-3redact": 0.6}
-
-
-def size_name(size):
-    return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
-
-
-def fmt_rate(x):
-    if x >= 1e6:
-        return f"{x / 1e6:.2f} M"
-    if x >= 1e3:
-        return f"{x / 1e3:.0f} k"
-    return f"{x:.0f}"
 
 
 throughput = [r for r in runs if r["rate"] == 0 and r["label"] in NAMES]

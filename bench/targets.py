@@ -7,6 +7,8 @@ import statistics
 import sys
 from collections import OrderedDict
 
+from figures import fmt_rate as rate, size_name
+
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 
 NAMES = OrderedDict([
@@ -24,18 +26,6 @@ NAMES = OrderedDict([
 ])
 # Events/s as a fraction of nginx's (issue 27); None: published, no target.
 TARGET = {"sluice-0": 1.0, "sluice-1c": 0.8, "sluice-1rust": 0.8, "sluice-3c": 0.6}
-
-
-def size_name(size):
-    return f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
-
-
-def rate(x):
-    if x >= 1e6:
-        return f"{x / 1e6:.2f} M"
-    if x >= 1e3:
-        return f"{x / 1e3:.0f} k"
-    return f"{x:.0f}"
 
 
 def median(values):
