@@ -531,9 +531,9 @@ pub struct RunArgs {
     /// Threads that serve the proxy's client connections, each connection start to
     /// end on one (with the upstream connections it uses; the admin API stays off
     /// them). 0: one shared work-stealing pool instead. Default: one per core. Not
-    /// used by `sluice stdio`, which has no listener.
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
+    /// used by `sluice stdio`, which has no listener. At most 1024.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub workers: Option<u16>,
 
     /// Close a client connection when a write to it makes no progress for this many
     /// seconds: a client that stops reading its SSE stream (nginx's send_timeout).

@@ -136,9 +136,10 @@ async fn run() -> anyhow::Result<()> {
             std::process::exit(code);
         }
         None => {
-            let workers = cli.run.workers.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            });
+            let workers = cli.run.workers.map_or_else(
+                || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+                usize::from,
+            );
             sluice::http::workers::install(
                 sluice::http::workers::Workers::start(workers)
                     .context("cannot start the connection workers")?,

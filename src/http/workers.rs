@@ -5,10 +5,10 @@
 //! Why: an SSE stream moves through two connections, the upstream's (read by hyper's
 //! client connection task) and the client's (whose task polls the intercepted body),
 //! which hand each read to each other. On one work-stealing runtime an idle worker
-//! steals one of the two tasks, so every read crosses threads: a wake-up, a futex, the
-//! event's data in another core's cache. Measured on one fast stream (BENCHMARKS.md, "A
-//! single fast reader"), that hand-off cost a fifth of sluice's CPU per event, and a
-//! runtime with one worker thread did not pay it. Several runtimes of one thread each
+//! steals one of the two tasks, so reads cross threads (a wake-up of the other worker,
+//! the event's data in another core's cache). Measured on one fast stream
+//! (BENCHMARKS.md, "A single fast reader"), one shared runtime cost about a fifth more
+//! of sluice's CPU per event, and a runtime with one worker thread did not pay it. Several runtimes of one thread each
 //! keep that, and still use every core once there are several connections.
 //!
 //! The listener stays on the main runtime: each accepted connection goes to the worker
