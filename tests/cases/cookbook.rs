@@ -18,7 +18,7 @@ use sluice::app::{self, Running};
 use sluice::plugin::{PluginLimits, PluginSource, PluginSpec};
 
 use crate::common::mcp::{self, McpServer, SECRET_KEY, SECRET_TEXT};
-use crate::common::{client, peers, proxy, raw};
+use crate::common::{self, client, peers, proxy, raw};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lang {
@@ -36,15 +36,11 @@ fn python_plugin() -> PathBuf {
     let path = root().join("plugins/dist/cookbook-python.wasm");
     if !path.exists() {
         let built = BUILT.get_or_init(|| {
-            let status = std::process::Command::new("bash")
-                .arg(root().join("plugins/python/build.sh"))
-                .arg("cookbook")
-                .status()
-                .map_err(|e| e.to_string())?;
-            status
-                .success()
-                .then_some(())
-                .ok_or(format!("exit {status}"))
+            common::run_bash(
+                &root().join("plugins/python/build.sh"),
+                &["cookbook"],
+                false,
+            )
         });
         if let Err(e) = built {
             panic!(
@@ -169,14 +165,8 @@ impl RawSession {
     async fn send(&self, id: u64, method: &str, params: Value) -> (Option<String>, Option<String>) {
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let response = self.post(&body.to_string()).await;
-        let session = response
-            .headers()
-            .get("mcp-session-id")
-            .map(|v| v.to_str().unwrap().to_string());
-        let sse = response
-            .headers()
-            .get("content-type")
-            .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+        let session = client::session_id(&response);
+        let sse = client::is_sse(&response);
         let answer = if sse {
             client::events(response)
                 .await
@@ -312,15 +302,7 @@ async fn hide_tools(lang: Lang) {
     )
     .await;
     let client = mcp::connect(&format!("{}/mcp", sluice.url())).await;
-    let mut names: Vec<String> = client
-        .service
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
+    let names = mcp::tool_names(&client.service.list_all_tools().await.unwrap());
     assert_eq!(names, ["announce", "count", "echo", "forecast"], "{lang:?}");
     // Hidden, not refused: the recipe says so, and chains refuse-tool for that.
     let secret = client.call_text("get_secret", Value::Null).await;

@@ -25,12 +25,6 @@ async fn tools(client: &McpClient) -> Vec<Tool> {
     client.service.list_all_tools().await.expect("tools/list")
 }
 
-fn names(tools: &[Tool]) -> Vec<String> {
-    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
-    names.sort();
-    names
-}
-
 async fn echo(client: &McpClient, text: &str) -> String {
     client
         .call_text("echo", json!({ "text": text }))
@@ -236,9 +230,12 @@ async fn tool_policy_hides_tools_and_refuses_their_calls_unless_the_caller_is_ad
 
     // Each sees what the policy lets them call: announce is nobody's, get_secret needs
     // the scope.
-    assert_eq!(names(&tools(&bob).await), ["count", "echo", "forecast"]);
     assert_eq!(
-        names(&tools(&alice).await),
+        mcp::tool_names(&tools(&bob).await),
+        ["count", "echo", "forecast"]
+    );
+    assert_eq!(
+        mcp::tool_names(&tools(&alice).await),
         ["count", "echo", "forecast", "get_account", "get_secret"]
     );
 
@@ -278,7 +275,7 @@ async fn tool_policy_decides_on_names_only_and_fails_closed_without_a_caller() {
     )
     .await;
     let client = mcp::connect(&format!("{}/mcp", sluice.url())).await;
-    assert_eq!(names(&tools(&client).await), ["echo", "forecast"]);
+    assert_eq!(mcp::tool_names(&tools(&client).await), ["echo", "forecast"]);
     let error = rpc_error(client.call_text("count", json!({"n": 1})).await);
     assert_eq!(error.message, "Unknown tool: count");
     // What the policy does not look at: arguments. An allowed tool with anything in

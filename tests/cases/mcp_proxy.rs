@@ -43,12 +43,6 @@ async fn modern_client_through_redactor(pattern: &str) -> (McpServer, Running, M
     .await
 }
 
-fn tool_names(tools: &[rmcp::model::Tool]) -> Vec<String> {
-    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
-    names.sort();
-    names
-}
-
 #[tokio::test]
 async fn with_no_plugin_the_client_sees_what_it_sees_direct() {
     let server = spawn_mcp_server().await;
@@ -58,7 +52,10 @@ async fn with_no_plugin_the_client_sees_what_it_sees_direct() {
 
     let direct_tools = direct.service.list_all_tools().await.unwrap();
     let proxied_tools = proxied.service.list_all_tools().await.unwrap();
-    assert_eq!(tool_names(&proxied_tools), tool_names(&direct_tools));
+    assert_eq!(
+        mcp::tool_names(&proxied_tools),
+        mcp::tool_names(&direct_tools)
+    );
     assert_eq!(
         serde_json::to_value(&proxied_tools).unwrap(),
         serde_json::to_value(&direct_tools).unwrap()
@@ -152,7 +149,7 @@ async fn a_dropped_tool_call_gets_a_json_rpc_error_and_the_session_goes_on() {
     let message = error.to_string();
     assert!(message.contains("dropped by plugin dropper"), "{message}");
     assert_eq!(
-        tool_names(&client.service.list_all_tools().await.unwrap()),
+        mcp::tool_names(&client.service.list_all_tools().await.unwrap()),
         [
             "announce",
             "count",

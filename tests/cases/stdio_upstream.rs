@@ -101,14 +101,8 @@ fn sh(script: &str) -> StdioCommand {
 async fn initialize(url: &str) -> (Option<String>, u16, Vec<Value>) {
     let response = client::post(&format!("{url}/mcp"), INITIALIZE).await;
     let status = response.status().as_u16();
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_string());
-    let sse = response
-        .headers()
-        .get("content-type")
-        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"));
+    let session = client::session_id(&response);
+    let sse = client::is_sse(&response);
     let messages = if sse {
         client::events(response)
             .await

@@ -94,15 +94,7 @@ struct Seen {
 
 async fn session(url: &str) -> Seen {
     let client = mcp::connect(url).await;
-    let mut tools: Vec<String> = client
-        .service
-        .list_all_tools()
-        .await
-        .unwrap()
-        .iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    tools.sort();
+    let tools = mcp::tool_names(&client.service.list_all_tools().await.unwrap());
     let seen = Seen {
         tools,
         echo: client

@@ -65,6 +65,22 @@ pub async fn events(response: Response<Incoming>) -> Vec<Event> {
         .collect()
 }
 
+/// The MCP session id a response set, if any.
+pub fn session_id(response: &Response<Incoming>) -> Option<String> {
+    response
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+/// Whether a response is an SSE stream (else JSON).
+pub fn is_sse(response: &Response<Incoming>) -> bool {
+    response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap().starts_with("text/event-stream"))
+}
+
 /// A port free now on 127.0.0.1, for a listener whose URL must be known before it
 /// starts (a resource URL in a config, a child process's `--listen`).
 pub fn free_port() -> u16 {

@@ -448,6 +448,13 @@ pub struct McpClient {
     pub service: RunningService<RoleClient, RecordingClient>,
 }
 
+/// The tools' names, sorted: what tests compare of a `tools/list`.
+pub fn tool_names(tools: &[rmcp::model::Tool]) -> Vec<String> {
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    names
+}
+
 /// Connect to `url` (an MCP endpoint, e.g. [`McpServer::url`] or a proxy URL); panics on failure.
 pub async fn connect(url: &str) -> McpClient {
     try_connect(url)

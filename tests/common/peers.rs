@@ -22,17 +22,7 @@ fn peers_dir() -> PathBuf {
 /// Installs the peers once per test run (cheap when they are already there).
 fn ensure_installed() {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    let done = DONE.get_or_init(|| {
-        let status = std::process::Command::new("bash")
-            .arg(peers_dir().join("setup.sh"))
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| e.to_string())?;
-        status
-            .success()
-            .then_some(())
-            .ok_or(format!("exit {status}"))
-    });
+    let done = DONE.get_or_init(|| super::run_bash(&peers_dir().join("setup.sh"), &[], true));
     if let Err(e) = done {
         panic!(
             "tests/peers/setup.sh failed ({e}); run `bash tests/peers/setup.sh` (or `bash .ci/run`)"

@@ -16,16 +16,8 @@ pub fn rust_plugin(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = root.join("plugins/dist").join(format!("{name}.wasm"));
     if !path.exists() {
-        let built = BUILT.get_or_init(|| {
-            let status = std::process::Command::new("bash")
-                .arg(root.join("plugins/build.sh"))
-                .status()
-                .map_err(|e| e.to_string())?;
-            status
-                .success()
-                .then_some(())
-                .ok_or(format!("exit {status}"))
-        });
+        let built =
+            BUILT.get_or_init(|| super::run_bash(&root.join("plugins/build.sh"), &[], false));
         if let Err(e) = built {
             panic!(
                 "{} is missing and plugins/build.sh failed ({e}); run `bash plugins/setup.sh && bash plugins/build.sh` (or `bash .ci/run`)",
